@@ -1,0 +1,67 @@
+"""The one place that reads configuration: `MODELKEEP_*` variables and the repo's config.
+
+Settings are read once into a frozen object, so the rest of the code never looks at the
+environment itself.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelkeep.errors import InvalidArgument, RepoNotFound
+
+REPO_DIR = ".modelkeep"
+CONFIG_FILE = "config.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    root: Path  # the folder that holds .modelkeep/
+    database_url: str
+    user: str
+
+    @property
+    def control_dir(self) -> Path:
+        return self.root / REPO_DIR
+
+    @property
+    def store_dir(self) -> Path:
+        return self.control_dir / "store"
+
+
+def find_root(start: Path) -> Path:
+    """Walk upward from start, as Git does, to the folder holding `.modelkeep/`."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        if (folder / REPO_DIR).is_dir():
+            return folder
+    raise RepoNotFound(str(start))
+
+
+def current_user() -> str:
+    env = os.environ.get("MODELKEEP_USER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def load(root: Path) -> Settings:
+    control = root / REPO_DIR
+    file_settings: dict[str, object] = {}
+    config_path = control / CONFIG_FILE
+    if config_path.exists():
+        try:
+            file_settings = tomllib.loads(config_path.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(f"cannot read {config_path}: {exc}; fix or remove it") from exc
+    url = os.environ.get("MODELKEEP_DATABASE_URL") or str(file_settings.get("database_url", ""))
+    if not url:
+        url = f"sqlite:///{control / 'meta.sqlite'}"
+    return Settings(root=root, database_url=url, user=current_user())

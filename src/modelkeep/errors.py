@@ -1,0 +1,195 @@
+"""Every failure modelkeep reports on purpose is a ModelkeepError.
+
+Each subclass carries the fields that explain it, and its message names the thing and
+the next step, because the CLI prints the message as the one line a user sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ModelkeepError(Exception):
+    """Base class: the CLI turns these into one line on stderr and exit code 1."""
+
+
+class RepoNotFound(ModelkeepError, FileNotFoundError):
+    def __init__(self, start: str) -> None:
+        self.start = start
+        super().__init__(
+            f"no modelkeep repository at or above {start!r}; "
+            "run `modelkeep init` there, or pass --repo PATH"
+        )
+
+
+class RepoExists(ModelkeepError, FileExistsError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"a modelkeep repository already exists at {path!r}")
+
+
+class InvalidName(ModelkeepError, ValueError):
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(
+            f"invalid name {name!r}: {reason}; names use lowercase letters, digits, "
+            "'-', '_', '.' and '/' between segments, 1-128 characters"
+        )
+
+
+class InvalidRef(ModelkeepError, ValueError):
+    def __init__(self, ref: str, reason: str) -> None:
+        self.ref = ref
+        self.reason = reason
+        super().__init__(
+            f"invalid ref {ref!r}: {reason}; use NAME, NAME:latest, NAME:vN or b3:HEX"
+        )
+
+
+class InvalidArgument(ModelkeepError, ValueError):
+    """A value given by the user that is not a name or a ref (a metadata pair, a type)."""
+
+
+class ArtifactNotFound(ModelkeepError, LookupError):
+    def __init__(self, name: str, similar: Sequence[str] = ()) -> None:
+        self.name = name
+        self.similar = list(similar)
+        hint = f"did you mean {', '.join(repr(s) for s in similar)}? " if similar else ""
+        super().__init__(f"no artifact named {name!r}; {hint}see `modelkeep ls`")
+
+
+class VersionNotFound(ModelkeepError, LookupError):
+    def __init__(self, name: str, number: int, latest: int) -> None:
+        self.name = name
+        self.number = number
+        self.latest = latest
+        super().__init__(
+            f"artifact {name!r} has no version {number} (latest is v{latest}); "
+            f"see `modelkeep versions {name}`"
+        )
+
+
+class DigestNotFound(ModelkeepError, LookupError):
+    def __init__(self, prefix: str, matches: Sequence[str] = ()) -> None:
+        self.prefix = prefix
+        self.matches = list(matches)
+        if matches:
+            msg = (
+                f"content id b3:{prefix} is ambiguous: it matches {', '.join(matches)}; "
+                "give more hex digits"
+            )
+        else:
+            msg = f"no version has content id b3:{prefix}; see `modelkeep ls`"
+        super().__init__(msg)
+
+
+class PathNotFound(ModelkeepError, FileNotFoundError):
+    def __init__(self, path: str, where: str = "") -> None:
+        self.path = path
+        self.where = where
+        if where:
+            msg = f"{where} has no file {path!r}; see `modelkeep show {where}` for its files"
+        else:
+            msg = f"path {path!r} does not exist; check the path and try again"
+        super().__init__(msg)
+
+
+class UnreadablePath(ModelkeepError, PermissionError):
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot read {path!r}: {reason}; check its permissions")
+
+
+class UnsupportedFileType(ModelkeepError, ValueError):
+    def __init__(self, path: str, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        super().__init__(
+            f"cannot version {path!r}: it is a {kind}; only files, folders and symlinks are stored"
+        )
+
+
+class TypeMismatch(ModelkeepError, ValueError):
+    def __init__(self, name: str, existing: str, given: str) -> None:
+        self.name = name
+        self.existing = existing
+        self.given = given
+        super().__init__(
+            f"artifact {name!r} has type {existing!r}, not {given!r}; "
+            f"drop --type or use another name"
+        )
+
+
+class DestinationExists(ModelkeepError, FileExistsError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path!r} already exists; pass --force to replace it")
+
+
+class UnsafeEntry(ModelkeepError, ValueError):
+    """A stored folder listing names a path that would escape the destination."""
+
+    def __init__(self, object_id: str, name: str) -> None:
+        self.object_id = object_id
+        self.name = name
+        super().__init__(
+            f"tree b3:{object_id[:16]} holds an unsafe entry name {name!r}; refusing to "
+            "restore it (the store may be damaged or crafted; run `modelkeep fsck`)"
+        )
+
+
+class CorruptObject(ModelkeepError):
+    """Bytes read back do not hash to their id; the bytes are never returned."""
+
+    def __init__(self, object_id: str, where: str, versions: Sequence[str] = ()) -> None:
+        self.object_id = object_id
+        self.where = where
+        self.versions = list(versions)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        held = (
+            f"; it is part of {', '.join(self.versions)}"
+            if self.versions
+            else ""
+        )
+        return (
+            f"object b3:{self.object_id} is damaged ({self.where}){held}; "
+            "run `modelkeep fsck` for a full report"
+        )
+
+    def with_versions(self, versions: Sequence[str]) -> CorruptObject:
+        self.versions = list(versions)
+        self.args = (self._message(),)
+        return self
+
+
+class MissingObject(ModelkeepError, LookupError):
+    def __init__(self, object_id: str, versions: Sequence[str] = ()) -> None:
+        self.object_id = object_id
+        self.versions = list(versions)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        held = f" needed by {', '.join(self.versions)}" if self.versions else ""
+        return (
+            f"object b3:{self.object_id} is missing from the store{held}; "
+            "run `modelkeep fsck` for a full report"
+        )
+
+    def with_versions(self, versions: Sequence[str]) -> MissingObject:
+        self.versions = list(versions)
+        self.args = (self._message(),)
+        return self
+
+
+class DatabaseError(ModelkeepError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"metadata database {url} failed: {reason}; check MODELKEEP_DATABASE_URL "
+            "and that the server is reachable"
+        )

@@ -1,0 +1,122 @@
+"""Engines, transactions and migrations; the one seam where database errors are translated.
+
+SQLite (the default) runs in WAL mode with a long busy timeout, and write transactions
+begin with BEGIN IMMEDIATE, so concurrent writers queue instead of failing. PostgreSQL
+gets the same guarantees from row locks (`SELECT ... FOR UPDATE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from modelkeep.errors import DatabaseError, ModelkeepError
+
+HEAD = "0001"  # the newest migration; checked cheaply so alembic is imported only to migrate
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_engine(url: str, begin: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 300})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun by the event below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=300000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except sa_exc.ArgumentError as exc:
+            raise DatabaseError(url, f"not a database URL ({exc})") from exc
+        self.display_url = parsed.render_as_string(hide_password=True)
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                self._reader = _sqlite_engine(url, "BEGIN")
+                self._writer = _sqlite_engine(url, "BEGIN IMMEDIATE")
+            else:
+                self._reader = self._writer = create_engine(url, pool_pre_ping=True)
+        except (sa_exc.SQLAlchemyError, ImportError) as exc:
+            raise DatabaseError(self.display_url, str(exc).splitlines()[0]) from exc
+
+    @property
+    def dialect(self) -> str:
+        return self._writer.dialect.name
+
+    def close(self) -> None:
+        self._reader.dispose()
+        self._writer.dispose()
+
+    @contextmanager
+    def _session(self, engine: Engine) -> Iterator[Session]:
+        try:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except ModelkeepError:
+            raise
+        except sa_exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise DatabaseError(self.display_url, reason) from exc
+
+    def read(self) -> AbstractContextManager[Session]:
+        return self._session(self._reader)
+
+    def write(self) -> AbstractContextManager[Session]:
+        return self._session(self._writer)
+
+    # -- schema -----------------------------------------------------------------
+
+    def current_revision(self) -> str | None:
+        try:
+            with self._reader.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except sa_exc.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            reason = str(exc.orig).splitlines()[0]
+            raise DatabaseError(self.display_url, reason) from exc
+        except sa_exc.ProgrammingError:  # PostgreSQL: relation does not exist
+            return None
+        except sa_exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise DatabaseError(self.display_url, reason) from exc
+
+    def migrate(self) -> None:
+        """Bring the schema to HEAD (creating it on a new database)."""
+        if self.current_revision() == HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self._writer.connect() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                conn.commit()
+        except sa_exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise DatabaseError(self.display_url, reason) from exc
+

@@ -1,0 +1,89 @@
+"""What the metadata layer returns: frozen values, never live database rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelkeep.meta.models import ArtifactRow, VersionRow
+
+ARTIFACT_TYPES = ("model", "dataset", "code", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    name: str
+    number: int
+    type: str
+    kind: str  # "file", "dir" or "link"
+    digest: str  # "b3:" and 64 hex digits: the BLAKE3 of the file, or the folder's tree id
+    size: int
+    file_count: int
+    mode: int
+    source_name: str
+    created_at: datetime
+    user: str
+    message: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:v{self.number}"
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest[:11]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "name": self.name,
+            "number": self.number,
+            "type": self.type,
+            "kind": self.kind,
+            "digest": self.digest,
+            "size": self.size,
+            "file_count": self.file_count,
+            "source_name": self.source_name,
+            "created_at": self.created_at.isoformat(),
+            "user": self.user,
+            "message": self.message,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    name: str
+    type: str
+    created_at: datetime
+    latest: Version | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "created_at": self.created_at.isoformat(),
+            "versions": self.latest.number if self.latest else 0,
+            "latest": self.latest.to_json() if self.latest else None,
+        }
+
+
+def version_of(artifact: ArtifactRow, row: VersionRow) -> Version:
+    return Version(
+        name=artifact.name,
+        number=row.number,
+        type=artifact.type,
+        kind=row.kind,
+        digest=f"b3:{row.digest}",
+        size=row.size,
+        file_count=row.file_count,
+        mode=row.mode,
+        source_name=row.source_name,
+        created_at=row.created_at,
+        user=row.user,
+        message=row.message,
+        metadata=json.loads(row.metadata_json),
+    )

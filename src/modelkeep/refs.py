@@ -1,0 +1,77 @@
+"""Names and references: one grammar for the CLI, Python and (later) HTTP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelkeep.errors import InvalidName, InvalidRef
+
+MAX_NAME = 128
+_SEGMENT = re.compile(r"[a-z0-9._-]+")
+_HEX = re.compile(r"[0-9a-f]{8,64}")
+MIN_PREFIX = 8
+
+
+def validate_name(name: str) -> str:
+    """Return the name if it is valid, else raise InvalidName saying why."""
+    if not name:
+        raise InvalidName(name, "it is empty")
+    if len(name) > MAX_NAME:
+        raise InvalidName(name, f"it is {len(name)} characters long")
+    if name.startswith("/"):
+        raise InvalidName(name, "it starts with '/'")
+    for segment in name.split("/"):
+        if not segment:
+            raise InvalidName(name, "it has an empty segment")
+        if segment in (".", ".."):
+            raise InvalidName(name, f"it has a {segment!r} segment")
+        if not _SEGMENT.fullmatch(segment):
+            bad = sorted({c for c in segment if not _SEGMENT.fullmatch(c)})
+            raise InvalidName(name, f"it contains {''.join(bad)!r}")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    """`NAME`, `NAME:latest` (number None) or `NAME:vN`."""
+
+    name: str
+    number: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}:v{self.number}" if self.number else f"{self.name}:latest"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRef:
+    """`b3:HEX`: a content id or a unique prefix of one."""
+
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"b3:{self.prefix}"
+
+
+Ref = VersionRef | DigestRef
+
+
+def parse_ref(text: str) -> Ref:
+    text = text.strip()
+    if text.startswith("b3:"):
+        hexpart = text[3:].lower()
+        if not _HEX.fullmatch(hexpart):
+            raise InvalidRef(text, f"a content id needs {MIN_PREFIX}-64 hex digits")
+        return DigestRef(hexpart)
+    if "@" in text:
+        raise InvalidRef(text, "stage and alias refs (NAME@ALIAS) are not supported yet")
+    name, sep, version = text.partition(":")
+    try:
+        validate_name(name)
+    except InvalidName as exc:
+        raise InvalidRef(text, exc.reason) from exc
+    if not sep or version == "latest":
+        return VersionRef(name)
+    if re.fullmatch(r"v[1-9][0-9]{0,17}", version):
+        return VersionRef(name, int(version[1:]))
+    raise InvalidRef(text, f"{version!r} is not a version; versions look like v1, v2 or latest")

@@ -1,0 +1,380 @@
+"""The Python API's Repo: the one place that wires the store and the metadata together."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from modelkeep import config, meta, store
+from modelkeep.errors import (
+    CorruptObject,
+    InvalidArgument,
+    MissingObject,
+    ModelkeepError,
+    PathNotFound,
+    RepoExists,
+)
+from modelkeep.meta import Added, Artifact, NewVersion, Version
+from modelkeep.progress import NULL_PROGRESS, Progress
+from modelkeep.refs import parse_ref, validate_name
+from modelkeep.store import FsckReport, GcReport, Kind, ObjectStore, Root
+from modelkeep.store.diff import diff as diff_roots
+from modelkeep.store.diff import root_entry
+from modelkeep.store.trees import TreeEntry
+
+_KIND_NAMES = {Kind.FILE: "file", Kind.DIR: "dir", Kind.LINK: "link"}
+_KINDS = {v: k for k, v in _KIND_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    version: Version
+    created: bool  # False when the content equals the latest version (returned instead)
+    new_bytes: int  # bytes of content this add stored for the first time
+    reused_bytes: int  # bytes already in the store
+    stored_bytes: int  # what the new content takes on disk, after compression
+    same_as: Version | None = None  # an older version with identical content
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version.to_json(),
+            "created": self.created,
+            "new_bytes": self.new_bytes,
+            "reused_bytes": self.reused_bytes,
+            "stored_bytes": self.stored_bytes,
+            "same_as": self.same_as.ref if self.same_as else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str  # relative, '/'-separated; undecodable bytes kept as surrogate escapes
+    kind: str  # "file", "dir" or "link"
+    size: int
+    mode: int
+    digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "size": self.size,
+            "mode": oct(self.mode) if self.mode else None,
+            "digest": self.digest,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    status: str  # "added", "removed" or "modified"
+    old_size: int | None
+    new_size: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "old_size": self.old_size,
+            "new_size": self.new_size,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    old: Version
+    new: Version
+    changes: tuple[Change, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {s: sum(c.status == s for c in self.changes) for s in ("added", "removed", "modified")}
+        return {
+            "old": self.old.ref,
+            "new": self.new.ref,
+            "counts": counts,
+            "bytes_added": sum(c.new_size or 0 for c in self.changes if c.status == "added"),
+            "bytes_removed": sum(c.old_size or 0 for c in self.changes if c.status == "removed"),
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    artifacts: int
+    versions: int
+    logical_bytes: int  # every version at its full size, as plain copies would take
+    unique_bytes: int  # distinct chunk content, before compression
+    stored_bytes: int  # pack files on disk
+    chunks: int
+    packs: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.logical_bytes / self.unique_bytes if self.unique_bytes else 1.0
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.unique_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "artifacts": self.artifacts,
+            "versions": self.versions,
+            "logical_bytes": self.logical_bytes,
+            "unique_bytes": self.unique_bytes,
+            "stored_bytes": self.stored_bytes,
+            "chunks": self.chunks,
+            "packs": self.packs,
+            "dedup_ratio": round(self.dedup_ratio, 3),
+            "compression_ratio": round(self.compression_ratio, 3),
+        }
+
+
+def init(path: str | os.PathLike[str] = ".") -> Repo:
+    """Create a repository in path (made if missing) and return it."""
+    root = Path(path).absolute()
+    control = root / config.REPO_DIR
+    if control.exists():
+        raise RepoExists(str(root))
+    root.mkdir(parents=True, exist_ok=True)
+    control.mkdir()
+    try:
+        (control / config.CONFIG_FILE).write_text(
+            "# modelkeep repository settings\n"
+            '# database_url = "postgresql+psycopg://user@host/db"  # default: meta.sqlite here\n',
+            "utf-8",
+        )
+        repo = Repo(config.load(root))
+        repo.db.migrate()
+    except BaseException:
+        shutil.rmtree(control, ignore_errors=True)
+        raise
+    return repo
+
+
+def open(path: str | os.PathLike[str] = ".") -> Repo:  # noqa: A001 - mirrors mk.open(path)
+    """Open the repository at path or in the nearest folder above it, as Git does."""
+    repo = Repo(config.load(config.find_root(Path(path))))
+    repo.db.migrate()
+    return repo
+
+
+def _fs(name: bytes) -> str:
+    return os.fsdecode(name)
+
+
+class Repo:
+    def __init__(self, settings: config.Settings) -> None:
+        self.settings = settings
+        self.root = settings.root
+        self.db = meta.Database(settings.database_url)
+        self.store = ObjectStore(settings.store_dir)
+
+    def close(self) -> None:
+        self.store.close()
+        self.db.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------
+
+    def add(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        type: str | None = None,  # noqa: A002 - the user-facing word
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> AddResult:
+        """Store a file or folder as the next version of name (unless it equals the latest)."""
+        validate_name(name)
+        if type is not None:
+            meta.check_type(type)
+        source = Path(path)
+        if not os.path.lexists(source):
+            raise PathNotFound(str(path))
+        control = self.settings.control_dir
+        if source.absolute() == control or control in source.absolute().parents:
+            raise InvalidArgument(
+                f"{str(path)!r} is modelkeep's own folder; add your files or folders instead"
+            )
+        with self.store.writing():
+            put = store.put(self.store, source, progress, exclude=self.settings.control_dir)
+            new = NewVersion(
+                kind=_KIND_NAMES[put.root.kind],
+                digest=put.root.id.hex(),
+                size=put.size,
+                file_count=put.file_count,
+                mode=put.mode,
+                source_name=_fs(os.path.basename(os.fsencode(source.absolute()))),
+                user=self.settings.user,
+                message=message,
+                metadata=dict(metadata or {}),
+            )
+            added: Added = meta.add_version(self.db, name, type, new)
+        return AddResult(
+            added.version,
+            added.created,
+            new_bytes=put.new_bytes,
+            reused_bytes=max(put.size - put.new_bytes, 0),
+            stored_bytes=put.stored_bytes,
+            same_as=added.same_as,
+        )
+
+    # -- reading ----------------------------------------------------------------
+
+    def artifacts(self) -> list[Artifact]:
+        return meta.artifacts(self.db)
+
+    def versions(self, name: str) -> list[Version]:
+        validate_name(name)
+        return meta.versions(self.db, name)
+
+    def show(self, ref: str) -> Version:
+        return meta.resolve(self.db, parse_ref(ref))
+
+    def files(self, ref: str) -> list[FileInfo]:
+        """Every entry of a version, folders first then their contents, sorted by path."""
+        version = self.show(ref)
+        root = _root(version)
+        with self._explained():
+            if root.kind != Kind.DIR:
+                return [FileInfo(version.source_name, version.kind, version.size, version.mode, version.digest)]
+            return [
+                FileInfo(_fs(path), _KIND_NAMES[kind], size, mode, f"b3:{oid.hex()}")
+                for path, kind, mode, size, oid in self.store.walk(root)
+            ]
+
+    def get(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        path: str | None = None,
+        force: bool = False,
+        progress: Progress = NULL_PROGRESS,
+    ) -> Path:
+        """Restore a version (or one path inside it) to dest; returns where it was written.
+
+        dest defaults to the name it was added under, in the working directory. A dest
+        that is an existing folder, or ends with '/', receives a file under its own name.
+        """
+        version = self.show(ref)
+        with self._explained():
+            entry = self._entry(version, path)
+            name = _fs(entry.name)
+            if dest is None:
+                target = Path.cwd() / name
+            else:
+                target = Path(dest)
+                if entry.kind != Kind.DIR and (
+                    str(dest).endswith(("/", os.sep)) or target.is_dir() and not target.is_symlink()
+                ):
+                    target = target / name
+            store.restore(
+                self.store,
+                Root(entry.kind, entry.id),
+                target.absolute(),
+                size=entry.size,
+                mode=entry.mode,
+                force=force,
+                progress=progress,
+            )
+        return target
+
+    def open(self, ref: str, path: str | None = None) -> BinaryIO:
+        """A read-only binary file object over one file of a version, streamed and verified."""
+        version = self.show(ref)
+        with self._explained():
+            entry = self._entry(version, path)
+            if entry.kind != Kind.FILE:
+                where = f"{version.ref} {path}" if path else version.ref
+                raise InvalidArgument(f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path")
+            reader = self.store.open_blob(entry.id, self._explain)
+        return reader  # type: ignore[return-value]
+
+    def diff(self, old_ref: str, new_ref: str) -> Diff:
+        old, new = self.show(old_ref), self.show(new_ref)
+        with self._explained():
+            changes = diff_roots(self.store, self._entry(old, None), self._entry(new, None))
+        return Diff(
+            old,
+            new,
+            tuple(
+                Change(
+                    _fs(c.path),
+                    c.status,
+                    c.old.size if c.old else None,
+                    c.new.size if c.new else None,
+                )
+                for c in changes
+            ),
+        )
+
+    def du(self) -> Usage:
+        every = meta.all_versions(self.db)
+        chunks, unique, _ = self.store.index.totals()
+        sizes = self.store.index.pack_sizes()
+        return Usage(
+            artifacts=len({v.name for v in every}),
+            versions=len(every),
+            logical_bytes=sum(v.size for v in every),
+            unique_bytes=unique,
+            stored_bytes=sum(sizes.values()),
+            chunks=chunks,
+            packs=len(sizes),
+        )
+
+    def fsck(self, progress: Progress = NULL_PROGRESS) -> FsckReport:
+        return store.fsck(self.store, self._roots(), progress)
+
+    def gc(self, *, dry_run: bool = False) -> GcReport:
+        with self.store.exclusive():  # waits for adds in flight to commit their versions
+            roots = list(self._roots().values())
+            return store.gc(self.store, roots, dry_run=dry_run)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _roots(self) -> dict[str, Root]:
+        return {v.ref: _root(v) for v in meta.all_versions(self.db)}
+
+    def _entry(self, version: Version, path: str | None) -> TreeEntry:
+        top = root_entry(
+            _root(version), os.fsencode(version.source_name), version.size, version.mode
+        )
+        if not path:
+            return top
+        try:
+            return self.store.find(top, os.fsencode(path))
+        except KeyError:
+            raise PathNotFound(path, version.ref) from None
+
+    def _explain(self, exc: ModelkeepError) -> ModelkeepError:
+        """Name the versions that need a damaged or missing object."""
+        if isinstance(exc, CorruptObject | MissingObject):
+            oid = bytes.fromhex(exc.object_id)
+            holders = store.needed_by(self.store, self._roots(), [oid]).get(oid, [])
+            return exc.with_versions(holders)
+        return exc
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        try:
+            yield
+        except (CorruptObject, MissingObject) as exc:
+            raise self._explain(exc) from None
+
+
+def _root(version: Version) -> Root:
+    return Root(_KINDS[version.kind], bytes.fromhex(version.digest.removeprefix("b3:")))

@@ -1,0 +1,328 @@
+"""Putting files and folders into the store: chunk, hash, deduplicate, compress, pack.
+
+`put` returns only after every object the root needs is durable (packs fsynced, renamed
+and indexed), so the caller may then commit a version that points at it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import blake3
+import zstandard
+
+from modelkeep.errors import PathNotFound, UnreadablePath, UnsupportedFileType
+from modelkeep.progress import NULL_PROGRESS, Progress
+from modelkeep.store.chunking import digest, iter_blocks
+from modelkeep.store.index import FileStamp
+from modelkeep.store.objects import ObjectStore, Root, file_mode, now_ns
+from modelkeep.store.packs import (
+    CODEC_RAW,
+    CODEC_ZSTD,
+    KIND_BLOB,
+    KIND_CHUNK,
+    KIND_TREE,
+    PACK_TARGET,
+    PackWriter,
+)
+from modelkeep.store.trees import Kind, Manifest, Tree, TreeEntry
+
+SAMPLE = 2048
+_MAX_SKIP = 64
+BATCH = 4 * 1024 * 1024  # bytes handed to the pack thread at once
+MAX_IN_FLIGHT = 4
+
+_Item = tuple[bytes, int, int, bytes | memoryview, int]
+
+
+@dataclass(slots=True)
+class PutResult:
+    root: Root
+    size: int = 0
+    mode: int = 0  # of a lone file
+    file_count: int = 0
+    new_bytes: int = 0  # raw bytes of objects this put wrote
+    stored_bytes: int = 0  # bytes those objects take in packs
+
+
+@dataclass(slots=True)
+class _Compressor:
+    """Compress only what shrinks; sample cheaply and back off on incompressible data."""
+
+    cctx: zstandard.ZstdCompressor = field(default_factory=lambda: zstandard.ZstdCompressor(3))
+    sampler: zstandard.ZstdCompressor = field(default_factory=lambda: zstandard.ZstdCompressor(1))
+    skip: int = 0
+    backoff: int = 1
+
+    def encode(self, data: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+        n = len(data)
+        if n < 64:
+            return CODEC_RAW, data
+        if self.skip > 0:
+            self.skip -= 1
+            return CODEC_RAW, data
+        sample = data[: min(SAMPLE, n)]
+        if len(self.sampler.compress(sample)) > len(sample) * 0.9:
+            self.skip = self.backoff
+            self.backoff = min(self.backoff * 2, _MAX_SKIP)
+            return CODEC_RAW, data
+        self.backoff = 1
+        packed = self.cctx.compress(data)
+        if len(packed) < n * 0.95:
+            return CODEC_ZSTD, packed
+        return CODEC_RAW, data
+
+
+class Writer:
+    """One writing session: new objects go to this session's own packs.
+
+    The main thread reads, chunks, hashes and deduplicates; a writer thread appends to
+    packs and fsyncs them, and a hasher thread computes whole-file ids of large files.
+    BLAKE3, zstd and file I/O release the GIL, so the stages overlap on separate cores.
+    """
+
+    def __init__(
+        self, store: ObjectStore, progress: Progress = NULL_PROGRESS, exclude: bytes = b""
+    ) -> None:
+        self.store = store
+        self._exclude = exclude
+        self.progress = progress
+        self._pack: PackWriter | None = None
+        self._sealed: list[PackWriter] = []
+        self._seen: set[bytes] = set()
+        self._compressor = _Compressor()
+        self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
+        self._started_ns = now_ns()
+        self._pending: list[_Item] = []
+        self._pending_bytes = 0
+        self._writes: deque[Future[None]] = deque()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-pack")
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash")
+        self.new_bytes = 0
+        self.stored_bytes = 0
+
+    # -- objects ----------------------------------------------------------------
+
+    def _put(self, key: bytes, kind: int, data: bytes | memoryview) -> None:
+        if key in self._seen or self.store.index.has(key):
+            self._seen.add(key)
+            return
+        codec, payload = self._compressor.encode(data)
+        self._seen.add(key)
+        self._pending.append((key, kind, codec, payload, len(data)))
+        self._pending_bytes += len(payload)
+        if kind == KIND_CHUNK:
+            self.new_bytes += len(data)
+        self.stored_bytes += len(payload)
+        if self._pending_bytes >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writes.append(self._writer.submit(self._write_batch, self._pending))
+            self._pending, self._pending_bytes = [], 0
+        while len(self._writes) > MAX_IN_FLIGHT:  # bounds memory held by queued views
+            self._writes.popleft().result()
+
+    def _write_batch(self, items: list[_Item]) -> None:
+        if self._pack is None:
+            self._pack = PackWriter(self.store.packs_dir, self.store.tmp_dir)
+        self._pack.append(items)
+        if self._pack.size >= PACK_TARGET:
+            self._seal()
+
+    def _seal(self) -> None:
+        if self._pack is not None:
+            pack, self._pack = self._pack, None
+            pack.seal()
+            self._sealed.append(pack)
+
+    def commit(self) -> None:
+        """Make everything written durable and visible, and remember file stamps."""
+        self._flush()
+        self._writes.append(self._writer.submit(self._seal))
+        while self._writes:
+            self._writes.popleft().result()
+        for pack in self._sealed:
+            self.store.index.add_pack(pack.name, pack.size, pack.entries)
+        self._sealed.clear()
+        if self._stamps:
+            self.store.index.remember(self._stamps)
+            self._stamps.clear()
+        self.close()
+
+    def abort(self) -> None:
+        for future in self._writes:
+            future.cancel()
+        self.close()
+        if self._pack is not None:
+            self._pack.abort()
+            self._pack = None
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._hasher.shutdown(wait=True)
+
+    # -- files and folders ------------------------------------------------------
+
+    def _chunk_file(self, f: BinaryIO) -> tuple[bytes, list[tuple[bytes, int]]]:
+        """Chunk, hash and store one open file; return its id and chunk list."""
+        whole = blake3.blake3()
+        hashing: deque[Future[None]] = deque()
+        chunks: list[tuple[bytes, int]] = []
+        for block, spans, single in iter_blocks(f):
+            if single:
+                # Small files: one hash call is cheaper than a hand-off to the thread.
+                whole.update(block)
+            else:
+                hashing.append(self._hasher.submit(whole.update, block))
+                while len(hashing) > MAX_IN_FLIGHT:
+                    hashing.popleft().result()
+            for start, length in spans:
+                view = block[start : start + length]
+                cid = digest(view)
+                self._put(cid, KIND_CHUNK, view)
+                chunks.append((cid, length))
+                self.progress.advance(length)
+        for future in hashing:
+            future.result()
+        return whole.digest(), chunks
+
+    def put_file(self, path: bytes) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError as exc:
+            raise PathNotFound(os.fsdecode(path)) from exc
+        except OSError as exc:
+            raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            st = os.fstat(fd)
+            stamp = FileStamp(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            abspath = os.path.abspath(path)
+            cached = self.store.index.cached_blob(abspath, stamp)
+            if cached is not None and self.store.has(cached):
+                self.progress.advance(st.st_size)
+                return cached
+            try:
+                blob_id, chunks = self._chunk_file(f)
+            except OSError as exc:
+                raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
+            after = os.fstat(fd)
+        size = sum(n for _, n in chunks)
+        if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size) or size != st.st_size:
+            raise UnreadablePath(os.fsdecode(path), "it changed while being read; try again")
+        if not chunks:
+            self._put(blob_id, KIND_CHUNK, b"")
+        elif len(chunks) > 1:
+            self._put(blob_id, KIND_BLOB, Manifest(size, tuple(chunks)).encode())
+        # A file changed within the clock's resolution of our read could keep its stamp.
+        if st.st_mtime_ns < self._started_ns - 10_000_000:
+            self._stamps.append((abspath, stamp, blob_id))
+        return blob_id
+
+    def put_link(self, path: bytes) -> tuple[bytes, int]:
+        target = os.readlink(path)
+        key = digest(target)
+        self._put(key, KIND_CHUNK, target)
+        return key, len(target)
+
+    def put_dir(self, path: bytes, result: PutResult) -> TreeEntry:
+        entries: list[TreeEntry] = []
+        total = 0
+        try:
+            with os.scandir(path) as it:
+                children = sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
+        for child in children:
+            if child.path == self._exclude:
+                continue
+            entry = self.put_entry(child.path, result, child.name)
+            entries.append(entry)
+            total += entry.size
+        tree = Tree(tuple(entries))
+        data = tree.encode()
+        key = digest(data)
+        self._put(key, KIND_TREE, data)
+        return TreeEntry(os.path.basename(path), Kind.DIR, 0, total, key)
+
+    def put_entry(self, path: bytes, result: PutResult, name: bytes) -> TreeEntry:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError as exc:
+            raise PathNotFound(os.fsdecode(path)) from exc
+        except OSError as exc:
+            raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
+        if stat.S_ISLNK(st.st_mode):
+            key, size = self.put_link(path)
+            result.file_count += 1
+            return TreeEntry(name, Kind.LINK, 0, size, key)
+        if stat.S_ISDIR(st.st_mode):
+            entry = self.put_dir(path, result)
+            return TreeEntry(name, Kind.DIR, 0, entry.size, entry.id)
+        if stat.S_ISREG(st.st_mode):
+            blob = self.put_file(path)
+            result.file_count += 1
+            return TreeEntry(name, Kind.FILE, file_mode(st), st.st_size, blob)
+        kind = {
+            stat.S_IFIFO: "named pipe",
+            stat.S_IFSOCK: "socket",
+            stat.S_IFCHR: "character device",
+            stat.S_IFBLK: "block device",
+        }.get(stat.S_IFMT(st.st_mode), "special file")
+        raise UnsupportedFileType(os.fsdecode(path), kind)
+
+
+def total_size(path: bytes) -> int:
+    """Bytes under path, for a progress bar's total; does not follow symlinks."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def put(
+    store: ObjectStore,
+    path: Path,
+    progress: Progress = NULL_PROGRESS,
+    exclude: Path | None = None,
+) -> PutResult:
+    """Store a file, folder or symlink; durable when this returns. Caller holds `writing()`.
+
+    exclude names a folder to leave out (the repository's own control folder).
+    """
+    raw = os.fsencode(path.absolute())
+    if not os.path.lexists(raw):
+        raise PathNotFound(str(path))
+    progress.start(total_size(raw), "adding")
+    writer = Writer(store, progress, os.fsencode(exclude) if exclude else b"")
+    result = PutResult(Root(Kind.FILE, b""))
+    try:
+        entry = writer.put_entry(raw, result, os.path.basename(raw) or b"root")
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        progress.finish()
+    result.root = Root(entry.kind, entry.id)
+    result.size = entry.size
+    result.mode = entry.mode
+    result.new_bytes = writer.new_bytes
+    result.stored_bytes = writer.stored_bytes
+    return result

@@ -1,0 +1,62 @@
+"""Content-defined chunking (FastCDC, native code) and the ids that name the pieces.
+
+Chunk boundaries move with the content, so inserting bytes near the start of a file
+changes only the chunks around the insertion. A file's identity is the BLAKE3 of its
+whole content, so it never depends on these parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import blake3
+from pyfastcdc import FastCDC
+
+# pyfastcdc's real average is avg_size + min_size: about 64 KiB here.
+AVG_SIZE = 48 * 1024
+MIN_SIZE = 16 * 1024
+MAX_SIZE = 256 * 1024
+BLOCK = 8 * 1024 * 1024
+
+_CDC = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
+
+
+def digest(data: bytes | memoryview) -> bytes:
+    return blake3.blake3(data).digest()  # type: ignore[no-any-return]
+
+
+def iter_blocks(stream: BinaryIO) -> Iterator[tuple[memoryview, list[tuple[int, int]], bool]]:
+    """Yield (block, chunk spans, whole_file) for a stream, in blocks of BLOCK bytes.
+
+    Each block is a fresh buffer, never reused, so its views may be handed to other
+    threads. The last chunk of a block that is not the end of the stream is carried into
+    the next block, which gives exactly the boundaries of chunking the stream in one go.
+    Reading blocks (not mmap) keeps resident memory bounded whatever the file size.
+    """
+    carry = b""
+    first = True
+    while True:
+        buf = bytearray(len(carry) + BLOCK)
+        buf[: len(carry)] = carry
+        end = len(carry)
+        view = memoryview(buf)
+        while end < len(buf):
+            n = stream.readinto(view[end:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            end += n
+        eof = end < len(buf)
+        block = view[:end]
+        spans = [(c.offset, c.length) for c in _CDC.cut_buf(block)] if end else []
+        if eof:
+            yield block, spans, first
+            return
+        last_offset = spans[-1][0]
+        carry = bytes(block[last_offset:])
+        yield block[:last_offset], spans[:-1], False
+        first = False
+
+
+def chunk_bytes(data: bytes) -> list[bytes]:
+    return [bytes(c.data) for c in _CDC.cut_buf(data)] or [b""]

@@ -1,0 +1,161 @@
+"""The store's local index: where each object lives, and the stat cache.
+
+It is a cache of what the pack index files say (`rebuild` recreates it from them), kept in
+SQLite so that lookups are fast and several processes can update it in transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelkeep.store.packs import PackEntry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packs (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    key BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack INTEGER NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_length INTEGER NOT NULL,
+    codec INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_pack ON entries(pack);
+CREATE TABLE IF NOT EXISTS statcache (
+    path BLOB PRIMARY KEY, dev INTEGER, ino INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,
+    size INTEGER, blob BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    pack: str
+    entry: PackEntry
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What the stat cache compares: any change to the file changes one of these."""
+
+    dev: int
+    ino: int
+    mtime_ns: int
+    ctime_ns: int
+    size: int
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, timeout=300, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self.write():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- objects ---------------------------------------------------------------
+
+    def add_pack(self, name: str, size: int, entries: Iterable[PackEntry]) -> None:
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO packs(name, size) VALUES (?, ?)", (name, size))
+            (pack_id,) = db.execute("SELECT id FROM packs WHERE name = ?", (name,)).fetchone()
+            db.executemany(
+                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (e.key, e.kind, pack_id, e.offset, e.length, e.raw_length, e.codec)
+                    for e in entries
+                ),
+            )
+
+    def pack_names(self) -> set[str]:
+        return {name for (name,) in self._db.execute("SELECT name FROM packs")}
+
+    def has(self, key: bytes) -> bool:
+        row = self._db.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def locate(self, key: bytes) -> Located | None:
+        row = self._db.execute(
+            "SELECT p.name, e.kind, e.codec, e.offset, e.length, e.raw_length "
+            "FROM entries e JOIN packs p ON p.id = e.pack WHERE e.key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Located(row[0], PackEntry(key, *row[1:]))
+
+    def entries(self) -> Iterator[Located]:
+        """Every indexed object, in pack order, so a scan reads each pack sequentially."""
+        rows = self._db.execute(
+            "SELECT p.name, e.key, e.kind, e.codec, e.offset, e.length, e.raw_length "
+            "FROM entries e JOIN packs p ON p.id = e.pack ORDER BY p.name, e.offset"
+        )
+        for row in rows:
+            yield Located(row[0], PackEntry(*row[1:]))
+
+    def pack_sizes(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, size FROM packs"))
+
+    def totals(self) -> tuple[int, int, int]:
+        """(objects, raw bytes, stored bytes) of the indexed chunks."""
+        row = self._db.execute(
+            "SELECT count(*), coalesce(sum(raw_length), 0), coalesce(sum(length), 0) "
+            "FROM entries WHERE kind = 0"
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def drop_packs(self, names: Iterable[str]) -> None:
+        with self.write() as db:
+            for name in names:
+                row = db.execute("SELECT id FROM packs WHERE name = ?", (name,)).fetchone()
+                if row:
+                    db.execute("DELETE FROM entries WHERE pack = ?", row)
+                    db.execute("DELETE FROM packs WHERE id = ?", row)
+
+    def move_entries(self, keys: Iterable[bytes], new_pack: str) -> None:
+        """Point keys at their copies in new_pack (used by gc's repack)."""
+        with self.write() as db:
+            (pack_id,) = db.execute("SELECT id FROM packs WHERE name = ?", (new_pack,)).fetchone()
+            db.executemany("UPDATE entries SET pack = ? WHERE key = ?", ((pack_id, k) for k in keys))
+
+    # -- stat cache ------------------------------------------------------------
+
+    def cached_blob(self, path: bytes, stamp: FileStamp) -> bytes | None:
+        row = self._db.execute(
+            "SELECT dev, ino, mtime_ns, ctime_ns, size, blob FROM statcache WHERE path = ?",
+            (path,),
+        ).fetchone()
+        if row is None or FileStamp(*row[:5]) != stamp:
+            return None
+        return bytes(row[5])
+
+    def remember(self, items: Iterable[tuple[bytes, FileStamp, bytes]]) -> None:
+        with self.write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO statcache VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (p, s.dev, s.ino, s.mtime_ns, s.ctime_ns, s.size, blob)
+                    for p, s, blob in items
+                ),
+            )
+
+    def forget_blobs_not_in_store(self) -> None:
+        with self.write() as db:
+            db.execute(
+                "DELETE FROM statcache WHERE blob NOT IN (SELECT key FROM entries)"
+            )

@@ -1,0 +1,324 @@
+"""The object store: bytes in by content, bytes out verified. It never hears of a name.
+
+Objects are chunks (keyed by the BLAKE3 of their bytes), blob manifests (keyed by the
+BLAKE3 of the whole file) and trees (keyed by the BLAKE3 of their serialisation). A file
+that is a single chunk has no manifest: its id is its chunk's id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, UnsafeEntry
+from modelkeep.store.chunking import digest
+from modelkeep.store.index import Index, Located
+from modelkeep.store.packs import (
+    CODEC_RAW,
+    CODEC_ZSTD,
+    KIND_BLOB,
+    KIND_CHUNK,
+    KIND_TREE,
+    CorruptIndex,
+    PackEntry,
+    read_index,
+)
+from modelkeep.store.trees import (
+    BadTree,
+    Kind,
+    Manifest,
+    Tree,
+    TreeEntry,
+    decode_manifest,
+    decode_tree,
+)
+
+
+Explain = Callable[[ModelkeepError], ModelkeepError]
+
+
+def _same(exc: ModelkeepError) -> ModelkeepError:
+    return exc
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """What a version points at: one file (a blob) or one folder (a tree)."""
+
+    kind: Kind
+    id: bytes
+
+
+class ObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.packs_dir = root / "packs"
+        self.tmp_dir = root / "tmp"
+        for folder in (self.packs_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.index = Index(root / "index.sqlite")
+        self._fds: dict[str, int] = {}
+        self._dctx = zstandard.ZstdDecompressor()
+        self._lock_path = root / "lock"
+        self.reconcile()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self.index.close()
+
+    # -- locking: writers share, gc excludes ------------------------------------
+
+    @contextmanager
+    def _flock(self, mode: int) -> Iterator[None]:
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Held while objects are written and until the version naming them is committed."""
+        return self._flock(fcntl.LOCK_SH)
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Held by gc: no writer is then between writing objects and committing a version."""
+        return self._flock(fcntl.LOCK_EX)
+
+    def reconcile(self) -> None:
+        """Index any sealed pack the index does not know (a writer died before indexing it)."""
+        known = self.index.pack_names()
+        for idx in self.packs_dir.glob("pack-*.idx"):
+            name = idx.stem
+            if name in known:
+                continue
+            pack = idx.with_suffix(".pack")
+            try:
+                entries = read_index(idx)
+                size = pack.stat().st_size
+            except (OSError, CorruptIndex):
+                continue  # fsck reports it; gc removes it
+            self.index.add_pack(name, size, entries)
+
+    # -- reading ----------------------------------------------------------------
+
+    def _pread(self, located: Located) -> bytes:
+        entry = located.entry
+        for _attempt in range(2):
+            fd = self._fds.get(located.pack)
+            if fd is None:
+                try:
+                    fd = os.open(self.packs_dir / f"{located.pack}.pack", os.O_RDONLY)
+                except FileNotFoundError:
+                    # gc may have repacked it since we looked it up: look again.
+                    fresh = self.index.locate(entry.key)
+                    if fresh is None or fresh.pack == located.pack:
+                        raise MissingObject(entry.key.hex()) from None
+                    located, entry = fresh, fresh.entry
+                    continue
+                self._fds[located.pack] = fd
+            data = os.pread(fd, entry.length, entry.offset)
+            if len(data) != entry.length:
+                raise CorruptObject(entry.key.hex(), f"{located.pack} is truncated")
+            return data
+        raise MissingObject(entry.key.hex())
+
+    def _decode(self, located: Located, data: bytes) -> bytes:
+        entry = located.entry
+        if entry.codec == CODEC_RAW:
+            return data
+        try:
+            raw = self._dctx.decompress(data, max_output_size=entry.raw_length)
+        except zstandard.ZstdError as exc:
+            where = f"{located.pack} offset {entry.offset}: {exc}"
+            raise CorruptObject(entry.key.hex(), where) from exc
+        return raw  # type: ignore[no-any-return]
+
+    def read(self, key: bytes, located: Located | None = None) -> bytes:
+        """The verified bytes of one object; a mismatch raises, never returns wrong bytes."""
+        located = located or self.index.locate(key)
+        if located is None:
+            raise MissingObject(key.hex())
+        raw = self._decode(located, self._pread(located))
+        entry = located.entry
+        where = f"{located.pack} offset {entry.offset}"
+        if entry.kind == KIND_BLOB:
+            try:
+                decode_manifest(raw)
+            except ValueError as exc:
+                raise CorruptObject(key.hex(), f"{where}: {exc}") from exc
+        elif len(raw) != entry.raw_length or digest(raw) != key:
+            raise CorruptObject(key.hex(), f"{where}: content does not match its id")
+        return raw
+
+    def read_stored(self, pack: str, entry: PackEntry) -> bytes:
+        """An object's bytes as stored (compressed or not), after verifying them."""
+        located = Located(pack, entry)
+        data = self._pread(located)
+        self.read(entry.key, located)
+        return data
+
+    def forget_fd(self, pack: str) -> None:
+        fd = self._fds.pop(pack, None)
+        if fd is not None:
+            os.close(fd)
+
+    def has(self, key: bytes) -> bool:
+        return self.index.has(key)
+
+    def manifest(self, blob_id: bytes) -> Manifest:
+        located = self.index.locate(blob_id)
+        if located is None:
+            raise MissingObject(blob_id.hex())
+        if located.entry.kind == KIND_CHUNK:
+            return Manifest(located.entry.raw_length, ((blob_id, located.entry.raw_length),))
+        return decode_manifest(self.read(blob_id, located))
+
+    def tree(self, tree_id: bytes) -> Tree:
+        raw = self.read(tree_id)
+        try:
+            return decode_tree(raw)
+        except BadTree as exc:
+            if exc.name is not None and str(exc) == "unsafe entry name":
+                raise UnsafeEntry(tree_id.hex(), os.fsdecode(exc.name)) from exc
+            raise CorruptObject(tree_id.hex(), f"tree: {exc}") from exc
+        except Exception as exc:  # struct.error on a truncated tree
+            raise CorruptObject(tree_id.hex(), f"tree: {exc}") from exc
+
+    def iter_blob(self, blob_id: bytes) -> Iterator[bytes]:
+        for chunk_id, _length in self.manifest(blob_id).chunks:
+            yield self.read(chunk_id)
+
+    def open_blob(self, blob_id: bytes, explain: Explain | None = None) -> BlobReader:
+        return BlobReader(self, self.manifest(blob_id), explain or _same)
+
+    def walk(self, root: Root, prefix: bytes = b"") -> Iterator[tuple[bytes, Kind, int, int, bytes]]:
+        """(path, kind, mode, size, id) of every entry under root, folders before contents."""
+        if root.kind != Kind.DIR:
+            return
+        for e in self.tree(root.id).entries:
+            path = prefix + e.name
+            yield path, e.kind, e.mode, e.size, e.id
+            if e.kind == Kind.DIR:
+                yield from self.walk(Root(Kind.DIR, e.id), path + b"/")
+
+    def find(self, top: TreeEntry, path: bytes) -> TreeEntry:
+        """The entry at a relative path under top; KeyError if there is none."""
+        current = top
+        for part in [p for p in path.split(b"/") if p and p != b"."]:
+            if current.kind != Kind.DIR:
+                raise KeyError(path)
+            entry = self.tree(current.id).get(part)
+            if entry is None:
+                raise KeyError(path)
+            current = entry
+        return current
+
+    def link_target(self, link_id: bytes) -> bytes:
+        return self.read(link_id)
+
+    # -- what a version needs ---------------------------------------------------
+
+    def closure(self, root: Root) -> Iterator[bytes]:
+        """Every object id a root needs (may repeat); raises if a needed object is unreadable."""
+        yield root.id
+        if root.kind == Kind.DIR:
+            for e in self.tree(root.id).entries:
+                yield from self.closure(Root(e.kind, e.id))
+        elif root.kind == Kind.FILE:
+            located = self.index.locate(root.id)
+            if located is not None and located.entry.kind == KIND_BLOB:
+                for chunk_id, _ in self.manifest(root.id).chunks:
+                    yield chunk_id
+
+    def tmp_path(self, name: str) -> Path:
+        return self.tmp_dir / name
+
+
+class BlobReader(io.RawIOBase):
+    """A read-only, seekable file object over one stored file; chunks fetched on demand."""
+
+    def __init__(self, store: ObjectStore, manifest: Manifest, explain: Explain) -> None:
+        super().__init__()
+        self._store = store
+        self._explain = explain
+        self._chunks = manifest.chunks
+        self._starts: list[int] = []
+        offset = 0
+        for _cid, length in self._chunks:
+            self._starts.append(offset)
+            offset += length
+        self._size = manifest.size
+        self._pos = 0
+        self._cached: tuple[int, bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def _chunk_at(self, pos: int) -> tuple[int, bytes]:
+        import bisect
+
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if self._cached is None or self._cached[0] != i:
+            self._cached = (i, self._store.read(self._chunks[i][0]))
+        return self._starts[i], self._cached[1]
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if self._pos >= self._size:
+            return 0
+        try:
+            start, data = self._chunk_at(self._pos)
+        except (CorruptObject, MissingObject) as exc:
+            raise self._explain(exc) from None
+        piece = data[self._pos - start : self._pos - start + len(buffer)]
+        buffer[: len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self.read(1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def file_mode(st: os.stat_result) -> int:
+    return 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+
+
+def now_ns() -> int:
+    return time.time_ns()
