@@ -1,13 +1,20 @@
 """modelkeep: immutable, verified, chunk-deduplicated versions of models and data.
 
 `mk.init(path)` creates a repository and `mk.open(path)` finds one (from path upward);
-both return a `Repo`.
+both return a `Repo`. Names are imported on first use, so `modelkeep --help` does not pay
+for SQLAlchemy.
 """
 
-from modelkeep.errors import ModelkeepError
-from modelkeep.meta import Artifact, Version
-from modelkeep.repo import AddResult, Change, Diff, FileInfo, Repo, Usage, init, open
-from modelkeep.store import FsckReport, GcReport, Problem
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelkeep.errors import ModelkeepError
+    from modelkeep.meta import Artifact, Version
+    from modelkeep.repo import AddResult, Change, Diff, FileInfo, Repo, Usage, init, open
+    from modelkeep.store import FsckReport, GcReport, Problem
 
 __version__ = "0.1.0"
 
@@ -28,3 +35,21 @@ __all__ = [
     "init",
     "open",
 ]
+
+_WHERE = {
+    "ModelkeepError": "modelkeep.errors",
+    "Artifact": "modelkeep.meta",
+    "Version": "modelkeep.meta",
+    "FsckReport": "modelkeep.store",
+    "GcReport": "modelkeep.store",
+    "Problem": "modelkeep.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__ and name != "__version__":
+        module = importlib.import_module(_WHERE.get(name, "modelkeep.repo"))
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'modelkeep' has no attribute {name!r}")

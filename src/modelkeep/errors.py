@@ -42,9 +42,7 @@ class InvalidRef(ModelkeepError, ValueError):
     def __init__(self, ref: str, reason: str) -> None:
         self.ref = ref
         self.reason = reason
-        super().__init__(
-            f"invalid ref {ref!r}: {reason}; use NAME, NAME:latest, NAME:vN or b3:HEX"
-        )
+        super().__init__(f"invalid ref {ref!r}: {reason}; use NAME, NAME:latest, NAME:vN or b3:HEX")
 
 
 class InvalidArgument(ModelkeepError, ValueError):
@@ -150,11 +148,7 @@ class CorruptObject(ModelkeepError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        held = (
-            f"; it is part of {', '.join(self.versions)}"
-            if self.versions
-            else ""
-        )
+        held = f"; it is part of {', '.join(self.versions)}" if self.versions else ""
         return (
             f"object b3:{self.object_id} is damaged ({self.where}){held}; "
             "run `modelkeep fsck` for a full report"

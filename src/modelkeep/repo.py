@@ -92,7 +92,9 @@ class Diff:
     changes: tuple[Change, ...]
 
     def to_json(self) -> dict[str, Any]:
-        counts = {s: sum(c.status == s for c in self.changes) for s in ("added", "removed", "modified")}
+        counts = {
+            s: sum(c.status == s for c in self.changes) for s in ("added", "removed", "modified")
+        }
         return {
             "old": self.old.ref,
             "new": self.new.ref,
@@ -157,7 +159,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
     return repo
 
 
-def open(path: str | os.PathLike[str] = ".") -> Repo:  # noqa: A001 - mirrors mk.open(path)
+def open(path: str | os.PathLike[str] = ".") -> Repo:
     """Open the repository at path or in the nearest folder above it, as Git does."""
     repo = Repo(config.load(config.find_root(Path(path))))
     repo.db.migrate()
@@ -192,7 +194,7 @@ class Repo:
         path: str | os.PathLike[str],
         name: str,
         *,
-        type: str | None = None,  # noqa: A002 - the user-facing word
+        type: str | None = None,
         message: str = "",
         metadata: Mapping[str, Any] | None = None,
         progress: Progress = NULL_PROGRESS,
@@ -250,7 +252,15 @@ class Repo:
         root = _root(version)
         with self._explained():
             if root.kind != Kind.DIR:
-                return [FileInfo(version.source_name, version.kind, version.size, version.mode, version.digest)]
+                return [
+                    FileInfo(
+                        version.source_name,
+                        version.kind,
+                        version.size,
+                        version.mode,
+                        version.digest,
+                    )
+                ]
             return [
                 FileInfo(_fs(path), _KIND_NAMES[kind], size, mode, f"b3:{oid.hex()}")
                 for path, kind, mode, size, oid in self.store.walk(root)
@@ -278,9 +288,8 @@ class Repo:
                 target = Path.cwd() / name
             else:
                 target = Path(dest)
-                if entry.kind != Kind.DIR and (
-                    str(dest).endswith(("/", os.sep)) or target.is_dir() and not target.is_symlink()
-                ):
+                into = str(dest).endswith(("/", os.sep)) or target.is_dir()
+                if entry.kind != Kind.DIR and into and not target.is_symlink():
                     target = target / name
             store.restore(
                 self.store,
@@ -300,7 +309,9 @@ class Repo:
             entry = self._entry(version, path)
             if entry.kind != Kind.FILE:
                 where = f"{version.ref} {path}" if path else version.ref
-                raise InvalidArgument(f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path")
+                raise InvalidArgument(
+                    f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path"
+                )
             reader = self.store.open_blob(entry.id, self._explain)
         return reader  # type: ignore[return-value]
 

@@ -86,7 +86,11 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
                             VersionRow.number == art.latest_number,
                         )
                     ).one()
-                    if (latest.kind, latest.digest, latest.mode) == (new.kind, new.digest, new.mode):
+                    if (latest.kind, latest.digest, latest.mode) == (
+                        new.kind,
+                        new.digest,
+                        new.mode,
+                    ):
                         return Added(version_of(art, latest), created=False)
                 earlier = s.scalars(
                     select(VersionRow)
@@ -149,14 +153,12 @@ def resolve(db: Database, ref: Ref) -> Version:
         assert isinstance(ref, VersionRef)
         art = _artifact(s, ref.name)
         number = ref.number or art.latest_number
-        row = s.scalars(
-            select(VersionRow).where(
-                VersionRow.artifact_id == art.id, VersionRow.number == number
-            )
+        found = s.scalars(
+            select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
         ).one_or_none()
-        if row is None:
+        if found is None:
             raise VersionNotFound(ref.name, number, art.latest_number)
-        return version_of(art, row)
+        return version_of(art, found)
 
 
 def artifacts(db: Database) -> list[Artifact]:

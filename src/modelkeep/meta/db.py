@@ -119,4 +119,3 @@ class Database:
         except sa_exc.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise DatabaseError(self.display_url, reason) from exc
-

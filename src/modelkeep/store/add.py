@@ -174,7 +174,7 @@ class Writer:
     def _chunk_file(self, f: BinaryIO) -> tuple[bytes, list[tuple[bytes, int]]]:
         """Chunk, hash and store one open file; return its id and chunk list."""
         whole = blake3.blake3()
-        hashing: deque[Future[None]] = deque()
+        hashing: deque[Future[object]] = deque()
         chunks: list[tuple[bytes, int]] = []
         for block, spans, single in iter_blocks(f):
             if single:

@@ -23,7 +23,7 @@ _CDC = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
 
 
 def digest(data: bytes | memoryview) -> bytes:
-    return blake3.blake3(data).digest()  # type: ignore[no-any-return]
+    return blake3.blake3(data).digest()
 
 
 def iter_blocks(stream: BinaryIO) -> Iterator[tuple[memoryview, list[tuple[int, int]], bool]]:

@@ -25,7 +25,9 @@ def _files(store: ObjectStore, entry: TreeEntry, path: bytes) -> Iterator[tuple[
         yield from _files(store, child, path + b"/" + child.name)
 
 
-def _diff(store: ObjectStore, old: TreeEntry | None, new: TreeEntry | None, path: bytes) -> Iterator[Change]:
+def _diff(
+    store: ObjectStore, old: TreeEntry | None, new: TreeEntry | None, path: bytes
+) -> Iterator[Change]:
     if old is not None and new is not None:
         if (old.kind, old.id, old.mode) == (new.kind, new.id, new.mode):
             return

@@ -29,7 +29,9 @@ class FsckReport:
         return not self.problems
 
 
-def needed_by(store: ObjectStore, roots: Mapping[str, Root], ids: Iterable[bytes]) -> dict[bytes, list[str]]:
+def needed_by(
+    store: ObjectStore, roots: Mapping[str, Root], ids: Iterable[bytes]
+) -> dict[bytes, list[str]]:
     """Which roots need each of ids; a root whose closure cannot be read counts as needing it."""
     wanted = set(ids)
     found: dict[bytes, list[str]] = {i: [] for i in wanted}
@@ -45,7 +47,9 @@ def needed_by(store: ObjectStore, roots: Mapping[str, Root], ids: Iterable[bytes
     return found
 
 
-def fsck(store: ObjectStore, roots: Mapping[str, Root], progress: Progress = NULL_PROGRESS) -> FsckReport:
+def fsck(
+    store: ObjectStore, roots: Mapping[str, Root], progress: Progress = NULL_PROGRESS
+) -> FsckReport:
     problems: dict[str, str] = {}
     for idx in sorted(store.packs_dir.glob("pack-*.idx")):
         pack = idx.with_suffix(".pack")
@@ -80,7 +84,9 @@ def fsck(store: ObjectStore, roots: Mapping[str, Root], progress: Progress = NUL
     ids = [bytes.fromhex(k) for k in problems if not k.startswith("pack-")]
     holders = needed_by(store, roots, ids)
     report = tuple(
-        Problem(k, reason, tuple(holders.get(bytes.fromhex(k), ())) if not k.startswith("pack-") else ())
+        Problem(
+            k, reason, tuple(holders.get(bytes.fromhex(k), ())) if not k.startswith("pack-") else ()
+        )
         for k, reason in sorted(problems.items())
     )
     return FsckReport(count, total, report)

@@ -131,7 +131,9 @@ class Index:
         """Point keys at their copies in new_pack (used by gc's repack)."""
         with self.write() as db:
             (pack_id,) = db.execute("SELECT id FROM packs WHERE name = ?", (new_pack,)).fetchone()
-            db.executemany("UPDATE entries SET pack = ? WHERE key = ?", ((pack_id, k) for k in keys))
+            db.executemany(
+                "UPDATE entries SET pack = ? WHERE key = ?", ((pack_id, k) for k in keys)
+            )
 
     # -- stat cache ------------------------------------------------------------
 
@@ -148,14 +150,9 @@ class Index:
         with self.write() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO statcache VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (p, s.dev, s.ino, s.mtime_ns, s.ctime_ns, s.size, blob)
-                    for p, s, blob in items
-                ),
+                ((p, s.dev, s.ino, s.mtime_ns, s.ctime_ns, s.size, blob) for p, s, blob in items),
             )
 
     def forget_blobs_not_in_store(self) -> None:
         with self.write() as db:
-            db.execute(
-                "DELETE FROM statcache WHERE blob NOT IN (SELECT key FROM entries)"
-            )
+            db.execute("DELETE FROM statcache WHERE blob NOT IN (SELECT key FROM entries)")

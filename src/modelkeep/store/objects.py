@@ -25,10 +25,8 @@ from modelkeep.store.chunking import digest
 from modelkeep.store.index import Index, Located
 from modelkeep.store.packs import (
     CODEC_RAW,
-    CODEC_ZSTD,
     KIND_BLOB,
     KIND_CHUNK,
-    KIND_TREE,
     CorruptIndex,
     PackEntry,
     read_index,
@@ -42,7 +40,6 @@ from modelkeep.store.trees import (
     decode_manifest,
     decode_tree,
 )
-
 
 Explain = Callable[[ModelkeepError], ModelkeepError]
 
@@ -144,7 +141,7 @@ class ObjectStore:
         except zstandard.ZstdError as exc:
             where = f"{located.pack} offset {entry.offset}: {exc}"
             raise CorruptObject(entry.key.hex(), where) from exc
-        return raw  # type: ignore[no-any-return]
+        return raw
 
     def read(self, key: bytes, located: Located | None = None) -> bytes:
         """The verified bytes of one object; a mismatch raises, never returns wrong bytes."""
@@ -204,7 +201,9 @@ class ObjectStore:
     def open_blob(self, blob_id: bytes, explain: Explain | None = None) -> BlobReader:
         return BlobReader(self, self.manifest(blob_id), explain or _same)
 
-    def walk(self, root: Root, prefix: bytes = b"") -> Iterator[tuple[bytes, Kind, int, int, bytes]]:
+    def walk(
+        self, root: Root, prefix: bytes = b""
+    ) -> Iterator[tuple[bytes, Kind, int, int, bytes]]:
         """(path, kind, mode, size, id) of every entry under root, folders before contents."""
         if root.kind != Kind.DIR:
             return

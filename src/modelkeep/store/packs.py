@@ -8,6 +8,7 @@ so a damaged index is detected rather than trusted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import uuid
@@ -84,11 +85,9 @@ class PackWriter:
         self._tmp_dir = tmp_dir
         self._tmp_pack = tmp_dir / f"{self.name}.pack"
         self._fd = os.open(self._tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
+        with contextlib.suppress(OSError):
             # Allocating the extent up front makes appends much cheaper on ext4 and XFS.
             os.posix_fallocate(self._fd, 0, PACK_TARGET)
-        except OSError:
-            pass
         self.size = 0
         self.entries: list[PackEntry] = []
 

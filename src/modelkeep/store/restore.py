@@ -20,7 +20,9 @@ from modelkeep.store.trees import Kind
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 
 
-def _write_file(store: ObjectStore, blob_id: bytes, path: bytes, mode: int, progress: Progress) -> None:
+def _write_file(
+    store: ObjectStore, blob_id: bytes, path: bytes, mode: int, progress: Progress
+) -> None:
     fd = os.open(path, _CREATE, 0o600)
     try:
         for data in store.iter_blob(blob_id):

@@ -1,0 +1,3 @@
+from modelkeep.cli.main import main
+
+main()

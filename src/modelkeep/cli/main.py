@@ -1,0 +1,368 @@
+"""The `modelkeep` command: parse, make one library call, render.
+
+Exit codes: 0 success, 1 a refused or failed operation (one line on stderr naming the
+problem and the next step), 2 a usage error. The library is imported inside commands so
+that `modelkeep --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from modelkeep.cli import render
+from modelkeep.cli.progress import progress_for
+
+if TYPE_CHECKING:
+    from modelkeep.repo import Repo
+
+F = TypeVar("F", bound=Callable[..., Any])
+TYPES = ("model", "dataset", "code", "other")
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+def open_repo(ctx: click.Context) -> Repo:
+    import modelkeep
+
+    repo = modelkeep.open(ctx.obj or ".")
+    ctx.call_on_close(repo.close)
+    return repo
+
+
+def parse_metadata(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs; a value that parses as JSON (0.01, true, [1,2]) keeps its type."""
+    from modelkeep.errors import InvalidArgument
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgument(f"metadata {pair!r} is not KEY=VALUE; write e.g. --meta lr=0.01")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Repository folder (default: found from the working directory upward).",
+)
+@click.version_option(package_name="modelkeep")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None) -> None:
+    """modelkeep: immutable, verified, deduplicated versions of models and data."""
+    ctx.obj = repo
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@click.pass_context
+def init(ctx: click.Context, path: str) -> None:
+    """Create a repository in PATH (default: here)."""
+    import modelkeep
+
+    target = ctx.obj if ctx.obj and path == "." else path
+    repo = modelkeep.init(target)
+    repo.close()
+    click.echo(f"initialised an empty modelkeep repository in {repo.root / '.modelkeep'}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path())
+@click.option(
+    "--name", "-n", required=True, help="Artifact name, e.g. fraud-detector or team/fraud."
+)
+@click.option(
+    "--type",
+    "-t",
+    "type_",
+    type=click.Choice(TYPES),
+    default=None,
+    help="Artifact type (new artifacts default to other).",
+)
+@click.option("--message", "-m", default="", help="What this version is.")
+@click.option("--meta", "metas", multiple=True, metavar="KEY=VALUE", help="Metadata; repeatable.")
+@json_option
+@click.pass_context
+def add(
+    ctx: click.Context,
+    path: str,
+    name: str,
+    type_: str | None,
+    message: str,
+    metas: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Store a file or folder as the next version of NAME."""
+    metadata = parse_metadata(metas)
+    repo = open_repo(ctx)
+    result = repo.add(
+        path, name, type=type_, message=message, metadata=metadata, progress=progress_for(as_json)
+    )
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    v = result.version
+    if not result.created:
+        click.echo(f"{v.ref}  {v.short_digest}  unchanged: the content is already {v.ref}")
+        return
+    line = (
+        f"{v.ref}  {v.short_digest}  {render.size(v.size)}  "
+        f"({render.size(result.new_bytes)} new, {render.size(result.reused_bytes)} reused)"
+    )
+    if result.same_as is not None:
+        line += f"  same content as {result.same_as.ref}"
+    click.echo(line)
+
+
+@cli.command("ls")
+@json_option
+@click.pass_context
+def ls(ctx: click.Context, as_json: bool) -> None:
+    """List artifacts: name, type, latest version, size."""
+    artifacts = open_repo(ctx).artifacts()
+    if as_json:
+        render.emit_json({"artifacts": [a.to_json() for a in artifacts]})
+        return
+    if not artifacts:
+        click.echo("no artifacts yet; add one with `modelkeep add PATH --name NAME`")
+        return
+    render.table(
+        ["name", "type", "latest", "size", "updated"],
+        [
+            [
+                a.name,
+                a.type,
+                f"v{a.latest.number}" if a.latest else "-",
+                render.size(a.latest.size if a.latest else None),
+                render.when(a.latest.created_at) if a.latest else "-",
+            ]
+            for a in artifacts
+        ],
+    )
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+@click.pass_context
+def versions(ctx: click.Context, name: str, as_json: bool) -> None:
+    """List the versions of NAME, oldest first."""
+    rows = open_repo(ctx).versions(name)
+    if as_json:
+        render.emit_json({"name": name, "versions": [v.to_json() for v in rows]})
+        return
+    render.table(
+        ["version", "created", "user", "size", "digest", "message"],
+        [
+            [
+                f"v{v.number}",
+                render.when(v.created_at),
+                v.user,
+                render.size(v.size),
+                v.short_digest,
+                v.message,
+            ]
+            for v in rows
+        ],
+    )
+
+
+@cli.command()
+@click.argument("ref")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Everything known about one version, with the file list of a folder."""
+    repo = open_repo(ctx)
+    v = repo.show(ref)
+    files = repo.files(ref)
+    if as_json:
+        render.emit_json({**v.to_json(), "files": [f.to_json() for f in files]})
+        return
+    click.echo(f"{v.ref}  ({v.type}, {v.kind})")
+    fields = [
+        ("digest", v.digest),
+        ("size", f"{render.size(v.size)} ({v.size} bytes) in {v.file_count} file(s)"),
+        ("source", v.source_name),
+        ("created", render.when(v.created_at)),
+        ("user", v.user),
+        ("message", v.message or "-"),
+    ]
+    for key, value in sorted(v.metadata.items()):
+        fields.append((f"meta.{key}", json.dumps(value)))
+    for key, value in fields:
+        click.echo(f"  {key:<9} {value}")
+    if v.kind == "dir":
+        click.echo("  files:")
+        for f in files:
+            if f.kind != "dir":
+                mark = {"file": "x" if f.mode & 0o111 else " ", "link": "@"}[f.kind]
+                click.echo(f"    {mark} {render.size(f.size):>10}  {f.path}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--output", "-o", default=None, help="Where to write (default: its name, here).")
+@click.option("--path", "inner", default=None, help="One file or folder inside the version.")
+@click.option("--force", "-f", is_flag=True, help="Replace the destination if it exists.")
+@json_option
+@click.pass_context
+def get(
+    ctx: click.Context, ref: str, output: str | None, inner: str | None, force: bool, as_json: bool
+) -> None:
+    """Restore a version (or one path in it): exact bytes and executable bits."""
+    repo = open_repo(ctx)
+    dest = repo.get(ref, output, path=inner, force=force, progress=progress_for(as_json))
+    if as_json:
+        render.emit_json({"ref": repo.show(ref).ref, "path": str(dest)})
+    else:
+        click.echo(f"restored {repo.show(ref).ref}{' ' + inner if inner else ''} to {dest}")
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@json_option
+@click.pass_context
+def diff(ctx: click.Context, old: str, new: str, as_json: bool) -> None:
+    """Files added, removed and modified from OLD to NEW."""
+    d = open_repo(ctx).diff(old, new)
+    doc = d.to_json()
+    if as_json:
+        render.emit_json(doc)
+        return
+    for c in d.changes:
+        if c.status == "added":
+            click.echo(f"+ {c.path}  ({render.size(c.new_size)})")
+        elif c.status == "removed":
+            click.echo(f"- {c.path}  ({render.size(c.old_size)})")
+        else:
+            click.echo(f"M {c.path}  ({render.size(c.old_size)} -> {render.size(c.new_size)})")
+    n = doc["counts"]
+    click.echo(
+        f"{d.old.ref} -> {d.new.ref}: {n['added']} added, {n['removed']} removed, "
+        f"{n['modified']} modified; +{render.size(doc['bytes_added'])} "
+        f"-{render.size(doc['bytes_removed'])}"
+    )
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def du(ctx: click.Context, as_json: bool) -> None:
+    """Logical and stored bytes, with deduplication and compression ratios."""
+    u = open_repo(ctx).du()
+    if as_json:
+        render.emit_json(u.to_json())
+        return
+    click.echo(f"artifacts          {u.artifacts} ({u.versions} versions)")
+    click.echo(f"logical bytes      {render.size(u.logical_bytes)}  (every version in full)")
+    click.echo(f"unique bytes       {render.size(u.unique_bytes)}  ({u.chunks} chunks)")
+    click.echo(f"stored bytes       {render.size(u.stored_bytes)}  ({u.packs} packs)")
+    click.echo(f"dedup ratio        {u.dedup_ratio:.2f}x")
+    click.echo(f"compression ratio  {u.compression_ratio:.2f}x")
+    saved = 1 - u.stored_bytes / u.logical_bytes if u.logical_bytes else 0.0
+    click.echo(f"saved              {saved:.1%} of plain copies")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def fsck(ctx: click.Context, as_json: bool) -> None:
+    """Verify every object and every version; exit 1 naming what is damaged."""
+    report = open_repo(ctx).fsck(progress=progress_for(as_json))
+    if as_json:
+        render.emit_json(
+            {
+                "ok": report.ok,
+                "objects": report.objects,
+                "bytes": report.bytes,
+                "problems": [
+                    {"object": p.object, "reason": p.reason, "versions": list(p.roots)}
+                    for p in report.problems
+                ],
+            }
+        )
+    elif report.ok:
+        click.echo(f"ok: {report.objects} objects, {render.size(report.bytes)} verified")
+    else:
+        for p in report.problems:
+            held = f" (in {', '.join(p.roots)})" if p.roots else ""
+            click.echo(f"damaged: {p.object}: {p.reason}{held}", err=True)
+        click.echo(
+            f"{len(report.problems)} problem(s) in {report.objects} objects; restore the "
+            "affected versions from a copy, or re-add their files",
+            err=True,
+        )
+    if not report.ok:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be freed.")
+@json_option
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Remove stored data that no version references."""
+    r = open_repo(ctx).gc(dry_run=dry_run)
+    if as_json:
+        render.emit_json(
+            {
+                "dry_run": r.dry_run,
+                "objects_removed": r.objects_removed,
+                "bytes_freed": r.bytes_freed,
+                "packs_removed": r.packs_removed,
+                "packs_rewritten": r.packs_rewritten,
+            }
+        )
+        return
+    verb = "would free" if dry_run else "freed"
+    click.echo(f"{verb} {render.size(r.bytes_freed)} ({r.objects_removed} unreferenced objects)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map errors to exit codes at this one seam."""
+    from modelkeep.errors import ModelkeepError
+
+    try:
+        code = cli.main(args=argv, prog_name="modelkeep", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 1
+    except ModelkeepError as exc:
+        click.echo(f"modelkeep: error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130
+    except OSError as exc:
+        target = f" {exc.filename!r}" if exc.filename else ""
+        click.echo(
+            f"modelkeep: error:{target} {exc.strerror or exc}; check the path and free space",
+            err=True,
+        )
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
