@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -631,6 +632,7 @@ class Ctx:
     mk: Modelkeep | None
     dvc: Dvc | None
     keep_runs: bool
+    repeat: int = 1
     problems: list[str] = field(default_factory=list)
 
     def attempt(
@@ -826,7 +828,11 @@ def bench_w3(ctx: Ctx) -> list[Row]:
     add = Row(f"W3 add ({s.w3_files:,} files, 8–64 KiB)", "s")
     noop = Row("W3 no-op status (modelkeep re-add vs dvc status)", "s")
     upd = Row(f"W3 add after {s.w3_modified} modified + {s.w3_new} new", "s")
-    stored = Row("W3 stored bytes after 2 versions (info)", "B", ratio_as_percent=True)
+    stored = Row(
+        "W3 stored bytes after 2 versions (info; cp: one plain copy of v1)",
+        "B",
+        ratio_as_percent=True,
+    )
     rows = [add, noop, upd, stored]
     d = ctx.section_dir("w3")
 
@@ -968,6 +974,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
     )
     p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="run each section N times and report medians (default: 3, or 1 with --quick)",
+    )
+    p.add_argument(
         "--keep-runs", action="store_true", help="keep the repos of this run (default: delete)"
     )
     p.add_argument(
@@ -997,9 +1009,41 @@ def machine_notes(workdir: Path, dvc_version: str | None) -> list[str]:
     ]
 
 
+TOOLS: tuple[Literal["modelkeep", "dvc", "cp"], ...] = ("modelkeep", "dvc", "cp")
+
+
+def merge_repeats(reps: list[list[Row]]) -> list[Row]:
+    """Median of each cell over repeated runs of a section (a failure in any run wins)."""
+    if len(reps) == 1:
+        return reps[0]
+    merged: list[Row] = []
+    for same in zip(*reps, strict=True):
+        row = same[0]
+        for tool in TOOLS:
+            values = [getattr(r, tool) for r in same]
+            failed = [v for v in values if isinstance(v, str)]
+            if failed:
+                setattr(row, tool, failed[0])
+                row.details.pop(tool, None)
+                continue
+            setattr(row, tool, statistics.median(values))
+            splits = [r.details.get(tool) for r in same]
+            if row.unit == "s" and all(isinstance(d, dict) for d in splits):
+                row.details[tool] = {
+                    "op_s": statistics.median(d["op_s"] for d in splits if d),
+                    "sync_s": statistics.median(d["sync_s"] for d in splits if d),
+                    "runs_s": [round(v, 3) for v in values],
+                }
+            elif row.unit == "B" and len(set(values)) > 1:
+                row.details[f"{tool}_runs_bytes"] = values
+        merged.append(row)
+    return merged
+
+
 def run_sections(
     ctx: Ctx, args: argparse.Namespace, only: set[str]
 ) -> tuple[list[Row], str | None]:
+    """Run the selected sections, each ``ctx.repeat`` times, and return the merged rows."""
     if not args.skip_modelkeep:
         mk = Modelkeep(ctx.runner)
         ok, why = mk.available()
@@ -1013,20 +1057,23 @@ def run_sections(
         ctx.dvc = Dvc(ctx.runner, args.workdir.resolve() / "dvc-venv")
         dvc_version = ctx.dvc.ensure_installed()
 
+    sections: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("w1", lambda: bench_w1(ctx)),
+        ("w2", lambda: bench_chain(ctx, "W2", "w2", ctx.wl.w2)),
+        ("w2b", lambda: bench_chain(ctx, "W2b", "w2b", ctx.wl.w2b)),
+        ("w3", lambda: bench_w3(ctx)),
+    ]
     rows: list[Row] = []
-    if "w1" in only:
-        log("W1 ...")
-        rows += bench_w1(ctx)
-    if "w2" in only:
-        log("W2 ...")
-        rows += bench_chain(ctx, "W2", "w2", ctx.wl.w2)
-    if "w2b" in only:
-        log("W2b ...")
-        rows += bench_chain(ctx, "W2b", "w2b", ctx.wl.w2b)
-    if "w3" in only:
-        log("W3 ...")
-        rows += bench_w3(ctx)
+    for name, fn in sections:
+        if name not in only:
+            continue
+        reps = []
+        for i in range(ctx.repeat):
+            log(f"{name.upper()} (run {i + 1}/{ctx.repeat}) ...")
+            reps.append(fn())
+        rows += merge_repeats(reps)
     if "help" in only:
+        log("--help timings ...")
         rows += bench_help(ctx)
     return rows, dvc_version
 
@@ -1072,7 +1119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wl = generate(scale, workdir / "data" / scale.mode)
         if args.generate_only:
             return 0
-        ctx = Ctx(scale, runner, wl, runs, None, None, args.keep_runs)
+        repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+        ctx = Ctx(scale, runner, wl, runs, None, None, args.keep_runs, max(1, repeat))
         rows, dvc_version = run_sections(ctx, args, only)
     finally:
         runner.close()
@@ -1112,6 +1160,8 @@ def render_report(
         "",
         "Notes:",
         "",
+        f"- Each time is the median of {ctx.repeat} run(s) of its section (fresh repos each run; "
+        "all runs listed below). `--help` rows are the best of 5.",
         "- Times are wall-clock seconds (`time.perf_counter` around the subprocess) **including a "
         "`sync` right after the operation** so that deferred write-back is counted for every tool "
         "(`cp FILE DEST && sync`). The split into operation/sync time is listed below. Pending "
@@ -1134,7 +1184,9 @@ def render_report(
         for tool in ("modelkeep", "dvc", "cp"):
             d = r.details.get(tool)
             if isinstance(d, dict) and "op_s" in d:
-                parts.append(f"{tool} {d['op_s']:.3f} s + sync {d['sync_s']:.3f} s")
+                runs = d.get("runs_s")
+                also = f" (runs: {', '.join(f'{v:.3f}' for v in runs)} s)" if runs else ""
+                parts.append(f"{tool} {d['op_s']:.3f} s + sync {d['sync_s']:.3f} s{also}")
         extra = {k: v for k, v in r.details.items() if k not in ("modelkeep", "dvc", "cp")}
         if "modelkeep_dir_du_sb" in extra:
             parts.append(f"`du -sb .modelkeep` = {human_bytes(extra.pop('modelkeep_dir_du_sb'))}")
@@ -1146,7 +1198,8 @@ def render_report(
     if detail_lines:
         out += ["", "Details (operation time + sync time):", "", *detail_lines]
     if ctx.problems:
-        out += ["", "Problems:", "", *[f"- {p}" for p in ctx.problems]]
+        unique = list(dict.fromkeys(ctx.problems))
+        out += ["", "Problems:", "", *[f"- {p}" for p in unique]]
     out += ["", f"Total benchmark wall time: {human_seconds(time.perf_counter() - t_start)}."]
     return "\n".join(out)
 

@@ -1,1 +1,64 @@
+"""Shared fixtures: real repositories on disk, both metadata backends, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import modelkeep as mk
+
 pytest_plugins = ["tests.pg"]
+
+MODELKEEP = str(Path(sys.executable).with_name("modelkeep"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELKEEP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MODELKEEP_USER", "tester")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[mk.Repo]:
+    """A fresh repository on the embedded default (SQLite + local store)."""
+    with mk.init(tmp_path / "proj") as r:
+        yield r
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_repo(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[mk.Repo]:
+    """The same tests on both metadata databases; PostgreSQL is a real server."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("fresh_postgres_url")
+        monkeypatch.setenv("MODELKEEP_DATABASE_URL", url)
+    with mk.init(tmp_path / "proj") as r:
+        yield r
+
+
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, input: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `modelkeep` console script, as a user would."""
+    full_env = {**os.environ, "MODELKEEP_USER": "tester", **(env or {})}
+    return subprocess.run(
+        [MODELKEEP, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

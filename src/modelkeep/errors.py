@@ -50,11 +50,17 @@ class InvalidArgument(ModelkeepError, ValueError):
 
 
 class ArtifactNotFound(ModelkeepError, LookupError):
-    def __init__(self, name: str, similar: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, similar: Sequence[str] = (), existing: int = 0) -> None:
         self.name = name
         self.similar = list(similar)
-        hint = f"did you mean {', '.join(repr(s) for s in similar)}? " if similar else ""
-        super().__init__(f"no artifact named {name!r}; {hint}see `modelkeep ls`")
+        self.existing = existing
+        if similar:
+            hint = f"did you mean {', '.join(repr(s) for s in similar)}? see `modelkeep ls`"
+        elif existing:
+            hint = f"the repository has {existing} other artifact(s); see `modelkeep ls`"
+        else:
+            hint = "the repository has no artifacts yet; add one with `modelkeep add`"
+        super().__init__(f"no artifact named {name!r}; {hint}")
 
 
 class VersionNotFound(ModelkeepError, LookupError):

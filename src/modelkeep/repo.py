@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -313,7 +314,7 @@ class Repo:
                     f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path"
                 )
             reader = self.store.open_blob(entry.id, self._explain)
-        return reader  # type: ignore[return-value]
+        return io.BufferedReader(reader, buffer_size=1 << 20)
 
     def diff(self, old_ref: str, new_ref: str) -> Diff:
         old, new = self.show(old_ref), self.show(new_ref)

@@ -132,7 +132,7 @@ def _artifact(s: Any, name: str) -> ArtifactRow:
         names = list(s.scalars(select(ArtifactRow.name)))
         similar = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         similar += [n for n in names if n.startswith(name) and n not in similar][:3]
-        raise ArtifactNotFound(name, similar[:3])
+        raise ArtifactNotFound(name, similar[:3], len(names))
     return art
 
 
