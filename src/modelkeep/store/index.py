@@ -47,7 +47,8 @@ class FileStamp:
 
 class Index:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=300, isolation_level=None)
+        # Restores read objects on a helper thread; SQLite serialises use of the connection.
+        self._db = sqlite3.connect(path, timeout=300, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self.write():
@@ -98,6 +99,20 @@ class Index:
         if row is None:
             return None
         return Located(row[0], PackEntry(key, *row[1:]))
+
+    def locate_many(self, keys: list[bytes]) -> dict[bytes, Located]:
+        found: dict[bytes, Located] = {}
+        for start in range(0, len(keys), 500):
+            group = keys[start : start + 500]
+            rows = self._db.execute(
+                "SELECT e.key, p.name, e.kind, e.codec, e.offset, e.length, e.raw_length "
+                "FROM entries e JOIN packs p ON p.id = e.pack "
+                f"WHERE e.key IN ({','.join('?' * len(group))})",
+                group,
+            )
+            for row in rows:
+                found[row[0]] = Located(row[1], PackEntry(row[0], *row[2:]))
+        return found
 
     def entries(self) -> Iterator[Located]:
         """Every indexed object, in pack order, so a scan reads each pack sequentially."""
