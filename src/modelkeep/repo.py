@@ -349,7 +349,8 @@ class Repo:
         )
 
     def fsck(self, progress: Progress = NULL_PROGRESS) -> FsckReport:
-        return store.fsck(self.store, self._roots(), progress)
+        with self.store.writing():  # keeps gc from moving objects while they are checked
+            return store.fsck(self.store, self._roots(), progress)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         with self.store.exclusive():  # waits for adds in flight to commit their versions

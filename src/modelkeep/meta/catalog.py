@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -107,7 +108,7 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
                     size=new.size,
                     file_count=new.file_count,
                     mode=new.mode,
-                    source_name=new.source_name,
+                    source_name=os.fsencode(new.source_name),
                     created_at=now,
                     user=new.user,
                     message=new.message,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -52,7 +61,8 @@ class VersionRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     file_count: Mapped[int] = mapped_column(Integer)
     mode: Mapped[int] = mapped_column(Integer)  # of a single file: 0o644 or 0o755
-    source_name: Mapped[str] = mapped_column(Text)  # basename of the path that was added
+    # Basename of the path that was added, as bytes: file names need not be UTF-8.
+    source_name: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     user: Mapped[str] = mapped_column(String(255))
     message: Mapped[str] = mapped_column(Text, default="")

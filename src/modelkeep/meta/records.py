@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow) -> Version:
         size=row.size,
         file_count=row.file_count,
         mode=row.mode,
-        source_name=row.source_name,
+        source_name=os.fsdecode(row.source_name),
         created_at=row.created_at,
         user=row.user,
         message=row.message,

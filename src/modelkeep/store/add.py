@@ -194,7 +194,13 @@ class Writer:
             future.result()
         return whole.digest(), chunks
 
-    def put_file(self, path: bytes) -> bytes:
+    def put_file(self, path: bytes, st: os.stat_result) -> bytes:
+        """Store one regular file; an unchanged one (by its stat stamp) is not read again."""
+        stamp = FileStamp(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        cached = self.store.index.cached_blob(path, stamp)
+        if cached is not None and self.store.has(cached):
+            self.progress.advance(st.st_size)
+            return cached
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError as exc:
@@ -202,13 +208,6 @@ class Writer:
         except OSError as exc:
             raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
         with os.fdopen(fd, "rb", buffering=0) as f:
-            st = os.fstat(fd)
-            stamp = FileStamp(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-            abspath = os.path.abspath(path)
-            cached = self.store.index.cached_blob(abspath, stamp)
-            if cached is not None and self.store.has(cached):
-                self.progress.advance(st.st_size)
-                return cached
             try:
                 blob_id, chunks = self._chunk_file(f)
             except OSError as exc:
@@ -223,7 +222,7 @@ class Writer:
             self._put(blob_id, KIND_BLOB, Manifest(size, tuple(chunks)).encode())
         # A file changed within the clock's resolution of our read could keep its stamp.
         if st.st_mtime_ns < self._started_ns - 10_000_000:
-            self._stamps.append((abspath, stamp, blob_id))
+            self._stamps.append((path, stamp, blob_id))
         return blob_id
 
     def put_link(self, path: bytes) -> tuple[bytes, int]:
@@ -267,7 +266,7 @@ class Writer:
             entry = self.put_dir(path, result)
             return TreeEntry(name, Kind.DIR, 0, entry.size, entry.id)
         if stat.S_ISREG(st.st_mode):
-            blob = self.put_file(path)
+            blob = self.put_file(path, st)
             result.file_count += 1
             return TreeEntry(name, Kind.FILE, file_mode(st), st.st_size, blob)
         kind = {
@@ -309,7 +308,7 @@ def put(
     raw = os.fsencode(path.absolute())
     if not os.path.lexists(raw):
         raise PathNotFound(str(path))
-    progress.start(total_size(raw), "adding")
+    progress.start(total_size(raw) if progress is not NULL_PROGRESS else None, "adding")
     writer = Writer(store, progress, os.fsencode(exclude) if exclude else b"")
     result = PutResult(Root(Kind.FILE, b""))
     try:

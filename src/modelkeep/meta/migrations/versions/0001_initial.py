@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("file_count", sa.Integer(), nullable=False),
         sa.Column("mode", sa.Integer(), nullable=False),
-        sa.Column("source_name", sa.Text(), nullable=False),
+        sa.Column("source_name", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("user", sa.String(255), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
