@@ -65,8 +65,7 @@ def gc(store: ObjectStore, roots: Iterable[Root], *, dry_run: bool) -> GcReport:
                 data = store.read_stored(name, e)
                 writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
             writer.seal()
-            store.index.add_pack(writer.name, writer.size, writer.entries)
-            store.index.move_entries([e.key for e in keep], writer.name)
+            store.index.add_pack(writer.name, writer.size, writer.entries, replace=True)
             rewritten += 1
         else:
             packs_removed += 1

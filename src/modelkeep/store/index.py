@@ -71,12 +71,17 @@ class Index:
 
     # -- objects ---------------------------------------------------------------
 
-    def add_pack(self, name: str, size: int, entries: Iterable[PackEntry]) -> None:
+    def add_pack(
+        self, name: str, size: int, entries: Iterable[PackEntry], *, replace: bool = False
+    ) -> None:
+        """Index a sealed pack. Keys already indexed elsewhere keep their place, unless
+        replace (gc's repack) points them at their copies here."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self.write() as db:
             db.execute("INSERT OR IGNORE INTO packs(name, size) VALUES (?, ?)", (name, size))
             (pack_id,) = db.execute("SELECT id FROM packs WHERE name = ?", (name,)).fetchone()
             db.executemany(
-                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"{verb} INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (e.key, e.kind, pack_id, e.offset, e.length, e.raw_length, e.codec)
                     for e in entries
@@ -141,14 +146,6 @@ class Index:
                 if row:
                     db.execute("DELETE FROM entries WHERE pack = ?", row)
                     db.execute("DELETE FROM packs WHERE id = ?", row)
-
-    def move_entries(self, keys: Iterable[bytes], new_pack: str) -> None:
-        """Point keys at their copies in new_pack (used by gc's repack)."""
-        with self.write() as db:
-            (pack_id,) = db.execute("SELECT id FROM packs WHERE name = ?", (new_pack,)).fetchone()
-            db.executemany(
-                "UPDATE entries SET pack = ? WHERE key = ?", ((pack_id, k) for k in keys)
-            )
 
     # -- stat cache ------------------------------------------------------------
 
