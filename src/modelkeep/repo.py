@@ -19,6 +19,7 @@ from modelkeep.errors import (
     ModelkeepError,
     PathNotFound,
     RepoExists,
+    TypeMismatch,
 )
 from modelkeep.meta import Added, Artifact, NewVersion, Version
 from modelkeep.progress import NULL_PROGRESS, Progress
@@ -204,6 +205,9 @@ class Repo:
         validate_name(name)
         if type is not None:
             meta.check_type(type)
+            existing = meta.artifact_type(self.db, name)
+            if existing is not None and existing != type:
+                raise TypeMismatch(name, existing, type)  # before any byte is stored
         source = Path(path)
         if not os.path.lexists(source):
             raise PathNotFound(str(path))

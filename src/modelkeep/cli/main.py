@@ -354,13 +354,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         code = 130
     except OSError as exc:
-        target = f" {exc.filename!r}" if exc.filename else ""
-        click.echo(
-            f"modelkeep: error:{target} {exc.strerror or exc}; check the path and free space",
-            err=True,
-        )
+        import errno
+
+        target = f"{exc.filename}: " if exc.filename else ""
+        hint = "free some space" if exc.errno == errno.ENOSPC else "check the path"
+        click.echo(f"modelkeep: error: {target}{exc.strerror or exc}; {hint}", err=True)
         code = 1
-    sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else 0)
 
 

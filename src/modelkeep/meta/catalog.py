@@ -125,6 +125,15 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
     raise DatabaseError(db.display_url, f"could not add a version of {name!r}: too much contention")
 
 
+def artifact_type(db: Database, name: str) -> str | None:
+    """The type of an existing artifact, or None if there is no artifact of that name."""
+    with db.read() as s:
+        found: str | None = s.scalars(
+            select(ArtifactRow.type).where(ArtifactRow.name == name)
+        ).one_or_none()
+        return found
+
+
 def _artifact(s: Any, name: str) -> ArtifactRow:
     art: ArtifactRow | None = s.scalars(
         select(ArtifactRow).where(ArtifactRow.name == name)

@@ -22,7 +22,7 @@ def _files(store: ObjectStore, entry: TreeEntry, path: bytes) -> Iterator[tuple[
         yield path, entry
         return
     for child in store.tree(entry.id).entries:
-        yield from _files(store, child, path + b"/" + child.name)
+        yield from _files(store, child, path + b"/" + child.name if path else child.name)
 
 
 def _diff(
@@ -50,12 +50,21 @@ def _diff(
 
 
 def diff(store: ObjectStore, old: TreeEntry, new: TreeEntry) -> list[Change]:
-    """Changes from old to new; each root entry's name is the path of a lone file."""
+    """Changes from old to new. Paths are relative to a folder root; a lone file's path
+    is the name it was added under."""
     if old.kind == Kind.DIR and new.kind == Kind.DIR:
         return list(_diff(store, old, new, b""))
-    if old.kind != Kind.DIR and new.kind != Kind.DIR and old.name != new.name:
-        return [Change(old.name, "removed", old, None), Change(new.name, "added", None, new)]
-    return list(_diff(store, old, new, new.name if new.kind != Kind.DIR else old.name))
+    if old.kind != Kind.DIR and new.kind != Kind.DIR and old.name == new.name:
+        return list(_diff(store, old, new, new.name))
+    if (old.kind, old.id) == (new.kind, new.id):
+        return []
+    removed = [Change(p, "removed", e, None) for p, e in _files(store, old, _prefix(old))]
+    added = [Change(p, "added", None, e) for p, e in _files(store, new, _prefix(new))]
+    return removed + added
+
+
+def _prefix(entry: TreeEntry) -> bytes:
+    return b"" if entry.kind == Kind.DIR else entry.name
 
 
 def root_entry(root: Root, name: bytes, size: int, mode: int) -> TreeEntry:
