@@ -185,8 +185,8 @@ def block_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     real = chunking.iter_blocks
 
-    def counting(stream: Any) -> Iterator[Any]:
-        for block, spans, whole in real(stream):
+    def counting(stream: Any, size_hint: int | None = None) -> Iterator[Any]:
+        for block, spans, whole in real(stream, size_hint):
             seen.append(len(block))
             yield block, spans, whole
 

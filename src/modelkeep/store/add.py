@@ -171,12 +171,12 @@ class Writer:
 
     # -- files and folders ------------------------------------------------------
 
-    def _chunk_file(self, f: BinaryIO) -> tuple[bytes, list[tuple[bytes, int]]]:
+    def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, list[tuple[bytes, int]]]:
         """Chunk, hash and store one open file; return its id and chunk list."""
         whole = blake3.blake3()
         hashing: deque[Future[object]] = deque()
         chunks: list[tuple[bytes, int]] = []
-        for block, spans, single in iter_blocks(f):
+        for block, spans, single in iter_blocks(f, size):
             if single:
                 # Small files: one hash call is cheaper than a hand-off to the thread.
                 whole.update(block)
@@ -209,7 +209,7 @@ class Writer:
             raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
         with os.fdopen(fd, "rb", buffering=0) as f:
             try:
-                blob_id, chunks = self._chunk_file(f)
+                blob_id, chunks = self._chunk_file(f, st.st_size)
             except OSError as exc:
                 raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
             after = os.fstat(fd)

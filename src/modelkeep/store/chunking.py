@@ -18,6 +18,7 @@ AVG_SIZE = 48 * 1024
 MIN_SIZE = 16 * 1024
 MAX_SIZE = 256 * 1024
 BLOCK = 8 * 1024 * 1024
+SMALL_READ = 64 * 1024
 
 _CDC = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
 
@@ -26,18 +27,25 @@ def digest(data: bytes | memoryview) -> bytes:
     return blake3.blake3(data).digest()
 
 
-def iter_blocks(stream: BinaryIO) -> Iterator[tuple[memoryview, list[tuple[int, int]], bool]]:
-    """Yield (block, chunk spans, whole_file) for a stream, in blocks of BLOCK bytes.
+def iter_blocks(
+    stream: BinaryIO, size_hint: int | None = None
+) -> Iterator[tuple[memoryview, list[tuple[int, int]], bool]]:
+    """Yield (block, chunk spans, whole_file) for a stream, in blocks of up to BLOCK bytes.
 
     Each block is a fresh buffer, never reused, so its views may be handed to other
     threads. The last chunk of a block that is not the end of the stream is carried into
     the next block, which gives exactly the boundaries of chunking the stream in one go.
-    Reading blocks (not mmap) keeps resident memory bounded whatever the file size.
+    Reading blocks (not mmap) keeps resident memory bounded whatever the file size, and
+    size_hint (the file's size) keeps a small file from costing a whole block.
     """
     carry = b""
     first = True
+    consumed = 0
     while True:
-        buf = bytearray(len(carry) + BLOCK)
+        want = BLOCK
+        if size_hint is not None:
+            want = min(BLOCK, max(size_hint - consumed + 1, SMALL_READ))
+        buf = bytearray(len(carry) + want)
         buf[: len(carry)] = carry
         end = len(carry)
         view = memoryview(buf)
@@ -46,6 +54,7 @@ def iter_blocks(stream: BinaryIO) -> Iterator[tuple[memoryview, list[tuple[int, 
             if not n:
                 break
             end += n
+        consumed += end - len(carry)
         eof = end < len(buf)
         block = view[:end]
         spans = [(c.offset, c.length) for c in _CDC.cut_buf(block)] if end else []

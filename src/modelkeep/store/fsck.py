@@ -61,7 +61,7 @@ def fsck(
             continue
         if any(e.offset + e.length > size for e in entries):
             problems[idx.stem] = "pack is shorter than its index says"
-    store.reconcile()
+    store.reconcile_locked()
     count = total = 0
     progress.start(sum(store.index.pack_sizes().values()), "verifying")
     for located in store.index.entries():

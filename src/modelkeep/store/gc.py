@@ -30,7 +30,7 @@ def reachable(store: ObjectStore, roots: Iterable[Root]) -> set[bytes]:
 
 
 def gc(store: ObjectStore, roots: Iterable[Root], *, dry_run: bool) -> GcReport:
-    store.reconcile()
+    store.reconcile_locked()
     live = reachable(store, roots)
     freed = removed = packs_removed = rewritten = 0
     for path in store.tmp_dir.iterdir():

@@ -99,16 +99,31 @@ class ObjectStore:
         return self._flock(fcntl.LOCK_EX)
 
     def reconcile(self) -> None:
-        """Index any sealed pack the index does not know (a writer died before indexing it)."""
+        """Index any sealed pack the index does not know (a writer died before indexing it).
+
+        Skipped while gc holds the lock: gc drops a pack from the index before deleting
+        its files, and must not see it indexed again in between.
+        """
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            self.reconcile_locked()
+        finally:
+            os.close(fd)
+
+    def reconcile_locked(self) -> None:
+        """reconcile, for a caller that holds the store lock (gc, exclusively)."""
         known = self.index.pack_names()
         for idx in self.packs_dir.glob("pack-*.idx"):
             name = idx.stem
             if name in known:
                 continue
-            pack = idx.with_suffix(".pack")
             try:
                 entries = read_index(idx)
-                size = pack.stat().st_size
+                size = idx.with_suffix(".pack").stat().st_size
             except (OSError, CorruptIndex):
                 continue  # fsck reports it; gc removes it
             self.index.add_pack(name, size, entries)
