@@ -994,7 +994,7 @@ def machine_notes(workdir: Path, dvc_version: str | None) -> list[str]:
         capture_output=True,
         text=True,
         check=False,
-    ).stdout.strip()
+    ).stdout.split()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
         mk_version = importlib.metadata.version("modelkeep")
@@ -1002,7 +1002,7 @@ def machine_notes(workdir: Path, dvc_version: str | None) -> list[str]:
         mk_version = "not installed"
     return [
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {human_bytes(mem)} RAM, "
-        f"workdir filesystem {fs or '?'}; Python {platform.python_version()}",
+        f"workdir filesystem {fs[0] if fs else '?'}; Python {platform.python_version()}",
         f"modelkeep {mk_version} (`{sys.executable} -m modelkeep`); "
         f"DVC {dvc_version or 'not run'} (fresh `git init` + `dvc init` repo per workload, "
         "cache.type=copy)",

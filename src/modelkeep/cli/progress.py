@@ -8,6 +8,9 @@ from typing import Any
 from modelkeep.progress import NULL_PROGRESS, Progress
 
 
+DELAY = 1.0  # seconds of work before a bar appears
+
+
 class BarProgress:
     def __init__(self) -> None:
         self._bar: Any = None
@@ -21,7 +24,7 @@ class BarProgress:
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            delay=1.0,  # nothing is drawn for work that finishes within a second
+            delay=DELAY,  # nothing is drawn for work that finishes within a second
             leave=False,
             file=sys.stderr,
         )
