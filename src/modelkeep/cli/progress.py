@@ -7,7 +7,6 @@ from typing import Any
 
 from modelkeep.progress import NULL_PROGRESS, Progress
 
-
 DELAY = 1.0  # seconds of work before a bar appears
 
 
