@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +34,8 @@ from modelkeep.store.trees import Kind, Manifest, Tree, TreeEntry
 
 SAMPLE = 2048
 _MAX_SKIP = 64
-BATCH = 4 * 1024 * 1024  # bytes handed to the pack thread at once
-MAX_IN_FLIGHT = 4
-
 _Item = tuple[bytes, int, int, bytes | memoryview, int]
+Spans = list[tuple[int, int]]
 
 
 @dataclass(slots=True)
@@ -82,9 +79,10 @@ class _Compressor:
 class Writer:
     """One writing session: new objects go to this session's own packs.
 
-    The main thread reads, chunks, hashes and deduplicates; a writer thread appends to
-    packs and fsyncs them, and a hasher thread computes whole-file ids of large files.
-    BLAKE3, zstd and file I/O release the GIL, so the stages overlap on separate cores.
+    The main thread reads, chunks, deduplicates and appends to the pack; a hasher thread
+    hashes each block (chunk ids and the whole-file id) while the main thread reads and
+    cuts the next one; a sealer thread fsyncs full packs while writing goes on. BLAKE3 and
+    file I/O release the GIL, so the stages overlap on separate cores.
     """
 
     def __init__(
@@ -95,15 +93,13 @@ class Writer:
         self.progress = progress
         self._pack: PackWriter | None = None
         self._sealed: list[PackWriter] = []
+        self._seals: list[Future[object]] = []
         self._seen: set[bytes] = set()
         self._compressor = _Compressor()
         self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
         self._started_ns = now_ns()
-        self._pending: list[_Item] = []
-        self._pending_bytes = 0
-        self._writes: deque[Future[None]] = deque()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-pack")
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash")
+        self._sealer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-seal")
         self.new_bytes = 0
         self.stored_bytes = 0
 
@@ -113,24 +109,19 @@ class Writer:
         if key in self._seen or self.store.index.has(key):
             self._seen.add(key)
             return
+        self._append([self._item(key, kind, data)])
+
+    def _item(self, key: bytes, kind: int, data: bytes | memoryview) -> _Item:
         codec, payload = self._compressor.encode(data)
         self._seen.add(key)
-        self._pending.append((key, kind, codec, payload, len(data)))
-        self._pending_bytes += len(payload)
         if kind == KIND_CHUNK:
             self.new_bytes += len(data)
         self.stored_bytes += len(payload)
-        if self._pending_bytes >= BATCH:
-            self._flush()
+        return key, kind, codec, payload, len(data)
 
-    def _flush(self) -> None:
-        if self._pending:
-            self._writes.append(self._writer.submit(self._write_batch, self._pending))
-            self._pending, self._pending_bytes = [], 0
-        while len(self._writes) > MAX_IN_FLIGHT:  # bounds memory held by queued views
-            self._writes.popleft().result()
-
-    def _write_batch(self, items: list[_Item]) -> None:
+    def _append(self, items: list[_Item]) -> None:
+        if not items:
+            return
         if self._pack is None:
             self._pack = PackWriter(self.store.packs_dir, self.store.tmp_dir)
         self._pack.append(items)
@@ -138,17 +129,17 @@ class Writer:
             self._seal()
 
     def _seal(self) -> None:
+        """Hand the full pack to the sealer thread, so its fsync overlaps further writes."""
         if self._pack is not None:
             pack, self._pack = self._pack, None
-            pack.seal()
+            self._seals.append(self._sealer.submit(pack.seal))
             self._sealed.append(pack)
 
     def commit(self) -> None:
         """Make everything written durable and visible, and remember file stamps."""
-        self._flush()
-        self._writes.append(self._writer.submit(self._seal))
-        while self._writes:
-            self._writes.popleft().result()
+        self._seal()
+        for seal in self._seals:
+            seal.result()
         for pack in self._sealed:
             self.store.index.add_pack(pack.name, pack.size, pack.entries)
         self._sealed.clear()
@@ -158,40 +149,51 @@ class Writer:
         self.close()
 
     def abort(self) -> None:
-        for future in self._writes:
-            future.cancel()
         self.close()
         if self._pack is not None:
             self._pack.abort()
             self._pack = None
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
-        self._hasher.shutdown(wait=True)
+        for pool in (self._hasher, self._sealer):
+            pool.shutdown(wait=True)
 
     # -- files and folders ------------------------------------------------------
+
+    def _store_block(
+        self, block: memoryview, spans: Spans, ids: list[bytes], chunks: list[tuple[bytes, int]]
+    ) -> None:
+        known = self.store.index.known(ids)
+        items = []
+        for cid, (start, length) in zip(ids, spans, strict=True):
+            if cid not in known and cid not in self._seen:
+                items.append(self._item(cid, KIND_CHUNK, block[start : start + length]))
+            chunks.append((cid, length))
+        self._append(items)
+        self.progress.advance(sum(length for _, length in spans))
 
     def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, list[tuple[bytes, int]]]:
         """Chunk, hash and store one open file; return its id and chunk list."""
         whole = blake3.blake3()
-        hashing: deque[Future[object]] = deque()
         chunks: list[tuple[bytes, int]] = []
+
+        def hash_block(block: memoryview, spans: Spans) -> list[bytes]:
+            whole.update(block)
+            return [digest(block[start : start + length]) for start, length in spans]
+
+        # Block i is hashed on the hasher thread while block i+1 is read and cut here;
+        # iter_blocks keeps a block valid until two more have been asked for.
+        waiting: tuple[memoryview, Spans, Future[list[bytes]]] | None = None
         for block, spans, single in iter_blocks(f, size):
-            if single:
-                # Small files: one hash call is cheaper than a hand-off to the thread.
-                whole.update(block)
-            else:
-                hashing.append(self._hasher.submit(whole.update, block))
-                while len(hashing) > MAX_IN_FLIGHT:
-                    hashing.popleft().result()
-            for start, length in spans:
-                view = block[start : start + length]
-                cid = digest(view)
-                self._put(cid, KIND_CHUNK, view)
-                chunks.append((cid, length))
-                self.progress.advance(length)
-        for future in hashing:
-            future.result()
+            if single:  # a small file: a hand-off would cost more than it saves
+                self._store_block(block, spans, hash_block(block, spans), chunks)
+                continue
+            hashing = self._hasher.submit(hash_block, block, spans)
+            if waiting is not None:
+                self._store_block(waiting[0], waiting[1], waiting[2].result(), chunks)
+            waiting = (block, spans, hashing)
+        if waiting is not None:
+            self._store_block(waiting[0], waiting[1], waiting[2].result(), chunks)
         return whole.digest(), chunks
 
     def put_file(self, path: bytes, st: os.stat_result) -> bytes:

@@ -32,37 +32,41 @@ def iter_blocks(
 ) -> Iterator[tuple[memoryview, list[tuple[int, int]], bool]]:
     """Yield (block, chunk spans, whole_file) for a stream, in blocks of up to BLOCK bytes.
 
-    Each block is a fresh buffer, never reused, so its views may be handed to other
-    threads. The last chunk of a block that is not the end of the stream is carried into
-    the next block, which gives exactly the boundaries of chunking the stream in one go.
-    Reading blocks (not mmap) keeps resident memory bounded whatever the file size, and
+    Two buffers are used in turn, so a block stays valid until two more have been asked
+    for (the caller may hash one block while the next is read); the caller copies what it
+    keeps longer. The last chunk of a block that is not the end of the stream is carried
+    into the next block, which gives exactly the boundaries of chunking the stream in one
+    go. Reading (not mmap) keeps resident memory bounded whatever the file size, and
     size_hint (the file's size) keeps a small file from costing a whole block.
     """
-    carry = b""
+    capacity = BLOCK + MAX_SIZE
+    if size_hint is not None:
+        capacity = min(capacity, max(size_hint + 1, SMALL_READ))
+    buffers = [memoryview(bytearray(capacity))]
+    carry = memoryview(b"")  # the unfinished last chunk of the previous block
     first = True
-    consumed = 0
+    turn = 0
     while True:
-        want = BLOCK
-        if size_hint is not None:
-            want = min(BLOCK, max(size_hint - consumed + 1, SMALL_READ))
-        buf = bytearray(len(carry) + want)
-        buf[: len(carry)] = carry
+        if turn == len(buffers):
+            buffers.append(memoryview(bytearray(capacity)))
+        buf = buffers[turn]
+        turn = 1 - turn
         end = len(carry)
-        view = memoryview(buf)
-        while end < len(buf):
-            n = stream.readinto(view[end:])  # type: ignore[attr-defined]
+        buf[:end] = carry
+        limit = min(capacity, end + BLOCK)
+        while end < limit:
+            n = stream.readinto(buf[end:limit])  # type: ignore[attr-defined]
             if not n:
                 break
             end += n
-        consumed += end - len(carry)
-        eof = end < len(buf)
-        block = view[:end]
+        eof = end < limit
+        block = buf[:end]
         spans = [(c.offset, c.length) for c in _CDC.cut_buf(block)] if end else []
         if eof:
             yield block, spans, first
             return
         last_offset = spans[-1][0]
-        carry = bytes(block[last_offset:])
+        carry = block[last_offset:]
         yield block[:last_offset], spans[:-1], False
         first = False
 

@@ -95,6 +95,20 @@ class Index:
         row = self._db.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone()
         return row is not None
 
+    def known(self, keys: list[bytes]) -> set[bytes]:
+        """Which of keys are indexed, in few queries."""
+        found: set[bytes] = set()
+        for start in range(0, len(keys), 500):
+            group = keys[start : start + 500]
+            marks = ",".join("?" * len(group))
+            found.update(
+                row[0]
+                for row in self._db.execute(
+                    f"SELECT key FROM entries WHERE key IN ({marks})", group
+                )
+            )
+        return found
+
     def locate(self, key: bytes) -> Located | None:
         row = self._db.execute(
             "SELECT p.name, e.kind, e.codec, e.offset, e.length, e.raw_length "

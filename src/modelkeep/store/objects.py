@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -43,7 +44,9 @@ from modelkeep.store.trees import (
     decode_tree,
 )
 
-READ_AHEAD = 16  # chunks verified ahead of the writer: about 1 MiB
+READERS = 2
+READ_BATCH = 16  # chunks per task: about 1 MiB
+READ_AHEAD = 4  # batches verified ahead of the writer
 
 Explain = Callable[[ModelkeepError], ModelkeepError]
 
@@ -69,7 +72,8 @@ class ObjectStore:
             folder.mkdir(parents=True, exist_ok=True)
         self.index = Index(root / "index.sqlite")
         self._fds: dict[str, int] = {}
-        self._dctx = zstandard.ZstdDecompressor()
+        self._fds_lock = threading.Lock()
+        self._local = threading.local()  # zstd contexts are not shared between threads
         self._lock_path = root / "lock"
         self.reconcile()
 
@@ -144,7 +148,12 @@ class ObjectStore:
                         raise MissingObject(entry.key.hex()) from None
                     located, entry = fresh, fresh.entry
                     continue
-                self._fds[located.pack] = fd
+                with self._fds_lock:  # two readers may open the same pack at once
+                    if located.pack in self._fds:
+                        os.close(fd)
+                        fd = self._fds[located.pack]
+                    else:
+                        self._fds[located.pack] = fd
             data = os.pread(fd, entry.length, entry.offset)
             if len(data) != entry.length:
                 raise CorruptObject(entry.key.hex(), f"{located.pack} is truncated")
@@ -155,8 +164,11 @@ class ObjectStore:
         entry = located.entry
         if entry.codec == CODEC_RAW:
             return data
+        dctx = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = self._local.dctx = zstandard.ZstdDecompressor()
         try:
-            raw = self._dctx.decompress(data, max_output_size=entry.raw_length)
+            raw = dctx.decompress(data, max_output_size=entry.raw_length)
         except zstandard.ZstdError as exc:
             where = f"{located.pack} offset {entry.offset}: {exc}"
             raise CorruptObject(entry.key.hex(), where) from exc
@@ -214,21 +226,26 @@ class ObjectStore:
             raise CorruptObject(tree_id.hex(), f"tree: {exc}") from exc
 
     def iter_blob(self, blob_id: bytes) -> Iterator[bytes]:
-        """The verified chunks of a file, in order; large files are read ahead on a thread."""
+        """The verified chunks of a file, in order; large files are read ahead on threads."""
         chunks = [cid for cid, _ in self.manifest(blob_id).chunks]
         if len(chunks) < 4:
             for chunk_id in chunks:
                 yield self.read(chunk_id)
             return
         located = self.index.locate_many(chunks)
-        with ThreadPoolExecutor(1, thread_name_prefix="modelkeep-read") as pool:
-            ahead: deque[Future[bytes]] = deque()
-            for chunk_id in chunks:
-                ahead.append(pool.submit(self.read, chunk_id, located.get(chunk_id)))
+
+        def read_batch(ids: list[bytes]) -> list[bytes]:
+            return [self.read(i, located.get(i)) for i in ids]
+
+        batches = [chunks[i : i + READ_BATCH] for i in range(0, len(chunks), READ_BATCH)]
+        with ThreadPoolExecutor(READERS, thread_name_prefix="modelkeep-read") as pool:
+            ahead: deque[Future[list[bytes]]] = deque()
+            for batch in batches:
+                ahead.append(pool.submit(read_batch, batch))
                 if len(ahead) > READ_AHEAD:
-                    yield ahead.popleft().result()
+                    yield from ahead.popleft().result()
             while ahead:
-                yield ahead.popleft().result()
+                yield from ahead.popleft().result()
 
     def open_blob(self, blob_id: bytes, explain: Explain | None = None) -> BlobReader:
         return BlobReader(self, self.manifest(blob_id), explain or _same)
