@@ -43,12 +43,18 @@ def backend_repo(
 
 
 def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, input: bytes | None = None
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `modelkeep` console script, as a user would."""
+    """Run the installed `modelkeep` console script, as a user would.
+
+    prefix goes before the command (for example, to drop root's file capabilities).
+    """
     full_env = {**os.environ, "MODELKEEP_USER": "tester", **(env or {})}
     return subprocess.run(
-        [MODELKEEP, *args],
+        [*prefix, MODELKEEP, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

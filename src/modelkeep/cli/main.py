@@ -80,7 +80,7 @@ def init(ctx: click.Context, path: str) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path())
+@click.argument("path", type=click.Path(readable=False))  # the library names what is unreadable
 @click.option(
     "--name", "-n", required=True, help="Artifact name, e.g. fraud-detector or team/fraud."
 )
