@@ -328,3 +328,12 @@ def test_reopening_does_not_migrate_again(
             assert again.show("m:v1").digest == "b3:" + digest(b"kept").hex()
             assert _add(again, tmp_path, "m", b"more").version.number == 2
     assert [v.number for v in backend_repo.versions("m")] == [1, 2]
+
+
+def test_metadata_that_is_not_json_is_refused_before_storing(repo: mk.Repo, tmp_path: Path) -> None:
+    source = tmp_path / "m.bin"
+    source.write_bytes(b"weights" * 1000)
+    with pytest.raises(InvalidArgument, match="metadata must be JSON"):
+        repo.add(source, "m", metadata={"when": object()})
+    assert repo.artifacts() == []
+    assert repo.du().stored_bytes == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -208,6 +209,13 @@ class Repo:
             existing = meta.artifact_type(self.db, name)
             if existing is not None and existing != type:
                 raise TypeMismatch(name, existing, type)  # before any byte is stored
+        fields = dict(metadata or {})
+        try:
+            json.dumps(fields)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(
+                f"metadata must be JSON values (numbers, text, lists): {exc}"
+            ) from exc
         source = Path(path)
         if not os.path.lexists(source):
             raise PathNotFound(str(path))
@@ -227,7 +235,7 @@ class Repo:
                 source_name=_fs(os.path.basename(os.fsencode(source.absolute()))),
                 user=self.settings.user,
                 message=message,
-                metadata=dict(metadata or {}),
+                metadata=fields,
             )
             added: Added = meta.add_version(self.db, name, type, new)
         return AddResult(
