@@ -6,6 +6,7 @@ and indexed), so the caller may then commit a version that points at it.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,10 @@ SAMPLE = 2048
 _MAX_SKIP = 64
 _Item = tuple[bytes, int, int, bytes | memoryview, int]
 Spans = list[tuple[int, int]]
+
+
+def _nofollow(path: str | bytes, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 @dataclass(slots=True)
@@ -98,6 +103,7 @@ class Writer:
         self._compressor = _Compressor()
         self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
         self._started_ns = now_ns()
+        self._cache: dict[bytes, tuple[FileStamp, bytes]] = {}
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash")
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-seal")
         self.new_bytes = 0
@@ -160,6 +166,10 @@ class Writer:
 
     # -- files and folders ------------------------------------------------------
 
+    def load_stat_cache(self, root: bytes) -> None:
+        """Read the stat cache for everything under root in one query."""
+        self._cache = self.store.index.stamps_under(root)
+
     def _store_block(
         self, block: memoryview, spans: Spans, ids: list[bytes], chunks: list[tuple[bytes, int]]
     ) -> None:
@@ -186,6 +196,10 @@ class Writer:
         waiting: tuple[memoryview, Spans, Future[list[bytes]]] | None = None
         for block, spans, single in iter_blocks(f, size):
             if single:  # a small file: a hand-off would cost more than it saves
+                if len(spans) == 1:  # one chunk: its id is the file's id, hashed once
+                    file_id = digest(block)
+                    self._store_block(block, spans, [file_id], chunks)
+                    return file_id, chunks
                 self._store_block(block, spans, hash_block(block, spans), chunks)
                 continue
             hashing = self._hasher.submit(hash_block, block, spans)
@@ -199,22 +213,20 @@ class Writer:
     def put_file(self, path: bytes, st: os.stat_result) -> bytes:
         """Store one regular file; an unchanged one (by its stat stamp) is not read again."""
         stamp = FileStamp(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-        cached = self.store.index.cached_blob(path, stamp)
-        if cached is not None and self.store.has(cached):
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == stamp:
             self.progress.advance(st.st_size)
-            return cached
+            return cached[1]
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with open(path, "rb", buffering=0, opener=_nofollow) as f:
+                blob_id, chunks = self._chunk_file(f, st.st_size)
+                after = os.fstat(f.fileno())
         except FileNotFoundError as exc:
             raise PathNotFound(os.fsdecode(path)) from exc
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the store's disk is full: not a problem of the file being read
             raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            try:
-                blob_id, chunks = self._chunk_file(f, st.st_size)
-            except OSError as exc:
-                raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
-            after = os.fstat(fd)
         size = sum(n for _, n in chunks)
         if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size) or size != st.st_size:
             raise UnreadablePath(os.fsdecode(path), "it changed while being read; try again")
@@ -238,12 +250,10 @@ class Writer:
         total = 0
         try:
             with os.scandir(path) as it:
-                children = sorted(it, key=lambda d: d.name)
+                children = [c for c in sorted(it, key=lambda d: d.name) if c.path != self._exclude]
         except OSError as exc:
             raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
         for child in children:
-            if child.path == self._exclude:
-                continue
             entry = self.put_entry(child.path, result, child.name)
             entries.append(entry)
             total += entry.size
@@ -312,6 +322,7 @@ def put(
         raise PathNotFound(str(path))
     progress.start(total_size(raw) if progress is not NULL_PROGRESS else None, "adding")
     writer = Writer(store, progress, os.fsencode(exclude) if exclude else b"")
+    writer.load_stat_cache(raw)
     result = PutResult(Root(Kind.FILE, b""))
     try:
         entry = writer.put_entry(raw, result, os.path.basename(raw) or b"root")

@@ -163,14 +163,15 @@ class Index:
 
     # -- stat cache ------------------------------------------------------------
 
-    def cached_blob(self, path: bytes, stamp: FileStamp) -> bytes | None:
-        row = self._db.execute(
-            "SELECT dev, ino, mtime_ns, ctime_ns, size, blob FROM statcache WHERE path = ?",
-            (path,),
-        ).fetchone()
-        if row is None or FileStamp(*row[:5]) != stamp:
-            return None
-        return bytes(row[5])
+    def stamps_under(self, root: bytes) -> dict[bytes, tuple[FileStamp, bytes]]:
+        """Stat-cache rows for root and everything under it whose blob is still stored."""
+        rows = self._db.execute(
+            "SELECT s.path, s.dev, s.ino, s.mtime_ns, s.ctime_ns, s.size, s.blob "
+            "FROM statcache s JOIN entries e ON e.key = s.blob "
+            "WHERE s.path = ? OR (s.path >= ? AND s.path < ?)",
+            (root, root + b"/", root + b"0"),  # '0' sorts right after '/'
+        )
+        return {bytes(r[0]): (FileStamp(*r[1:6]), bytes(r[6])) for r in rows}
 
     def remember(self, items: Iterable[tuple[bytes, FileStamp, bytes]]) -> None:
         with self.write() as db:
