@@ -144,14 +144,29 @@ class UnsafeEntry(ModelkeepError, ValueError):
         )
 
 
-class CorruptObject(ModelkeepError):
+class ObjectError(ModelkeepError):
+    """A stored object cannot be read; the message names the versions that need it."""
+
+    def __init__(self, object_id: str, versions: Sequence[str] = ()) -> None:
+        self.object_id = object_id
+        self.versions = list(versions)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        raise NotImplementedError
+
+    def with_versions(self, versions: Sequence[str]) -> ObjectError:
+        self.versions = list(versions)
+        self.args = (self._message(),)
+        return self
+
+
+class CorruptObject(ObjectError):
     """Bytes read back do not hash to their id; the bytes are never returned."""
 
     def __init__(self, object_id: str, where: str, versions: Sequence[str] = ()) -> None:
-        self.object_id = object_id
         self.where = where
-        self.versions = list(versions)
-        super().__init__(self._message())
+        super().__init__(object_id, versions)
 
     def _message(self) -> str:
         held = f"; it is part of {', '.join(self.versions)}" if self.versions else ""
@@ -160,29 +175,14 @@ class CorruptObject(ModelkeepError):
             "run `modelkeep fsck` for a full report"
         )
 
-    def with_versions(self, versions: Sequence[str]) -> CorruptObject:
-        self.versions = list(versions)
-        self.args = (self._message(),)
-        return self
 
-
-class MissingObject(ModelkeepError, LookupError):
-    def __init__(self, object_id: str, versions: Sequence[str] = ()) -> None:
-        self.object_id = object_id
-        self.versions = list(versions)
-        super().__init__(self._message())
-
+class MissingObject(ObjectError, LookupError):
     def _message(self) -> str:
         held = f" needed by {', '.join(self.versions)}" if self.versions else ""
         return (
             f"object b3:{self.object_id} is missing from the store{held}; "
             "run `modelkeep fsck` for a full report"
         )
-
-    def with_versions(self, versions: Sequence[str]) -> MissingObject:
-        self.versions = list(versions)
-        self.args = (self._message(),)
-        return self
 
 
 class DatabaseError(ModelkeepError):

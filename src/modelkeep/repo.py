@@ -14,10 +14,9 @@ from typing import Any, BinaryIO
 
 from modelkeep import config, meta, store
 from modelkeep.errors import (
-    CorruptObject,
     InvalidArgument,
-    MissingObject,
     ModelkeepError,
+    ObjectError,
     PathNotFound,
     RepoExists,
     TypeMismatch,
@@ -387,7 +386,7 @@ class Repo:
 
     def _explain(self, exc: ModelkeepError) -> ModelkeepError:
         """Name the versions that need a damaged or missing object."""
-        if isinstance(exc, CorruptObject | MissingObject):
+        if isinstance(exc, ObjectError):
             oid = bytes.fromhex(exc.object_id)
             holders = store.needed_by(self.store, self._roots(), [oid]).get(oid, [])
             return exc.with_versions(holders)
@@ -397,7 +396,7 @@ class Repo:
     def _explained(self) -> Iterator[None]:
         try:
             yield
-        except (CorruptObject, MissingObject) as exc:
+        except ObjectError as exc:
             raise self._explain(exc) from None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from modelkeep.errors import CorruptObject, MissingObject, UnsafeEntry
+from modelkeep.errors import ObjectError, UnsafeEntry
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import CorruptIndex, read_index
@@ -38,7 +38,7 @@ def needed_by(
     for label, root in roots.items():
         try:
             closure = set(store.closure(root))
-        except (CorruptObject, MissingObject, UnsafeEntry) as exc:
+        except (ObjectError, UnsafeEntry) as exc:
             bad = bytes.fromhex(getattr(exc, "object_id", root.id.hex()))
             closure = {bad} | ({root.id} if bad != root.id else set())
             closure |= wanted  # cannot tell: it may need any of them
@@ -69,7 +69,7 @@ def fsck(
         total += located.entry.length
         try:
             store.read(located.entry.key, located)
-        except (CorruptObject, MissingObject) as exc:
+        except ObjectError as exc:
             problems[located.entry.key.hex()] = str(exc).split(";")[0]
         progress.advance(located.entry.length)
     progress.finish()
@@ -78,7 +78,7 @@ def fsck(
             for oid in store.closure(root):
                 if not store.has(oid):
                     problems.setdefault(oid.hex(), f"object b3:{oid.hex()} is missing")
-        except (CorruptObject, MissingObject, UnsafeEntry) as exc:
+        except (ObjectError, UnsafeEntry) as exc:
             problems.setdefault(exc.object_id, str(exc).split(";")[0])
         del label
     ids = [bytes.fromhex(k) for k in problems if not k.startswith("pack-")]

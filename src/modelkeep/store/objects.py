@@ -23,7 +23,7 @@ from pathlib import Path
 
 import zstandard
 
-from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, UnsafeEntry
+from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, ObjectError, UnsafeEntry
 from modelkeep.store.chunking import digest
 from modelkeep.store.index import Index, Located
 from modelkeep.store.packs import (
@@ -343,7 +343,7 @@ class BlobReader(io.RawIOBase):
             return 0
         try:
             start, data = self._chunk_at(self._pos)
-        except (CorruptObject, MissingObject) as exc:
+        except ObjectError as exc:
             raise self._explain(exc) from None
         piece = data[self._pos - start : self._pos - start + len(buffer)]
         buffer[: len(piece)] = piece
