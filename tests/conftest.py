@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +64,20 @@ def cli(
         timeout=300,
         check=False,
     )
+
+
+def ok(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command that must succeed."""
+    r = cli(*args, cwd=cwd)
+    assert r.returncode == 0, f"modelkeep {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def jcli(*args: str, cwd: Path) -> Any:
+    """Run a command with --json: exit 0, nothing on stderr, one JSON document on stdout."""
+    r = ok(*args, "--json", cwd=cwd)
+    assert r.stderr == "", r.stderr
+    return json.loads(r.stdout)
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import blake3
 import pytest
@@ -19,7 +16,7 @@ from modelkeep.store.add import Writer
 from modelkeep.store.chunking import digest
 from modelkeep.store.packs import KIND_CHUNK, KIND_TREE
 from modelkeep.store.trees import Kind, Tree, TreeEntry
-from tests.conftest import cli, write
+from tests.conftest import cli, jcli, ok, write
 
 PREFIX = "modelkeep: error: "
 # Root reads files whatever their permissions; without these two capabilities it is
@@ -42,18 +39,6 @@ def error_line(*args: str, cwd: Path, prefix: tuple[str, ...] = ()) -> str:
     assert len(lines[0]) > len(PREFIX) + 10
     assert r.stdout == "", r.stdout
     return lines[0]
-
-
-def ok(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    r = cli(*args, cwd=cwd)
-    assert r.returncode == 0, f"modelkeep {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
-    return r
-
-
-def jcli(*args: str, cwd: Path) -> Any:
-    r = ok(*args, "--json", cwd=cwd)
-    assert r.stderr == ""
-    return json.loads(r.stdout)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import re
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import blake3
 import pytest
@@ -19,26 +18,13 @@ import modelkeep as mk
 from modelkeep.store.add import Writer
 from modelkeep.store.chunking import digest
 from modelkeep.store.packs import KIND_CHUNK
-from tests.conftest import MODELKEEP, cli, write
+from tests.conftest import MODELKEEP, cli, jcli, ok, write
 
 MIB = 1024 * 1024
 
 
 def rand(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def ok(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    r = cli(*args, cwd=cwd)
-    assert r.returncode == 0, f"modelkeep {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
-    return r
-
-
-def jcli(*args: str, cwd: Path) -> Any:
-    """Run a command with --json: exit 0, nothing on stderr, one JSON document on stdout."""
-    r = ok(*args, "--json", cwd=cwd)
-    assert r.stderr == "", r.stderr
-    return json.loads(r.stdout)
 
 
 def b3(data: bytes) -> str:

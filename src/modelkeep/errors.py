@@ -147,13 +147,18 @@ class UnsafeEntry(ModelkeepError, ValueError):
 class ObjectError(ModelkeepError):
     """A stored object cannot be read; the message names the versions that need it."""
 
-    def __init__(self, object_id: str, versions: Sequence[str] = ()) -> None:
+    def __init__(self, object_id: str, problem: str, versions: Sequence[str] = ()) -> None:
         self.object_id = object_id
+        self.problem = problem
         self.versions = list(versions)
         super().__init__(self._message())
 
     def _message(self) -> str:
-        raise NotImplementedError
+        held = f"; needed by {', '.join(self.versions)}" if self.versions else ""
+        return (
+            f"object b3:{self.object_id} {self.problem}{held}; "
+            "run `modelkeep fsck` for a full report"
+        )
 
     def with_versions(self, versions: Sequence[str]) -> ObjectError:
         self.versions = list(versions)
@@ -166,23 +171,12 @@ class CorruptObject(ObjectError):
 
     def __init__(self, object_id: str, where: str, versions: Sequence[str] = ()) -> None:
         self.where = where
-        super().__init__(object_id, versions)
-
-    def _message(self) -> str:
-        held = f"; it is part of {', '.join(self.versions)}" if self.versions else ""
-        return (
-            f"object b3:{self.object_id} is damaged ({self.where}){held}; "
-            "run `modelkeep fsck` for a full report"
-        )
+        super().__init__(object_id, f"is damaged ({where})", versions)
 
 
 class MissingObject(ObjectError, LookupError):
-    def _message(self) -> str:
-        held = f" needed by {', '.join(self.versions)}" if self.versions else ""
-        return (
-            f"object b3:{self.object_id} is missing from the store{held}; "
-            "run `modelkeep fsck` for a full report"
-        )
+    def __init__(self, object_id: str, versions: Sequence[str] = ()) -> None:
+        super().__init__(object_id, "is missing from the store", versions)
 
 
 class DatabaseError(ModelkeepError):

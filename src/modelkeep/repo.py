@@ -168,10 +168,6 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     return repo
 
 
-def _fs(name: bytes) -> str:
-    return os.fsdecode(name)
-
-
 class Repo:
     def __init__(self, settings: config.Settings) -> None:
         self.settings = settings
@@ -231,7 +227,7 @@ class Repo:
                 size=put.size,
                 file_count=put.file_count,
                 mode=put.mode,
-                source_name=_fs(os.path.basename(os.fsencode(source.absolute()))),
+                source_name=source.absolute().name,
                 user=self.settings.user,
                 message=message,
                 metadata=fields,
@@ -274,7 +270,7 @@ class Repo:
                     )
                 ]
             return [
-                FileInfo(_fs(path), _KIND_NAMES[kind], size, mode, f"b3:{oid.hex()}")
+                FileInfo(os.fsdecode(path), _KIND_NAMES[kind], size, mode, f"b3:{oid.hex()}")
                 for path, kind, mode, size, oid in self.store.walk(root)
             ]
 
@@ -295,7 +291,7 @@ class Repo:
         version = self.show(ref)
         with self._explained():
             entry = self._entry(version, path)
-            name = _fs(entry.name)
+            name = os.fsdecode(entry.name)
             if dest is None:
                 target = Path.cwd() / name
             else:
@@ -336,7 +332,7 @@ class Repo:
             new,
             tuple(
                 Change(
-                    _fs(c.path),
+                    os.fsdecode(c.path),
                     c.status,
                     c.old.size if c.old else None,
                     c.new.size if c.new else None,

@@ -58,11 +58,7 @@ class Database:
             else:
                 self._reader = self._writer = create_engine(url, pool_pre_ping=True)
         except (sa_exc.SQLAlchemyError, ImportError) as exc:
-            raise DatabaseError(self.display_url, str(exc).splitlines()[0]) from exc
-
-    @property
-    def dialect(self) -> str:
-        return self._writer.dialect.name
+            raise self._failed(exc) from exc
 
     def close(self) -> None:
         self._reader.dispose()
@@ -76,8 +72,12 @@ class Database:
         except ModelkeepError:
             raise
         except sa_exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise DatabaseError(self.display_url, reason) from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> DatabaseError:
+        """The driver's first line of explanation, under the URL (password hidden)."""
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return DatabaseError(self.display_url, reason)
 
     def read(self) -> AbstractContextManager[Session]:
         return self._session(self._reader)
@@ -91,16 +91,12 @@ class Database:
         try:
             with self._reader.connect() as conn:
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except sa_exc.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            reason = str(exc.orig).splitlines()[0]
-            raise DatabaseError(self.display_url, reason) from exc
         except sa_exc.ProgrammingError:  # PostgreSQL: relation does not exist
             return None
         except sa_exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise DatabaseError(self.display_url, reason) from exc
+            if "no such table" in str(exc):  # SQLite
+                return None
+            raise self._failed(exc) from exc
 
     def migrate(self) -> None:
         """Bring the schema to HEAD (creating it on a new database)."""
@@ -117,5 +113,4 @@ class Database:
                 command.upgrade(config, "head")
                 conn.commit()
         except sa_exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise DatabaseError(self.display_url, reason) from exc
+            raise self._failed(exc) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from modelkeep.errors import PathNotFound, UnreadablePath, UnsupportedFileType
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.store.chunking import digest, iter_blocks
 from modelkeep.store.index import FileStamp
-from modelkeep.store.objects import ObjectStore, Root, file_mode, now_ns
+from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import (
     CODEC_RAW,
     CODEC_ZSTD,
@@ -102,7 +103,7 @@ class Writer:
         self._seen: set[bytes] = set()
         self._compressor = _Compressor()
         self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
-        self._started_ns = now_ns()
+        self._started_ns = time.time_ns()
         self._cache: dict[bytes, tuple[FileStamp, bytes]] = {}
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash")
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-seal")
@@ -280,7 +281,8 @@ class Writer:
         if stat.S_ISREG(st.st_mode):
             blob = self.put_file(path, st)
             result.file_count += 1
-            return TreeEntry(name, Kind.FILE, file_mode(st), st.st_size, blob)
+            mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+            return TreeEntry(name, Kind.FILE, mode, st.st_size, blob)
         kind = {
             stat.S_IFIFO: "named pipe",
             stat.S_IFSOCK: "socket",

@@ -29,22 +29,34 @@ class FsckReport:
         return not self.problems
 
 
+_Closure = set[bytes] | ObjectError | UnsafeEntry  # ids, or what stopped the walk
+
+
+def _closures(store: ObjectStore, roots: Mapping[str, Root]) -> dict[str, _Closure]:
+    """Each root's object ids, or the error of the object that stopped the walk."""
+    out: dict[str, _Closure] = {}
+    for label, root in roots.items():
+        try:
+            out[label] = set(store.closure(root))
+        except (ObjectError, UnsafeEntry) as exc:
+            out[label] = exc
+    return out
+
+
+def _holders(closures: Mapping[str, _Closure], ids: Iterable[bytes]) -> dict[bytes, list[str]]:
+    """Which roots need each of ids; a root whose walk stopped may need any of them."""
+    found: dict[bytes, list[str]] = {i: [] for i in ids}
+    for label, closure in closures.items():
+        for i, holders in found.items():
+            if not isinstance(closure, set) or i in closure:
+                holders.append(label)
+    return found
+
+
 def needed_by(
     store: ObjectStore, roots: Mapping[str, Root], ids: Iterable[bytes]
 ) -> dict[bytes, list[str]]:
-    """Which roots need each of ids; a root whose closure cannot be read counts as needing it."""
-    wanted = set(ids)
-    found: dict[bytes, list[str]] = {i: [] for i in wanted}
-    for label, root in roots.items():
-        try:
-            closure = set(store.closure(root))
-        except (ObjectError, UnsafeEntry) as exc:
-            bad = bytes.fromhex(getattr(exc, "object_id", root.id.hex()))
-            closure = {bad} | ({root.id} if bad != root.id else set())
-            closure |= wanted  # cannot tell: it may need any of them
-        for i in wanted & closure:
-            found[i].append(label)
-    return found
+    return _holders(_closures(store, roots), ids)
 
 
 def fsck(
@@ -73,16 +85,16 @@ def fsck(
             problems[located.entry.key.hex()] = str(exc).split(";")[0]
         progress.advance(located.entry.length)
     progress.finish()
-    for label, root in roots.items():
-        try:
-            for oid in store.closure(root):
-                if not store.has(oid):
-                    problems.setdefault(oid.hex(), f"object b3:{oid.hex()} is missing")
-        except (ObjectError, UnsafeEntry) as exc:
-            problems.setdefault(exc.object_id, str(exc).split(";")[0])
-        del label
+    closures = _closures(store, roots)
+    for closure in closures.values():
+        if not isinstance(closure, set):
+            problems.setdefault(closure.object_id, str(closure).split(";")[0])
+            continue
+        for oid in closure:
+            if not store.has(oid):
+                problems.setdefault(oid.hex(), f"object b3:{oid.hex()} is missing")
     ids = [bytes.fromhex(k) for k in problems if not k.startswith("pack-")]
-    holders = needed_by(store, roots, ids)
+    holders = _holders(closures, ids)
     report = tuple(
         Problem(
             k, reason, tuple(holders.get(bytes.fromhex(k), ())) if not k.startswith("pack-") else ()

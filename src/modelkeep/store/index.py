@@ -1,6 +1,7 @@
 """The store's local index: where each object lives, and the stat cache.
 
-It is a cache of what the pack index files say (`rebuild` recreates it from them), kept in
+It is a cache of what the pack index files say (`ObjectStore.reconcile` fills in packs it
+is missing from them), kept in
 SQLite so that lookups are fast and several processes can update it in transactions.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelkeep.store.packs import PackEntry
 
@@ -95,19 +97,17 @@ class Index:
         row = self._db.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone()
         return row is not None
 
-    def known(self, keys: list[bytes]) -> set[bytes]:
-        """Which of keys are indexed, in few queries."""
-        found: set[bytes] = set()
+    def _rows_for(self, select: str, keys: list[bytes]) -> Iterator[tuple[Any, ...]]:
+        """Rows of `select ... WHERE e.key IN (keys)`, a few hundred keys per query."""
         for start in range(0, len(keys), 500):
             group = keys[start : start + 500]
-            marks = ",".join("?" * len(group))
-            found.update(
-                row[0]
-                for row in self._db.execute(
-                    f"SELECT key FROM entries WHERE key IN ({marks})", group
-                )
+            yield from self._db.execute(
+                f"{select} WHERE e.key IN ({','.join('?' * len(group))})", group
             )
-        return found
+
+    def known(self, keys: list[bytes]) -> set[bytes]:
+        """Which of keys are indexed."""
+        return {row[0] for row in self._rows_for("SELECT e.key FROM entries e", keys)}
 
     def locate(self, key: bytes) -> Located | None:
         row = self._db.execute(
@@ -120,18 +120,12 @@ class Index:
         return Located(row[0], PackEntry(key, *row[1:]))
 
     def locate_many(self, keys: list[bytes]) -> dict[bytes, Located]:
-        found: dict[bytes, Located] = {}
-        for start in range(0, len(keys), 500):
-            group = keys[start : start + 500]
-            rows = self._db.execute(
-                "SELECT e.key, p.name, e.kind, e.codec, e.offset, e.length, e.raw_length "
-                "FROM entries e JOIN packs p ON p.id = e.pack "
-                f"WHERE e.key IN ({','.join('?' * len(group))})",
-                group,
-            )
-            for row in rows:
-                found[row[0]] = Located(row[1], PackEntry(row[0], *row[2:]))
-        return found
+        rows = self._rows_for(
+            "SELECT e.key, p.name, e.kind, e.codec, e.offset, e.length, e.raw_length "
+            "FROM entries e JOIN packs p ON p.id = e.pack",
+            keys,
+        )
+        return {row[0]: Located(row[1], PackEntry(row[0], *row[2:])) for row in rows}
 
     def entries(self) -> Iterator[Located]:
         """Every indexed object, in pack order, so a scan reads each pack sequentially."""

@@ -7,13 +7,12 @@ that is a single chunk has no manifest: its id is its chunk's id.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import io
 import os
 import shutil
-import stat
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,15 +107,11 @@ class ObjectStore:
         Skipped while gc holds the lock: gc drops a pack from the index before deleting
         its files, and must not see it indexed again in between.
         """
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return
-            self.reconcile_locked()
-        finally:
-            os.close(fd)
+            with self._flock(fcntl.LOCK_SH | fcntl.LOCK_NB):
+                self.reconcile_locked()
+        except BlockingIOError:
+            pass  # gc is running; it reconciles itself
 
     def reconcile_locked(self) -> None:
         """reconcile, for a caller that holds the store lock (gc, exclusively)."""
@@ -291,9 +286,6 @@ class ObjectStore:
                 for chunk_id, _ in self.manifest(root.id).chunks:
                     yield chunk_id
 
-    def tmp_path(self, name: str) -> Path:
-        return self.tmp_dir / name
-
 
 class BlobReader(io.RawIOBase):
     """A read-only, seekable file object over one stored file; chunks fetched on demand."""
@@ -329,8 +321,6 @@ class BlobReader(io.RawIOBase):
         return self._pos
 
     def _chunk_at(self, pos: int) -> tuple[int, bytes]:
-        import bisect
-
         i = bisect.bisect_right(self._starts, pos) - 1
         if self._cached is None or self._cached[0] != i:
             self._cached = (i, self._store.read(self._chunks[i][0]))
@@ -351,6 +341,7 @@ class BlobReader(io.RawIOBase):
         return len(piece)
 
     def readall(self) -> bytes:
+        """Read the rest in 1 MiB steps; io's default reads 8 KiB at a time."""
         parts = []
         while chunk := self.read(1 << 20):
             parts.append(chunk)
@@ -362,11 +353,3 @@ def remove_tree(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
-
-
-def file_mode(st: os.stat_result) -> int:
-    return 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -12,6 +12,7 @@ import contextlib
 import os
 import struct
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,18 @@ def read_index(path: Path) -> list[PackEntry]:
     return decode_index(path.read_bytes())
 
 
+def write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> None:
+    """Write every buffer, in order, with writev calls of at most 512 buffers each."""
+    views = [memoryview(b) for b in buffers]
+    while views:
+        written = os.writev(fd, views[:512])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:  # a short write stopped inside this buffer
+            views[0] = views[0][written:]
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -92,26 +105,11 @@ class PackWriter:
         self.entries: list[PackEntry] = []
 
     def append(self, items: list[tuple[bytes, int, int, bytes | memoryview, int]]) -> None:
-        """Append (key, kind, codec, data, raw_length) items with one writev call per 512."""
-        for start in range(0, len(items), 512):
-            group = items[start : start + 512]
-            buffers = [memoryview(data) for _, _, _, data, _ in group]
-            written = os.writev(self._fd, buffers)
-            total = sum(len(b) for b in buffers)
-            while written < total:  # a short write: finish it piece by piece
-                skip = written
-                rest = []
-                for b in buffers:
-                    if skip >= len(b):
-                        skip -= len(b)
-                    else:
-                        rest.append(b[skip:])
-                        skip = 0
-                buffers, total = rest, total - written
-                written = os.writev(self._fd, buffers)
-            for key, kind, codec, data, raw_length in group:
-                self.entries.append(PackEntry(key, kind, codec, self.size, len(data), raw_length))
-                self.size += len(data)
+        """Append (key, kind, codec, data, raw_length) items, in few system calls."""
+        write_all(self._fd, [data for _, _, _, data, _ in items])
+        for key, kind, codec, data, raw_length in items:
+            self.entries.append(PackEntry(key, kind, codec, self.size, len(data), raw_length))
+            self.size += len(data)
 
     def seal(self) -> Path:
         """fsync the pack, write and fsync its index, rename both: after this, durable."""

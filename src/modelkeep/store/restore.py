@@ -16,6 +16,7 @@ from pathlib import Path
 from modelkeep.errors import DestinationExists
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.store.objects import ObjectStore, Root, remove_tree
+from modelkeep.store.packs import write_all
 from modelkeep.store.trees import Kind
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -24,7 +25,7 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 def _write_file(
     store: ObjectStore, blob_id: bytes, path: bytes, mode: int, size: int, progress: Progress
 ) -> None:
-    fd = os.open(path, _CREATE, 0o600)
+    fd = os.open(path, _CREATE, mode)  # the kernel applies the umask, as for any new file
     try:
         if size > 1 << 20:
             with contextlib.suppress(OSError):  # allocating up front makes writes cheaper
@@ -33,31 +34,12 @@ def _write_file(
         for data in store.iter_blob(blob_id):
             pending.append(data)
             if len(pending) == 64:
-                _writev(fd, pending)
+                write_all(fd, pending)
                 pending = []
             progress.advance(len(data))
-        _writev(fd, pending)
-        os.fchmod(fd, mode & ~_umask())
+        write_all(fd, pending)
     finally:
         os.close(fd)
-
-
-def _writev(fd: int, buffers: list[bytes]) -> None:
-    """Write all of buffers, in few system calls."""
-    views = [memoryview(b) for b in buffers]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write(
