@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelkeep.errors import ModelkeepError
-    from modelkeep.meta import Artifact, Version
+    from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
+    from modelkeep.run import Run, current_run, start_run
     from modelkeep.repo import AddResult, Change, Diff, FileInfo, Repo, Usage, init, open
     from modelkeep.store import FsckReport, GcReport, Problem
 
@@ -26,20 +27,32 @@ __all__ = [
     "FileInfo",
     "FsckReport",
     "GcReport",
+    "Lineage",
+    "Metric",
     "ModelkeepError",
     "Problem",
     "Repo",
+    "Run",
+    "RunRecord",
     "Usage",
     "Version",
     "__version__",
+    "current_run",
     "init",
     "open",
+    "start_run",
 ]
 
 _WHERE = {
     "ModelkeepError": "modelkeep.errors",
     "Artifact": "modelkeep.meta",
     "Version": "modelkeep.meta",
+    "Lineage": "modelkeep.meta",
+    "Metric": "modelkeep.meta",
+    "RunRecord": "modelkeep.meta",
+    "Run": "modelkeep.run",
+    "current_run": "modelkeep.run",
+    "start_run": "modelkeep.run",
     "FsckReport": "modelkeep.store",
     "GcReport": "modelkeep.store",
     "Problem": "modelkeep.store",

@@ -16,6 +16,10 @@ from modelkeep.errors import InvalidArgument, RepoNotFound
 
 REPO_DIR = ".modelkeep"
 CONFIG_FILE = "config.toml"
+# Set by `modelkeep run` for the command it starts, so the command joins that run.
+RUN_ID_ENV = "MODELKEEP_RUN_ID"
+REPO_ENV = "MODELKEEP_REPO"
+DEFAULT_CODE_GLOBS = ("**/*.py",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,7 @@ class Settings:
     root: Path  # the folder that holds .modelkeep/
     database_url: str
     user: str
+    code_globs: tuple[str, ...] = DEFAULT_CODE_GLOBS  # source files a run snapshots
 
     @property
     def control_dir(self) -> Path:
@@ -64,4 +69,18 @@ def load(root: Path) -> Settings:
     url = os.environ.get("MODELKEEP_DATABASE_URL") or str(file_settings.get("database_url", ""))
     if not url:
         url = f"sqlite:///{control / 'meta.sqlite'}"
-    return Settings(root=root, database_url=url, user=current_user())
+    globs = file_settings.get("code_globs", DEFAULT_CODE_GLOBS)
+    if not isinstance(globs, list | tuple) or not all(isinstance(g, str) for g in globs):
+        raise InvalidArgument(
+            f'{config_path}: code_globs must be a list of glob strings, like ["**/*.py"]'
+        )
+    return Settings(root=root, database_url=url, user=current_user(), code_globs=tuple(globs))
+
+
+def run_from_env() -> tuple[str, Path | None] | None:
+    """The run (and repository) `modelkeep run` started this process in, if any."""
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id:
+        return None
+    repo = os.environ.get(REPO_ENV)
+    return run_id, Path(repo) if repo else None

@@ -187,3 +187,88 @@ class DatabaseError(ModelkeepError):
             f"metadata database {url} failed: {reason}; check MODELKEEP_DATABASE_URL "
             "and that the server is reachable"
         )
+
+
+class RunNotFound(ModelkeepError, LookupError):
+    def __init__(self, ref: str, matches: Sequence[str] = ()) -> None:
+        self.ref = ref
+        self.matches = list(matches)
+        if matches:
+            msg = f"run id {ref!r} is ambiguous: it matches {', '.join(matches)}; give more digits"
+        else:
+            msg = f"no run with id {ref!r}; see `modelkeep runs`"
+        super().__init__(msg)
+
+
+class RunNotActive(ModelkeepError):
+    """Something was logged to a run that has ended."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(
+            f"run {run_id[:8]} is {status}; nothing more can be logged to it; "
+            "start a new run with mk.start_run() or `modelkeep run`"
+        )
+
+
+class ParamConflict(ModelkeepError, ValueError):
+    """Parameters are written once: a second, different value would rewrite history."""
+
+    def __init__(self, run_id: str, key: str, old: str, new: str) -> None:
+        self.run_id = run_id
+        self.key = key
+        self.old = old
+        self.new = new
+        super().__init__(
+            f"param {key!r} of run {run_id[:8]} is already {old}, cannot set it to {new}; "
+            "params are written once: log the new value under another key or start a new run"
+        )
+
+
+class CommandFailed(ModelkeepError):
+    """`modelkeep run` could not start the command; the run is recorded as failed."""
+
+    def __init__(self, run_id: str, command: str, reason: str) -> None:
+        self.run_id = run_id
+        self.command = command
+        self.reason = reason
+        super().__init__(
+            f"cannot run {command!r}: {reason}; run {run_id[:8]} is recorded as failed"
+        )
+
+
+class LockFileError(ModelkeepError, ValueError):
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        super().__init__(
+            f"{path}, line {line}: {reason}; fix the line, or restore the file with "
+            "`git checkout -- modelkeep.lock`"
+        )
+
+
+class UncommittedChanges(ModelkeepError):
+    """Checkout would overwrite content that no version holds."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        super().__init__(
+            f"{', '.join(repr(p) for p in paths)} changed since it was added and the change "
+            "is in no version; add it with `modelkeep add`, or pass --force to discard it"
+        )
+
+
+class NotInStore(ModelkeepError, LookupError):
+    """A lock entry names a version this repository does not have."""
+
+    def __init__(self, path: str, ref: str, digest: str) -> None:
+        self.path = path
+        self.ref = ref
+        self.digest = digest
+        super().__init__(
+            f"{path!r} is locked to {ref} ({digest[:19]}), which is not in this repository; "
+            "copy it from the repository that added it, or add the path again with "
+            "`modelkeep add`"
+        )

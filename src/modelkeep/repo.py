@@ -6,28 +6,33 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import config, meta, store
+from modelkeep import config, meta, store, worktree
 from modelkeep.errors import (
+    DigestNotFound,
     InvalidArgument,
     ModelkeepError,
     ObjectError,
     PathNotFound,
     RepoExists,
+    RunNotFound,
     TypeMismatch,
 )
-from modelkeep.meta import Added, Artifact, NewVersion, Version
+from modelkeep.meta import Added, Artifact, Lineage, Metric, NewVersion, RunRecord, Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import parse_ref, validate_name
 from modelkeep.store import FsckReport, GcReport, Kind, ObjectStore, Root
 from modelkeep.store.diff import diff as diff_roots
 from modelkeep.store.diff import root_entry
 from modelkeep.store.trees import TreeEntry
+
+if TYPE_CHECKING:
+    from modelkeep.capture.environment import EnvDiff
 
 _KIND_NAMES = {Kind.FILE: "file", Kind.DIR: "dir", Kind.LINK: "link"}
 _KINDS = {v: k for k, v in _KIND_NAMES.items()}
@@ -196,8 +201,14 @@ class Repo:
         message: str = "",
         metadata: Mapping[str, Any] | None = None,
         progress: Progress = NULL_PROGRESS,
+        run_id: str | None = None,
+        track: bool = True,
     ) -> AddResult:
-        """Store a file or folder as the next version of name (unless it equals the latest)."""
+        """Store a file or folder as the next version of name (unless it equals the latest).
+
+        Inside a Git work tree the path is recorded in `modelkeep.lock` and ignored by Git
+        (track=False leaves both alone). run_id links the new version to the run that made it.
+        """
         validate_name(name)
         if type is not None:
             meta.check_type(type)
@@ -231,8 +242,11 @@ class Repo:
                 user=self.settings.user,
                 message=message,
                 metadata=fields,
+                run_id=run_id,
             )
             added: Added = meta.add_version(self.db, name, type, new)
+        if track:
+            worktree.track(self, source, added.version)
         return AddResult(
             added.version,
             added.created,
@@ -291,18 +305,34 @@ class Repo:
         version = self.show(ref)
         with self._explained():
             entry = self._entry(version, path)
-            name = os.fsdecode(entry.name)
-            if dest is None:
-                target = Path.cwd() / name
-            else:
-                target = Path(dest)
-                into = str(dest).endswith(("/", os.sep)) or target.is_dir()
-                if entry.kind != Kind.DIR and into and not target.is_symlink():
-                    target = target / name
+        name = os.fsdecode(entry.name)
+        if dest is None:
+            target = Path.cwd() / name
+        else:
+            target = Path(dest)
+            into = str(dest).endswith(("/", os.sep)) or target.is_dir()
+            if entry.kind != Kind.DIR and into and not target.is_symlink():
+                target = target / name
+        return self.restore(ref, target, path=path, force=force, progress=progress)
+
+    def restore(
+        self,
+        ref: str,
+        target: str | os.PathLike[str],
+        *,
+        path: str | None = None,
+        force: bool = False,
+        progress: Progress = NULL_PROGRESS,
+    ) -> Path:
+        """Restore a version (or one path in it) to exactly target, which it becomes."""
+        version = self.show(ref)
+        target = Path(target).absolute()
+        with self._explained():
+            entry = self._entry(version, path)
             store.restore(
                 self.store,
                 Root(entry.kind, entry.id),
-                target.absolute(),
+                target,
                 size=entry.size,
                 mode=entry.mode,
                 force=force,
@@ -363,6 +393,102 @@ class Repo:
         with self.store.exclusive():  # waits for adds in flight to commit their versions
             roots = list(self._roots().values())
             return store.gc(self.store, roots, dry_run=dry_run)
+
+    def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """The content id a path would get if added, and its mode; stores nothing."""
+        source = Path(path)
+        if not os.path.lexists(source):
+            raise PathNotFound(str(path))
+        put = store.put(self.store, source, exclude=self.settings.control_dir, dry=True)
+        return f"b3:{put.root.id.hex()}", put.mode
+
+    def holds(self, digest: str) -> bool:
+        """Whether some version has exactly this content, and the store has its root."""
+        try:
+            self.show(digest)
+        except DigestNotFound:
+            return False
+        return self.store.has(bytes.fromhex(digest.removeprefix("b3:")))
+
+    # -- lineage and runs -------------------------------------------------------
+
+    def lineage(self, ref: str, *, upstream: bool = True, downstream: bool = True) -> Lineage:
+        """The runs and versions upstream (what made it) and downstream (what used it)."""
+        v = self.show(ref)
+        return meta.lineage(self.db, v.name, v.number, upstream=upstream, downstream=downstream)
+
+    def runs(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        where: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first; where holds conditions like "metrics.auc > 0.9"."""
+        from modelkeep import run as runs_mod
+
+        runs_mod.reap(self)
+        if status is not None and status not in meta.RUN_STATUSES:
+            raise InvalidArgument(
+                f"unknown run status {status!r}; use one of {', '.join(meta.RUN_STATUSES)}"
+            )
+        tests = [runs_mod.parse_condition(c) for c in where]
+        found = [
+            r for r in meta.runs(self.db, name=name, status=status) if all(t(r) for t in tests)
+        ]
+        return found[:limit] if limit is not None else found
+
+    def run(self, ref: str) -> RunRecord:
+        """One run by its id or a unique prefix of it (at least 4 hex digits)."""
+        from modelkeep import run as runs_mod
+
+        runs_mod.reap(self)
+        return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
+
+    def metric_history(self, ref: str) -> list[Metric]:
+        return meta.metric_history(self.db, self.run(ref).id)
+
+    def environment(self, ref: str) -> dict[str, Any]:
+        """The environment of a run, or of the run that produced a version."""
+        run = self._run_or_producer(ref)
+        if run.env_id is None:
+            raise InvalidArgument(f"run {run.short_id} recorded no environment")
+        return meta.run_environment(self.db, run.env_id)
+
+    def env_diff(self, a: str, b: str) -> EnvDiff:
+        from modelkeep.capture.environment import diff_environments
+
+        return diff_environments(self.environment(a), self.environment(b))
+
+    def _run_or_producer(self, ref: str) -> RunRecord:
+        if ":" not in ref and "@" not in ref:
+            try:
+                return self.run(ref)
+            except RunNotFound:
+                pass
+        v = self.show(ref)
+        if v.run_id is None:
+            raise InvalidArgument(
+                f"{v.ref} was not produced by a run, so no environment is recorded for it"
+            )
+        return self.run(v.run_id)
+
+    # -- Git work tree ----------------------------------------------------------
+
+    def status(self) -> list[worktree.PathStatus]:
+        """Tracked paths of the Git work tree and how they compare with modelkeep.lock."""
+        return worktree.status(self)
+
+    def checkout(
+        self, paths: Sequence[str] = (), *, force: bool = False, progress: Progress = NULL_PROGRESS
+    ) -> list[worktree.PathStatus]:
+        """Make tracked paths match modelkeep.lock; returns the paths that were restored."""
+        return worktree.checkout(self, paths, force=force, progress=progress)
+
+    def install_hooks(self, *, force: bool = False) -> Path:
+        """A Git post-checkout hook that runs `modelkeep checkout`; returns its path."""
+        return worktree.install_hooks(self, force=force)
 
     # -- helpers ----------------------------------------------------------------
 

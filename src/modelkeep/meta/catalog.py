@@ -28,6 +28,7 @@ from modelkeep.errors import (
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ArtifactRow, VersionRow
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version, version_of
+from modelkeep.meta.runs import check_running
 from modelkeep.refs import DigestRef, Ref, VersionRef
 
 _RETRIES = 20
@@ -44,6 +45,7 @@ class NewVersion:
     user: str
     message: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the run that produced it
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
     for _attempt in range(_RETRIES):
         try:
             with db.write() as s:
+                if new.run_id is not None:
+                    check_running(s, new.run_id)
                 art = s.scalars(
                     select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
                 ).one_or_none()
@@ -113,6 +117,7 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
                     user=new.user,
                     message=new.message,
                     metadata_json=metadata_json,
+                    run_id=new.run_id,
                 )
                 s.add(row)
                 s.flush()

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -67,3 +69,64 @@ class VersionRow(Base):
     user: Mapped[str] = mapped_column(String(255))
     message: Mapped[str] = mapped_column(Text, default="")
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    # The run that produced this version, if any.
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, default=None)
+
+
+class EnvironmentRow(Base):
+    """A software and hardware environment, stored once under the hash of its JSON."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    doc_json: Mapped[str] = mapped_column(Text)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running/finished/failed/killed
+    user: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    # The process that owns the run, to tell a live run from one whose process died.
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_started: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    command_json: Mapped[str] = mapped_column(Text, default="{}")
+    code_json: Mapped[str] = mapped_column(Text, default="{}")
+    env_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"), default=None)
+
+
+class ParamRow(Base):
+    __tablename__ = "params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value_json: Mapped[str] = mapped_column(Text)
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_key", "run_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float | None] = mapped_column(Float(53))  # NULL is NaN: SQLite has no NaN
+    step: Mapped[int] = mapped_column(BigInteger, default=0)
+    logged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RunInputRow(Base):
+    """A version a run used: the edges from data (and code) to the runs that read it."""
+
+    __tablename__ = "run_inputs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True, index=True)

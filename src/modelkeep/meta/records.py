@@ -28,6 +28,7 @@ class Version:
     user: str
     message: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the run that produced it
 
     @property
     def ref(self) -> str:
@@ -52,6 +53,7 @@ class Version:
             "user": self.user,
             "message": self.message,
             "metadata": self.metadata,
+            "run_id": self.run_id,
         }
 
 
@@ -87,4 +89,5 @@ def version_of(artifact: ArtifactRow, row: VersionRow) -> Version:
         user=row.user,
         message=row.message,
         metadata=json.loads(row.metadata_json),
+        run_id=row.run_id,
     )

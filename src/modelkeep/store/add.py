@@ -92,9 +92,14 @@ class Writer:
     """
 
     def __init__(
-        self, store: ObjectStore, progress: Progress = NULL_PROGRESS, exclude: bytes = b""
+        self,
+        store: ObjectStore,
+        progress: Progress = NULL_PROGRESS,
+        exclude: bytes = b"",
+        dry: bool = False,
     ) -> None:
         self.store = store
+        self.dry = dry  # compute ids only: write nothing, remember no stamps
         self._exclude = exclude
         self.progress = progress
         self._pack: PackWriter | None = None
@@ -113,6 +118,8 @@ class Writer:
     # -- objects ----------------------------------------------------------------
 
     def _put(self, key: bytes, kind: int, data: bytes | memoryview) -> None:
+        if self.dry:
+            return
         if key in self._seen or self.store.index.has(key):
             self._seen.add(key)
             return
@@ -150,7 +157,7 @@ class Writer:
         for pack in self._sealed:
             self.store.index.add_pack(pack.name, pack.size, pack.entries)
         self._sealed.clear()
-        if self._stamps:
+        if self._stamps and not self.dry:
             self.store.index.remember(self._stamps)
             self._stamps.clear()
         self.close()
@@ -174,7 +181,7 @@ class Writer:
     def _store_block(
         self, block: memoryview, spans: Spans, ids: list[bytes], chunks: list[tuple[bytes, int]]
     ) -> None:
-        known = self.store.index.known(ids)
+        known = set(ids) if self.dry else self.store.index.known(ids)
         items = []
         for cid, (start, length) in zip(ids, spans, strict=True):
             if cid not in known and cid not in self._seen:
@@ -314,16 +321,19 @@ def put(
     path: Path,
     progress: Progress = NULL_PROGRESS,
     exclude: Path | None = None,
+    dry: bool = False,
 ) -> PutResult:
     """Store a file, folder or symlink; durable when this returns. Caller holds `writing()`.
 
-    exclude names a folder to leave out (the repository's own control folder).
+    exclude names a folder to leave out (the repository's own control folder). With dry,
+    only the root id is computed (unchanged files by their stat stamp) and nothing is
+    written, so asking "did this path change?" leaves no garbage behind.
     """
     raw = os.fsencode(path.absolute())
     if not os.path.lexists(raw):
         raise PathNotFound(str(path))
     progress.start(total_size(raw) if progress is not NULL_PROGRESS else None, "adding")
-    writer = Writer(store, progress, os.fsencode(exclude) if exclude else b"")
+    writer = Writer(store, progress, os.fsencode(exclude) if exclude else b"", dry)
     writer.load_stat_cache(raw)
     result = PutResult(Root(Kind.FILE, b""))
     try:

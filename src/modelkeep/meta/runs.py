@@ -1,0 +1,384 @@
+"""Runs as rows: parameters written once, every metric value kept, inputs and outputs.
+
+A run's status moves only from running to finished, failed or killed. A run whose owning
+process died without saying so is found by `reap` (the caller decides what "alive" means)
+and marked killed, so no run stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from modelkeep.errors import ParamConflict, RunNotActive, RunNotFound, VersionNotFound
+from modelkeep.meta.db import Database
+from modelkeep.meta.models import (
+    ArtifactRow,
+    EnvironmentRow,
+    MetricRow,
+    ParamRow,
+    RunInputRow,
+    RunRow,
+    VersionRow,
+)
+
+RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"
+STATUSES = (RUNNING, FINISHED, FAILED, KILLED)
+MIN_PREFIX = 4
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    id: str
+    name: str
+    user: str
+    host: str
+    pid: int
+    pid_started: int | None
+    command: dict[str, Any]
+    code: dict[str, Any]
+    env_id: str
+    env_json: str  # canonical JSON of the environment, stored once per env_id
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    value: float
+    step: int
+    logged_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "value": json_number(self.value),
+            "step": self.step,
+            "logged_at": self.logged_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    name: str
+    status: str
+    user: str
+    host: str
+    started_at: datetime
+    ended_at: datetime | None
+    exit_code: int | None
+    error: str
+    command: dict[str, Any]
+    code: dict[str, Any]
+    env_id: str | None
+    params: dict[str, Any]
+    metrics: dict[str, float]  # the last value logged for each key
+    inputs: tuple[str, ...]  # refs of the versions it used
+    outputs: tuple[str, ...]  # refs of the versions it produced
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def duration(self) -> float | None:
+        end = self.ended_at or (datetime.now(UTC) if self.status == RUNNING else None)
+        return (end - self.started_at).total_seconds() if end else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "user": self.user,
+            "host": self.host,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "duration": self.duration,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "command": self.command,
+            "code": self.code,
+            "env_id": self.env_id,
+            "params": self.params,
+            "metrics": {k: json_number(v) for k, v in self.metrics.items()},
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+        }
+
+
+def json_number(value: float) -> float | str:
+    """JSON has no NaN or infinity: those become the strings "nan", "inf" and "-inf"."""
+    return value if math.isfinite(value) else str(value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_running(s: Session, run_id: str) -> RunRow:
+    row = s.get(RunRow, run_id)
+    if row is None:
+        raise RunNotFound(run_id)
+    if row.status != RUNNING:
+        raise RunNotActive(run_id, row.status)
+    return row
+
+
+def _insert_ignore(s: Session, table: Any, values: dict[str, Any]) -> None:
+    dialect = s.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    s.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
+def create_run(db: Database, new: NewRun, params: Mapping[str, str]) -> None:
+    now = _now()
+    with db.write() as s:
+        _insert_ignore(s, EnvironmentRow, {"id": new.env_id, "doc_json": new.env_json})
+        s.add(
+            RunRow(
+                id=new.id,
+                name=new.name,
+                status=RUNNING,
+                user=new.user,
+                host=new.host,
+                pid=new.pid,
+                pid_started=new.pid_started,
+                started_at=now,
+                heartbeat_at=now,
+                error="",
+                command_json=json.dumps(new.command, sort_keys=True),
+                code_json=json.dumps(new.code, sort_keys=True),
+                env_id=new.env_id,
+            )
+        )
+        s.flush()
+        _write_params(s, new.id, params)
+
+
+def _write_params(s: Session, run_id: str, params: Mapping[str, str]) -> None:
+    """params maps keys to canonical JSON; a key already set must keep its value."""
+    if not params:
+        return
+    existing = {
+        row.key: row.value_json
+        for row in s.execute(
+            select(ParamRow.key, ParamRow.value_json).where(
+                ParamRow.run_id == run_id, ParamRow.key.in_(list(params))
+            )
+        )
+    }
+    for key, value in params.items():
+        old = existing.get(key)
+        if old is None:
+            s.add(ParamRow(run_id=run_id, key=key, value_json=value))
+        elif old != value:
+            raise ParamConflict(run_id, key, old, value)
+
+
+def log_params(db: Database, run_id: str, params: Mapping[str, str]) -> None:
+    with db.write() as s:
+        check_running(s, run_id)
+        _write_params(s, run_id, params)
+
+
+def log_metrics(db: Database, run_id: str, items: Sequence[tuple[str, float, int]]) -> None:
+    now = _now()
+    with db.write() as s:
+        check_running(s, run_id)
+        s.add_all(
+            MetricRow(
+                run_id=run_id,
+                key=key,
+                value=None if math.isnan(value) else value,
+                step=step,
+                logged_at=now,
+            )
+            for key, value, step in items
+        )
+
+
+def add_input(db: Database, run_id: str, name: str, number: int) -> None:
+    with db.write() as s:
+        check_running(s, run_id)
+        version_id = s.scalars(
+            select(VersionRow.id)
+            .join(ArtifactRow, VersionRow.artifact_id == ArtifactRow.id)
+            .where(ArtifactRow.name == name, VersionRow.number == number)
+        ).one_or_none()
+        if version_id is None:
+            raise VersionNotFound(name, number, 0)
+        _insert_ignore(s, RunInputRow, {"run_id": run_id, "version_id": version_id})
+
+
+def set_error(db: Database, run_id: str, error: str) -> None:
+    """Record why a run is failing, from inside it; its owner sets the final status."""
+    with db.write() as s:
+        s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.error == "").values(error=error))
+
+
+def finish_run(
+    db: Database, run_id: str, status: str, *, exit_code: int | None = None, error: str = ""
+) -> None:
+    with db.write() as s:
+        row = check_running(s, run_id)
+        row.status = status
+        row.ended_at = _now()
+        row.exit_code = exit_code
+        if error and not row.error:
+            row.error = error
+
+
+def heartbeat(db: Database, run_id: str) -> None:
+    with db.write() as s:
+        s.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.status == RUNNING)
+            .values(heartbeat_at=_now())
+        )
+
+
+def reap(db: Database, alive: Callable[[str, int, int | None, datetime], bool]) -> int:
+    """Mark killed every running run whose process is gone; alive(host, pid, started, beat)."""
+    with db.read() as s:
+        rows = s.execute(
+            select(
+                RunRow.id, RunRow.host, RunRow.pid, RunRow.pid_started, RunRow.heartbeat_at
+            ).where(RunRow.status == RUNNING)
+        ).all()
+    dead = [
+        (r.id, r.heartbeat_at)
+        for r in rows
+        if not alive(r.host, r.pid, r.pid_started, r.heartbeat_at)
+    ]
+    if not dead:
+        return 0
+    with db.write() as s:
+        for run_id, beat in dead:
+            row = s.get(RunRow, run_id)
+            if row is not None and row.status == RUNNING:
+                row.status = KILLED
+                row.ended_at = beat
+                row.error = row.error or "its process ended without ending the run"
+    return len(dead)
+
+
+def resolve_run(db: Database, ref: str) -> str:
+    ref = ref.strip().lower()
+    if len(ref) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in ref):
+        raise RunNotFound(ref)
+    with db.read() as s:
+        ids = list(s.scalars(select(RunRow.id).where(RunRow.id.like(f"{ref}%")).limit(6)))
+    if len(ids) != 1:
+        raise RunNotFound(ref, [i[:12] for i in ids])
+    return ids[0]
+
+
+def runs(
+    db: Database,
+    *,
+    ids: Iterable[str] | None = None,
+    name: str | None = None,
+    status: str | None = None,
+) -> list[RunRecord]:
+    """Runs, newest first, with params, latest metrics, inputs and outputs."""
+    with db.read() as s:
+        query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id)
+        if ids is not None:
+            query = query.where(RunRow.id.in_(list(ids)))
+        if name is not None:
+            query = query.where(RunRow.name == name)
+        if status is not None:
+            query = query.where(RunRow.status == status)
+        rows = list(s.scalars(query))
+        return _records(s, rows)
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _records(s: Session, rows: list[RunRow]) -> list[RunRecord]:
+    params: dict[str, dict[str, Any]] = defaultdict(dict)
+    metrics: dict[str, dict[str, float]] = defaultdict(dict)
+    inputs: dict[str, list[str]] = defaultdict(list)
+    outputs: dict[str, list[str]] = defaultdict(list)
+    for batch in _chunks([r.id for r in rows]):
+        for p in s.execute(
+            select(ParamRow.run_id, ParamRow.key, ParamRow.value_json).where(
+                ParamRow.run_id.in_(batch)
+            )
+        ):
+            params[p.run_id][p.key] = json.loads(p.value_json)
+        last = (
+            select(func.max(MetricRow.id))
+            .where(MetricRow.run_id.in_(batch))
+            .group_by(MetricRow.run_id, MetricRow.key)
+        )
+        for m in s.execute(
+            select(MetricRow.run_id, MetricRow.key, MetricRow.value).where(MetricRow.id.in_(last))
+        ):
+            metrics[m.run_id][m.key] = math.nan if m.value is None else m.value
+        for i in s.execute(
+            select(RunInputRow.run_id, ArtifactRow.name, VersionRow.number)
+            .join(VersionRow, VersionRow.id == RunInputRow.version_id)
+            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
+            .where(RunInputRow.run_id.in_(batch))
+            .order_by(ArtifactRow.name, VersionRow.number)
+        ):
+            inputs[i.run_id].append(f"{i.name}:v{i.number}")
+        for o in s.execute(
+            select(VersionRow.run_id, ArtifactRow.name, VersionRow.number)
+            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
+            .where(VersionRow.run_id.in_(batch))
+            .order_by(ArtifactRow.name, VersionRow.number)
+        ):
+            outputs[str(o.run_id)].append(f"{o.name}:v{o.number}")
+    return [
+        RunRecord(
+            id=r.id,
+            name=r.name,
+            status=r.status,
+            user=r.user,
+            host=r.host,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            exit_code=r.exit_code,
+            error=r.error,
+            command=json.loads(r.command_json),
+            code=json.loads(r.code_json),
+            env_id=r.env_id,
+            params=dict(sorted(params[r.id].items())),
+            metrics=dict(sorted(metrics[r.id].items())),
+            inputs=tuple(inputs[r.id]),
+            outputs=tuple(outputs[r.id]),
+        )
+        for r in rows
+    ]
+
+
+def metric_history(db: Database, run_id: str) -> list[Metric]:
+    with db.read() as s:
+        rows = s.execute(
+            select(MetricRow.key, MetricRow.value, MetricRow.step, MetricRow.logged_at)
+            .where(MetricRow.run_id == run_id)
+            .order_by(MetricRow.key, MetricRow.id)
+        ).all()
+    return [Metric(k, math.nan if v is None else v, step, at) for k, v, step, at in rows]
+
+
+def environment(db: Database, env_id: str) -> dict[str, Any]:
+    with db.read() as s:
+        doc = s.scalars(select(EnvironmentRow.doc_json).where(EnvironmentRow.id == env_id)).one()
+    loaded: dict[str, Any] = json.loads(doc)
+    return loaded

@@ -1,0 +1,542 @@
+"""Runs from Python and from the command line: what made each version, recorded unasked.
+
+A run records its code (Git commit, branch, remote and, when the tree is dirty, the
+uncommitted changes as a `code` version; outside Git a snapshot of the source files), its
+command, its environment (stored once per distinct environment), who ran it and when,
+its parameters (written once), every metric value, the versions it used and the ones it
+produced. The process that starts a run owns it: it ends it, and it beats a heartbeat so
+that a run whose process died is later shown as killed, never "running" forever.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import numbers
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from modelkeep import config, lockfile, meta
+from modelkeep.capture import code as code_capture
+from modelkeep.capture import git
+from modelkeep.capture.environment import canonical_json, environment, environment_id
+from modelkeep.errors import CommandFailed, DestinationExists, InvalidArgument
+from modelkeep.meta import Version
+from modelkeep.meta.runs import FAILED, FINISHED, KILLED
+from modelkeep.refs import validate_name
+from modelkeep.repo import Repo
+from modelkeep.repo import open as open_repo
+
+HEARTBEAT = 60.0  # seconds between an owner's signs of life
+STALE = timedelta(minutes=10)  # a run on another host silent this long is taken as killed
+
+_lock = threading.Lock()
+_active: Run | None = None
+
+
+class Run:
+    """One run. Use it as a context manager; the owner's exit ends it."""
+
+    def __init__(self, repo: Repo, run_id: str, name: str, *, owner: bool, own_repo: bool):
+        self.repo = repo
+        self.id = run_id
+        self.name = name
+        self.owner = owner  # ends the run; a process that joined a run only logs to it
+        self._own_repo = own_repo
+        self._steps: dict[str, int] = {}
+        self._ended = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        if owner:
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="mk-beat")
+            self._beat.start()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id[:8]} {self.name!r}>"
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            try:
+                meta.heartbeat(self.repo.db, self.id)
+            except Exception:  # a missed beat only makes the run look stale sooner
+                continue
+
+    # -- logging ----------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        meta.log_params(self.repo.db, self.id, _encode_params(params))
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.log_metrics({key: value}, step=step)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Every value is kept; without step, each key counts 0, 1, 2 … in this process."""
+        items = []
+        for key, value in metrics.items():
+            _check_key(key, "metric")
+            number = _metric_value(key, value)
+            if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+                raise InvalidArgument(f"metric {key!r}: step must be an integer, not {step!r}")
+            at = step if step is not None else self._steps.get(key, 0)
+            self._steps[key] = at + 1
+            items.append((key, number, at))
+        meta.log_metrics(self.repo.db, self.id, items)
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        type: str | None = None,
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Version:
+        """Add path as the next version of name, produced by this run."""
+        return self.repo.add(
+            path, name, type=type, message=message, metadata=metadata, run_id=self.id
+        ).version
+
+    def use(self, ref: str, dest: str | os.PathLike[str] | None = None) -> Path:
+        """Record ref as an input of this run and return a local path holding it.
+
+        The path is dest if given; else the tracked path of the Git work tree that holds
+        exactly this version; else a read-only-by-convention copy under `.modelkeep/checkouts`,
+        restored once per content id.
+        """
+        version = self.repo.show(ref)
+        local = self._local_copy(version, dest)
+        meta.add_input(self.repo.db, self.id, version.name, version.number)
+        return local
+
+    def _local_copy(self, version: Version, dest: str | os.PathLike[str] | None) -> Path:
+        if dest is not None:
+            target = Path(dest).absolute()
+            if os.path.lexists(target) and self.repo.digest_of(target)[0] == version.digest:
+                return target
+            return self.repo.get(version.ref, target)
+        top = git.work_tree(Path.cwd())
+        if top is not None:
+            for entry in lockfile.read(top).values():
+                tracked = top / entry.path
+                if (
+                    entry.digest == version.digest
+                    and os.path.lexists(tracked)
+                    and self.repo.digest_of(tracked)[0] == version.digest
+                ):
+                    return tracked
+        folder = self.repo.settings.control_dir / "checkouts" / version.digest[3:19]
+        target = folder / (version.source_name or "content")
+        if not os.path.lexists(target):
+            folder.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(DestinationExists):  # another process restored it first
+                self.repo.restore(version.ref, target)
+        return target
+
+    # -- ending -----------------------------------------------------------------
+
+    def info(self) -> meta.RunRecord:
+        """The run as recorded now: status, params, latest metrics, inputs and outputs."""
+        return self.repo.run(self.id)
+
+    def end(self, status: str = FINISHED, error: str = "", exit_code: int | None = None) -> None:
+        """End an owned run (finished, failed or killed); a joined run is left to its owner."""
+        global _active
+        if self._ended:
+            return
+        self._ended = True
+        self._stop.set()
+        try:
+            if self.owner:
+                meta.finish_run(self.repo.db, self.id, status, exit_code=exit_code, error=error)
+            elif error:
+                meta.set_error(self.repo.db, self.id, error)
+        finally:
+            with _lock:
+                if _active is self:
+                    _active = None
+            if self._own_repo:
+                self.repo.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            self.end(FINISHED)
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end(KILLED, "interrupted (KeyboardInterrupt)")
+        else:
+            assert kind is not None
+            self.end(FAILED, f"{kind.__name__}: {exc}".rstrip(": "))
+
+
+# -- starting ---------------------------------------------------------------------
+
+
+def start_run(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    *,
+    repo: Repo | str | os.PathLike[str] | None = None,
+    capture_code: bool = True,
+    code_globs: Sequence[str] | None = None,
+) -> Run:
+    """Start a run (or, under `modelkeep run`, join the run it started).
+
+    repo is a Repo or a path; by default the repository is found from the working
+    directory upward.
+    """
+    global _active
+    joined = current_run()
+    if joined is not None:
+        if joined.owner:
+            raise InvalidArgument(
+                f"run {joined.id[:8]} ({joined.name}) is still active in this process; "
+                "end it (leave its `with` block) before starting another"
+            )
+        if params:
+            joined.log_params(params)
+        return joined
+    the_repo, own = _repo(repo)
+    try:
+        encoded = _encode_params(params or {})
+        command = code_capture.command()
+        run_id = _create(
+            the_repo,
+            name or _default_name(command.script, command.argv),
+            encoded,
+            command.to_json(),
+            capture_code=capture_code,
+            code_globs=code_globs,
+        )
+    except BaseException:
+        if own:
+            the_repo.close()
+        raise
+    run = Run(the_repo, run_id, name or "", owner=True, own_repo=own)
+    run.name = the_repo.run(run_id).name
+    with _lock:
+        _active = run
+    return run
+
+
+def current_run() -> Run | None:
+    """The run active in this process, or the one `modelkeep run` started it in; else None."""
+    global _active
+    with _lock:
+        if _active is not None:
+            return _active
+    found = config.run_from_env()
+    if found is None:
+        return None
+    run_id, root = found
+    repo = open_repo(root or ".")
+    try:
+        record = repo.run(run_id)
+        meta.log_params(repo.db, record.id, {})  # raises if the run has ended
+    except BaseException:
+        repo.close()
+        raise
+    run = Run(repo, record.id, record.name, owner=False, own_repo=True)
+    with _lock:
+        _active = run
+    return run
+
+
+@atexit.register
+def _end_at_exit() -> None:
+    """A run left open when the process exits ends as finished, as MLflow does."""
+    run = _active
+    if run is not None:
+        with contextlib.suppress(Exception):
+            run.end()
+
+
+def _repo(repo: Repo | str | os.PathLike[str] | None) -> tuple[Repo, bool]:
+    if isinstance(repo, Repo):
+        return repo, False
+    return open_repo(repo if repo is not None else "."), True
+
+
+def _default_name(script: str | None, argv: Sequence[str]) -> str:
+    base = Path(script).stem if script else (Path(argv[0]).name if argv else "")
+    return base or "run"
+
+
+def _encode_params(params: Mapping[str, Any]) -> dict[str, str]:
+    import json
+
+    out = {}
+    for key, value in params.items():
+        _check_key(key, "param")
+        try:
+            out[key] = json.dumps(value, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(
+                f"param {key!r} = {value!r} cannot be stored: {exc}; use numbers, text, "
+                "booleans, lists or dicts of them"
+            ) from exc
+    return out
+
+
+def _check_key(key: Any, what: str) -> None:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255:
+        raise InvalidArgument(
+            f"{what} key {key!r} must be non-empty text of at most 255 characters"
+        )
+
+
+def _metric_value(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(
+            f"metric {key!r} must be a number, not {type(value).__name__} {value!r}; "
+            "log text as a param instead"
+        )
+    return float(value)
+
+
+def _proc_start(pid: int) -> tuple[int, str] | None:
+    """(start time in clock ticks, state) of a process, from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[19]), fields[0].decode()
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(host: str, pid: int, started: int | None, beat: datetime) -> bool:
+    if host != socket.gethostname():
+        return datetime.now(UTC) - beat < STALE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    now = _proc_start(pid)
+    if now is None:
+        return True
+    return now[1] != "Z" and (started is None or now[0] == started)
+
+
+def reap(repo: Repo) -> None:
+    """Mark killed the runs whose owning process is gone."""
+    meta.reap(repo.db, _alive)
+
+
+def _code_name(top: Path) -> str:
+    base = re.sub(r"[^a-z0-9._-]+", "-", top.name.lower()).strip("-.") or "project"
+    return validate_name(f"code/{base[:100]}")
+
+
+def _capture_code(repo: Repo, globs: Sequence[str]) -> tuple[dict[str, Any], Version | None]:
+    """The code state, and a `code` version holding what Git alone cannot restore."""
+    top = git.work_tree(Path.cwd()) or git.work_tree(repo.root)
+    with tempfile.TemporaryDirectory(prefix="modelkeep-code-") as tmp:
+        folder = Path(tmp) / "code"
+        folder.mkdir()
+        if top is not None:
+            state = git.state(top)
+            doc: dict[str, Any] = {"git": state.to_json()}
+            if not state.dirty:
+                return doc, None
+            count = git.write_patch(top, folder, globs)
+            message = f"uncommitted changes on {(state.commit or 'no commit')[:12]}"
+        else:
+            top = repo.root
+            count = code_capture.snapshot(top, folder, globs)
+            doc = {"git": None, "root": str(top)}
+            message = f"source snapshot of {top}"
+        if not count:
+            return doc, None
+        version = repo.add(folder, _code_name(top), type="code", message=message, track=False)
+    key = "patch" if doc["git"] else "snapshot"
+    doc[key] = version.version.ref
+    return doc, version.version
+
+
+def _create(
+    repo: Repo,
+    name: str,
+    params: Mapping[str, str],
+    command: dict[str, Any],
+    *,
+    capture_code: bool,
+    code_globs: Sequence[str] | None,
+) -> str:
+    globs = tuple(code_globs) if code_globs is not None else repo.settings.code_globs
+    code, code_version = _capture_code(repo, globs) if capture_code else ({}, None)
+    env = environment()
+    pid = os.getpid()
+    started = _proc_start(pid)
+    new = meta.NewRun(
+        id=uuid.uuid4().hex,
+        name=name[:255],
+        user=repo.settings.user,
+        host=socket.gethostname(),
+        pid=pid,
+        pid_started=started[0] if started else None,
+        command=command,
+        code=code,
+        env_id=environment_id(env),
+        env_json=canonical_json(env).decode(),
+    )
+    meta.create_run(repo.db, new, params)
+    if code_version is not None:
+        meta.add_input(repo.db, new.id, code_version.name, code_version.number)
+    return new.id
+
+
+# -- `modelkeep run` ------------------------------------------------------------------
+
+
+def run_command(
+    repo: Repo,
+    argv: Sequence[str],
+    *,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[meta.RunRecord, int]:
+    """Run argv as a run; returns the finished run and the command's exit status.
+
+    The command sees MODELKEEP_RUN_ID (and MODELKEEP_REPO), so `mk.current_run()` and
+    `mk.start_run()` inside it join this run. Exit 0 finishes the run; another status
+    fails it; a signal marks it killed.
+    """
+    if not argv:
+        raise InvalidArgument("no command given; write `modelkeep run -- python train.py`")
+    script = _script(argv)
+    command = {"argv": list(argv), "script": script, "cwd": str(Path.cwd())}
+    run_id = _create(
+        repo,
+        name or _default_name(script, argv),
+        _encode_params(params or {}),
+        command,
+        capture_code=True,
+        code_globs=None,
+    )
+    run = Run(repo, run_id, name or "", owner=True, own_repo=False)
+    env = {**os.environ, config.RUN_ID_ENV: run_id, config.REPO_ENV: str(repo.root)}
+    try:
+        child = subprocess.Popen(list(argv), env=env)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError):
+            reason = "no such command"
+        run.end(FAILED, f"cannot start {argv[0]!r}: {reason}")
+        raise CommandFailed(run_id, argv[0], reason) from exc
+    forwarded = _forward_signals(child)
+    try:
+        code = child.wait()
+    finally:
+        for sig, previous in forwarded.items():
+            signal.signal(sig, previous)
+    if code == 0:
+        run.end(FINISHED, exit_code=code)
+    elif code < 0:
+        run.end(KILLED, f"killed by {signal.Signals(-code).name}", exit_code=code)
+    else:
+        run.end(FAILED, f"exited with status {code}", exit_code=code)
+    return repo.run(run_id), code
+
+
+def _script(argv: Sequence[str]) -> str | None:
+    """The entry-point script: `python train.py` → train.py; `./train.sh` → itself."""
+    first = Path(argv[0]).name
+    candidates = argv[1:2] if first.startswith("python") else argv[:1]
+    for c in candidates:
+        if Path(c).is_file():
+            return str(Path(c).absolute())
+    return None
+
+
+def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
+    """Pass SIGTERM and SIGHUP on to the command; Ctrl-C reaches it from the terminal."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+
+    def forward(sig: int, _frame: Any) -> None:
+        child.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, forward)
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return previous
+
+
+# -- filtering --------------------------------------------------------------------
+
+_CONDITION = re.compile(
+    r"\s*(?P<kind>params?|metrics?)\.(?P<key>[^\s=!<>]+)\s*(?P<op>==|=|!=|<=|>=|<|>)\s*(?P<value>.*?)\s*"
+)
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_condition(text: str) -> Callable[[meta.RunRecord], bool]:
+    """`metrics.auc > 0.9`, `params.depth = 6`, `params.model != "rf"` as a run predicate."""
+    import json
+
+    m = _CONDITION.fullmatch(text)
+    if m is None or not m["value"]:
+        raise InvalidArgument(
+            f'cannot read condition {text!r}; write e.g. "metrics.auc > 0.9" or '
+            '"params.model = rf" (operators = != < <= > >=)'
+        )
+    raw = m["value"]
+    try:
+        wanted = json.loads(raw)
+    except ValueError:
+        wanted = raw.strip("'\"")
+    key, test = m["key"], _OPS[m["op"]]
+    metric = m["kind"].startswith("metric")
+    if metric and not _number(wanted):
+        raise InvalidArgument(f"condition {text!r}: a metric compares with a number")
+
+    def check(run: meta.RunRecord) -> bool:
+        values: Mapping[str, Any] = run.metrics if metric else run.params
+        if key not in values:
+            return False
+        have = values[key]
+        if _number(have) and _number(wanted):
+            if isinstance(have, float) and math.isnan(have):
+                return m["op"] == "!="
+            return test(have, wanted)
+        if m["op"] in ("=", "==", "!="):
+            return test(str(have) if not isinstance(have, str) else have, str(wanted))
+        return False
+
+    return check
