@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from modelkeep.errors import ModelkeepError
     from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
-    from modelkeep.run import Run, current_run, start_run
     from modelkeep.repo import AddResult, Change, Diff, FileInfo, Repo, Usage, init, open
+    from modelkeep.run import Run, current_run, start_run
     from modelkeep.store import FsckReport, GcReport, Problem
 
 __version__ = "0.1.0"

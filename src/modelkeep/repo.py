@@ -160,6 +160,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
         )
         repo = Repo(config.load(root))
         repo.db.migrate()
+        worktree.ignore_control_dir(root)
     except BaseException:
         shutil.rmtree(control, ignore_errors=True)
         raise
@@ -313,7 +314,8 @@ class Repo:
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
             if entry.kind != Kind.DIR and into and not target.is_symlink():
                 target = target / name
-        return self.restore(ref, target, path=path, force=force, progress=progress)
+        self.restore(ref, target, path=path, force=force, progress=progress)
+        return target
 
     def restore(
         self,

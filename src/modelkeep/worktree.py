@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelkeep import lockfile
 from modelkeep.capture import git
+from modelkeep.config import REPO_DIR
 from modelkeep.errors import (
     InvalidArgument,
     NotInStore,
@@ -61,6 +62,13 @@ def _top(repo: Repo) -> Path:
             "modelkeep.lock pins versions to Git commits: run `git init` first"
         )
     return top
+
+
+def ignore_control_dir(root: Path) -> None:
+    """Keep `.modelkeep/` (the store and the database) out of Git; the lock file is enough."""
+    top = git.work_tree(root)
+    if top is not None:
+        git.ignore(top, (root / REPO_DIR).relative_to(top).as_posix())
 
 
 def _guard(repo: Repo) -> Path:

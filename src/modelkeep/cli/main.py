@@ -9,47 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from modelkeep.cli import render
+from modelkeep.cli import runs as runs_cli
+from modelkeep.cli import worktree as worktree_cli
+from modelkeep.cli.common import TYPES, json_option, open_repo, parse_metadata
 from modelkeep.cli.progress import progress_for
-
-if TYPE_CHECKING:
-    from modelkeep.repo import Repo
-
-F = TypeVar("F", bound=Callable[..., Any])
-TYPES = ("model", "dataset", "code", "other")
-
-
-def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
-
-
-def open_repo(ctx: click.Context) -> Repo:
-    import modelkeep
-
-    repo = modelkeep.open(ctx.obj or ".")
-    ctx.call_on_close(repo.close)
-    return repo
-
-
-def parse_metadata(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE pairs; a value that parses as JSON (0.01, true, [1,2]) keeps its type."""
-    from modelkeep.errors import InvalidArgument
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InvalidArgument(f"metadata {pair!r} is not KEY=VALUE; write e.g. --meta lr=0.01")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -331,6 +298,15 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         return
     verb = "would free" if dry_run else "freed"
     click.echo(f"{verb} {render.size(r.bytes_freed)} ({r.objects_removed} unreferenced objects)")
+
+
+cli.add_command(runs_cli.run)
+cli.add_command(runs_cli.runs)
+cli.add_command(runs_cli.env)
+cli.add_command(runs_cli.lineage)
+cli.add_command(worktree_cli.status)
+cli.add_command(worktree_cli.checkout)
+cli.add_command(worktree_cli.install_hooks)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,43 @@
+"""What every command shares: the --json flag, opening the repository, KEY=VALUE pairs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from modelkeep.repo import Repo
+
+F = TypeVar("F", bound=Callable[..., Any])
+TYPES = ("model", "dataset", "code", "other")
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+def open_repo(ctx: click.Context) -> Repo:
+    import modelkeep
+
+    repo = modelkeep.open(ctx.obj or ".")
+    ctx.call_on_close(repo.close)
+    return repo
+
+
+def parse_metadata(pairs: tuple[str, ...], option: str = "--meta") -> dict[str, Any]:
+    """KEY=VALUE pairs; a value that parses as JSON (0.01, true, [1,2]) keeps its type."""
+    from modelkeep.errors import InvalidArgument
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgument(f"{pair!r} is not KEY=VALUE; write e.g. {option} lr=0.01")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out

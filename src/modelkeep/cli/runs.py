@@ -1,0 +1,288 @@
+"""Commands for runs and lineage: run, runs, env, lineage."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from modelkeep.cli import render
+from modelkeep.cli.common import json_option, open_repo, parse_metadata
+
+if TYPE_CHECKING:
+    from modelkeep.meta import RunRecord
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}" if math.isfinite(value) else str(value)
+
+
+def _key_metrics(run: RunRecord, keys: int = 3) -> str:
+    return " ".join(f"{k}={_number(v)}" for k, v in list(run.metrics.items())[:keys])
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--name", "-n", default=None, help="Run name (default: the script's name).")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def run(
+    ctx: click.Context, name: str | None, params: tuple[str, ...], command: tuple[str, ...]
+) -> None:
+    """Run COMMAND as a recorded run: code, environment, command, exit status.
+
+    Write it after `--`: `modelkeep run --name train -p lr=0.01 -- python train.py`. The
+    command sees MODELKEEP_RUN_ID, so mk.current_run() in it joins this run. modelkeep
+    exits with the command's status.
+    """
+    from modelkeep.run import run_command
+
+    values = parse_metadata(params, "--param")
+    repo = open_repo(ctx)
+    record, code = run_command(repo, list(command), name=name, params=values)
+    duration = f"{record.duration:.1f} s" if record.duration is not None else "-"
+    detail = f": {record.error}" if record.error else ""
+    click.echo(
+        f"modelkeep: run {record.short_id} ({record.name}) {record.status} in {duration}{detail}",
+        err=True,
+    )
+    ctx.exit(code if code >= 0 else 128 - code)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--name", "-n", default=None, help="Only runs with this name.")
+@click.option("--status", "-s", default=None, help="running, finished, failed or killed.")
+@click.option(
+    "--where",
+    "-w",
+    "conditions",
+    multiple=True,
+    metavar="EXPR",
+    help='A condition like "metrics.auc > 0.9" or "params.depth = 6"; repeatable (all must hold).',
+)
+@click.option("--limit", "-l", default=50, show_default=True, help="At most this many runs.")
+@json_option
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    name: str | None,
+    status: str | None,
+    conditions: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first; `runs show RUN`, `runs compare RUN RUN …`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = open_repo(ctx).runs(name=name, status=status, where=conditions, limit=limit)
+    if as_json:
+        render.emit_json({"runs": [r.to_json() for r in found]})
+        return
+    if not found:
+        click.echo("no runs match; start one with `modelkeep run -- CMD` or mk.start_run()")
+        return
+    render.table(
+        ["run", "name", "status", "started", "duration", "user", "metrics"],
+        [
+            [
+                r.short_id,
+                r.name,
+                r.status,
+                render.when(r.started_at),
+                render.duration(r.duration),
+                r.user,
+                _key_metrics(r),
+            ]
+            for r in found
+        ],
+    )
+
+
+@runs.command("show")
+@click.argument("run_ref", metavar="RUN")
+@json_option
+@click.pass_context
+def runs_show(ctx: click.Context, run_ref: str, as_json: bool) -> None:
+    """Everything recorded about one run (an id or a unique prefix of one)."""
+    repo = open_repo(ctx)
+    r = repo.run(run_ref)
+    history = repo.metric_history(r.id)
+    if as_json:
+        render.emit_json({**r.to_json(), "metric_history": [m.to_json() for m in history]})
+        return
+    click.echo(f"run {r.id}  {r.name}  ({r.status})")
+    fields: list[tuple[str, str]] = [
+        ("user", f"{r.user} on {r.host}"),
+        ("started", render.when(r.started_at)),
+        ("ended", render.when(r.ended_at) if r.ended_at else "-"),
+        ("duration", render.duration(r.duration)),
+    ]
+    if r.exit_code is not None:
+        fields.append(("exit code", str(r.exit_code)))
+    if r.error:
+        fields.append(("error", r.error))
+    if r.command:
+        fields.append(("command", " ".join(r.command.get("argv", []))))
+        fields.append(("cwd", str(r.command.get("cwd", ""))))
+    fields.append(("code", _code_summary(r.code)))
+    fields.append(("env", r.env_id[:12] if r.env_id else "-"))
+    for key, value in fields:
+        click.echo(f"  {key:<10} {value}")
+    if r.params:
+        click.echo("  params:")
+        for key, value in r.params.items():
+            click.echo(f"    {key} = {json.dumps(value)}")
+    if r.metrics:
+        click.echo("  metrics (last value):")
+        for key, number in r.metrics.items():
+            steps = sum(m.key == key for m in history)
+            more = f"  ({steps} values)" if steps > 1 else ""
+            click.echo(f"    {key} = {_number(number)}{more}")
+    for title, refs in (("inputs", r.inputs), ("outputs", r.outputs)):
+        if refs:
+            click.echo(f"  {title}: {', '.join(refs)}")
+
+
+def _code_summary(code: dict[str, Any]) -> str:
+    g = code.get("git")
+    if g:
+        text = f"git {str(g.get('commit') or 'no commit')[:12]} on {g.get('branch') or 'detached'}"
+        text += " (dirty)" if g.get("dirty") else ""
+        if code.get("patch"):
+            text += f"; uncommitted changes in {code['patch']}"
+        return text
+    if code.get("snapshot"):
+        return f"snapshot {code['snapshot']}"
+    return "not recorded"
+
+
+@runs.command("compare")
+@click.argument("run_refs", metavar="RUN RUN…", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def runs_compare(ctx: click.Context, run_refs: tuple[str, ...], as_json: bool) -> None:
+    """Params and latest metrics of several runs side by side; '*' marks differences."""
+    repo = open_repo(ctx)
+    found = [repo.run(ref) for ref in run_refs]
+    rows: list[tuple[str, list[Any]]] = []
+    for title in ("params", "metrics"):
+        keys = sorted({k for r in found for k in getattr(r, title)})
+        for key in keys:
+            rows.append((f"{title}.{key}", [getattr(r, title).get(key) for r in found]))
+    if as_json:
+        render.emit_json(
+            {
+                "runs": [r.id for r in found],
+                "rows": [
+                    {
+                        "key": key,
+                        "values": [_json_value(v, key.startswith("metrics.")) for v in values],
+                        "differs": len({json.dumps(v) for v in values}) > 1,
+                    }
+                    for key, values in rows
+                ],
+            }
+        )
+        return
+    table = []
+    for key, values in rows:
+        mark = "*" if len({json.dumps(v) for v in values}) > 1 else " "
+        cells = [
+            "-" if v is None else _number(v) if key.startswith("metrics.") else json.dumps(v)
+            for v in values
+        ]
+        table.append([mark, key, *cells])
+    render.table(["", "key", *[f"{r.short_id} {r.name}" for r in found]], table)
+
+
+def _json_value(value: Any, metric: bool) -> Any:
+    if metric and isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+@click.group()
+def env() -> None:
+    """Recorded environments: `env show REF`, `env diff A B` (runs or versions)."""
+
+
+@env.command("show")
+@click.argument("ref")
+@json_option
+@click.pass_context
+def env_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """The environment of a run, or of the run that produced a version."""
+    doc = open_repo(ctx).environment(ref)
+    if as_json:
+        render.emit_json(doc)
+        return
+    py = doc.get("python", {})
+    system = doc.get("os", {})
+    click.echo(f"python    {py.get('implementation', '')} {py.get('version', '')}")
+    os_line = " ".join(str(system.get(k, "")) for k in ("system", "release", "machine"))
+    click.echo(f"os        {os_line}")
+    cpu = doc.get("cpu", {})
+    click.echo(f"cpu       {cpu.get('model') or '-'} ({cpu.get('count')} cores)")
+    gpus = doc.get("gpu") or []
+    click.echo(f"gpu       {', '.join(g.get('name', '') for g in gpus) or '-'}")
+    if doc.get("cuda"):
+        click.echo(f"cuda      {doc['cuda']}")
+    packages = doc.get("packages", {})
+    click.echo(f"packages  {len(packages)}")
+    for name, version in packages.items():
+        click.echo(f"  {name}=={version}")
+
+
+@env.command("diff")
+@click.argument("a")
+@click.argument("b")
+@json_option
+@click.pass_context
+def env_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
+    """What differs between the environments of A and B (runs or versions)."""
+    d = open_repo(ctx).env_diff(a, b)
+    if as_json:
+        render.emit_json({"a": a, "b": b, **d.to_json()})
+        return
+    if d.same:
+        click.echo(f"{a} and {b} ran in the same environment")
+        return
+    for name, version in d.packages_added:
+        click.echo(f"+ {name}=={version}")
+    for name, version in d.packages_removed:
+        click.echo(f"- {name}=={version}")
+    for name, old, new in d.packages_changed:
+        click.echo(f"~ {name} {old} -> {new}")
+    for key, old, new in d.other:
+        click.echo(f"~ {key}: {json.dumps(old)} -> {json.dumps(new)}")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--upstream", "direction", flag_value="upstream", help="Only what made REF.")
+@click.option("--downstream", "direction", flag_value="downstream", help="Only what used REF.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["text", "json", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+)
+@json_option
+@click.pass_context
+def lineage(ctx: click.Context, ref: str, direction: str | None, fmt: str, as_json: bool) -> None:
+    """The runs and versions upstream of REF (what made it) and downstream (what used it)."""
+    graph = open_repo(ctx).lineage(
+        ref, upstream=direction != "downstream", downstream=direction != "upstream"
+    )
+    if as_json or fmt == "json":
+        render.emit_json(graph.to_json())
+    elif fmt == "mermaid":
+        click.echo(graph.to_mermaid())
+    elif fmt == "dot":
+        click.echo(graph.to_dot())
+    else:
+        click.echo(graph.to_text())
