@@ -2,7 +2,9 @@
 
 Creates a repository in a temporary folder, versions a generated model checkpoint and a
 fine-tuned successor that changes 10% of its tensors, shows that the successor costs about
-10% more storage, restores v1 byte for byte, and verifies the whole store.
+10% more storage, restores v1 byte for byte, and verifies the whole store. Then it records
+a small pipeline as runs (a dataset, a preparation run in Python, a training script run
+with `modelkeep run`) and prints the runs and the lineage graph.
 
 Run it with `make demo` (or `python examples/demo.py` in the project's venv).
 """
@@ -57,6 +59,51 @@ def cli(*args: str, cwd: Path) -> None:
     subprocess.run([str(exe), *args], cwd=cwd, check=True)
 
 
+TRAIN = """\
+# A training script: `modelkeep run` starts it inside a run, which it joins.
+import json
+import modelkeep as mk
+
+run = mk.current_run()
+rows = [line.split(",") for line in open(run.use("features") / "features.csv").read().split()]
+amounts = [(float(a), int(label)) for a, label in rows[1:]]
+threshold = sorted(a for a, _ in amounts)[int(len(amounts) * 0.9)]
+correct = sum((a >= threshold) == bool(label) for a, label in amounts)
+run.log_metric("accuracy", correct / len(amounts))
+with open("rules.json", "w") as f:
+    json.dump({"flag_if_amount_at_least": threshold}, f)
+run.log_artifact("rules.json", "fraud-rules", type="model")
+"""
+
+
+def pipeline(repo: mk.Repo, work: Path, rng: random.Random) -> None:
+    step("version a dataset, prepare features in a run (Python)")
+    data = work / "transactions.csv"
+    lines = ["amount,label"]
+    for _ in range(2000):
+        amount = rng.expovariate(1 / 50)
+        lines.append(f"{amount:.2f},{int(amount > 150 and rng.random() < 0.9)}")
+    data.write_text("\n".join(lines) + "\n")
+    print(repo.add(data, "transactions", type="dataset").version.ref)
+    with mk.start_run(name="prepare", params={"columns": ["amount"]}, repo=repo) as run:
+        source = run.use("transactions:v1")
+        folder = work / "features"
+        folder.mkdir()
+        (folder / "features.csv").write_text(source.read_text())
+        print(run.log_artifact(folder, "features", type="dataset").ref, "made by", run)
+
+    step("train with `modelkeep run`: the script joins the run and logs to it")
+    (work / "train.py").write_text(TRAIN)
+    cli("run", "--name", "train", "-p", "quantile=0.9", "--", sys.executable, "train.py", cwd=work)
+    cli("runs", cwd=work)
+
+    step("lineage: what made the model, and what used the dataset")
+    cli("lineage", "fraud-rules", "--upstream", cwd=work)
+    cli("lineage", "transactions:v1", "--downstream", "--format", "mermaid", cwd=work)
+    graph = repo.lineage("fraud-rules:v1")
+    assert "transactions:v1" in graph.nodes, "the model's lineage misses its dataset"
+
+
 def main() -> None:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="modelkeep-demo-") as tmp:
@@ -103,6 +150,8 @@ def main() -> None:
         report = repo.fsck()
         assert report.ok, report.problems
         cli("fsck", cwd=work)
+
+        pipeline(repo, work, rng)
         repo.close()
         print("\ndemo finished: every step checked")
 

@@ -350,9 +350,16 @@ def _code_name(top: Path) -> str:
     return validate_name(f"code/{base[:100]}")
 
 
-def _capture_code(repo: Repo, globs: Sequence[str]) -> tuple[dict[str, Any], Version | None]:
-    """The code state, and a `code` version holding what Git alone cannot restore."""
-    top = git.work_tree(Path.cwd()) or git.work_tree(repo.root)
+def _capture_code(
+    repo: Repo, globs: Sequence[str], script: str | None
+) -> tuple[dict[str, Any], Version | None]:
+    """The code state, and a `code` version holding what Git alone cannot restore.
+
+    The code is the Git work tree of the entry-point script, else of the working
+    directory, else of the repository.
+    """
+    places = [Path(script).parent] if script else []
+    top = next((t for t in (git.work_tree(p) for p in [*places, Path.cwd(), repo.root]) if t), None)
     with tempfile.TemporaryDirectory(prefix="modelkeep-code-") as tmp:
         folder = Path(tmp) / "code"
         folder.mkdir()
@@ -386,7 +393,8 @@ def _create(
     code_globs: Sequence[str] | None,
 ) -> str:
     globs = tuple(code_globs) if code_globs is not None else repo.settings.code_globs
-    code, code_version = _capture_code(repo, globs) if capture_code else ({}, None)
+    script = command.get("script")
+    code, code_version = _capture_code(repo, globs, script) if capture_code else ({}, None)
     env = environment()
     pid = os.getpid()
     started = _proc_start(pid)
