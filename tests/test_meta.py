@@ -337,3 +337,43 @@ def test_metadata_that_is_not_json_is_refused_before_storing(repo: mk.Repo, tmp_
         repo.add(source, "m", metadata={"when": object()})
     assert repo.artifacts() == []
     assert repo.du().stored_bytes == 0
+
+
+def test_a_repository_made_before_runs_is_upgraded_with_its_versions(
+    backend_repo: mk.Repo, tmp_path: Path
+) -> None:
+    """A 0001 database (versions, no runs) opens at HEAD, keeping every version."""
+    from alembic import command
+    from alembic.config import Config
+
+    from modelkeep.meta.db import MIGRATIONS
+
+    first = _add(backend_repo, tmp_path, "m", b"old").version
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(backend_repo.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0001")
+            conn.commit()
+            tables = set(
+                conn.execute(
+                    text(
+                        "SELECT name FROM sqlite_master WHERE type='table'"
+                        if conn.dialect.name == "sqlite"
+                        else "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert "runs" not in tables and "versions" in tables
+    backend_repo.close()
+    with mk.open(backend_repo.root) as upgraded:
+        assert upgraded.db.current_revision() == HEAD
+        again = upgraded.show("m:v1")
+        assert (again.digest, again.run_id) == (first.digest, None)
+        with mk.start_run(repo=upgraded, capture_code=False) as run:
+            made = run.log_artifact(write(tmp_path / "new" / "f.bin", b"new"), "m")
+        assert made.number == 2 and made.run_id == run.id

@@ -297,11 +297,13 @@ class Repo:
         path: str | None = None,
         force: bool = False,
         progress: Progress = NULL_PROGRESS,
+        run_id: str | None = None,
     ) -> Path:
         """Restore a version (or one path inside it) to dest; returns where it was written.
 
         dest defaults to the name it was added under, in the working directory. A dest
         that is an existing folder, or ends with '/', receives a file under its own name.
+        run_id records the version as an input of that run.
         """
         version = self.show(ref)
         with self._explained():
@@ -315,6 +317,8 @@ class Repo:
             if entry.kind != Kind.DIR and into and not target.is_symlink():
                 target = target / name
         self.restore(ref, target, path=path, force=force, progress=progress)
+        if run_id is not None:
+            meta.add_input(self.db, run_id, version.name, version.number)
         return target
 
     def restore(

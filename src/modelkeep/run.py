@@ -469,10 +469,14 @@ def run_command(
     return repo.run(run_id), code
 
 
+_INTERPRETERS = frozenset({"sh", "bash", "zsh", "Rscript", "julia", "node", "perl", "ruby"})
+
+
 def _script(argv: Sequence[str]) -> str | None:
     """The entry-point script: `python train.py` → train.py; `./train.sh` → itself."""
     first = Path(argv[0]).name
-    candidates = argv[1:2] if first.startswith("python") else argv[:1]
+    interpreter = first.startswith("python") or first in _INTERPRETERS
+    candidates = argv[1:2] if interpreter else argv[:1]
     for c in candidates:
         if Path(c).is_file():
             return str(Path(c).absolute())

@@ -41,3 +41,11 @@ def parse_metadata(pairs: tuple[str, ...], option: str = "--meta") -> dict[str, 
         except ValueError:
             out[key.strip()] = value
     return out
+
+
+def active_run_id() -> str | None:
+    """Under `modelkeep run`, the run that versions added and gotten belong to."""
+    from modelkeep.config import run_from_env
+
+    found = run_from_env()
+    return found[0] if found else None

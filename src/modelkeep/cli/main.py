@@ -15,7 +15,7 @@ import click
 from modelkeep.cli import render
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import worktree as worktree_cli
-from modelkeep.cli.common import TYPES, json_option, open_repo, parse_metadata
+from modelkeep.cli.common import TYPES, active_run_id, json_option, open_repo, parse_metadata
 from modelkeep.cli.progress import progress_for
 
 
@@ -72,11 +72,21 @@ def add(
     metas: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Store a file or folder as the next version of NAME."""
+    """Store a file or folder as the next version of NAME.
+
+    Inside a Git work tree the path is recorded in modelkeep.lock and .gitignore. Under
+    `modelkeep run`, the version is an output of that run.
+    """
     metadata = parse_metadata(metas)
     repo = open_repo(ctx)
     result = repo.add(
-        path, name, type=type_, message=message, metadata=metadata, progress=progress_for(as_json)
+        path,
+        name,
+        type=type_,
+        message=message,
+        metadata=metadata,
+        progress=progress_for(as_json),
+        run_id=active_run_id(),
     )
     if as_json:
         render.emit_json(result.to_json())
@@ -190,9 +200,19 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 def get(
     ctx: click.Context, ref: str, output: str | None, inner: str | None, force: bool, as_json: bool
 ) -> None:
-    """Restore a version (or one path in it): exact bytes and executable bits."""
+    """Restore a version (or one path in it): exact bytes and executable bits.
+
+    Under `modelkeep run`, the version is recorded as an input of that run.
+    """
     repo = open_repo(ctx)
-    dest = repo.get(ref, output, path=inner, force=force, progress=progress_for(as_json))
+    dest = repo.get(
+        ref,
+        output,
+        path=inner,
+        force=force,
+        progress=progress_for(as_json),
+        run_id=active_run_id(),
+    )
     if as_json:
         render.emit_json({"ref": repo.show(ref).ref, "path": str(dest)})
     else:
