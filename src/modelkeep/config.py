@@ -26,7 +26,7 @@ DEFAULT_CODE_GLOBS = ("**/*.py",)
 class Settings:
     root: Path  # the folder that holds .modelkeep/
     database_url: str
-    user: str
+    user: str | None  # MODELKEEP_USER; else the repository asks Git, then the OS
     code_globs: tuple[str, ...] = DEFAULT_CODE_GLOBS  # source files a run snapshots
 
     @property
@@ -47,10 +47,12 @@ def find_root(start: Path) -> Path:
     raise RepoNotFound(str(start))
 
 
-def current_user() -> str:
-    env = os.environ.get("MODELKEEP_USER")
-    if env:
-        return env
+def explicit_user() -> str | None:
+    """MODELKEEP_USER, when set: the actor recorded on versions, runs and events."""
+    return os.environ.get("MODELKEEP_USER") or None
+
+
+def os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -74,7 +76,7 @@ def load(root: Path) -> Settings:
         raise InvalidArgument(
             f'{config_path}: code_globs must be a list of glob strings, like ["**/*.py"]'
         )
-    return Settings(root=root, database_url=url, user=current_user(), code_globs=tuple(globs))
+    return Settings(root=root, database_url=url, user=explicit_user(), code_globs=tuple(globs))
 
 
 def run_from_env() -> tuple[str, Path | None] | None:

@@ -38,11 +38,21 @@ class InvalidName(ModelkeepError, ValueError):
         )
 
 
+class InvalidAlias(ModelkeepError, ValueError):
+    def __init__(self, alias: str, reason: str) -> None:
+        self.alias = alias
+        self.reason = reason
+        super().__init__(f"invalid alias {alias!r}: {reason}")
+
+
 class InvalidRef(ModelkeepError, ValueError):
     def __init__(self, ref: str, reason: str) -> None:
         self.ref = ref
         self.reason = reason
-        super().__init__(f"invalid ref {ref!r}: {reason}; use NAME, NAME:latest, NAME:vN or b3:HEX")
+        super().__init__(
+            f"invalid ref {ref!r}: {reason}; use NAME, NAME:latest, NAME:vN, NAME@STAGE, "
+            "NAME@ALIAS or b3:HEX"
+        )
 
 
 class InvalidArgument(ModelkeepError, ValueError):
@@ -272,3 +282,63 @@ class NotInStore(ModelkeepError, LookupError):
             "copy it from the repository that added it, or add the path again with "
             "`modelkeep add`"
         )
+
+
+class AliasNotFound(ModelkeepError, LookupError):
+    def __init__(self, name: str, alias: str, existing: Sequence[str] = ()) -> None:
+        self.name = name
+        self.alias = alias
+        self.existing = list(existing)
+        if alias in ("staging", "production"):
+            hint = f"no version of {name!r} is in {alias}; see `modelkeep history {name}`"
+        elif existing:
+            hint = f"its aliases are {', '.join(existing)}"
+        else:
+            hint = f"it has no aliases; set one with `modelkeep alias set {name}@{alias} {name}:vN`"
+        super().__init__(f"{name}@{alias} does not name a version: {hint}")
+
+
+class VersionDeleted(ModelkeepError, LookupError):
+    def __init__(self, ref: str, when: str) -> None:
+        self.ref = ref
+        self.when = when
+        super().__init__(
+            f"{ref} was deleted at {when}; see `modelkeep history {ref.split(':')[0]}` for why"
+        )
+
+
+class RegistryRefused(ModelkeepError):
+    """A registry change that the rules forbid (not the policy: that is PromotionRefused)."""
+
+
+class PromotionRefused(ModelkeepError):
+    """The policy's conditions for a stage are not met; every unmet one is listed."""
+
+    def __init__(
+        self, ref: str, stage: str, unmet: Sequence[str], overridable: bool = False
+    ) -> None:
+        self.ref = ref
+        self.stage = stage
+        self.unmet = list(unmet)
+        hint = (
+            "; or pass --force --reason '…' to override the gates (the override is recorded)"
+            if overridable
+            else ""
+        )
+        super().__init__(f"{ref} cannot move to {stage}: " + "; ".join(self.unmet) + hint)
+
+
+class PolicyError(ModelkeepError, ValueError):
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        where = f"{path}, line {line}" if line else path
+        super().__init__(f"{where}: {reason}; fix the policy (no registry change was made)")
+
+
+class NothingAtTime(ModelkeepError, LookupError):
+    def __init__(self, ref: str, when: str, reason: str) -> None:
+        self.ref = ref
+        self.when = when
+        super().__init__(f"{ref} at {when}: {reason}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from modelkeep.errors import InvalidName, InvalidRef
+from modelkeep.errors import InvalidAlias, InvalidName, InvalidRef
 
 MAX_NAME = 128
 _SEGMENT = re.compile(r"[a-z0-9._-]+")
@@ -53,7 +53,39 @@ class DigestRef:
         return f"b3:{self.prefix}"
 
 
-Ref = VersionRef | DigestRef
+@dataclass(frozen=True, slots=True)
+class AliasRef:
+    """`NAME@production`, `NAME@staging` or `NAME@ALIAS`: whichever version holds it."""
+
+    name: str
+    alias: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.alias}"
+
+
+Ref = VersionRef | DigestRef | AliasRef
+
+STAGES = ("none", "staging", "production", "archived")
+_ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def validate_alias(alias: str, *, settable: bool = False) -> str:
+    """An alias: lowercase, starting with a letter; not `latest` or `vN`.
+
+    Stage names resolve as aliases (`NAME@production`) but cannot be set as free aliases.
+    """
+    if not _ALIAS.fullmatch(alias):
+        raise InvalidAlias(
+            alias, "an alias is 1-64 lowercase letters, digits, '-' or '_', starting with a letter"
+        )
+    if alias == "latest" or re.fullmatch(r"v[0-9]+", alias):
+        raise InvalidAlias(alias, "it reads as a version, not an alias; choose another name")
+    if settable and alias in STAGES:
+        raise InvalidAlias(
+            alias, "it is a stage: move a version there with `modelkeep promote` instead"
+        )
+    return alias
 
 
 def parse_ref(text: str) -> Ref:
@@ -64,7 +96,15 @@ def parse_ref(text: str) -> Ref:
             raise InvalidRef(text, f"a content id needs {MIN_PREFIX}-64 hex digits")
         return DigestRef(hexpart)
     if "@" in text:
-        raise InvalidRef(text, "stage and alias refs (NAME@ALIAS) are not supported yet")
+        name, _, alias = text.partition("@")
+        try:
+            validate_name(name)
+            validate_alias(alias)
+        except (InvalidName, InvalidAlias) as exc:
+            raise InvalidRef(text, exc.reason) from exc
+        if alias in ("none", "archived"):
+            raise InvalidRef(text, f"many versions can be {alias}; name one as {name}:vN")
+        return AliasRef(name, alias)
     name, sep, version = text.partition(":")
     try:
         validate_name(name)

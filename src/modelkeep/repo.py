@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -9,10 +10,11 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import config, meta, store, worktree
+from modelkeep import config, meta, registry, store, worktree
 from modelkeep.errors import (
     DigestNotFound,
     InvalidArgument,
@@ -185,6 +187,13 @@ class Repo:
         self.store.close()
         self.db.close()
 
+    @functools.cached_property
+    def user(self) -> str:
+        """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
+        from modelkeep.capture.git import user_identity
+
+        return self.settings.user or user_identity(self.root) or config.os_user()
+
     def __enter__(self) -> Repo:
         return self
 
@@ -240,7 +249,7 @@ class Repo:
                 file_count=put.file_count,
                 mode=put.mode,
                 source_name=source.absolute().name,
-                user=self.settings.user,
+                user=self.user,
                 message=message,
                 metadata=fields,
                 run_id=run_id,
@@ -266,7 +275,10 @@ class Repo:
         validate_name(name)
         return meta.versions(self.db, name)
 
-    def show(self, ref: str) -> Version:
+    def show(self, ref: str, *, at: datetime | None = None) -> Version:
+        """The version ref names, or named at a past moment (from the registry's event log)."""
+        if at is not None:
+            return meta.resolve_at(self.db, parse_ref(ref), at)
         return meta.resolve(self.db, parse_ref(ref))
 
     def files(self, ref: str) -> list[FileInfo]:
@@ -298,14 +310,15 @@ class Repo:
         force: bool = False,
         progress: Progress = NULL_PROGRESS,
         run_id: str | None = None,
+        at: datetime | None = None,
     ) -> Path:
         """Restore a version (or one path inside it) to dest; returns where it was written.
 
         dest defaults to the name it was added under, in the working directory. A dest
         that is an existing folder, or ends with '/', receives a file under its own name.
-        run_id records the version as an input of that run.
+        run_id records the version as an input of that run; at resolves ref as it was then.
         """
-        version = self.show(ref)
+        version = self.show(ref, at=at)
         with self._explained():
             entry = self._entry(version, path)
         name = os.fsdecode(entry.name)
@@ -316,7 +329,7 @@ class Repo:
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
             if entry.kind != Kind.DIR and into and not target.is_symlink():
                 target = target / name
-        self.restore(ref, target, path=path, force=force, progress=progress)
+        self.restore(version.ref, target, path=path, force=force, progress=progress)
         if run_id is not None:
             meta.add_input(self.db, run_id, version.name, version.number)
         return target
@@ -479,6 +492,56 @@ class Repo:
                 f"{v.ref} was not produced by a run, so no environment is recorded for it"
             )
         return self.run(v.run_id)
+
+    # -- model registry ---------------------------------------------------------
+
+    def register(self, source_ref: str, name: str, *, reason: str = "") -> Version:
+        """Make the version source_ref names the next version of model name (no bytes copied)."""
+        return registry.register(self, source_ref, name, reason)[0]
+
+    def promote(
+        self, ref: str, stage: str, *, reason: str = "", force: bool = False
+    ) -> registry.Promotion:
+        """Move a registered version to staging, production or archived, through the policy."""
+        return registry.promote(self, ref, stage, reason=reason, force=force)
+
+    def archive(self, ref: str, *, reason: str = "") -> Version:
+        return registry.archive(self, ref, reason)
+
+    def rollback(self, name: str, *, to: str | None = None, reason: str) -> Version:
+        """Put back the previous production version (or `to`); returns it."""
+        return registry.rollback(self, name, to, reason)[0]
+
+    def approve(self, ref: str, stage: str, *, reason: str = "") -> meta.Approvals:
+        return registry.approve(self, ref, stage, reason)
+
+    def set_alias(self, alias: str, target: str, *, reason: str = "") -> Version:
+        """Point NAME@ALIAS at a version of NAME."""
+        return registry.set_alias(self, alias, target, reason)
+
+    def remove_alias(self, alias: str, *, reason: str = "") -> None:
+        registry.remove_alias(self, alias, reason)
+
+    def delete(self, ref: str, *, reason: str) -> Version:
+        """Tombstone a version (never one in staging or production); gc frees its bytes."""
+        return registry.delete(self, ref, reason)
+
+    def models(self) -> list[meta.Model]:
+        return meta.models(self.db)
+
+    def history(self, name: str, *, at: datetime | None = None) -> list[meta.Event]:
+        """Every registry event of model name (up to at)."""
+        validate_name(name)
+        return meta.events(self.db, name, until=at)
+
+    def audit(self, name: str | None = None, *, since: datetime | None = None) -> list[meta.Event]:
+        if name is not None:
+            validate_name(name)
+        return meta.events(self.db, name, since=since)
+
+    def verify_audit(self) -> meta.Verification:
+        """Recompute the event chain; name every event edited, removed or reordered."""
+        return meta.verify(self.db)
 
     # -- Git work tree ----------------------------------------------------------
 

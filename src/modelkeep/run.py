@@ -401,7 +401,7 @@ def _create(
     new = meta.NewRun(
         id=uuid.uuid4().hex,
         name=name[:255],
-        user=repo.settings.user,
+        user=repo.user,
         host=socket.gethostname(),
         pid=pid,
         pid_started=started[0] if started else None,

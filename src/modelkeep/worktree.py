@@ -77,7 +77,9 @@ def _guard(repo: Repo) -> Path:
 
 def track(repo: Repo, source: Path, version: Version) -> LockEntry | None:
     """Record source in its work tree's lock file, unless Git itself tracks it."""
-    path = source.absolute()
+    # Git names the top by its real path; resolve the folders (not a final symlink) alike.
+    absolute = Path(os.path.abspath(source))
+    path = Path(os.path.realpath(absolute.parent)) / absolute.name
     top = git.work_tree(path)
     if top is None or path == top or not path.is_relative_to(top):
         return None

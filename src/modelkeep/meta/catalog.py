@@ -23,13 +23,14 @@ from modelkeep.errors import (
     DigestNotFound,
     InvalidArgument,
     TypeMismatch,
+    VersionDeleted,
     VersionNotFound,
 )
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ArtifactRow, VersionRow
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version, version_of
 from modelkeep.meta.runs import check_running
-from modelkeep.refs import DigestRef, Ref, VersionRef
+from modelkeep.refs import AliasRef, DigestRef, Ref
 
 _RETRIES = 20
 
@@ -91,7 +92,7 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
                             VersionRow.number == art.latest_number,
                         )
                     ).one()
-                    if (latest.kind, latest.digest, latest.mode) == (
+                    if latest.deleted_at is None and (latest.kind, latest.digest, latest.mode) == (
                         new.kind,
                         new.digest,
                         new.mode,
@@ -151,13 +152,21 @@ def _artifact(s: Any, name: str) -> ArtifactRow:
     return art
 
 
+def artifact_row_locked(s: Any, name: str) -> ArtifactRow:
+    """The artifact's row, locked for this transaction (PostgreSQL; SQLite locks it all)."""
+    art: ArtifactRow | None = s.scalars(
+        select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
+    ).one_or_none()
+    return art if art is not None else _artifact(s, name)
+
+
 def resolve(db: Database, ref: Ref) -> Version:
     with db.read() as s:
         if isinstance(ref, DigestRef):
             rows = s.execute(
                 select(ArtifactRow, VersionRow)
                 .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
-                .where(VersionRow.digest.like(f"{ref.prefix}%"))
+                .where(VersionRow.digest.like(f"{ref.prefix}%"), VersionRow.deleted_at.is_(None))
                 .order_by(VersionRow.created_at.desc(), VersionRow.id.desc())
             ).all()
             digests = sorted({v.digest for _, v in rows})
@@ -165,14 +174,24 @@ def resolve(db: Database, ref: Ref) -> Version:
                 raise DigestNotFound(ref.prefix, [f"b3:{d[:16]}" for d in digests[:5]])
             art, row = rows[0]
             return version_of(art, row)
-        assert isinstance(ref, VersionRef)
         art = _artifact(s, ref.name)
-        number = ref.number or art.latest_number
-        found = s.scalars(
-            select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
-        ).one_or_none()
-        if found is None:
-            raise VersionNotFound(ref.name, number, art.latest_number)
+        if isinstance(ref, AliasRef):
+            from modelkeep.meta.registry import resolve_alias
+
+            found = resolve_alias(s, art, ref.alias)
+        else:
+            query = select(VersionRow).where(VersionRow.artifact_id == art.id)
+            if ref.number is None:  # the newest version that was not deleted
+                query = query.where(VersionRow.deleted_at.is_(None))
+                query = query.order_by(VersionRow.number.desc()).limit(1)
+            else:
+                query = query.where(VersionRow.number == ref.number)
+            maybe: VersionRow | None = s.scalars(query).one_or_none()
+            if maybe is None:
+                raise VersionNotFound(ref.name, ref.number or 0, art.latest_number)
+            found = maybe
+        if found.deleted_at is not None:
+            raise VersionDeleted(f"{art.name}:v{found.number}", found.deleted_at.isoformat())
         return version_of(art, found)
 
 
@@ -207,6 +226,7 @@ def all_versions(db: Database) -> list[Version]:
         rows = s.execute(
             select(ArtifactRow, VersionRow)
             .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
+            .where(VersionRow.deleted_at.is_(None))
             .order_by(ArtifactRow.name, VersionRow.number)
         ).all()
         return [version_of(a, v) for a, v in rows]

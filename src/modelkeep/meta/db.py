@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.errors import DatabaseError, ModelkeepError
 
-HEAD = "0002"  # the newest migration; checked cheaply so alembic is imported only to migrate
+HEAD = "0003"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -109,8 +109,13 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self._writer.connect() as conn:
+                sqlite = conn.dialect.name == "sqlite"
+                if sqlite:  # a table rebuild drops the old table: no cascading checks then
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
                 conn.commit()
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
         except sa_exc.SQLAlchemyError as exc:
             raise self._failed(exc) from exc

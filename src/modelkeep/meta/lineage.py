@@ -110,17 +110,21 @@ class Lineage:
         }
 
     def to_text(self) -> str:
+        # Neighbours are indexed once: asking upstream_of per node would scan every edge
+        # for every node, minutes on the lineage of a dataset that thousands of runs used.
+        ups: dict[str, list[str]] = {}
+        downs: dict[str, list[str]] = {}
+        for e in self.edges:
+            ups.setdefault(e.target, []).append(e.source)
+            downs.setdefault(e.source, []).append(e.target)
         root = self.nodes[self.root]
         lines = [root.label]
-        for title, arrow, step in (
-            ("upstream", "<-", self.upstream_of),
-            ("downstream", "->", self.downstream_of),
-        ):
-            if not step(self.root):
+        for title, arrow, step in (("upstream", "<-", ups), ("downstream", "->", downs)):
+            if not step.get(self.root):
                 continue
             lines.append(f"{title}:")
             shown: set[str] = {self.root}
-            stack = [(k, 1) for k in reversed(sorted(step(self.root)))]
+            stack = [(k, 1) for k in sorted(step[self.root], reverse=True)]
             while stack:
                 key, depth = stack.pop()
                 again = key in shown
@@ -128,7 +132,7 @@ class Lineage:
                 lines.append(f"{'   ' * depth}{arrow} {self.nodes[key].label}{note}")
                 if not again:
                     shown.add(key)
-                    stack.extend((k, depth + 1) for k in reversed(sorted(step(key))))
+                    stack.extend((k, depth + 1) for k in sorted(step.get(key, ()), reverse=True))
         if len(lines) == 1:
             lines.append("no recorded lineage: not produced by a run, and used by no run")
         return "\n".join(lines)
@@ -152,12 +156,15 @@ class Lineage:
         for key, node in self.nodes.items():
             shape = "ellipse" if isinstance(node, RunNode) else "box"
             bold = ", penwidth=3" if key == self.root else ""
-            lines.append(
-                f"    {json.dumps(key)} [label={json.dumps(node.label)}, shape={shape}{bold}];"
-            )
-        lines += [f"    {json.dumps(e.source)} -> {json.dumps(e.target)};" for e in self.edges]
+            lines.append(f"    {_dot(key)} [label={_dot(node.label)}, shape={shape}{bold}];")
+        lines += [f"    {_dot(e.source)} -> {_dot(e.target)};" for e in self.edges]
         lines.append("}")
         return "\n".join(lines)
+
+
+def _dot(text: str) -> str:
+    """A DOT quoted string: JSON's escaping, but the text itself kept (DOT has no \\uXXXX)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _batches(ids: Iterable[Any]) -> Iterator[list[Any]]:
@@ -185,7 +192,7 @@ class _Walk:
                 select(VersionRow, ArtifactRow)
                 .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
                 .where(VersionRow.id.in_(batch))
-            ).tuples():
+            ):
                 node = VersionNode(f"{a.name}:v{v.number}", a.type, f"b3:{v.digest}", v.created_at)
                 self.versions[v.id] = node
                 self.version_keys[v.id] = node.ref
@@ -205,7 +212,7 @@ class _Walk:
                     select(VersionRow.id, VersionRow.run_id).where(
                         VersionRow.id.in_(batch), VersionRow.run_id.is_not(None)
                     )
-                ).tuples():
+                ):
                     assert run_id is not None
                     self.edges.add(Edge(_run_key(run_id), self.version_keys[vid], "output"))
                     producers.add(run_id)
@@ -218,7 +225,7 @@ class _Walk:
                     select(RunInputRow.run_id, RunInputRow.version_id).where(
                         RunInputRow.run_id.in_(batch)
                     )
-                ).tuples()
+                )
             self.load_versions(vid for _, vid in inputs)
             for run_id, vid in inputs:
                 self.edges.add(Edge(self.version_keys[vid], _run_key(run_id), "input"))
@@ -234,7 +241,7 @@ class _Walk:
                     select(RunInputRow.run_id, RunInputRow.version_id).where(
                         RunInputRow.version_id.in_(batch)
                     )
-                ).tuples()
+                )
             runs = {run_id for run_id, _ in users}
             self.load_runs(runs)
             for run_id, vid in users:
@@ -245,7 +252,7 @@ class _Walk:
             for batch in _batches(runs):
                 outputs += self.s.execute(
                     select(VersionRow.id, VersionRow.run_id).where(VersionRow.run_id.in_(batch))
-                ).tuples()
+                )
             self.load_versions(vid for vid, _ in outputs)
             for vid, producer in outputs:
                 self.edges.add(Edge(_run_key(str(producer)), self.version_keys[vid], "output"))

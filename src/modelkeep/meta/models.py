@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -49,11 +51,22 @@ class ArtifactRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The number of the newest version; bumping it under a row lock allocates numbers.
     latest_number: Mapped[int] = mapped_column(Integer, default=0)
+    registered: Mapped[bool] = mapped_column(Boolean, default=False)  # a registered model
 
 
 class VersionRow(Base):
     __tablename__ = "versions"
-    __table_args__ = (UniqueConstraint("artifact_id", "number", name="uq_versions_number"),)
+    __table_args__ = (
+        UniqueConstraint("artifact_id", "number", name="uq_versions_number"),
+        # At most one production version per model, whatever the code above does.
+        Index(
+            "uq_versions_production",
+            "artifact_id",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
@@ -71,6 +84,48 @@ class VersionRow(Base):
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     # The run that produced this version, if any.
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, default=None)
+    # Registry state: the current stage, kept here so `NAME@production` is one lookup;
+    # its history is in the events table.
+    registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    stage: Mapped[str] = mapped_column(String(16), default="none")
+    stage_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+
+
+class EventRow(Base):
+    """An append-only, hash-chained record of one change of registry state."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    target: Mapped[str] = mapped_column(String(160))  # NAME:vN or NAME@ALIAS
+    before_json: Mapped[str] = mapped_column(Text)
+    after_json: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ChainHeadRow(Base):
+    """The newest event's id and hash: removing events from the end breaks the chain too."""
+
+    __tablename__ = "chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
 
 
 class EnvironmentRow(Base):

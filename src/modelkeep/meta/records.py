@@ -29,6 +29,9 @@ class Version:
     message: str
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None  # the run that produced it
+    registered: bool = False  # a candidate of the model registry
+    stage: str = "none"  # none, staging, production or archived
+    deleted_at: datetime | None = None  # a tombstone: the version is gone, its record stays
 
     @property
     def ref(self) -> str:
@@ -54,6 +57,9 @@ class Version:
             "message": self.message,
             "metadata": self.metadata,
             "run_id": self.run_id,
+            "registered": self.registered,
+            "stage": self.stage,
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
         }
 
 
@@ -90,4 +96,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow) -> Version:
         message=row.message,
         metadata=json.loads(row.metadata_json),
         run_id=row.run_id,
+        registered=row.registered,
+        stage=row.stage,
+        deleted_at=row.deleted_at,
     )

@@ -1,0 +1,785 @@
+"""The model registry as rows: stages, aliases, tombstones and the hash-chained event log.
+
+Every change of registry state is one write transaction that changes the rows and appends
+an event. Events are chained: each holds the hash of the one before it, and `chain_head`
+holds the newest, so editing, removing or reordering an event is detected by `verify`.
+Registry writers take one lock for the chain (PostgreSQL: an advisory lock; SQLite: the
+database write lock), so they append one at a time and the chain never forks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import blake3
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from modelkeep.errors import (
+    AliasNotFound,
+    ArtifactNotFound,
+    NothingAtTime,
+    RegistryRefused,
+    VersionDeleted,
+    VersionNotFound,
+)
+from modelkeep.meta.catalog import _artifact, artifact_row_locked
+from modelkeep.meta.db import Database
+from modelkeep.meta.models import AliasRow, ArtifactRow, ChainHeadRow, EventRow, VersionRow
+from modelkeep.meta.records import Version, version_of
+from modelkeep.refs import AliasRef, DigestRef, Ref
+
+GENESIS = "0" * 64
+TARGET_STAGES = ("staging", "production", "archived")
+# Actions whose `after.stage` sets a version's stage when the log is replayed.
+_STAGE_ACTIONS = ("register", "promote", "archive", "rollback")
+_CHAIN_LOCK = 7160250516
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    model: str
+    target: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    reason: str
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "model": self.model,
+            "target": self.target,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def _event(row: EventRow) -> Event:
+    return Event(
+        row.id,
+        row.at,
+        row.actor,
+        row.action,
+        row.model,
+        row.target,
+        json.loads(row.before_json),
+        json.loads(row.after_json),
+        row.reason,
+        row.prev_hash,
+        row.hash,
+    )
+
+
+def event_hash(row: EventRow) -> str:
+    """The hash of an event's content and its predecessor's hash."""
+    fields = [
+        row.id,
+        row.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        row.actor,
+        row.action,
+        row.model,
+        row.target,
+        row.before_json,
+        row.after_json,
+        row.reason,
+        row.prev_hash,
+    ]
+    data = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    return str(blake3.blake3(data).hexdigest())
+
+
+def _lock_chain(s: Session) -> None:
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
+
+
+def _append(
+    s: Session,
+    actor: str,
+    action: str,
+    model: str,
+    target: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str,
+    now: datetime,
+) -> EventRow:
+    """Append one event; the caller holds the chain lock (see `_registry_write`)."""
+    head = s.get(ChainHeadRow, 1)
+    last_id, prev = (head.last_id, head.last_hash) if head else (0, GENESIS)
+    row = EventRow(
+        id=last_id + 1,
+        at=now,
+        actor=actor,
+        action=action,
+        model=model,
+        target=target,
+        before_json=json.dumps(before, sort_keys=True),
+        after_json=json.dumps(after, sort_keys=True),
+        reason=reason,
+        prev_hash=prev,
+        hash="",
+    )
+    row.hash = event_hash(row)
+    s.add(row)
+    if head is None:
+        s.add(ChainHeadRow(id=1, last_id=row.id, last_hash=row.hash))
+    else:
+        head.last_id, head.last_hash = row.id, row.hash
+    s.flush()
+    return row
+
+
+class _Write:
+    """One registry change: the chain lock, then the model's row lock, then the change."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __enter__(self) -> Session:
+        self._cm = self.db.write()
+        s = self._cm.__enter__()
+        _lock_chain(s)
+        return s
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+def _version(s: Session, art: ArtifactRow, number: int) -> VersionRow:
+    row = s.scalars(
+        select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
+    ).one_or_none()
+    if row is None:
+        raise VersionNotFound(art.name, number, art.latest_number)
+    if row.deleted_at is not None:
+        raise VersionDeleted(f"{art.name}:v{number}", row.deleted_at.isoformat())
+    return row
+
+
+def _holder(s: Session, art: ArtifactRow, stage: str) -> VersionRow | None:
+    """The version holding a stage: the only one in production, the newest in staging."""
+    return s.scalars(
+        select(VersionRow)
+        .where(VersionRow.artifact_id == art.id, VersionRow.stage == stage)
+        .order_by(VersionRow.stage_changed_at.desc(), VersionRow.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def _ref(art: ArtifactRow, row: VersionRow) -> str:
+    return f"{art.name}:v{row.number}"
+
+
+# -- registering --------------------------------------------------------------------
+
+
+def register(
+    db: Database, source: Version, name: str, actor: str, reason: str = ""
+) -> tuple[Version, bool]:
+    """Make source the next version of model name (no bytes copied); True if new.
+
+    A version of name itself, or content equal to name's latest version, is marked a
+    registry candidate without a new number.
+    """
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = s.scalars(
+            select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
+        ).one_or_none()
+        if art is None:
+            art = ArtifactRow(name=name, type="model", created_at=now, latest_number=0)
+            s.add(art)
+            s.flush()
+        latest = (
+            s.scalars(
+                select(VersionRow).where(
+                    VersionRow.artifact_id == art.id, VersionRow.number == art.latest_number
+                )
+            ).one_or_none()
+            if art.latest_number
+            else None
+        )
+        created = False
+        if source.name == name:
+            row = _version(s, art, source.number)
+        elif (
+            latest is not None
+            and latest.deleted_at is None
+            and (latest.digest, latest.kind, latest.mode)
+            == (source.digest.removeprefix("b3:"), source.kind, source.mode)
+        ):
+            row = latest
+        else:
+            art.latest_number += 1
+            row = VersionRow(
+                artifact_id=art.id,
+                number=art.latest_number,
+                kind=source.kind,
+                digest=source.digest.removeprefix("b3:"),
+                size=source.size,
+                file_count=source.file_count,
+                mode=source.mode,
+                source_name=source.source_name.encode("utf-8", "surrogateescape"),
+                created_at=now,
+                user=actor,
+                message=source.message,
+                metadata_json=json.dumps(source.metadata, sort_keys=True),
+                run_id=source.run_id,
+            )
+            s.add(row)
+            s.flush()
+            created = True
+        art.registered = True
+        if row.registered:
+            return version_of(art, row), False
+        row.registered = True
+        row.stage_changed_at = now
+        _append(
+            s,
+            actor,
+            "register",
+            name,
+            _ref(art, row),
+            {},
+            {"stage": row.stage, "source": source.ref},
+            reason,
+            now,
+        )
+        return version_of(art, row), created
+
+
+# -- stages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Holders:
+    """Who holds each stage of a model, as seen when a promotion was checked."""
+
+    staging: Version | None
+    production: Version | None
+
+    def get(self, stage: str) -> Version | None:
+        return self.production if stage == "production" else self.staging
+
+
+def holders(db: Database, name: str) -> Holders:
+    with db.read() as s:
+        art = _artifact(s, name)
+        found = {
+            stage: (version_of(art, row) if (row := _holder(s, art, stage)) else None)
+            for stage in ("staging", "production")
+        }
+    return Holders(found["staging"], found["production"])
+
+
+class StaleCheck(Exception):
+    """The stage holders changed between checking a promotion and making it: check again."""
+
+
+def move(
+    db: Database,
+    name: str,
+    number: int,
+    stage: str,
+    actor: str,
+    reason: str,
+    *,
+    checked: Holders | None = None,
+    overridden: Sequence[str] = (),
+) -> tuple[Version, Version | None]:
+    """Move a registered version to stage; returns it and the version it displaced.
+
+    checked is what the caller's policy check saw; if a holder changed since, StaleCheck
+    is raised and nothing is written. overridden lists unmet gates a `--force` skipped,
+    recorded as an override event.
+    """
+    if stage not in TARGET_STAGES:
+        raise RegistryRefused(f"unknown stage {stage!r}; use one of {', '.join(TARGET_STAGES)}")
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = artifact_row_locked(s, name)
+        row = _version(s, art, number)
+        ref = _ref(art, row)
+        if not row.registered:
+            raise RegistryRefused(
+                f"{ref} is not registered; run `modelkeep register {ref} --as {name}` first"
+            )
+        if row.stage == stage:
+            raise RegistryRefused(f"{ref} is already in {stage}")
+        if checked is not None:
+            for held in ("staging", "production"):
+                now_holder = _holder(s, art, held)
+                seen = checked.get(held)
+                if (now_holder.number if now_holder else None) != (seen.number if seen else None):
+                    raise StaleCheck()
+        if overridden:
+            _append(
+                s,
+                actor,
+                "override",
+                name,
+                ref,
+                {},
+                {"to": stage, "unmet": list(overridden)},
+                reason,
+                now,
+            )
+        displaced = None
+        if stage == "production":
+            old = _holder(s, art, "production")
+            if old is not None:
+                _set_stage(
+                    s,
+                    art,
+                    old,
+                    "archived",
+                    actor,
+                    f"replaced in production by {ref}",
+                    now,
+                    action="archive",
+                )
+                displaced = version_of(art, old)
+        _set_stage(
+            s,
+            art,
+            row,
+            stage,
+            actor,
+            reason,
+            now,
+            action="promote" if stage != "archived" else "archive",
+        )
+        return version_of(art, row), displaced
+
+
+def _set_stage(
+    s: Session,
+    art: ArtifactRow,
+    row: VersionRow,
+    stage: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+    *,
+    action: str,
+) -> None:
+    before = row.stage
+    s.execute(
+        update(VersionRow).where(VersionRow.id == row.id).values(stage=stage, stage_changed_at=now)
+    )
+    s.refresh(row)
+    _append(
+        s, actor, action, art.name, _ref(art, row), {"stage": before}, {"stage": stage}, reason, now
+    )
+
+
+def production_history(s: Session, name: str) -> list[int]:
+    """Version numbers in the order they entered production."""
+    numbers = []
+    for target, after in s.execute(
+        select(EventRow.target, EventRow.after_json)
+        .where(EventRow.model == name, EventRow.action.in_(("promote", "rollback")))
+        .order_by(EventRow.id)
+    ).tuples():
+        if json.loads(after).get("stage") == "production":
+            numbers.append(int(target.rsplit(":v", 1)[1]))
+    return numbers
+
+
+def rollback(
+    db: Database, name: str, to: int | None, actor: str, reason: str
+) -> tuple[Version, Version]:
+    """Put back the previous production version (or `to`); returns it and the one archived."""
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = artifact_row_locked(s, name)
+        current = _holder(s, art, "production")
+        if current is None:
+            raise RegistryRefused(f"no version of {name!r} is in production; nothing to roll back")
+        history = production_history(s, name)
+        if to is None:
+            earlier = [n for n in reversed(history) if n != current.number]
+            target = None
+            for number in earlier:
+                candidate = s.scalars(
+                    select(VersionRow).where(
+                        VersionRow.artifact_id == art.id, VersionRow.number == number
+                    )
+                ).one()
+                if candidate.deleted_at is None:
+                    target = candidate
+                    break
+            if target is None:
+                raise RegistryRefused(
+                    f"{name}:v{current.number} is the only version of {name!r} that has been "
+                    "in production; there is nothing earlier to roll back to"
+                )
+        else:
+            target = _version(s, art, to)
+            if to == current.number:
+                raise RegistryRefused(f"{name}:v{to} is already in production")
+            if to not in history:
+                raise RegistryRefused(
+                    f"{name}:v{to} has never been in production; promote it instead"
+                )
+        _set_stage(
+            s,
+            art,
+            current,
+            "archived",
+            actor,
+            f"rolled back to v{target.number}: {reason}",
+            now,
+            action="archive",
+        )
+        _set_stage(s, art, target, "production", actor, reason, now, action="rollback")
+        return version_of(art, target), version_of(art, current)
+
+
+# -- aliases, approvals, deletion -----------------------------------------------------------
+
+
+def set_alias(
+    db: Database, name: str, alias: str, number: int, actor: str, reason: str = ""
+) -> Version:
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = artifact_row_locked(s, name)
+        row = _version(s, art, number)
+        existing = s.get(AliasRow, (art.id, alias))
+        before = None
+        if existing is not None:
+            old = s.get(VersionRow, existing.version_id)
+            before = old.number if old else None
+            if existing.version_id == row.id:
+                return version_of(art, row)
+            existing.version_id = row.id
+        else:
+            s.add(AliasRow(artifact_id=art.id, alias=alias, version_id=row.id))
+        _append(
+            s,
+            actor,
+            "alias-set",
+            name,
+            f"{name}@{alias}",
+            {"version": before},
+            {"version": row.number},
+            reason,
+            now,
+        )
+        return version_of(art, row)
+
+
+def remove_alias(db: Database, name: str, alias: str, actor: str, reason: str = "") -> int:
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = artifact_row_locked(s, name)
+        existing = s.get(AliasRow, (art.id, alias))
+        if existing is None:
+            raise AliasNotFound(name, alias, _aliases(s, art))
+        old = s.get(VersionRow, existing.version_id)
+        number = old.number if old else 0
+        s.delete(existing)
+        _append(
+            s,
+            actor,
+            "alias-remove",
+            name,
+            f"{name}@{alias}",
+            {"version": number},
+            {"version": None},
+            reason,
+            now,
+        )
+        return number
+
+
+def _aliases(s: Session, art: ArtifactRow) -> list[str]:
+    return sorted(s.scalars(select(AliasRow.alias).where(AliasRow.artifact_id == art.id)))
+
+
+def record_event(
+    db: Database, name: str, number: int, action: str, stage: str, actor: str, reason: str = ""
+) -> None:
+    """Append an `approve` or `request` event for moving name:vN to stage."""
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = artifact_row_locked(s, name)
+        row = _version(s, art, number)
+        _append(s, actor, action, name, _ref(art, row), {}, {"for": stage}, reason, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Approvals:
+    approvers: frozenset[str]
+    requester: str | None  # who last asked for this move, if anyone
+
+
+def approvals(db: Database, name: str, number: int, stage: str) -> Approvals:
+    """Approvals of moving name:vN to stage since it last changed stage."""
+    with db.read() as s:
+        rows = s.execute(
+            select(EventRow.action, EventRow.actor, EventRow.after_json)
+            .where(EventRow.model == name, EventRow.target == f"{name}:v{number}")
+            .order_by(EventRow.id)
+        ).tuples()
+        approvers: set[str] = set()
+        requester = None
+        for action, actor, after in rows:
+            doc = json.loads(after)
+            if action in _STAGE_ACTIONS:
+                approvers.clear()  # a new stage: earlier approvals were for another move
+                requester = None
+            elif doc.get("for") == stage:
+                if action == "approve":
+                    approvers.add(actor)
+                elif action == "request":
+                    requester = actor
+    return Approvals(frozenset(approvers), requester)
+
+
+def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Version:
+    now = datetime.now(UTC)
+    with _Write(db) as s:
+        art = artifact_row_locked(s, name)
+        row = _version(s, art, number)
+        ref = _ref(art, row)
+        if row.stage in ("staging", "production"):
+            raise RegistryRefused(
+                f"{ref} is in {row.stage} and cannot be deleted; archive it first "
+                f"(`modelkeep archive {ref}`)"
+            )
+        for alias in s.scalars(select(AliasRow).where(AliasRow.version_id == row.id)):
+            s.delete(alias)
+        s.execute(update(VersionRow).where(VersionRow.id == row.id).values(deleted_at=now))
+        s.refresh(row)
+        _append(s, actor, "delete", name, ref, {"stage": row.stage}, {"deleted": True}, reason, now)
+        return version_of(art, row)
+
+
+# -- resolving ---------------------------------------------------------------------------
+
+
+def resolve_alias(s: Session, art: ArtifactRow, alias: str) -> VersionRow:
+    if alias in ("staging", "production"):
+        row = _holder(s, art, alias)
+    else:
+        link = s.get(AliasRow, (art.id, alias))
+        row = s.get(VersionRow, link.version_id) if link else None
+    if row is None:
+        raise AliasNotFound(art.name, alias, _aliases(s, art))
+    return row
+
+
+@dataclass(slots=True)
+class _State:
+    stages: dict[int, str] = field(default_factory=dict)
+    moved: dict[int, int] = field(default_factory=dict)  # number -> event id of its last move
+    aliases: dict[str, int] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+
+
+def _replay(s: Session, name: str, at: datetime) -> _State:
+    state = _State()
+    for e in s.scalars(
+        select(EventRow).where(EventRow.model == name, EventRow.at <= at).order_by(EventRow.id)
+    ):
+        after = json.loads(e.after_json)
+        if e.action in _STAGE_ACTIONS:
+            number = int(e.target.rsplit(":v", 1)[1])
+            state.stages[number] = after["stage"]
+            state.moved[number] = e.id
+        elif e.action == "alias-set":
+            state.aliases[e.target.split("@", 1)[1]] = after["version"]
+        elif e.action == "alias-remove":
+            state.aliases.pop(e.target.split("@", 1)[1], None)
+        elif e.action == "delete":
+            number = int(e.target.rsplit(":v", 1)[1])
+            state.deleted.add(number)
+            state.aliases = {a: n for a, n in state.aliases.items() if n != number}
+    return state
+
+
+def resolve_at(db: Database, ref: Ref, at: datetime) -> Version:
+    """The version ref named at a moment in the past, from the event log."""
+    when = at.astimezone(UTC).isoformat(timespec="seconds")
+    with db.read() as s:
+        if isinstance(ref, DigestRef):
+            raise NothingAtTime(str(ref), when, "a content id names the same bytes at any time")
+        art = _artifact(s, ref.name)
+        if art.created_at > at:
+            raise NothingAtTime(str(ref), when, f"{ref.name!r} did not exist yet")
+        if isinstance(ref, AliasRef):
+            state = _replay(s, ref.name, at)
+            if ref.alias in ("staging", "production"):
+                held = [n for n, st in state.stages.items() if st == ref.alias]
+                number = max(held, key=lambda n: state.moved[n]) if held else None
+            else:
+                number = state.aliases.get(ref.alias)
+            if number is None:
+                raise NothingAtTime(str(ref), when, f"no version held {ref.alias!r} then")
+        else:
+            query = select(VersionRow.number).where(
+                VersionRow.artifact_id == art.id, VersionRow.created_at <= at
+            )
+            if ref.number is not None:
+                query = query.where(VersionRow.number == ref.number)
+            number = s.scalars(query.order_by(VersionRow.number.desc()).limit(1)).one_or_none()
+            if number is None:
+                raise NothingAtTime(str(ref), when, "that version did not exist yet")
+        row = s.scalars(
+            select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
+        ).one()
+        if row.deleted_at is not None and row.deleted_at <= at:
+            raise VersionDeleted(_ref(art, row), row.deleted_at.isoformat())
+        version = version_of(art, row)
+        state = _replay(s, ref.name, at)
+    # Show the version as it stood then: its stage at that moment.
+    from dataclasses import replace
+
+    return replace(version, stage=state.stages.get(number, "none"), deleted_at=None)
+
+
+# -- reading the registry ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    latest: int
+    registered: int  # how many versions are registered
+    stages: dict[str, list[int]]  # staging, production, archived -> version numbers
+    aliases: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "latest": self.latest,
+            "registered": self.registered,
+            "production": self.stages.get("production", []),
+            "staging": self.stages.get("staging", []),
+            "archived": self.stages.get("archived", []),
+            "aliases": self.aliases,
+        }
+
+
+def models(db: Database) -> list[Model]:
+    with db.read() as s:
+        arts = list(
+            s.scalars(select(ArtifactRow).where(ArtifactRow.registered).order_by(ArtifactRow.name))
+        )
+        ids = [a.id for a in arts]
+        stages: dict[int, dict[str, list[int]]] = {i: {} for i in ids}
+        counts: dict[int, int] = dict.fromkeys(ids, 0)
+        for art_id, number, stage in s.execute(
+            select(VersionRow.artifact_id, VersionRow.number, VersionRow.stage)
+            .where(
+                VersionRow.artifact_id.in_(ids),
+                VersionRow.registered,
+                VersionRow.deleted_at.is_(None),
+            )
+            .order_by(VersionRow.number)
+        ).tuples():
+            counts[art_id] += 1
+            if stage != "none":
+                stages[art_id].setdefault(stage, []).append(number)
+        aliases: dict[int, dict[str, int]] = {i: {} for i in ids}
+        for art_id, alias, number in s.execute(
+            select(AliasRow.artifact_id, AliasRow.alias, VersionRow.number)
+            .join(VersionRow, VersionRow.id == AliasRow.version_id)
+            .where(AliasRow.artifact_id.in_(ids))
+            .order_by(AliasRow.alias)
+        ).tuples():
+            aliases[art_id][alias] = number
+    return [Model(a.name, a.latest_number, counts[a.id], stages[a.id], aliases[a.id]) for a in arts]
+
+
+def events(
+    db: Database,
+    model: str | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Event]:
+    with db.read() as s:
+        query = select(EventRow).order_by(EventRow.id)
+        if model is not None:
+            if s.scalars(select(ArtifactRow.id).where(ArtifactRow.name == model)).first() is None:
+                raise ArtifactNotFound(model)
+            query = query.where(EventRow.model == model)
+        if since is not None:
+            query = query.where(EventRow.at >= since)
+        if until is not None:
+            query = query.where(EventRow.at <= until)
+        return [_event(r) for r in s.scalars(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    events: int
+    head: str  # the newest event's hash: publish it to make the log evidence
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "head": self.head,
+            "problems": list(self.problems),
+        }
+
+
+def verify(db: Database) -> Verification:
+    """Recompute the chain; name every event edited, removed or out of order."""
+    problems: list[str] = []
+    with db.read() as s:
+        rows = list(s.scalars(select(EventRow).order_by(EventRow.id)))
+        head = s.get(ChainHeadRow, 1)
+    expected_id, prev = 1, GENESIS
+    for row in rows:
+        if row.id != expected_id:
+            gap = f"{expected_id}" if row.id == expected_id + 1 else f"{expected_id}-{row.id - 1}"
+            problems.append(f"event(s) {gap} removed (the log jumps to event {row.id})")
+        if row.prev_hash != prev:
+            problems.append(
+                f"event {row.id} ({row.action} {row.target}) does not follow the event before "
+                "it: an earlier event was removed, edited or reordered"
+            )
+        if event_hash(row) != row.hash:
+            problems.append(
+                f"event {row.id} ({row.action} {row.target} by {row.actor} at "
+                f"{row.at.isoformat(timespec='seconds')}) was edited after it was written"
+            )
+        expected_id, prev = row.id + 1, row.hash
+    last = rows[-1] if rows else None
+    if head is None and last is not None:
+        problems.append("the chain head record is missing")
+    elif head is not None and (
+        last is None or (head.last_id, head.last_hash) != (last.id, last.hash)
+    ):
+        problems.append(
+            f"the chain ends at event {last.id if last else 0} but its head records event "
+            f"{head.last_id}: the newest events were removed or rewritten"
+        )
+    return Verification(len(rows), head.last_hash if head else GENESIS, tuple(problems))

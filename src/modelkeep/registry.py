@@ -1,0 +1,207 @@
+"""The model registry's rules: register, promote through the policy, roll back, delete.
+
+The metadata layer makes each change atomic and appends its event; this module decides
+whether a change may happen: the stage order, the gates on the producing run's metrics,
+approvals from other users, who may move a stage. A promotion is checked against the
+holders it saw, and made only if they are still the holders, so two promotions at once
+cannot both pass a gate against a champion that one of them replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import meta, policy
+from modelkeep.capture import git
+from modelkeep.errors import InvalidArgument, PromotionRefused, RegistryRefused
+from modelkeep.meta import Version
+from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
+from modelkeep.refs import AliasRef, parse_ref, validate_alias, validate_name
+
+if TYPE_CHECKING:
+    from modelkeep.repo import Repo
+
+_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    version: Version
+    stage: str
+    displaced: Version | None  # the version that left production for archived
+    overridden: tuple[str, ...]  # unmet gates a --force skipped
+    notes: tuple[str, ...]  # gates that passed with a remark
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version.ref,
+            "stage": self.stage,
+            "displaced": self.displaced.ref if self.displaced else None,
+            "overridden": list(self.overridden),
+            "notes": list(self.notes),
+        }
+
+
+def policy_root(repo: Repo) -> Path:
+    """Where modelkeep.toml lives: the repository root, else the top of its Git work tree."""
+    if (repo.root / policy.FILE).exists():
+        return repo.root
+    return git.work_tree(repo.root) or repo.root
+
+
+def register(repo: Repo, source_ref: str, name: str, reason: str = "") -> tuple[Version, bool]:
+    validate_name(name)
+    source = repo.show(source_ref)
+    return meta.register(repo.db, source, name, repo.user, reason)
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in TARGET_STAGES:
+        raise InvalidArgument(f"unknown stage {stage!r}; use one of {', '.join(TARGET_STAGES)}")
+
+
+def promote(
+    repo: Repo, ref: str, stage: str, *, reason: str = "", force: bool = False
+) -> Promotion:
+    _check_stage(stage)
+    if force and not reason.strip():
+        raise InvalidArgument("--force needs --reason: an override is recorded with its why")
+    version = repo.show(ref)
+    rules = policy.load(policy_root(repo)).for_stage(version.name, stage)
+    actor = repo.user
+    if rules.movers and actor not in rules.movers:
+        raise RegistryRefused(
+            f"only {', '.join(rules.movers)} may move versions of {version.name!r} to {stage} "
+            f"(modelkeep.toml); you are {actor!r}"
+        )
+    for _ in range(_ATTEMPTS):
+        held = meta.holders(repo.db, version.name)
+        version = repo.show(version.ref)
+        refused: list[str] = []
+        if rules.require_stage and version.stage != rules.require_stage:
+            refused.append(
+                f"{stage} takes versions from {rules.require_stage} only, and {version.ref} "
+                f"is in {version.stage}"
+            )
+        holders: dict[str, tuple[str, dict[str, float] | None] | None] = {}
+        for name in ("staging", "production"):
+            holder = held.get(name)
+            if holder is None or holder.ref == version.ref:  # no champion but itself
+                holders[name] = None
+            else:
+                holders[name] = (holder.ref, _metrics(repo, holder))
+        unmet, notes = policy.check_gates(
+            policy_root(repo) / policy.FILE,
+            rules.gates,
+            version.ref,
+            _metrics(repo, version),
+            holders,
+        )
+        if rules.approvals:
+            have = meta.approvals(repo.db, version.name, version.number, stage)
+            others = have.approvers - {actor}
+            if len(others) < rules.approvals:
+                refused.append(
+                    f"needs {rules.approvals} approval(s) from users other than {actor!r}, has "
+                    f"{len(others)}: ask for `modelkeep approve {version.ref} {stage}`"
+                )
+                if have.requester != actor:
+                    meta.record_event(
+                        repo.db, version.name, version.number, "request", stage, actor, reason
+                    )
+        if refused or (unmet and not force):
+            raise PromotionRefused(version.ref, stage, refused + unmet, overridable=not refused)
+        try:
+            moved, displaced = meta.move(
+                repo.db,
+                version.name,
+                version.number,
+                stage,
+                actor,
+                reason,
+                checked=held,
+                overridden=unmet if force else (),
+            )
+        except StaleCheck:
+            continue
+        return Promotion(moved, stage, displaced, tuple(unmet) if force else (), tuple(notes))
+    raise RegistryRefused(
+        f"{version.ref}: the stages kept changing while it was checked; try again"
+    )
+
+
+def _metrics(repo: Repo, version: Version) -> dict[str, float] | None:
+    return repo.run(version.run_id).metrics if version.run_id else None
+
+
+def archive(repo: Repo, ref: str, reason: str = "") -> Version:
+    version = repo.show(ref)
+    moved, _ = meta.move(repo.db, version.name, version.number, "archived", repo.user, reason)
+    return moved
+
+
+def rollback(repo: Repo, name: str, to: str | None, reason: str) -> tuple[Version, Version]:
+    """Put back the previous production version (or `to`, like v3); returns it and the old one."""
+    validate_name(name)
+    if not reason.strip():
+        raise InvalidArgument("a rollback needs --reason: it is recorded with its why")
+    number = None
+    if to is not None:
+        parsed = parse_ref(to if ":" in to else f"{name}:{to}")
+        if isinstance(parsed, AliasRef) or getattr(parsed, "name", name) != name:
+            raise InvalidArgument(f"--to takes a version of {name!r}, like v3")
+        number = repo.show(str(parsed)).number
+    return meta.rollback(repo.db, name, number, repo.user, reason)
+
+
+def approve(repo: Repo, ref: str, stage: str, reason: str = "") -> Approvals:
+    _check_stage(stage)
+    version = repo.show(ref)
+    if not version.registered:
+        raise RegistryRefused(
+            f"{version.ref} is not registered; run `modelkeep register {version.ref} "
+            f"--as {version.name}` first"
+        )
+    actor = repo.user
+    have = meta.approvals(repo.db, version.name, version.number, stage)
+    if have.requester == actor:
+        raise RegistryRefused(
+            f"{actor!r} asked to move {version.ref} to {stage}; an approval must come from "
+            "another user"
+        )
+    if actor in have.approvers:
+        raise RegistryRefused(f"{actor!r} has already approved moving {version.ref} to {stage}")
+    meta.record_event(repo.db, version.name, version.number, "approve", stage, actor, reason)
+    return meta.approvals(repo.db, version.name, version.number, stage)
+
+
+def _alias_ref(text: str) -> AliasRef:
+    parsed = parse_ref(text)
+    if not isinstance(parsed, AliasRef):
+        raise InvalidArgument(f"{text!r} is not NAME@ALIAS, like fraud-detector@champion")
+    validate_alias(parsed.alias, settable=True)
+    return parsed
+
+
+def set_alias(repo: Repo, alias: str, target: str, reason: str = "") -> Version:
+    where = _alias_ref(alias)
+    version = repo.show(target)
+    if version.name != where.name:
+        raise InvalidArgument(
+            f"{alias} must point at a version of {where.name!r}, not {version.ref}"
+        )
+    return meta.set_alias(repo.db, where.name, where.alias, version.number, repo.user, reason)
+
+
+def remove_alias(repo: Repo, alias: str, reason: str = "") -> int:
+    where = _alias_ref(alias)
+    return meta.remove_alias(repo.db, where.name, where.alias, repo.user, reason)
+
+
+def delete(repo: Repo, ref: str, reason: str) -> Version:
+    if not reason.strip():
+        raise InvalidArgument("deleting a version needs --reason: the tombstone keeps it")
+    version = repo.show(ref)
+    return meta.delete(repo.db, version.name, version.number, repo.user, reason)
