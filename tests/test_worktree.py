@@ -262,7 +262,7 @@ def test_dot_dot_and_symlinked_paths_are_named_by_their_place_in_the_tree(
         shutil.rmtree(work / "data")
         assert [s.path for s in r.checkout([str(link / "model.bin")])] == ["model.bin"]
         assert not (work / "data").exists()
-        assert [s.path for s in r.checkout(["data/x.csv", "data"])] == ["data"]
+        assert [s.path for s in r.checkout([str(link / "data")])] == ["data"]
         assert (work / "data" / "x.csv").read_bytes() == b"x"
 
 
@@ -378,6 +378,10 @@ def test_checkout_named_paths(wrepo: mk.Repo, work: Path) -> None:
     assert (work / "a.bin").read_bytes() == b"a"
     assert not (work / "b.bin").exists()
     ok("checkout", "x.csv", cwd=work / "data")  # relative to the working directory
+    assert (work / "data" / "x.csv").read_bytes() == b"x"
+    assert not (work / "b.bin").exists()
+    (work / "data" / "x.csv").unlink()
+    ok("checkout", ".", cwd=work / "data")  # a folder: the tracked paths inside it
     assert (work / "data" / "x.csv").read_bytes() == b"x"
     assert not (work / "b.bin").exists()
 

@@ -19,6 +19,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -44,6 +45,9 @@ STALE = timedelta(minutes=10)  # a run on another host silent this long is taken
 
 _lock = threading.Lock()
 _active: Run | None = None
+# The next default step of each metric key, per run id: shared by every Run object of one
+# run in this process, so joining again (after a `with` block) does not restart at 0.
+_steps: dict[str, dict[str, int]] = {}
 
 
 class Run:
@@ -55,7 +59,7 @@ class Run:
         self.name = name
         self.owner = owner  # ends the run; a process that joined a run only logs to it
         self._own_repo = own_repo
-        self._steps: dict[str, int] = {}
+        self._steps = _steps.setdefault(run_id, {})
         self._ended = False
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -265,11 +269,20 @@ def current_run() -> Run | None:
 
 @atexit.register
 def _end_at_exit() -> None:
-    """A run left open when the process exits ends as finished, as MLflow does."""
+    """A run left open when the process exits ends as finished, as MLflow does.
+
+    Unless the process is exiting because of an uncaught exception (the interpreter keeps
+    it in sys.last_value): then the run failed, with that error, or was interrupted.
+    """
     run = _active
-    if run is not None:
-        with contextlib.suppress(Exception):
+    if run is None:
+        return
+    exc = getattr(sys, "last_value", None)
+    with contextlib.suppress(Exception):
+        if exc is None:
             run.end()
+        else:
+            run.__exit__(type(exc), exc, None)
 
 
 def _repo(repo: Repo | str | os.PathLike[str] | None) -> tuple[Repo, bool]:
@@ -312,7 +325,12 @@ def _metric_value(key: str, value: Any) -> float:
             f"metric {key!r} must be a number, not {type(value).__name__} {value!r}; "
             "log text as a param instead"
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError as exc:  # an int beyond any float, e.g. 10**400
+        raise InvalidArgument(
+            f"metric {key!r} is too large to store as a float; log it scaled or as a param"
+        ) from exc
 
 
 def _proc_start(pid: int) -> tuple[int, str] | None:

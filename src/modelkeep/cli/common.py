@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -49,3 +50,19 @@ def active_run_id() -> str | None:
 
     found = run_from_env()
     return found[0] if found else None
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """ISO 8601 (`2026-11-03`, `2026-11-03 14:00`, `…T14:00:00Z`); no zone means local time."""
+    if text is None:
+        return None
+    from modelkeep.errors import InvalidArgument
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidArgument(
+            f"cannot read time {text!r}; write e.g. 2026-11-03, '2026-11-03 14:00' or "
+            "2026-11-03T14:00:00Z"
+        ) from exc
+    return moment if moment.tzinfo else moment.astimezone()

@@ -12,10 +12,18 @@ import sys
 
 import click
 
+from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import render
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import worktree as worktree_cli
-from modelkeep.cli.common import TYPES, active_run_id, json_option, open_repo, parse_metadata
+from modelkeep.cli.common import (
+    TYPES,
+    active_run_id,
+    json_option,
+    open_repo,
+    parse_metadata,
+    parse_time,
+)
 from modelkeep.cli.progress import progress_for
 
 
@@ -159,13 +167,14 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("ref")
+@click.option("--at", "at", default=None, metavar="TIME", help="Resolve REF as it was then.")
 @json_option
 @click.pass_context
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+def show(ctx: click.Context, ref: str, at: str | None, as_json: bool) -> None:
     """Everything known about one version, with the file list of a folder."""
     repo = open_repo(ctx)
-    v = repo.show(ref)
-    files = repo.files(ref)
+    v = repo.show(ref, at=parse_time(at))
+    files = repo.files(v.ref)
     if as_json:
         render.emit_json({**v.to_json(), "files": [f.to_json() for f in files]})
         return
@@ -178,6 +187,10 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         ("user", v.user),
         ("message", v.message or "-"),
     ]
+    if v.run_id:
+        fields.append(("run", v.run_id))
+    if v.registered:
+        fields.append(("stage", v.stage))
     for key, value in sorted(v.metadata.items()):
         fields.append((f"meta.{key}", json.dumps(value)))
     for key, value in fields:
@@ -195,18 +208,26 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.option("--output", "-o", default=None, help="Where to write (default: its name, here).")
 @click.option("--path", "inner", default=None, help="One file or folder inside the version.")
 @click.option("--force", "-f", is_flag=True, help="Replace the destination if it exists.")
+@click.option("--at", "at", default=None, metavar="TIME", help="Resolve REF as it was then.")
 @json_option
 @click.pass_context
 def get(
-    ctx: click.Context, ref: str, output: str | None, inner: str | None, force: bool, as_json: bool
+    ctx: click.Context,
+    ref: str,
+    output: str | None,
+    inner: str | None,
+    force: bool,
+    at: str | None,
+    as_json: bool,
 ) -> None:
     """Restore a version (or one path in it): exact bytes and executable bits.
 
     Under `modelkeep run`, the version is recorded as an input of that run.
     """
     repo = open_repo(ctx)
+    version = repo.show(ref, at=parse_time(at))
     dest = repo.get(
-        ref,
+        version.ref,
         output,
         path=inner,
         force=force,
@@ -214,9 +235,9 @@ def get(
         run_id=active_run_id(),
     )
     if as_json:
-        render.emit_json({"ref": repo.show(ref).ref, "path": str(dest)})
+        render.emit_json({"ref": version.ref, "path": str(dest)})
     else:
-        click.echo(f"restored {repo.show(ref).ref}{' ' + inner if inner else ''} to {dest}")
+        click.echo(f"restored {version.ref}{' ' + inner if inner else ''} to {dest}")
 
 
 @cli.command()
@@ -320,6 +341,8 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     click.echo(f"{verb} {render.size(r.bytes_freed)} ({r.objects_removed} unreferenced objects)")
 
 
+for command in registry_cli.COMMANDS:
+    cli.add_command(command)
 cli.add_command(runs_cli.run)
 cli.add_command(runs_cli.runs)
 cli.add_command(runs_cli.env)

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from modelkeep.errors import (
     AliasNotFound,
-    ArtifactNotFound,
     NothingAtTime,
     RegistryRefused,
     VersionDeleted,
@@ -721,8 +720,10 @@ def events(
     with db.read() as s:
         query = select(EventRow).order_by(EventRow.id)
         if model is not None:
-            if s.scalars(select(ArtifactRow.id).where(ArtifactRow.name == model)).first() is None:
-                raise ArtifactNotFound(model)
+            art = _artifact(s, model)
+            if until is not None and art.created_at > until:
+                when = until.astimezone(UTC).isoformat(timespec="seconds")
+                raise NothingAtTime(model, when, f"{model!r} did not exist yet")
             query = query.where(EventRow.model == model)
         if since is not None:
             query = query.where(EventRow.at >= since)
