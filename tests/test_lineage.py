@@ -247,8 +247,7 @@ def test_a_version_with_no_lineage(backend_repo: mk.Repo, pipeline: Pipeline) ->
     assert g.edges == ()
     assert g.to_json()["edges"] == []
     assert g.to_text() == (
-        "transactions:v1 (dataset)\n"
-        "no recorded lineage: not produced by a run, and used by no run"
+        "transactions:v1 (dataset)\nno recorded lineage: not produced by a run, and used by no run"
     )
 
 
@@ -289,8 +288,6 @@ def test_text_of_the_model_is_a_tree_each_way(repo: mk.Repo) -> None:
     p = build(repo)
     g = repo.lineage("fraud:v1")
     short = {k: k[4:12] for k in (p.prep, p.train_a, p.evaluate)}
-    first, second = sorted(["code/proj:v1", "features:v1"])
-    assert first == "code/proj:v1"
     assert g.to_text() == "\n".join(
         [
             "fraud:v1 (model)",

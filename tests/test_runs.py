@@ -251,7 +251,7 @@ def test_params_are_written_once(backend_repo: mk.Repo) -> None:
         assert (caught.value.old, caught.value.new) == ("7", "8")
         assert "'seed'" in str(caught.value)
         assert "already 7" in str(caught.value) and "to 8" in str(caught.value)
-        with pytest.raises(ParamConflict, match="already 0.01, cannot set it to 0.02"):
+        with pytest.raises(ParamConflict, match=r"already 0\.01, cannot set it to 0\.02"):
             run.log_params({"fresh": 1, "lr": 0.02})  # all or nothing: fresh is not written
         with pytest.raises(ParamConflict, match='already 6, cannot set it to "6"'):
             run.log_param("depth", "6")  # a string is not the number 6
@@ -333,16 +333,21 @@ def test_bad_metric_and_param_values_are_refused_naming_the_key(repo: mk.Repo) -
                 run.log_metric("auc", value)  # type: ignore[arg-type]
         with pytest.raises(InvalidArgument, match="'auc'"):
             run.log_metrics({"ok": 1.0, "auc": "high"})  # type: ignore[dict-item]
-        for value in (object(), float("nan"), math.inf, {1, 2}, b"raw"):
+        unstorable: list[object] = [object(), float("nan"), math.inf, {1, 2}, b"raw"]
+        for value in unstorable:
             with pytest.raises(InvalidArgument, match="param 'weird'"):
                 run.log_param("weird", value)
         with pytest.raises(InvalidArgument, match="param key"):
             run.log_param("", 1)
-        run.log_metric("auc", 0.9)  # the run still works after refusals
+        run.log_metric("auc", 0.9)  # the run still works after refusals; no step was used
+        run.log_metric("ok", 1.0)  # refused with auc above, so never written
     r = repo.run(run.id)
     assert r.status == "finished"
     assert r.params == {}
-    assert [(m.key, m.value, m.step) for m in repo.metric_history(run.id)] == [("auc", 0.9, 0)]
+    assert [(m.key, m.value, m.step) for m in repo.metric_history(run.id)] == [
+        ("auc", 0.9, 0),
+        ("ok", 1.0, 0),
+    ]
 
 
 def test_unserialisable_start_params_create_no_run(repo: mk.Repo) -> None:
@@ -873,7 +878,9 @@ def test_runs_list_and_filters(backend_repo: mk.Repo) -> None:
     with pytest.raises(InvalidArgument, match="unknown run status 'done'"):
         repo.runs(status="done")
 
-    listed = jcli("runs", "--where", "metrics.auc > 0.9", "--where", "params.depth=6", cwd=repo.root)
+    listed = jcli(
+        "runs", "--where", "metrics.auc > 0.9", "--where", "params.depth=6", cwd=repo.root
+    )
     assert [r["id"] for r in listed["runs"]] == [ids["eval"], ids["rf6"]]
     assert listed["runs"][0]["status"] == "failed"
     assert listed["runs"][0]["error"] == "RuntimeError: diverged"

@@ -530,7 +530,9 @@ refs = st.builds(
     st.integers(1, 10**9),
 )
 digests = st.binary(min_size=32, max_size=32).map(lambda b: "b3:" + b.hex())
-entries = st.lists(st.builds(LockEntry, paths, refs, digests), max_size=8, unique_by=lambda e: e.path)
+entries = st.lists(
+    st.builds(LockEntry, paths, refs, digests), max_size=8, unique_by=lambda e: e.path
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -76,6 +76,8 @@ def parse(text: str, where: str = NAME) -> dict[str, LockEntry]:
         parts = path.split("/")
         if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise LockFileError(where, number, f"{path!r} is not a relative path inside the tree")
+        if parts[0].casefold() == ".git":
+            raise LockFileError(where, number, f"{path!r} is inside .git, which no entry may be")
         if path in entries:
             raise LockFileError(where, number, f"{path!r} is listed twice")
         entries[path] = LockEntry(path, m["ref"], m["digest"])
@@ -114,9 +116,14 @@ def locked(guard: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def update(root: Path, entry: LockEntry) -> None:
+    """Set one entry; call it under `locked`, or a concurrent update may be lost."""
+    entries = read(root)
+    if entries.get(entry.path) != entry:
+        entries[entry.path] = entry
+        write(root, entries)
+
+
 def record(root: Path, guard: Path, entry: LockEntry) -> None:
     with locked(guard):
-        entries = read(root)
-        if entries.get(entry.path) != entry:
-            entries[entry.path] = entry
-            write(root, entries)
+        update(root, entry)

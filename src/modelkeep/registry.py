@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import meta, policy
-from modelkeep.capture import git
 from modelkeep.errors import InvalidArgument, PromotionRefused, RegistryRefused
 from modelkeep.meta import Version
 from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
@@ -45,10 +44,17 @@ class Promotion:
 
 
 def policy_root(repo: Repo) -> Path:
-    """Where modelkeep.toml lives: the repository root, else the top of its Git work tree."""
-    if (repo.root / policy.FILE).exists():
-        return repo.root
-    return git.work_tree(repo.root) or repo.root
+    """Where modelkeep.toml lives: the repository root, else the top of its Git work tree.
+
+    The work tree is found by looking for `.git` upward, not by running git: promotions
+    are hot paths, and a subprocess costs more than the whole promotion.
+    """
+    for folder in (repo.root, *repo.root.parents):
+        if (folder / policy.FILE).exists():
+            return folder
+        if (folder / ".git").exists():
+            break
+    return repo.root
 
 
 def register(repo: Repo, source_ref: str, name: str, reason: str = "") -> tuple[Version, bool]:
@@ -69,7 +75,8 @@ def promote(
     if force and not reason.strip():
         raise InvalidArgument("--force needs --reason: an override is recorded with its why")
     version = repo.show(ref)
-    rules = policy.load(policy_root(repo)).for_stage(version.name, stage)
+    root = policy_root(repo)
+    rules = policy.load(root).for_stage(version.name, stage)
     actor = repo.user
     if rules.movers and actor not in rules.movers:
         raise RegistryRefused(
@@ -77,8 +84,7 @@ def promote(
             f"(modelkeep.toml); you are {actor!r}"
         )
     for _ in range(_ATTEMPTS):
-        held = meta.holders(repo.db, version.name)
-        version = repo.show(version.ref)
+        held, version = meta.holders(repo.db, version.name, version.number)
         refused: list[str] = []
         if rules.require_stage and version.stage != rules.require_stage:
             refused.append(
@@ -93,7 +99,7 @@ def promote(
             else:
                 holders[name] = (holder.ref, _metrics(repo, holder))
         unmet, notes = policy.check_gates(
-            policy_root(repo) / policy.FILE,
+            root / policy.FILE,
             rules.gates,
             version.ref,
             _metrics(repo, version),

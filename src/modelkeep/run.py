@@ -96,10 +96,10 @@ class Run:
             number = _metric_value(key, value)
             if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
                 raise InvalidArgument(f"metric {key!r}: step must be an integer, not {step!r}")
-            at = step if step is not None else self._steps.get(key, 0)
-            self._steps[key] = at + 1
-            items.append((key, number, at))
+            items.append((key, number, step if step is not None else self._steps.get(key, 0)))
         meta.log_metrics(self.repo.db, self.id, items)
+        for key, _number, at in items:  # only once written: a refused call uses no step
+            self._steps[key] = at + 1
 
     def log_artifact(
         self,

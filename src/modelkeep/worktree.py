@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,6 @@ from modelkeep.config import REPO_DIR
 from modelkeep.errors import (
     InvalidArgument,
     NotInStore,
-    PathNotFound,
     UncommittedChanges,
 )
 from modelkeep.lockfile import LockEntry
@@ -64,11 +63,34 @@ def _top(repo: Repo) -> Path:
     return top
 
 
+def _place(path: str | os.PathLike[str]) -> Path:
+    """path as Git names it: absolute, its folders resolved, a final symlink kept as itself.
+
+    Git gives the top of a work tree as a real path, so a path reached through a symlinked
+    folder (or written with '..') is resolved alike before the two are compared.
+    """
+    absolute = Path(os.path.abspath(path))
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def _relative(top: Path, path: str | os.PathLike[str]) -> str | None:
+    """path relative to the work tree top, '/'-separated; '' for the top, None outside it."""
+    place = _place(path)
+    if place == top:
+        return ""
+    return place.relative_to(top).as_posix() if place.is_relative_to(top) else None
+
+
+def _in_git_dir(rel: str) -> bool:
+    return rel.split("/")[0].casefold() == ".git"
+
+
 def ignore_control_dir(root: Path) -> None:
     """Keep `.modelkeep/` (the store and the database) out of Git; the lock file is enough."""
     top = git.work_tree(root)
-    if top is not None:
-        git.ignore(top, (root / REPO_DIR).relative_to(top).as_posix())
+    rel = None if top is None else _relative(top, root / REPO_DIR)
+    if top is not None and rel:
+        git.ignore(top, rel)
 
 
 def _guard(repo: Repo) -> Path:
@@ -77,20 +99,17 @@ def _guard(repo: Repo) -> Path:
 
 def track(repo: Repo, source: Path, version: Version) -> LockEntry | None:
     """Record source in its work tree's lock file, unless Git itself tracks it."""
-    # Git names the top by its real path; resolve the folders (not a final symlink) alike.
-    absolute = Path(os.path.abspath(source))
-    path = Path(os.path.realpath(absolute.parent)) / absolute.name
+    path = _place(source)
     top = git.work_tree(path)
-    if top is None or path == top or not path.is_relative_to(top):
+    rel = None if top is None else _relative(top, path)
+    if top is None or not rel or _in_git_dir(rel) or "\n" in rel:
         return None
-    if git.is_tracked(top, path):
-        return None  # already pinned by Git itself
-    rel = path.relative_to(top).as_posix()
-    if rel.split("/")[0] == ".git" or "\n" in rel:
-        return None
+    if rel in (lockfile.NAME, ".gitignore") or git.is_tracked(top, path):
+        return None  # pinned by Git itself
     entry = LockEntry(rel, version.ref, version.digest)
-    lockfile.record(top, _guard(repo), entry)
-    git.ignore(top, rel)
+    with lockfile.locked(_guard(repo)):  # .gitignore too: concurrent adds append to it
+        lockfile.update(top, entry)
+        git.ignore(top, rel)
     return entry
 
 
@@ -101,7 +120,7 @@ def _state(repo: Repo, top: Path, entry: LockEntry) -> PathStatus:
     else:
         current, _mode = repo.digest_of(target)
         state = OK if current == entry.digest else MODIFIED
-    if state != OK and not repo.store.has(bytes.fromhex(entry.digest.removeprefix("b3:"))):
+    if state != OK and not repo.holds(entry.digest):  # checkout needs a version and its bytes
         state = NOT_IN_STORE
     return PathStatus(entry.path, entry.ref, entry.digest, state, current if state != OK else None)
 
@@ -121,18 +140,15 @@ def checkout(
     """
     top = _top(repo)
     entries = lockfile.read(top)
-    if paths:
-        chosen = []
-        for p in paths:
-            rel = Path(p).absolute()
-            key = rel.relative_to(top).as_posix() if rel.is_relative_to(top) else p
-            if key not in entries:
-                raise PathNotFound(p, lockfile.NAME)
-            chosen.append(entries[key])
-    else:
-        chosen = list(entries.values())
+    chosen = _choose(top, entries, paths) if paths else list(entries.values())
     todo = [s for s in (_state(repo, top, e) for e in chosen) if s.state != OK]
     for s in todo:
+        rel = _relative(top, top / s.path)
+        if rel is None or _in_git_dir(rel):
+            raise InvalidArgument(
+                f"{s.path!r} in {top / lockfile.NAME} leads outside the work tree (through a "
+                "symbolic link); nothing was restored: remove the link or that line"
+            )
         if s.state == NOT_IN_STORE:
             raise NotInStore(s.path, s.ref, s.digest)
     unsaved = [s.path for s in todo if s.current is not None and not repo.holds(s.current)]
@@ -141,6 +157,24 @@ def checkout(
     for s in todo:
         repo.restore(s.digest, top / s.path, force=True, progress=progress)
     return todo
+
+
+def _choose(top: Path, entries: Mapping[str, LockEntry], paths: Sequence[str]) -> list[LockEntry]:
+    """The entries paths name: each path itself, or the tracked paths inside a folder."""
+    chosen: dict[str, LockEntry] = {}
+    for p in paths:
+        key = _relative(top, p)
+        if key is None and not os.path.isabs(p):  # from outside the tree: relative to its top
+            key = _relative(top, top / p)
+        found = [e for k, e in entries.items() if key == "" or k == key or k.startswith(f"{key}/")]
+        if key is None or not found:
+            raise InvalidArgument(
+                f"{p!r} is not tracked: {top / lockfile.NAME} lists no such path; "
+                "`modelkeep status` lists the tracked paths, `modelkeep add PATH --name NAME` "
+                "tracks one"
+            )
+        chosen.update((e.path, e) for e in found)
+    return list(chosen.values())
 
 
 _HOOK = """#!/bin/sh

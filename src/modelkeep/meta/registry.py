@@ -172,14 +172,22 @@ def _version(s: Session, art: ArtifactRow, number: int) -> VersionRow:
     return row
 
 
+def _holders(s: Session, art: ArtifactRow) -> dict[str, VersionRow]:
+    """The versions holding staging and production: the only one in production, the
+    most recently moved one in staging. One query for both."""
+    rows = s.scalars(
+        select(VersionRow).where(
+            VersionRow.artifact_id == art.id, VersionRow.stage.in_(("staging", "production"))
+        )
+    ).all()
+    found: dict[str, VersionRow] = {}
+    for row in sorted(rows, key=lambda r: (r.stage_changed_at or art.created_at, r.id)):
+        found[row.stage] = row  # the newest wins
+    return found
+
+
 def _holder(s: Session, art: ArtifactRow, stage: str) -> VersionRow | None:
-    """The version holding a stage: the only one in production, the newest in staging."""
-    return s.scalars(
-        select(VersionRow)
-        .where(VersionRow.artifact_id == art.id, VersionRow.stage == stage)
-        .order_by(VersionRow.stage_changed_at.desc(), VersionRow.id.desc())
-        .limit(1)
-    ).one_or_none()
+    return _holders(s, art).get(stage)
 
 
 def _ref(art: ArtifactRow, row: VersionRow) -> str:
@@ -278,14 +286,13 @@ class Holders:
         return self.production if stage == "production" else self.staging
 
 
-def holders(db: Database, name: str) -> Holders:
+def holders(db: Database, name: str, number: int) -> tuple[Holders, Version]:
+    """The holders of each stage, and name:vN as it stands now, read together."""
     with db.read() as s:
         art = _artifact(s, name)
-        found = {
-            stage: (version_of(art, row) if (row := _holder(s, art, stage)) else None)
-            for stage in ("staging", "production")
-        }
-    return Holders(found["staging"], found["production"])
+        found = {stage: version_of(art, row) for stage, row in _holders(s, art).items()}
+        current = version_of(art, _version(s, art, number))
+    return Holders(found.get("staging"), found.get("production")), current
 
 
 class StaleCheck(Exception):
@@ -322,9 +329,10 @@ def move(
             )
         if row.stage == stage:
             raise RegistryRefused(f"{ref} is already in {stage}")
+        now_held = _holders(s, art)
         if checked is not None:
             for held in ("staging", "production"):
-                now_holder = _holder(s, art, held)
+                now_holder = now_held.get(held)
                 seen = checked.get(held)
                 if (now_holder.number if now_holder else None) != (seen.number if seen else None):
                     raise StaleCheck()
@@ -342,7 +350,7 @@ def move(
             )
         displaced = None
         if stage == "production":
-            old = _holder(s, art, "production")
+            old = now_held.get("production")
             if old is not None:
                 _set_stage(
                     s,
