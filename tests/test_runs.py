@@ -334,9 +334,9 @@ def test_bad_metric_and_param_values_are_refused_naming_the_key(repo: mk.Repo) -
         with pytest.raises(InvalidArgument, match="'auc'"):
             run.log_metrics({"ok": 1.0, "auc": "high"})  # type: ignore[dict-item]
         unstorable: list[object] = [object(), float("nan"), math.inf, {1, 2}, b"raw"]
-        for value in unstorable:
+        for param in unstorable:
             with pytest.raises(InvalidArgument, match="param 'weird'"):
-                run.log_param("weird", value)
+                run.log_param("weird", param)
         with pytest.raises(InvalidArgument, match="param key"):
             run.log_param("", 1)
         run.log_metric("auc", 0.9)  # the run still works after refusals; no step was used

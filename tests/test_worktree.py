@@ -13,7 +13,9 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from modelkeep import lockfile
 from modelkeep.errors import InvalidArgument, LockFileError
 from modelkeep.lockfile import LockEntry
 from modelkeep.worktree import HOOK_MARK
-from tests.conftest import MODELKEEP, cli, jcli, ok, write
+from tests.conftest import cli, jcli, ok, write
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -553,24 +555,45 @@ def test_lock_file_round_trip(found: list[LockEntry]) -> None:
 # -- concurrency -----------------------------------------------------------------------
 
 
-def test_concurrent_adds_lose_no_line(wrepo: mk.Repo, work: Path) -> None:
+_ADDER = """
+import sys, time
+from pathlib import Path
+import modelkeep as mk
+
+top, who, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+with mk.open(top) as repo:
+    while not go.exists():  # start together, so the adds overlap
+        time.sleep(0.001)
+    for i in range(5):
+        repo.add(top / who / f"f{i}.bin", f"{who}-{i}")
+"""
+
+
+def test_concurrent_adds_lose_no_line(wrepo: mk.Repo, work: Path, tmp_path: Path) -> None:
+    """4 processes, each adding 5 paths at once: 20 read-modify-writes of one lock file."""
     names = [f"part{i}" for i in range(4)]
-    for i, name in enumerate(names):
-        write(work / name / "data.bin", os.urandom(200_000 + i))
+    expected = []
+    for name in names:
+        for i in range(5):
+            write(work / name / f"f{i}.bin", os.urandom(1000))
+            expected.append(f"{name}/f{i}.bin")
+    go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [MODELKEEP, "add", name, "--name", name],
-            cwd=work,
+            [sys.executable, "-c", _ADDER, str(work), name, str(go)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for name in names
     ]
+    time.sleep(0.5)
+    go.touch()
     for p in procs:
         _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-    assert sorted(lockfile.read(work)) == names
-    assert {e.ref for e in lockfile.read(work).values()} == {f"{n}:v1" for n in names}
-    assert sorted(ignored(work)) == sorted(["/.modelkeep", *(f"/{n}" for n in names)])
+    entries = lockfile.read(work)
+    assert sorted(entries) == sorted(expected)
+    assert {e.ref for e in entries.values()} == {f"{p.split('/')[0]}-{p[-5]}:v1" for p in expected}
+    assert sorted(ignored(work)) == sorted(["/.modelkeep", *(f"/{p}" for p in expected)])
     assert {s.state for s in wrepo.status()} == {"ok"}
