@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import heapq
 import importlib.metadata
 import json
@@ -53,6 +54,7 @@ import sqlalchemy as sa
 import modelkeep as mk
 from modelkeep import config
 from modelkeep.capture.environment import canonical_json, environment_id
+from modelkeep.meta import Lineage
 from modelkeep.meta.models import Base
 from modelkeep.repo import Repo
 
@@ -201,7 +203,10 @@ class History:
             "runs": len(self.runs),
             "artifacts": len(self.artifacts),
             "versions": len(self.versions),
-            "dataset versions": sum(v.artifact.type == "dataset" for v in self.versions),
+            "dataset versions": sum(v.artifact.name.startswith("data/") for v in self.versions),
+            "features versions": sum(
+                v.artifact.name.startswith("features/") for v in self.versions
+            ),
             "run inputs": sum(len(r.inputs) for r in self.runs),
             "params": sum(len(r.params) for r in self.runs),
             "metric values": sum(len(r.metrics) for r in self.runs),
@@ -895,8 +900,12 @@ def graph_size(nodes: int, edges: int) -> str:
     return f"{nodes:,} nodes / {edges:,} edges"
 
 
+def lines_size(lines: int) -> str:
+    return f"{lines:,} lines of text"
+
+
 def rows_size(rows: int) -> str:
-    return f"{rows:,} rows"
+    return f"{rows:,} row{'' if rows == 1 else 's'}"
 
 
 def cli_command() -> list[str]:
@@ -940,6 +949,8 @@ class Landmark:
 
 def landmarks(history: History) -> list[Landmark]:
     graph = Graph(history)
+    if not history.chains:
+        raise BenchError("the history has no fine-tuning chain; give more --runs")
     deepest = max(history.chains, key=lambda c: len(c.versions))
     depth = len(deepest.versions) - 1
     half = len(deepest.versions) // 2
@@ -959,7 +970,7 @@ def landmarks(history: History) -> list[Landmark]:
 
     return [
         mark(
-            f"lineage of a trained model {history.version(typical).ref}, both ways",
+            "lineage of a trained model, both ways",
             typical,
             True,
             True,
@@ -990,7 +1001,10 @@ def bench(
     repeat: int,
     problems: list[str],
 ) -> list[Result]:
-    """Every operation through the API (in this process) and through the CLI."""
+    """Every operation through the API (in this process) and through the CLI.
+
+    Only the call is timed: counting what it returned (and parsing the CLI's JSON) is not.
+    """
     results: list[Result] = []
 
     def run(label: str, via: str, call: Callable[[], T], describe: Callable[[T], str]) -> str:
@@ -1003,21 +1017,8 @@ def bench(
         if api != cli_size:
             problems.append(f"{db}: {label}: the API returned {api}, the CLI {cli_size}")
 
-    for m in marks:
-
-        def lineage_api(m: Landmark = m) -> tuple[int, int]:
-            g = repo.lineage(m.ref, upstream=m.upstream, downstream=m.downstream)
-            return len(g.nodes), len(g.edges)
-
-        flags = (
-            [] if m.upstream and m.downstream else ["--upstream" if m.upstream else "--downstream"]
-        )
-
-        def lineage_cli(m: Landmark = m, flags: list[str] = flags) -> tuple[int, int]:
-            doc = json.loads(cli(["lineage", m.ref, *flags, "--format", "json"]))
-            return len(doc["nodes"]), len(doc["edges"])
-
-        def check(counts: tuple[int, int], m: Landmark = m) -> str:
+    def graph_of(m: Landmark) -> Callable[[tuple[int, int]], str]:
+        def check(counts: tuple[int, int]) -> str:
             if counts != m.expected:
                 problems.append(
                     f"{db}: {m.label}: got {graph_size(*counts)}, the generated graph has "
@@ -1025,46 +1026,98 @@ def bench(
                 )
             return graph_size(*counts)
 
-        # The CLI call is timed with its JSON parsing: a few ms next to the process.
-        run(m.label, "API", lineage_api, check)
-        run(m.label, "CLI", lineage_cli, check)
+        return check
 
-    n = len(history.runs)
-    label = f"runs: all {n:,}"
-    api = run(label, "API", lambda: len(repo.runs()), rows_size)
+    def json_rows(out: str) -> str:
+        return rows_size(len(json.loads(out)["runs"]))
+
+    def api_graph(m: Landmark) -> Callable[[Lineage], str]:
+        check = graph_of(m)
+        return lambda g: check((len(g.nodes), len(g.edges)))
+
+    def cli_graph(m: Landmark) -> Callable[[str], str]:
+        check = graph_of(m)
+
+        def describe(out: str) -> str:
+            doc = json.loads(out)
+            return check((len(doc["nodes"]), len(doc["edges"])))
+
+        return describe
+
+    for m in marks:
+        flags = [] if m.upstream and m.downstream else [f"--{'up' if m.upstream else 'down'}stream"]
+        lineage = functools.partial(
+            repo.lineage, m.ref, upstream=m.upstream, downstream=m.downstream
+        )
+        run(m.label, "API", lineage, api_graph(m))
+        args = ["lineage", m.ref, *flags, "--format", "json"]
+        run(m.label, "CLI", functools.partial(cli, args), cli_graph(m))
+
+    hot = marks[-1]
+    label = f"{hot.label}, as text"
+    api = run(
+        label,
+        "API",
+        lambda: repo.lineage(hot.ref, upstream=False).to_text(),
+        lambda text: lines_size(len(text.splitlines())),
+    )
     got = run(
         label,
         "CLI",
-        lambda: len(json.loads(cli(["runs", "--limit", str(n), "--json"]))["runs"]),
-        rows_size,
+        functools.partial(cli, ["lineage", hot.ref, "--downstream"]),
+        lambda text: lines_size(len(text.splitlines())),
+    )
+    same(label, api, got)
+
+    n = len(history.runs)
+    label = f"runs: all {n:,}"
+    api = run(label, "API", repo.runs, lambda found: rows_size(len(found)))
+    got = run(
+        label, "CLI", functools.partial(cli, ["runs", "--limit", str(n), "--json"]), json_rows
     )
     same(label, api, got)
 
     label = "runs: newest 50 (CLI default, text)"
-    api = run(label, "API", lambda: len(repo.runs(limit=50)), rows_size)
-    got = run(label, "CLI", lambda: len(cli(["runs"]).splitlines()) - 1, rows_size)
+    api = run(label, "API", lambda: repo.runs(limit=50), lambda found: rows_size(len(found)))
+    got = run(
+        label,
+        "CLI",
+        functools.partial(cli, ["runs"]),
+        lambda text: rows_size(len(text.splitlines()) - 1),  # minus the header
+    )
     same(label, api, got)
 
     matching = len(repo.runs(where=[WHERE]))
     label = f'runs --where "{WHERE}" --limit {WHERE_LIMIT} ({matching:,} match)'
-    api = run(label, "API", lambda: len(repo.runs(where=[WHERE], limit=WHERE_LIMIT)), rows_size)
+    api = run(
+        label,
+        "API",
+        lambda: repo.runs(where=[WHERE], limit=WHERE_LIMIT),
+        lambda found: rows_size(len(found)),
+    )
     args = ["runs", "--where", WHERE, "--limit", str(WHERE_LIMIT), "--json"]
-    got = run(label, "CLI", lambda: len(json.loads(cli(args))["runs"]), rows_size)
+    got = run(label, "CLI", functools.partial(cli, args), json_rows)
     same(label, api, got)
 
     shown = next(r for r in history.runs[n // 3 :] if r.kind == "train" and r.outputs)
     prefix = shown.id[:8]
     label = f"runs show {prefix} (train run, {len(shown.metrics)} metric values)"
-    api = run(label, "API", lambda: repo.run(prefix).id, lambda i: rows_size(1 if i else 0))
+
+    def one(run_id: str) -> str:
+        return rows_size(1 if run_id == shown.id else 0)
+
+    api = run(label, "API", functools.partial(repo.run, prefix), lambda r: one(r.id))
     got = run(
         label,
         "CLI",
-        lambda: json.loads(cli(["runs", "show", prefix, "--json"]))["id"],
-        lambda i: rows_size(1 if i else 0),
+        functools.partial(cli, ["runs", "show", prefix, "--json"]),
+        lambda out: one(json.loads(out)["id"]),
     )
     same(label, api, got)
 
-    run("CLI start-up: modelkeep --version", "CLI", lambda: cli(["--version"]), lambda _: "-")
+    run(
+        "CLI start-up: modelkeep --version", "CLI", functools.partial(cli, ["--version"]), str.strip
+    )
     return results
 
 
@@ -1174,22 +1227,24 @@ def report(
     results: list[Result],
     problems: list[str],
     cli: list[str],
+    load: tuple[float, float],
 ) -> str:
     counts = history.counts()
     mix = history.mix()
-    deepest = max(len(c.versions) - 1 for c in history.chains)
+    deepest = max((len(c.versions) - 1 for c in history.chains), default=0)
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     lines = [
         "## modelkeep lineage and runs benchmark",
         "",
         f"* machine: {os.cpu_count()} CPUs (usable: {affinity or '?'}), {platform.machine()}, "
-        f"{platform.system()} {platform.release()}",
+        f"{platform.system()} {platform.release()}; 1-minute load average {load[0]:.2f} "
+        f"before measuring, {load[1]:.2f} after (other work on the machine skews the figures)",
         f"* software: Python {platform.python_version()}, modelkeep {versions_of('modelkeep')}, "
         f"SQLAlchemy {versions_of('sqlalchemy')}, SQLite {sqlite3.sqlite_version}",
         f"* history: {counts['runs']:,} runs ("
         + ", ".join(f"{k} {mix.get(k, 0):,}" for k in MIX)
         + f"), {counts['versions']:,} versions of {counts['artifacts']:,} artifacts "
-        f"({counts['dataset versions']:,} of them datasets and features), "
+        f"({counts['dataset versions']:,} datasets, {counts['features versions']:,} features), "
         f"{counts['run inputs']:,} run inputs, {counts['params']:,} params, "
         f"{counts['metric values']:,} metric values; {len(history.chains)} fine-tuning chains, "
         f"the deepest {deepest} steps",
@@ -1204,7 +1259,8 @@ def report(
         )
     lines += [
         f"* CLI: `{' '.join(Path(c).name for c in cli)} --repo REPO ...`, one process per call, "
-        "start-up and JSON parsing included; API: the same call on an open `mk.Repo`",
+        "start-up included, output read through a pipe (parsing it is not timed); "
+        "API: the same call on an open `mk.Repo`",
         "* median and p95 (nearest rank: the slowest sample when n < 20) of n timed calls, "
         "after one untimed warm-up call",
         "",
@@ -1292,6 +1348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         history = Generator(args.runs).generate()
         log(f"generated in {history.generate_s:.1f} s: {history.counts()}")
         marks = landmarks(history)
+        load_before = os.getloadavg()[0]
         builds: list[Build] = []
         results: list[Result] = []
 
@@ -1314,7 +1371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cli = CliRunner(root, {**env, "MODELKEEP_DATABASE_URL": pg_url})
                 results += bench(repo, cli, history, marks, "postgres", args.repeat, problems)
 
-        print(report(history, marks, builds, results, problems, cli.base))
+        load = (load_before, os.getloadavg()[0])
+        print(report(history, marks, builds, results, problems, cli.base, load))
     except BenchError as exc:
         log(f"failed: {exc}")
         return 1

@@ -121,6 +121,10 @@ def nodes_of(edges: Edges, root: str) -> set[str]:
     return {root} | {e[0] for e in edges} | {e[1] for e in edges}
 
 
+def same(a: Lineage, b: Lineage) -> bool:
+    return (a.root, a.nodes, a.edges) == (b.root, b.nodes, b.edges)
+
+
 def check(g: Lineage, root: str, edges: Edges) -> None:
     assert g.root == root
     assert next(iter(g.nodes)) == root  # the root comes first
@@ -149,7 +153,7 @@ def test_upstream_of_the_last_step_walks_back_to_the_dataset(
         (p.train_b, "fraud:v2", "output"),
     }
     check(g, "report:v1", upstream)
-    assert backend_repo.lineage("report:v1", upstream=True, downstream=False) == g
+    assert same(backend_repo.lineage("report:v1", upstream=True, downstream=False), g)
     only_down = backend_repo.lineage("report:v1", upstream=False)
     check(only_down, "report:v1", set())
 
@@ -177,7 +181,7 @@ def test_downstream_of_the_dataset_reaches_every_model_and_the_report(
     g = backend_repo.lineage("transactions:v3")
     downstream = pipeline_edges(p) - {("code/proj:v1", p.train_a, "input")}
     check(g, "transactions:v3", downstream)
-    assert backend_repo.lineage("transactions:v3", upstream=False) == g
+    assert same(backend_repo.lineage("transactions:v3", upstream=False), g)
     check(backend_repo.lineage("transactions:v3", downstream=False), "transactions:v3", set())
     # the other versions of the dataset were never used
     for ref in ("transactions:v1", "transactions:v2"):
@@ -249,6 +253,14 @@ def test_a_version_with_no_lineage(backend_repo: mk.Repo, pipeline: Pipeline) ->
     assert g.to_text() == (
         "transactions:v1 (dataset)\nno recorded lineage: not produced by a run, and used by no run"
     )
+    # one direction asked, and empty: the text says only what is known
+    down = backend_repo.lineage("fraud:v2", upstream=False)
+    assert (list(down.nodes), down.edges) == (["fraud:v2"], ())
+    assert down.to_text() == "fraud:v2 (model)\nno recorded lineage: used by no run"
+    up = backend_repo.lineage("transactions:v3", downstream=False)
+    assert up.to_text() == "transactions:v3 (dataset)\nno recorded lineage: not produced by a run"
+    both = backend_repo.lineage("fraud:v2").to_text().splitlines()
+    assert both[1] == "upstream:" and "downstream:" not in both
 
 
 def test_unknown_refs_raise(backend_repo: mk.Repo, pipeline: Pipeline) -> None:
@@ -281,7 +293,7 @@ def test_a_long_chain_and_small_batches_give_the_same_graph(
     check(middle, "step4:v1", chain)
     monkeypatch.setattr(importlib.import_module("modelkeep.meta.lineage"), "_BATCH", 1)
     assert backend_repo.lineage("step4:v1") == middle
-    assert backend_repo.lineage("step0", upstream=False) == backend_repo.lineage("step0")
+    assert same(backend_repo.lineage("step0", upstream=False), backend_repo.lineage("step0"))
 
 
 def test_text_of_the_model_is_a_tree_each_way(repo: mk.Repo) -> None:
@@ -385,6 +397,8 @@ def test_cli_answers_the_two_questions(repo: mk.Repo) -> None:
 
     r = cli("lineage", "transactions:v1", cwd=cwd)
     assert r.returncode == 0 and "no recorded lineage" in r.stdout
+    r = ok("lineage", "report:v1", "--downstream", cwd=cwd)
+    assert r.stdout == "report:v1 (other)\nno recorded lineage: used by no run\n"
 
     for bad in ("nosuch:v1", "transactions:v7"):
         r = cli("lineage", bad, cwd=cwd)

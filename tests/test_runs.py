@@ -494,6 +494,9 @@ def test_dirty_git_tree_stores_a_patch_that_reproduces_the_code(
         v = repo.show("code/proj:v1")
         assert (repo.artifacts()[0].name, repo.artifacts()[0].type) == ("code/proj", "code")
         assert commit[:12] in v.message
+        shown = ok("runs", "show", run.id, cwd=top).stdout
+        assert f"  code       git {commit[:12]} on main (dirty); " in shown
+        assert "uncommitted changes in code/proj:v1\n" in shown
 
         saved = repo.get("code/proj:v1", str(tmp_path / "saved"))
         assert sorted(files_under(saved)) == ["patch.diff", "untracked/lib/new_util.py"]
@@ -966,3 +969,23 @@ def test_runs_show_and_compare(repo: mk.Repo) -> None:
     ]
     line = error_line(cli("runs", "compare", rf6, "0000", cwd=repo.root))
     assert "no run with id '0000'" in line
+
+
+def test_repo_add_and_get_inside_a_run_link_to_it(repo: mk.Repo, tmp_path: Path) -> None:
+    """Plain repo.add / repo.get while a run is active are its outputs and inputs."""
+    source = repo.add(write(tmp_path / "in.csv", b"a,b\n"), "raw").version
+    with mk.start_run(repo=repo, capture_code=False) as run:
+        repo.get("raw", tmp_path / "got.csv")
+        made = repo.add(write(tmp_path / "out.bin", b"model"), "model").version
+    assert made.run_id == run.id
+    record = repo.run(run.id)
+    assert (record.inputs, record.outputs) == ((source.ref,), ("model:v1",))
+    after = repo.add(write(tmp_path / "later.bin", b"later"), "model").version
+    assert after.run_id is None  # the run has ended: nothing links to it any more
+
+
+def test_env_of_an_ambiguous_run_prefix_says_so(repo: mk.Repo) -> None:
+    raw_run(repo, "abcd" + "1" * 28)
+    raw_run(repo, "abcd" + "2" * 28)
+    with pytest.raises(RunNotFound, match="ambiguous"):
+        repo.environment("abcd")

@@ -79,6 +79,25 @@ def load(root: Path) -> Settings:
     return Settings(root=root, database_url=url, user=explicit_user(), code_globs=tuple(globs))
 
 
+_active_run: tuple[str, Path] | None = None  # set by mk.start_run in this process
+
+
+def set_active_run(run_id: str | None, root: Path | None = None) -> None:
+    global _active_run
+    _active_run = (run_id, root) if run_id is not None and root is not None else None
+
+
+def active_run(root: Path) -> str | None:
+    """The run that versions added or gotten in the repository at root belong to: the one
+    active in this process, else the one `modelkeep run` started this process in."""
+    if _active_run is not None and _active_run[1] == root:
+        return _active_run[0]
+    found = run_from_env()
+    if found is not None and (found[1] is None or found[1] == root):
+        return found[0]
+    return None
+
+
 def run_from_env() -> tuple[str, Path | None] | None:
     """The run (and repository) `modelkeep run` started this process in, if any."""
     run_id = os.environ.get(RUN_ID_ENV)

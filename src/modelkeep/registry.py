@@ -17,7 +17,7 @@ from modelkeep import meta, policy
 from modelkeep.errors import InvalidArgument, PromotionRefused, RegistryRefused
 from modelkeep.meta import Version
 from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
-from modelkeep.refs import AliasRef, parse_ref, validate_alias, validate_name
+from modelkeep.refs import AliasRef, VersionRef, parse_ref, validate_alias, validate_name
 
 if TYPE_CHECKING:
     from modelkeep.repo import Repo
@@ -47,13 +47,15 @@ def policy_root(repo: Repo) -> Path:
     """Where modelkeep.toml lives: the repository root, else the top of its Git work tree.
 
     The work tree is found by looking for `.git` upward, not by running git: promotions
-    are hot paths, and a subprocess costs more than the whole promotion.
+    are hot paths, and a subprocess costs more than the whole promotion. Only those two
+    folders count: a modelkeep.toml in some folder above a repository that is not in a
+    work tree (a home folder, /tmp) is not its policy.
     """
+    if (repo.root / policy.FILE).exists():
+        return repo.root
     for folder in (repo.root, *repo.root.parents):
-        if (folder / policy.FILE).exists():
-            return folder
         if (folder / ".git").exists():
-            break
+            return folder
     return repo.root
 
 
@@ -155,9 +157,9 @@ def rollback(repo: Repo, name: str, to: str | None, reason: str) -> tuple[Versio
         raise InvalidArgument("a rollback needs --reason: it is recorded with its why")
     number = None
     if to is not None:
-        parsed = parse_ref(to if ":" in to else f"{name}:{to}")
-        if isinstance(parsed, AliasRef) or getattr(parsed, "name", name) != name:
-            raise InvalidArgument(f"--to takes a version of {name!r}, like v3")
+        parsed = parse_ref(to if ":" in to or "@" in to else f"{name}:{to}")
+        if not isinstance(parsed, VersionRef) or parsed.name != name:
+            raise InvalidArgument(f"--to takes a version of {name!r}, like v3, not {to!r}")
         number = repo.show(str(parsed)).number
     return meta.rollback(repo.db, name, number, repo.user, reason)
 

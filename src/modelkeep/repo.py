@@ -217,8 +217,10 @@ class Repo:
         """Store a file or folder as the next version of name (unless it equals the latest).
 
         Inside a Git work tree the path is recorded in `modelkeep.lock` and ignored by Git
-        (track=False leaves both alone). run_id links the new version to the run that made it.
+        (track=False leaves both alone). run_id links the new version to the run that made
+        it; by default, the run active in this process (or the `modelkeep run` around it).
         """
+        run_id = run_id if run_id is not None else config.active_run(self.root)
         validate_name(name)
         if type is not None:
             meta.check_type(type)
@@ -316,8 +318,10 @@ class Repo:
 
         dest defaults to the name it was added under, in the working directory. A dest
         that is an existing folder, or ends with '/', receives a file under its own name.
-        run_id records the version as an input of that run; at resolves ref as it was then.
+        run_id records the version as an input of that run (by default, the run active in
+        this process or the `modelkeep run` around it); at resolves ref as it was then.
         """
+        run_id = run_id if run_id is not None else config.active_run(self.root)
         version = self.show(ref, at=at)
         with self._explained():
             entry = self._entry(version, path)
@@ -484,8 +488,9 @@ class Repo:
         if ":" not in ref and "@" not in ref:
             try:
                 return self.run(ref)
-            except RunNotFound:
-                pass
+            except RunNotFound as exc:
+                if exc.matches:  # an ambiguous run id prefix: say so, do not try a version
+                    raise
         v = self.show(ref)
         if v.run_id is None:
             raise InvalidArgument(

@@ -173,6 +173,7 @@ class Run:
             with _lock:
                 if _active is self:
                     _active = None
+                    config.set_active_run(None)
             if self._own_repo:
                 self.repo.close()
 
@@ -241,6 +242,7 @@ def start_run(
     run.name = the_repo.run(run_id).name
     with _lock:
         _active = run
+        config.set_active_run(run_id, the_repo.root)
     return run
 
 

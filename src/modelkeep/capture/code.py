@@ -133,6 +133,9 @@ class Command:
 def command(argv: Sequence[str] | None = None) -> Command:
     args = tuple(sys.argv if argv is None else argv)
     script = None
-    if args and args[0] and Path(args[0]).is_file():
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None) if argv is None else None
+    if main_file and Path(main_file).is_file():  # absolute even after a chdir
+        script = os.path.abspath(main_file)
+    elif args and args[0] and Path(args[0]).is_file():
         script = os.path.abspath(args[0])
     return Command(argv=args, script=script, cwd=os.getcwd())

@@ -44,14 +44,6 @@ def parse_metadata(pairs: tuple[str, ...], option: str = "--meta") -> dict[str, 
     return out
 
 
-def active_run_id() -> str | None:
-    """Under `modelkeep run`, the run that versions added and gotten belong to."""
-    from modelkeep.config import run_from_env
-
-    found = run_from_env()
-    return found[0] if found else None
-
-
 def parse_time(text: str | None) -> datetime | None:
     """ISO 8601 (`2026-11-03`, `2026-11-03 14:00`, `…T14:00:00Z`); no zone means local time."""
     if text is None:

@@ -18,7 +18,6 @@ from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import worktree as worktree_cli
 from modelkeep.cli.common import (
     TYPES,
-    active_run_id,
     json_option,
     open_repo,
     parse_metadata,
@@ -94,7 +93,6 @@ def add(
         message=message,
         metadata=metadata,
         progress=progress_for(as_json),
-        run_id=active_run_id(),
     )
     if as_json:
         render.emit_json(result.to_json())
@@ -232,7 +230,6 @@ def get(
         path=inner,
         force=force,
         progress=progress_for(as_json),
-        run_id=active_run_id(),
     )
     if as_json:
         render.emit_json({"ref": version.ref, "path": str(dest)})

@@ -95,6 +95,8 @@ class Lineage:
     root: str
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: tuple[Edge, ...] = ()
+    upstream: bool = True  # the directions walked: an empty one means "none", not "not asked"
+    downstream: bool = True
 
     def upstream_of(self, key: str) -> list[str]:
         return [e.source for e in self.edges if e.target == key]
@@ -119,8 +121,15 @@ class Lineage:
             downs.setdefault(e.source, []).append(e.target)
         root = self.nodes[self.root]
         lines = [root.label]
-        for title, arrow, step in (("upstream", "<-", ups), ("downstream", "->", downs)):
+        none: list[str] = []
+        for title, arrow, step, walked, absent in (
+            ("upstream", "<-", ups, self.upstream, "not produced by a run"),
+            ("downstream", "->", downs, self.downstream, "used by no run"),
+        ):
+            if not walked:
+                continue
             if not step.get(self.root):
+                none.append(absent)
                 continue
             lines.append(f"{title}:")
             shown: set[str] = {self.root}
@@ -134,7 +143,7 @@ class Lineage:
                     shown.add(key)
                     stack.extend((k, depth + 1) for k in sorted(step.get(key, ()), reverse=True))
         if len(lines) == 1:
-            lines.append("no recorded lineage: not produced by a run, and used by no run")
+            lines.append("no recorded lineage: " + ", and ".join(none))
         return "\n".join(lines)
 
     def _ids(self) -> dict[str, str]:
@@ -281,4 +290,4 @@ def lineage(
     for r in sorted(walk.runs.values(), key=lambda n: n.started_at):
         nodes[r.key] = r
     edges = tuple(sorted(walk.edges, key=lambda e: (e.source, e.target)))
-    return Lineage(walk.version_keys[root_id], nodes, edges)
+    return Lineage(walk.version_keys[root_id], nodes, edges, upstream, downstream)
