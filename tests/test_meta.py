@@ -377,3 +377,19 @@ def test_a_repository_made_before_runs_is_upgraded_with_its_versions(
         with mk.start_run(repo=upgraded, capture_code=False) as run:
             made = run.log_artifact(write(tmp_path / "new" / "f.bin", b"new"), "m")
         assert made.number == 2 and made.run_id == run.id
+
+
+def test_the_migrations_build_exactly_the_models_schema(backend_repo: mk.Repo) -> None:
+    """Alembic's autogenerate finds nothing to change: models.py and migrations agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from modelkeep.meta.models import Base
+
+    engine = create_engine(backend_repo.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diffs == []

@@ -58,6 +58,7 @@ class VersionRow(Base):
     __tablename__ = "versions"
     __table_args__ = (
         UniqueConstraint("artifact_id", "number", name="uq_versions_number"),
+        Index("ix_versions_stage", "artifact_id", "stage"),
         # At most one production version per model, whatever the code above does.
         Index(
             "uq_versions_production",
@@ -104,12 +105,13 @@ class EventRow(Base):
     """An append-only, hash-chained record of one change of registry state."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_model", "model", "target"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(32))
-    model: Mapped[str] = mapped_column(String(128), index=True)
+    model: Mapped[str] = mapped_column(String(128))
     target: Mapped[str] = mapped_column(String(160))  # NAME:vN or NAME@ALIAS
     before_json: Mapped[str] = mapped_column(Text)
     after_json: Mapped[str] = mapped_column(Text)

@@ -30,6 +30,7 @@ def upgrade() -> None:
     )
     op.add_column("versions", sa.Column("stage_changed_at", UTCDateTime(), nullable=True))
     op.add_column("versions", sa.Column("deleted_at", UTCDateTime(), nullable=True))
+    op.create_index("ix_versions_stage", "versions", ["artifact_id", "stage"])
     op.create_index(
         "uq_versions_production",
         "versions",
@@ -59,7 +60,7 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
     )
     op.create_index("ix_events_at", "events", ["at"])
-    op.create_index("ix_events_model", "events", ["model"])
+    op.create_index("ix_events_model", "events", ["model", "target"])
     op.create_table(
         "chain_head",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -72,6 +73,7 @@ def downgrade() -> None:
     for table in ("chain_head", "events", "aliases"):
         op.drop_table(table)
     op.drop_index("uq_versions_production", "versions")
+    op.drop_index("ix_versions_stage", "versions")
     with op.batch_alter_table("versions") as batch:
         for column in ("deleted_at", "stage_changed_at", "stage", "registered"):
             batch.drop_column(column)
