@@ -64,7 +64,7 @@ HISTORY_DAYS = 365
 DEFAULT_RUNS = 10_000
 DEFAULT_REPEAT = 10
 MIN_RUNS = 100
-OP_BUDGET_S = 20.0  # an operation stops repeating after this long, once it has MIN_SAMPLES
+OP_BUDGET_S = 15.0  # an operation stops repeating after this long, once it has MIN_SAMPLES
 MIN_SAMPLES = 3
 CMD_TIMEOUT_S = 900
 INSERT_CHUNK = 5_000
@@ -230,7 +230,8 @@ class Generator:
         self.runs: list[GenRun] = []
         self.clock = HISTORY_START
         self.mean_gap_s = HISTORY_DAYS * 86_400 / n_runs
-        self.pending: list[tuple[datetime, int, str]] = []  # (created at, version id, pool)
+        # (created at, version id, pools it joins then)
+        self.pending: list[tuple[datetime, int, tuple[str, ...]]] = []
         self.released: set[int] = set()
         self.pools: dict[str, list[int]] = defaultdict(list)
         self.quality: dict[int, float] = {}  # model version id -> the auc it reaches
@@ -282,7 +283,7 @@ class Generator:
         file_count: int,
         source_name: str,
         user: str,
-        pool: str,
+        pools: tuple[str, ...],
         metadata: dict[str, Any] | None = None,
     ) -> int:
         art = self._artifact(name, type_)
@@ -304,15 +305,18 @@ class Generator:
                 metadata=metadata or {},
             )
         )
-        heapq.heappush(self.pending, (at, vid, pool))
+        if pools:
+            heapq.heappush(self.pending, (at, vid, pools))
+        else:  # never picked from a pool: usable at once, by name (holdout, corpus, code)
+            self.released.add(vid)
         return vid
 
     def _release(self) -> None:
         """Versions become usable once made: the inputs of a run exist when it starts."""
         while self.pending and self.pending[0][0] <= self.clock:
-            _, vid, pool = heapq.heappop(self.pending)
+            _, vid, pools = heapq.heappop(self.pending)
             self.released.add(vid)
-            if pool:
+            for pool in pools:
                 self.pools[pool].append(vid)
 
     def _recent(self, pool: str, scale: float, uniform: float) -> int:
@@ -390,8 +394,7 @@ class Generator:
                 file_count=rng.randrange(1, 12),
                 source_name="code",
                 user=user,
-                pool="",
-                metadata={},
+                pools=(),
             )
             code["patch"] = self.versions[patch - 1].ref
             run.inputs.append(patch)
@@ -409,8 +412,8 @@ class Generator:
         n_datasets = max(12, round(self.n * DATASET_SHARE))
         n_sources = max(3, n_datasets // 12)
         source_imports = n_datasets - 4  # corpus:v1 and holdout v1-v3 are the other four
-        corpus = self._import("data/corpus", "corpus.parquet", pool="")
-        self.holdout.append(self._import("data/holdout", "holdout.parquet", pool=""))
+        corpus = self._import("data/corpus", "corpus.parquet", pools=())
+        self.holdout.append(self._import("data/holdout", "holdout.parquet", pools=()))
         holdout_at = {round(self.n * 0.25), round(self.n * 0.8)}
         imported = 0
         kinds = list(MIX)
@@ -419,10 +422,10 @@ class Generator:
             self.clock += timedelta(seconds=rng.expovariate(1 / self.mean_gap_s))
             while imported < source_imports * (0.1 + 0.9 * i / self.n):
                 k = imported if imported < n_sources else self._pick_source(n_sources)
-                self._import(f"data/source-{k:02d}", "data", pool="datasets")
+                self._import(f"data/source-{k:02d}", "data", pools=("datasets",))
                 imported += 1
             if i in holdout_at:
-                self.holdout.append(self._import("data/holdout", "holdout.parquet", pool=""))
+                self.holdout.append(self._import("data/holdout", "holdout.parquet", pools=()))
             self._release()
             action = rng.choices(kinds, weights)[0]
             if action == "finetune":
@@ -450,7 +453,7 @@ class Generator:
         weights = [1 / (k + 1) for k in range(n_sources)]
         return self.rng.choices(range(n_sources), weights)[0]
 
-    def _import(self, name: str, source_name: str, pool: str) -> int:
+    def _import(self, name: str, source_name: str, pools: tuple[str, ...]) -> int:
         """A dataset added by hand (`modelkeep add`), not by a run."""
         rng = self.rng
         rows = rng.randrange(100_000, 50_000_000)
@@ -464,12 +467,9 @@ class Generator:
             file_count=rng.randrange(1, 5_000),
             source_name=source_name,
             user=rng.choice(USERS),
-            pool=pool,
+            pools=pools,
             metadata={"rows": rows, "source": "s3://acme-raw/" + name.removeprefix("data/")},
         )
-        if not pool:  # corpus and holdout: usable at once, picked by name
-            self.released.add(vid)
-            heapq.heappop(self.pending)
         return vid
 
     def _prep(self, corpus: int) -> None:
@@ -511,7 +511,7 @@ class Generator:
                 file_count=rng.randrange(1, 200),
                 source_name="features",
                 user=run.user,
-                pool="features",
+                pools=("features",),
             )
             run.outputs.append(vid)
 
@@ -538,9 +538,8 @@ class Generator:
         done = epochs if run.status == FINISHED else rng.randint(0, epochs - 1)
         self._epochs(run, quality, done, epochs)
         if run.status == FINISHED:
-            vid = self._model(run, f"models/{family}")
+            vid = self._model(run, f"models/{family}", ("models", "train_models"))
             self.quality[vid] = quality
-            self.pools["train_models"].append(vid)
 
     def _epochs(self, run: GenRun, quality: float, done: int, epochs: int) -> None:
         rng = self.rng
@@ -558,7 +557,7 @@ class Generator:
             }
             run.metrics += [(k, values[k], e, at) for k in TRAIN_METRICS]
 
-    def _model(self, run: GenRun, name: str) -> int:
+    def _model(self, run: GenRun, name: str, pools: tuple[str, ...]) -> int:
         vid = self._version(
             name,
             "model",
@@ -569,7 +568,7 @@ class Generator:
             file_count=1,
             source_name="model.safetensors",
             user=run.user,
-            pool="models",
+            pools=pools,
         )
         run.outputs.append(vid)
         return vid
@@ -605,7 +604,7 @@ class Generator:
                 file_count=1,
                 source_name="report.json",
                 user=run.user,
-                pool="",
+                pools=(),
                 metadata={"auc": round(auc, 4)},
             )
             run.outputs.append(vid)
@@ -647,7 +646,7 @@ class Generator:
         quality = min(0.99, self.quality.get(tip, 0.8) + rng.uniform(-0.004, 0.008))
         self._epochs(run, quality, 3 if run.status == FINISHED else rng.randint(0, 2), 3)
         if run.status == FINISHED:
-            vid = self._model(run, chain.name)
+            vid = self._model(run, chain.name, ("models",))
             self.quality[vid] = quality
             chain.versions.append(vid)
             if len(chain.versions) > chain.target:
@@ -1116,7 +1115,10 @@ def bench(
     same(label, api, got)
 
     run(
-        "CLI start-up: modelkeep --version", "CLI", functools.partial(cli, ["--version"]), str.strip
+        "CLI start-up: modelkeep --version",
+        "CLI",
+        functools.partial(cli, ["--version"]),
+        lambda _: "-",
     )
     return results
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +65,15 @@ def build(repo: mk.Repo) -> Pipeline:
         write(root / "features.parquet", b"features from v3")
         run.log_artifact(root / "features.parquet", "features", type="dataset")
         prep = run_key(run)
-    with mk.start_run("train-a", {"lr": 0.1}, repo=repo) as run:  # captures code/proj:v1
-        run.use("features:v1")
-        write(root / "model.bin", b"weights a")
-        run.log_artifact(root / "model.bin", "fraud", type="model")
-        train_a = run_key(run)
+    with pytest.MonkeyPatch.context() as mp:
+        # as if started by `python train.py`: the entry point's folder (no Git here) is
+        # snapshot as code/proj:v1, not the project that runs the tests
+        mp.setattr(sys.modules["__main__"], "__file__", str(root / "train.py"))
+        with mk.start_run("train-a", {"lr": 0.1}, repo=repo) as run:
+            run.use("features:v1")
+            write(root / "model.bin", b"weights a")
+            run.log_artifact(root / "model.bin", "fraud", type="model")
+            train_a = run_key(run)
     with mk.start_run("train-b", {"lr": 0.01}, repo=repo, capture_code=False) as run:
         run.use("features:v1")
         write(root / "model.bin", b"weights b")
@@ -408,3 +413,8 @@ def test_cli_answers_the_two_questions(repo: mk.Repo) -> None:
         assert len(lines) == 1 and lines[0].startswith("modelkeep: error: ")
     r = cli("lineage", "fraud:v1", "--format", "svg", cwd=cwd)
     assert r.returncode == 2
+
+    # both flags: both directions, as with neither
+    both = jcli("lineage", "features:v1", "--upstream", "--downstream", cwd=cwd)
+    assert both == jcli("lineage", "features:v1", cwd=cwd)
+    assert {"transactions:v3", "fraud:v1"} <= {n["key"] for n in both["nodes"]}

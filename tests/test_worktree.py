@@ -526,6 +526,13 @@ def test_invalid_lock_file_is_one_error_naming_the_line(
     with pytest.raises(LockFileError) as info:
         wrepo.status()
     assert info.value.line == 4
+    # adding another path reports the broken lock before storing anything
+    write(work / "b.bin", b"b" * 1000)
+    stored = wrepo.du().stored_bytes
+    line = one_error_line(cli("add", "b.bin", "--name", "b", cwd=work))
+    assert f"{work / lockfile.NAME}, line 4: " in line
+    assert [a.name for a in wrepo.artifacts()] == ["a"]
+    assert wrepo.du().stored_bytes == stored
 
 
 # -- the lock file format --------------------------------------------------------------

@@ -3,8 +3,9 @@
 The metadata layer makes each change atomic and appends its event; this module decides
 whether a change may happen: the stage order, the gates on the producing run's metrics,
 approvals from other users, who may move a stage. A promotion is checked against the
-holders it saw, and made only if they are still the holders, so two promotions at once
-cannot both pass a gate against a champion that one of them replaces.
+holders its gates compared with (and the version's own stage), and made only if they are
+still the same, so two promotions at once cannot both pass a gate against a champion that
+one of them replaces.
 """
 
 from __future__ import annotations
@@ -77,16 +78,15 @@ def promote(
     if force and not reason.strip():
         raise InvalidArgument("--force needs --reason: an override is recorded with its why")
     version = repo.show(ref)
+    _check_movable(version, stage)
     root = policy_root(repo)
     rules = policy.load(root).for_stage(version.name, stage)
     actor = repo.user
-    if rules.movers and actor not in rules.movers:
-        raise RegistryRefused(
-            f"only {', '.join(rules.movers)} may move versions of {version.name!r} to {stage} "
-            f"(modelkeep.toml); you are {actor!r}"
-        )
+    _check_mover(rules, actor, version.name, stage)
+    watched = {gate.stage for gate in rules.gates if gate.stage is not None}
     for _ in range(_ATTEMPTS):
         held, version = meta.holders(repo.db, version.name, version.number)
+        _check_movable(version, stage)
         refused: list[str] = []
         if rules.require_stage and version.stage != rules.require_stage:
             refused.append(
@@ -129,7 +129,8 @@ def promote(
                 stage,
                 actor,
                 reason,
-                checked=held,
+                checked={s: (h.number if (h := held.get(s)) else None) for s in watched},
+                from_stage=version.stage,
                 overridden=unmet if force else (),
             )
         except StaleCheck:
@@ -140,14 +141,33 @@ def promote(
     )
 
 
+def _check_movable(version: Version, stage: str) -> None:
+    """Refuse, before any policy is read or request recorded, a move that cannot happen."""
+    if not version.registered:
+        raise RegistryRefused(
+            f"{version.ref} is not registered; run `modelkeep register {version.ref} "
+            f"--as {version.name}` first"
+        )
+    if version.stage == stage:
+        raise RegistryRefused(f"{version.ref} is already in {stage}")
+
+
+def _check_mover(rules: policy.StagePolicy, actor: str, name: str, stage: str) -> None:
+    if rules.movers and actor not in rules.movers:
+        raise RegistryRefused(
+            f"only {', '.join(rules.movers)} may move versions of {name!r} to {stage} "
+            f"(modelkeep.toml); you are {actor!r}"
+        )
+
+
 def _metrics(repo: Repo, version: Version) -> dict[str, float] | None:
     return repo.run(version.run_id).metrics if version.run_id else None
 
 
 def archive(repo: Repo, ref: str, reason: str = "") -> Version:
-    version = repo.show(ref)
-    moved, _ = meta.move(repo.db, version.name, version.number, "archived", repo.user, reason)
-    return moved
+    """Move a version to archived: a stage move like any other, so the policy's
+    `[policy.*.archived]` tables (movers, approvals) apply to it too."""
+    return promote(repo, ref, "archived", reason=reason).version
 
 
 def rollback(repo: Repo, name: str, to: str | None, reason: str) -> tuple[Version, Version]:
@@ -161,7 +181,12 @@ def rollback(repo: Repo, name: str, to: str | None, reason: str) -> tuple[Versio
         if not isinstance(parsed, VersionRef) or parsed.name != name:
             raise InvalidArgument(f"--to takes a version of {name!r}, like v3, not {to!r}")
         number = repo.show(str(parsed)).number
-    return meta.rollback(repo.db, name, number, repo.user, reason)
+    # A rollback puts a version into production: only those who may move production may.
+    actor = repo.user
+    _check_mover(
+        policy.load(policy_root(repo)).for_stage(name, "production"), actor, name, "production"
+    )
+    return meta.rollback(repo.db, name, number, actor, reason)
 
 
 def approve(repo: Repo, ref: str, stage: str, reason: str = "") -> Approvals:

@@ -242,6 +242,7 @@ class Repo:
             raise InvalidArgument(
                 f"{str(path)!r} is modelkeep's own folder; add your files or folders instead"
             )
+        where = worktree.place(source) if track else None
         with self.store.writing():
             put = store.put(self.store, source, progress, exclude=self.settings.control_dir)
             new = NewVersion(
@@ -257,8 +258,8 @@ class Repo:
                 run_id=run_id,
             )
             added: Added = meta.add_version(self.db, name, type, new)
-        if track:
-            worktree.track(self, source, added.version)
+        if where is not None:
+            worktree.track(self, where, added.version)
         return AddResult(
             added.version,
             added.created,
@@ -457,9 +458,16 @@ class Repo:
                 f"unknown run status {status!r}; use one of {', '.join(meta.RUN_STATUSES)}"
             )
         tests = [runs_mod.parse_condition(c) for c in where]
-        found = [
-            r for r in meta.runs(self.db, name=name, status=status) if all(t(r) for t in tests)
-        ]
+        if not tests:
+            return meta.runs(self.db, name=name, status=status, limit=limit)
+        found: list[RunRecord] = []
+        page, offset = 500, 0
+        while limit is None or len(found) < limit:  # newest first, a page at a time
+            batch = meta.runs(self.db, name=name, status=status, limit=page, offset=offset)
+            found += [r for r in batch if all(t(r) for t in tests)]
+            if len(batch) < page:
+                break
+            offset += page
         return found[:limit] if limit is not None else found
 
     def run(self, ref: str) -> RunRecord:

@@ -378,7 +378,12 @@ def _capture_code(
     The code is the Git work tree of the entry-point script, else of the working
     directory, else of the repository.
     """
-    places = [Path(script).parent] if script else []
+    # A console-script wrapper inside the environment (`pytest`, an installed `train`) is
+    # not the user's code: then the working directory says where the code is.
+    installed = script and any(
+        Path(script).is_relative_to(p) for p in {sys.prefix, sys.base_prefix}
+    )
+    places = [Path(script).parent] if script and not installed else []
     top = next((t for t in (git.work_tree(p) for p in [*places, Path.cwd(), repo.root]) if t), None)
     with tempfile.TemporaryDirectory(prefix="modelkeep-code-") as tmp:
         folder = Path(tmp) / "code"

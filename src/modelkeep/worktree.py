@@ -97,8 +97,10 @@ def _guard(repo: Repo) -> Path:
     return repo.settings.control_dir / "lockfile.flock"
 
 
-def track(repo: Repo, source: Path, version: Version) -> LockEntry | None:
-    """Record source in its work tree's lock file, unless Git itself tracks it."""
+def place(source: Path) -> tuple[Path, str] | None:
+    """Where source would be tracked: (work tree top, relative path), or None when Git
+    does not apply (outside a work tree) or already tracks it. The lock file is read here,
+    so a broken one is reported before any byte is stored."""
     path = _place(source)
     top = git.work_tree(path)
     rel = None if top is None else _relative(top, path)
@@ -106,6 +108,13 @@ def track(repo: Repo, source: Path, version: Version) -> LockEntry | None:
         return None
     if rel in (lockfile.NAME, ".gitignore") or git.is_tracked(top, path):
         return None  # pinned by Git itself
+    lockfile.read(top)
+    return top, rel
+
+
+def track(repo: Repo, where: tuple[Path, str], version: Version) -> LockEntry:
+    """Record the version at its place in the lock file, and make Git ignore the path."""
+    top, rel = where
     entry = LockEntry(rel, version.ref, version.digest)
     with lockfile.locked(_guard(repo)):  # .gitignore too: concurrent adds append to it
         lockfile.update(top, entry)

@@ -261,8 +261,8 @@ def env_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("ref")
-@click.option("--upstream", "direction", flag_value="upstream", help="Only what made REF.")
-@click.option("--downstream", "direction", flag_value="downstream", help="Only what used REF.")
+@click.option("--upstream", is_flag=True, help="What made REF (alone: only that).")
+@click.option("--downstream", is_flag=True, help="What used REF (alone: only that).")
 @click.option(
     "--format",
     "-f",
@@ -273,10 +273,12 @@ def env_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 )
 @json_option
 @click.pass_context
-def lineage(ctx: click.Context, ref: str, direction: str | None, fmt: str, as_json: bool) -> None:
+def lineage(
+    ctx: click.Context, ref: str, upstream: bool, downstream: bool, fmt: str, as_json: bool
+) -> None:
     """The runs and versions upstream of REF (what made it) and downstream (what used it)."""
     graph = open_repo(ctx).lineage(
-        ref, upstream=direction != "downstream", downstream=direction != "upstream"
+        ref, upstream=upstream or not downstream, downstream=downstream or not upstream
     )
     if as_json or fmt == "json":
         render.emit_json(graph.to_json())

@@ -197,19 +197,30 @@ class _Walk:
     def load_versions(self, ids: Iterable[int]) -> None:
         missing = [i for i in ids if i not in self.versions]
         for batch in _batches(missing):
-            for v, a in self.s.execute(
-                select(VersionRow, ArtifactRow)
+            for vid, name, number, kind, digest, created in self.s.execute(
+                select(
+                    VersionRow.id,
+                    ArtifactRow.name,
+                    VersionRow.number,
+                    ArtifactRow.type,
+                    VersionRow.digest,
+                    VersionRow.created_at,
+                )
                 .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
                 .where(VersionRow.id.in_(batch))
             ):
-                node = VersionNode(f"{a.name}:v{v.number}", a.type, f"b3:{v.digest}", v.created_at)
-                self.versions[v.id] = node
-                self.version_keys[v.id] = node.ref
+                node = VersionNode(f"{name}:v{number}", kind, f"b3:{digest}", created)
+                self.versions[vid] = node
+                self.version_keys[vid] = node.ref
 
     def load_runs(self, ids: Iterable[str]) -> None:
         missing = [i for i in ids if i not in self.runs]
         for batch in _batches(missing):
-            for r in self.s.scalars(select(RunRow).where(RunRow.id.in_(batch))):
+            for r in self.s.execute(  # only the columns a node shows: no command, no code
+                select(RunRow.id, RunRow.name, RunRow.status, RunRow.user, RunRow.started_at).where(
+                    RunRow.id.in_(batch)
+                )
+            ):
                 self.runs[r.id] = RunNode(r.id, r.name, r.status, r.user, r.started_at)
 
     def upstream(self, frontier: set[int]) -> None:

@@ -10,7 +10,7 @@ database write lock), so they append one at a time and the chain never forks.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -145,8 +145,26 @@ def _append(
     return row
 
 
+def _clock(s: Session) -> datetime:
+    """The time of a change, read under the chain lock: never before the newest event.
+
+    Taken after the lock, not before waiting for it, and never behind the previous event
+    (a clock stepped back, another host's clock), so event times rise with event ids and
+    `--at`, which replays events up to a time, never sees a state that did not exist.
+    """
+    # The query comes first: on SQLite it is what begins the write transaction (the lock).
+    last = s.scalars(
+        select(EventRow.at).join(ChainHeadRow, ChainHeadRow.last_id == EventRow.id)
+    ).one_or_none()
+    now = datetime.now(UTC)
+    return max(now, last) if last is not None else now
+
+
 class _Write:
-    """One registry change: the chain lock, then the model's row lock, then the change."""
+    """One registry change: the chain lock, then the model's row lock, then the change.
+
+    Take the time of the change with `_clock` inside, once the lock is held.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -205,8 +223,8 @@ def register(
     A version of name itself, or content equal to name's latest version, is marked a
     registry candidate without a new number.
     """
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = s.scalars(
             select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
         ).one_or_none()
@@ -307,19 +325,22 @@ def move(
     actor: str,
     reason: str,
     *,
-    checked: Holders | None = None,
+    checked: Mapping[str, int | None] | None = None,
+    from_stage: str | None = None,
     overridden: Sequence[str] = (),
 ) -> tuple[Version, Version | None]:
     """Move a registered version to stage; returns it and the version it displaced.
 
-    checked is what the caller's policy check saw; if a holder changed since, StaleCheck
-    is raised and nothing is written. overridden lists unmet gates a `--force` skipped,
-    recorded as an override event.
+    checked and from_stage are what the caller's policy check read (the number of the
+    version holding each stage its gates compare with, and the version's own stage); if
+    either changed since, StaleCheck is raised and nothing is written. Only what the check
+    read is compared: a change elsewhere (another version entering staging while the gates
+    look at production) does not invalidate it, so busy registries do not retry in vain. overridden lists unmet gates a `--force` skipped, recorded as an override event.
     """
     if stage not in TARGET_STAGES:
         raise RegistryRefused(f"unknown stage {stage!r}; use one of {', '.join(TARGET_STAGES)}")
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = artifact_row_locked(s, name)
         row = _version(s, art, number)
         ref = _ref(art, row)
@@ -327,15 +348,15 @@ def move(
             raise RegistryRefused(
                 f"{ref} is not registered; run `modelkeep register {ref} --as {name}` first"
             )
+        if from_stage is not None and row.stage != from_stage:
+            raise StaleCheck()
         if row.stage == stage:
             raise RegistryRefused(f"{ref} is already in {stage}")
         now_held = _holders(s, art)
-        if checked is not None:
-            for held in ("staging", "production"):
-                now_holder = now_held.get(held)
-                seen = checked.get(held)
-                if (now_holder.number if now_holder else None) != (seen.number if seen else None):
-                    raise StaleCheck()
+        for held, seen in (checked or {}).items():
+            now_holder = now_held.get(held)
+            if (now_holder.number if now_holder else None) != seen:
+                raise StaleCheck()
         if overridden:
             _append(
                 s,
@@ -414,8 +435,8 @@ def rollback(
     db: Database, name: str, to: int | None, actor: str, reason: str
 ) -> tuple[Version, Version]:
     """Put back the previous production version (or `to`); returns it and the one archived."""
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = artifact_row_locked(s, name)
         current = _holder(s, art, "production")
         if current is None:
@@ -466,8 +487,8 @@ def rollback(
 def set_alias(
     db: Database, name: str, alias: str, number: int, actor: str, reason: str = ""
 ) -> Version:
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = artifact_row_locked(s, name)
         row = _version(s, art, number)
         existing = s.get(AliasRow, (art.id, alias))
@@ -495,8 +516,8 @@ def set_alias(
 
 
 def remove_alias(db: Database, name: str, alias: str, actor: str, reason: str = "") -> int:
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = artifact_row_locked(s, name)
         existing = s.get(AliasRow, (art.id, alias))
         if existing is None:
@@ -526,8 +547,8 @@ def record_event(
     db: Database, name: str, number: int, action: str, stage: str, actor: str, reason: str = ""
 ) -> None:
     """Append an `approve` or `request` event for moving name:vN to stage."""
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = artifact_row_locked(s, name)
         row = _version(s, art, number)
         _append(s, actor, action, name, _ref(art, row), {}, {"for": stage}, reason, now)
@@ -563,8 +584,8 @@ def approvals(db: Database, name: str, number: int, stage: str) -> Approvals:
 
 
 def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Version:
-    now = datetime.now(UTC)
     with _Write(db) as s:
+        now = _clock(s)
         art = artifact_row_locked(s, name)
         row = _version(s, art, number)
         ref = _ref(art, row)
