@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from modelkeep.cli.common import (
     parse_time,
 )
 from modelkeep.cli.progress import progress_for
+
+if TYPE_CHECKING:
+    from modelkeep.meta import Version
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,8 +151,14 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
     if as_json:
         render.emit_json({"name": name, "versions": [v.to_json() for v in rows]})
         return
+
+    def stage(v: Version) -> str:
+        if v.deleted_at is not None:
+            return f"deleted {render.when(v.deleted_at)}"
+        return v.stage if v.registered else "-"
+
     render.table(
-        ["version", "created", "user", "size", "digest", "message"],
+        ["version", "created", "user", "size", "digest", "stage", "message"],
         [
             [
                 f"v{v.number}",
@@ -156,6 +166,7 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
                 v.user,
                 render.size(v.size),
                 v.short_digest,
+                stage(v),
                 v.message,
             ]
             for v in rows
