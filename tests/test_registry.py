@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import modelkeep as mk
+from modelkeep import meta
 from modelkeep.errors import (
     AliasNotFound,
     ArtifactNotFound,
@@ -35,7 +35,8 @@ from modelkeep.errors import (
     VersionNotFound,
 )
 from modelkeep.meta import Version
-from tests.conftest import cli, jcli, ok, write
+from modelkeep.meta.registry import StaleCheck
+from tests.conftest import MODELKEEP, cli, jcli, ok, write
 
 PREFIX = "modelkeep: error: "
 
@@ -60,7 +61,7 @@ def produce(
         return repo.add(src, name).version
     with mk.start_run(name=f"train-{name}", repo=repo, capture_code=False) as run:
         run.log_metrics(dict(metrics))
-        return run.log_artifact(src, name, type="model")
+        return run.log_artifact(src, name)
 
 
 def candidate(
@@ -82,18 +83,16 @@ def policy(repo: mk.Repo, toml: str) -> Path:
     return path
 
 
-def fail(*args: str, cwd: Path, code: int = 1, env: dict[str, str] | None = None) -> str:
-    """Run a command that must be refused with `code`; return its one error line."""
+def fail(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command that must be refused (exit 1, one line on stderr); return that line."""
     r = cli(*args, cwd=cwd, env=env)
-    assert r.returncode == code, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    assert r.returncode == 1, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    if code == 1:
-        assert len(lines) == 1, r.stderr
-        assert lines[0].startswith(PREFIX), lines[0]
-        assert r.stdout == "", r.stdout
-        return lines[0]
-    return r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(PREFIX), lines[0]
+    assert r.stdout == "", r.stdout
+    return lines[0]
 
 
 def as_user(user: str) -> dict[str, str]:
@@ -155,7 +154,7 @@ def test_register_a_run_artifact_copies_no_bytes_and_keeps_its_run(backend_repo:
     # Lineage and metrics flow from the run that made the bytes.
     graph = repo.lineage("fraud:v1")
     assert f"run:{src.run_id}" in graph.upstream_of("fraud:v1")
-    assert repo.run(v.run_id).metrics == {"auc": 0.93}
+    assert repo.run(src.run_id or "").metrics == {"auc": 0.93}
     # The source is untouched.
     assert repo.show(src.ref).registered is False
 
@@ -362,9 +361,10 @@ def test_alias_set_move_and_remove(backend_repo: mk.Repo, tmp_path: Path) -> Non
     candidate(repo, "two", {"auc": 0.95})
     root = repo.root
 
-    assert ok("alias", "set", "fraud@champion", "fraud:v1", "-r", "best so far", cwd=root)
+    ok("alias", "set", "fraud@champion", "fraud:v1", "-r", "best so far", cwd=root)
     assert repo.show("fraud@champion").ref == "fraud:v1"
-    assert ok("alias", "set", "fraud@champion", "fraud:v2", "-r", "better", cwd=root)
+    out = ok("alias", "set", "fraud@champion", "fraud:v2", "-r", "better", cwd=root).stdout
+    assert out.strip() == "fraud@champion -> fraud:v2"
     assert repo.show("fraud@champion").ref == "fraud:v2"
     assert repo.models()[0].aliases == {"champion": 2}  # unique: it moved, not copied
     set_again = state(repo)
@@ -537,6 +537,16 @@ def test_gates_read_the_producing_runs_metrics_and_note_a_missing_holder(
     assert p.overridden == ()
     assert stage_of(repo, "fraud:v1") == "production"
 
+    # The CLI prints the note too.
+    candidate(repo, "other", {"auc": 0.91, "latency_ms": 1}, model="other")
+    repo.promote("other:v1", "staging")
+    r = cli("promote", "other:v1", "production", cwd=repo.root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "note: gate 'auc >= production.auc' passes: no version is in production yet",
+        "other:v1 is now in production",
+    ]
+
     candidate(repo, "three", {"auc": 0.96, "latency_ms": 10})
     repo.promote("fraud:v2", "staging")
     r = cli("promote", "fraud:v2", "production", "-r", "better", cwd=repo.root)
@@ -683,6 +693,52 @@ def test_movers_limit_who_may_move_a_stage(backend_repo: mk.Repo) -> None:
     assert stage_of(repo, "fraud:v1") == "production"
 
 
+def test_movers_apply_to_archive_and_rollback_too(backend_repo: mk.Repo) -> None:
+    repo = backend_repo
+    root = repo.root
+    candidate(repo, "one")
+    candidate(repo, "two")
+    to_production(repo, "fraud:v1")
+    to_production(repo, "fraud:v2")
+    policy(
+        repo,
+        '[policy.default.production]\nmovers = ["alice"]\n'
+        '[policy.default.archived]\nmovers = ["alice"]\n',
+    )
+    before = state(repo)
+    assert "only alice may move versions of 'fraud' to archived" in fail(
+        "archive", "fraud:v2", cwd=root
+    )
+    assert "only alice may move versions of 'fraud' to production" in fail(
+        "rollback", "fraud", "-r", "x", cwd=root
+    )
+    with pytest.raises(RegistryRefused, match="only alice"):
+        repo.rollback("fraud", reason="x")
+    assert state(repo) == before
+    assert cli("rollback", "fraud", "-r", "x", cwd=root, env=as_user("alice")).returncode == 0
+    assert cli("archive", "fraud:v1", cwd=root, env=as_user("alice")).returncode == 0
+    assert [(e.action, e.actor) for e in repo.history("fraud")[-3:]] == [
+        ("archive", "alice"),
+        ("rollback", "alice"),
+        ("archive", "alice"),
+    ]
+
+
+def test_a_move_checked_against_a_stage_that_changed_is_not_made(backend_repo: mk.Repo) -> None:
+    """The policy check and the move are two transactions: if the version left the stage
+    the check saw (say, someone archived it), the move must not happen on that check."""
+    repo = backend_repo
+    candidate(repo, "one")
+    repo.promote("fraud:v1", "staging")
+    repo.archive("fraud:v1")
+    before = state(repo)
+    with pytest.raises(StaleCheck):
+        meta.move(repo.db, "fraud", 1, "production", "tester", "", from_stage="staging")
+    assert state(repo) == before
+    moved, _ = meta.move(repo.db, "fraud", 1, "production", "tester", "", from_stage="archived")
+    assert moved.stage == "production"
+
+
 def test_approvals_come_from_someone_other_than_the_requester(backend_repo: mk.Repo) -> None:
     repo = backend_repo
     root = repo.root
@@ -771,6 +827,13 @@ def test_unknown_metric_in_a_gate_names_the_metric_and_line(backend_repo: mk.Rep
     assert f"{path}, line 5" in line and "'f1_score'" in line
     assert state(repo) == before  # not even an approval request
 
+    # The line in the model's own table, not the same gate in default's table above it.
+    path.write_text(
+        '[policy.default.production]\ngates = ["f1_score >= 0.8"]\n\n'
+        '[policy.fraud.production]\ngates = ["auc >= 0.9", "f1_score >= 0.8"]\n'
+    )
+    line = fail("promote", "fraud:v2", "production", cwd=repo.root)
+    assert f"{path}, line 5" in line and "'f1_score'" in line
     # The same for the metric of the holder a gate compares with.
     path.write_text('[policy.default.production]\ngates = ["auc >= production.recall"]\n')
     line = fail("promote", "fraud:v2", "production", cwd=repo.root)
@@ -788,6 +851,20 @@ def test_unknown_metric_in_a_gate_names_the_metric_and_line(backend_repo: mk.Rep
         ("[policy.default.staging]\napprovals = -1\n", 2, "approvals must be a whole number"),
         ('[policy.default.staging]\nmovers = "alice"\n', 2, "movers must be a list"),
         ("[policy]\ndefault = 3\n", None, "policy.default must be a table"),
+        # The line of the table at fault, not of the same key in a table above it.
+        (
+            "[policy.default.production]\napprovals = 1\ngates = []\n\n"
+            '[policy."fraud".production]\n"approvals" = -1\n',
+            6,
+            "[policy.fraud.production]: approvals must be a whole number",
+        ),
+        ("[policy.default.staging]\ngates = []\ngate = 1\n", 3, "unknown key 'gate'"),
+        (
+            '[policy.default.staging]\ngates = ["x >= 1"]\n[policy.fraud.staging]\n'
+            'gates = ["y >= 0.95", "x >= 1", "x >= 1 1"]\n',
+            4,
+            "cannot read gate 'x >= 1 1'",
+        ),
     ],
 )
 def test_policy_mistakes_are_clear_errors(
@@ -869,9 +946,9 @@ def test_rollback_puts_back_the_previous_production_version(
     )  # fmt: skip
 
     # Reversible: rolling back the rollback returns to where it started.
-    assert repo.rollback("fraud", reason="false alarm").ref == "fraud:v3"
+    assert repo.rollback("fraud", reason="false alarm").version.ref == "fraud:v3"
     assert stage_of(repo, "fraud:v2") == "archived"
-    assert repo.rollback("fraud", reason="it was not").ref == "fraud:v2"
+    assert repo.rollback("fraud", reason="it was not").version.ref == "fraud:v2"
     productions = [v.ref for v in repo.versions("fraud") if v.stage == "production"]
     assert productions == ["fraud:v2"]
 
@@ -886,7 +963,7 @@ def test_rollback_to_a_named_version(backend_repo: mk.Repo) -> None:
     r = cli("rollback", "fraud", "--to", "v1", "-r", "known good", cwd=root)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "fraud:v1 is back in production; fraud:v3 is archived"
-    assert repo.rollback("fraud", to="fraud:v3", reason="back").ref == "fraud:v3"
+    assert repo.rollback("fraud", to="fraud:v3", reason="back").version.ref == "fraud:v3"
     before = state(repo)
     line = fail("rollback", "fraud", "--to", "v4", "-r", "x", cwd=root)
     assert "fraud:v4 has never been in production" in line
@@ -936,7 +1013,7 @@ def test_rollback_skips_a_deleted_version(backend_repo: mk.Repo) -> None:
     repo = backend_repo
     _three_in_production(repo)
     repo.delete("fraud:v2", reason="leaked training data")
-    assert repo.rollback("fraud", reason="v3 bad").ref == "fraud:v1"
+    assert repo.rollback("fraud", reason="v3 bad").version.ref == "fraud:v1"
     with pytest.raises(VersionDeleted):
         repo.rollback("fraud", to="v2", reason="x")
 
@@ -953,15 +1030,19 @@ def _every_kind_of_change(repo: mk.Repo) -> None:
     repo.promote("fraud:v1", "staging", reason="try v1")
     with pytest.raises(PromotionRefused):
         repo.promote("fraud:v1", "production", reason="ship v1")  # records the request
-    cli("approve", "fraud:v1", "production", "-r", "ok", cwd=repo.root, env=as_user("bob"))
+    bob = as_user("bob")
+    assert (
+        cli("approve", "fraud:v1", "production", "-r", "ok", cwd=repo.root, env=bob).returncode == 0
+    )
     repo.promote("fraud:v1", "production", reason="ship v1")
     repo.set_alias("fraud@champion", "fraud:v1", reason="best")
     repo.promote("fraud:v2", "staging")
-    cli("approve", "fraud:v2", "production", cwd=repo.root, env=as_user("bob"))
+    assert cli("approve", "fraud:v2", "production", cwd=repo.root, env=bob).returncode == 0
     repo.promote("fraud:v2", "production", force=True, reason="urgent")  # override
     repo.rollback("fraud", reason="v2 is worse")
     repo.remove_alias("fraud@champion", reason="no more")
-    repo.archive("fraud:v2", reason="done with it")
+    repo.promote("fraud:v3", "staging")
+    repo.archive("fraud:v3", reason="done with it")
     repo.delete("fraud:v3", reason="never used")
 
 
@@ -992,7 +1073,7 @@ def test_every_change_is_a_chained_event(backend_repo: mk.Repo) -> None:
     assert by_action["approve"].actor == "bob"
     assert by_action["request"].after == {"for": "production"}
     assert (by_action["delete"].target, by_action["delete"].reason) == ("fraud:v3", "never used")
-    assert by_action["delete"].before == {"stage": "none"}
+    assert by_action["delete"].before == {"stage": "archived"}
     assert by_action["alias-remove"].before == {"version": 1}
     report = repo.verify_audit()
     assert report.ok and report.events == len(events) and report.head == events[-1].hash
@@ -1093,11 +1174,14 @@ def test_actor_is_the_setting_else_git_else_the_os_user(
         repo.set_alias("fraud@b", "fraud:v1")
         assert repo.audit()[-1].actor == "Ada Lovelace <ada@example.com>"
     env = {k: v for k, v in os.environ.items() if k != "MODELKEEP_USER"}
-    r = subprocess.run(
-        [shutil.which("modelkeep") or str(Path(os.sys.executable).with_name("modelkeep")),
-         "alias", "set", "fraud@c", "fraud:v1"],
-        cwd=root, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    r = subprocess.run(  # the CLI too; `cli` would set MODELKEEP_USER
+        [MODELKEEP, "alias", "set", "fraud@c", "fraud:v1"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     with mk.open(root) as repo:
         assert repo.audit()[-1].actor == "Ada Lovelace <ada@example.com>"
@@ -1105,3 +1189,193 @@ def test_actor_is_the_setting_else_git_else_the_os_user(
     with mk.open(root) as repo:  # the setting wins over Git
         repo.remove_alias("fraud@a")
         assert repo.audit()[-1].actor == "carol"
+
+
+# -- deletion ----------------------------------------------------------------------------
+
+
+def test_a_version_in_staging_or_production_cannot_be_deleted(backend_repo: mk.Repo) -> None:
+    repo = backend_repo
+    candidate(repo, "one")
+    candidate(repo, "two")
+    to_production(repo, "fraud:v1")
+    repo.promote("fraud:v2", "staging")
+    before = state(repo)
+    for ref, stage in (("fraud:v1", "production"), ("fraud:v2", "staging")):
+        line = fail("delete", ref, "-r", "x", cwd=repo.root)
+        assert f"{ref} is in {stage} and cannot be deleted" in line and "archive it first" in line
+        with pytest.raises(RegistryRefused):
+            repo.delete(ref, reason="x")
+    line = fail("delete", "fraud@production", "-r", "x", cwd=repo.root)
+    assert "fraud:v1 is in production and cannot be deleted" in line
+    assert state(repo) == before
+
+
+def test_delete_leaves_a_tombstone_and_an_event(backend_repo: mk.Repo) -> None:
+    repo = backend_repo
+    root = repo.root
+    candidate(repo, "one")
+    candidate(repo, "two")
+    candidate(repo, "three")
+    to_production(repo, "fraud:v1")
+    to_production(repo, "fraud:v2")  # v1 is archived now
+    repo.set_alias("fraud@old", "fraud:v1")
+    before = state(repo)
+    r = cli("delete", "fraud:v1", cwd=root)
+    assert r.returncode == 2 and "--reason" in r.stderr  # a usage error
+    with pytest.raises(InvalidArgument, match="needs --reason"):
+        repo.delete("fraud:v1", reason="")
+    assert state(repo) == before
+    t_before = tick()
+
+    out = ok("delete", "fraud:v1", "--reason", "trained on bad labels", cwd=root).stdout
+    assert "deleted fraud:v1" in out and "modelkeep gc" in out
+    repo.delete("fraud:v3", reason="never staged")
+
+    with pytest.raises(VersionDeleted) as info:
+        repo.show("fraud:v1")
+    line = fail("show", "fraud:v1", cwd=root)
+    [deleted] = [v for v in repo.versions("fraud") if v.number == 1]
+    assert deleted.deleted_at is not None
+    assert f"fraud:v1 was deleted at {deleted.deleted_at.isoformat()}" in line
+    assert str(info.value) in line
+    listed = jcli("versions", "fraud", cwd=root)["versions"]
+    assert [v["number"] for v in listed] == [1, 2, 3]  # the tombstones stay listed
+    assert listed[0]["deleted_at"] == deleted.deleted_at.isoformat()
+    assert listed[1]["deleted_at"] is None
+    assert repo.show("fraud").ref == "fraud:v2"  # latest skips tombstones
+    assert repo.models()[0].aliases == {}  # its alias went with it
+    with pytest.raises(AliasNotFound):
+        repo.show("fraud@old")
+    event = next(e for e in repo.history("fraud") if e.action == "delete")
+    assert (event.target, event.reason, event.before, event.after, event.actor) == (
+        "fraud:v1", "trained on bad labels", {"stage": "archived"}, {"deleted": True}, "tester",
+    )  # fmt: skip
+    # As it stood before the deletion, it is still there; deleting it again is an error.
+    assert repo.show("fraud:v1", at=t_before).stage == "archived"
+    assert repo.show("fraud", at=t_before).ref == "fraud:v3"  # the latest then
+    assert repo.show("fraud", at=tick()).ref == "fraud:v2"  # tombstones are not the latest
+    assert repo.show("fraud@old", at=t_before).ref == "fraud:v1"
+    n = len(repo.audit())
+    assert "was deleted" in fail("delete", "fraud:v1", "-r", "again", cwd=root)
+    assert len(repo.audit()) == n
+    assert repo.verify_audit().ok
+
+
+def test_gc_frees_a_deleted_versions_bytes_only_when_nothing_else_needs_them(
+    backend_repo: mk.Repo,
+) -> None:
+    repo = backend_repo
+    shared, alone = _bytes("shared", 2 << 20), _bytes("alone", 2 << 20)
+    src = produce(repo, shared, {"auc": 0.9})
+    repo.register(src.ref, "fraud")  # fraud:v1: the same bytes as run-artifact:v1
+    repo.register(produce(repo, alone, {"auc": 0.9}).ref, "fraud")  # fraud:v2
+    (repo.root / "work").rename(repo.root / "gone")  # the sources are not needed any more
+    repo.promote("fraud:v1", "staging")
+    repo.archive("fraud:v1")
+
+    # run-artifact:v1 is deleted, but registered fraud:v1 holds the same content.
+    repo.delete(src.ref, reason="cleanup")
+    assert repo.gc().bytes_freed == 0
+    with repo.open("fraud:v1") as f:
+        assert f.read() == shared
+    # Deleting fraud:v1 too leaves the content unreferenced: gc frees it.
+    repo.delete("fraud:v1", reason="cleanup")
+    unique = repo.du().unique_bytes
+    report = repo.gc()
+    assert report.bytes_freed >= len(shared) // 2  # compressed size is what is freed
+    assert repo.du().unique_bytes == unique - len(shared)
+    with repo.open("fraud:v2") as f:
+        assert f.read() == alone
+    assert repo.fsck().ok
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_unknown_model_version_or_stage(backend_repo: mk.Repo) -> None:
+    repo = backend_repo
+    root = repo.root
+    policy(repo, "[policy.default.staging]\napprovals = 1\n")
+    candidate(repo, "one", {"auc": 0.9})
+    before = state(repo)
+
+    for args in (
+        ("promote", "nope:v1", "staging"),
+        ("archive", "nope:v1"),
+        ("approve", "nope:v1", "staging"),
+        ("alias", "set", "nope@best", "nope:v1"),
+        ("alias", "rm", "nope@best"),
+        ("rollback", "nope", "-r", "x"),
+        ("delete", "nope:v1", "-r", "x"),
+        ("history", "nope"),
+        ("audit", "nope"),
+        ("show", "nope@production"),
+    ):
+        assert "no artifact named 'nope'" in fail(*args, cwd=root), args
+    for args in (
+        ("promote", "fraud:v9", "staging"),
+        ("archive", "fraud:v9"),
+        ("approve", "fraud:v9", "staging"),
+        ("alias", "set", "fraud@best", "fraud:v9"),
+        ("delete", "fraud:v9", "-r", "x"),
+    ):
+        assert "'fraud' has no version 9" in fail(*args, cwd=root), args
+    for args in (("promote", "fraud:v1", "prod"), ("approve", "fraud:v1", "none")):
+        r = cli(*args, cwd=root)
+        assert r.returncode == 2 and "Invalid value" in r.stderr, r.stderr
+    assert state(repo) == before
+
+    with pytest.raises(ArtifactNotFound):
+        repo.promote("nope:v1", "staging")
+    with pytest.raises(VersionNotFound):
+        repo.promote("fraud:v9", "staging")
+    for stage in ("prod", "none", ""):
+        with pytest.raises(InvalidArgument, match="unknown stage"):
+            repo.promote("fraud:v1", stage)
+        with pytest.raises(InvalidArgument, match="unknown stage"):
+            repo.approve("fraud:v1", stage)
+    assert state(repo) == before
+
+
+def test_promoting_an_unregistered_version_is_refused_and_records_nothing(
+    backend_repo: mk.Repo,
+) -> None:
+    repo = backend_repo
+    policy(repo, "[policy.default.staging]\napprovals = 1\n")
+    candidate(repo, "one", {"auc": 0.9})
+    produce(repo, _bytes("plain"), name="fraud")  # fraud:v2, added but never registered
+    before = state(repo)
+    for args in (("promote", "fraud:v2", "staging"), ("archive", "fraud:v2")):
+        line = fail(*args, cwd=repo.root)
+        assert "fraud:v2 is not registered" in line and "modelkeep register fraud:v2" in line
+    with pytest.raises(RegistryRefused, match="not registered"):
+        repo.promote("fraud:v2", "staging")
+    with pytest.raises(RegistryRefused, match="not registered"):
+        repo.approve("fraud:v2", "staging")
+    assert state(repo) == before
+
+
+def test_archived_straight_to_production_is_refused_when_policy_requires_staging(
+    backend_repo: mk.Repo,
+) -> None:
+    repo = backend_repo
+    policy(repo, '[policy.default.production]\nrequire_stage = "staging"\n')
+    candidate(repo, "one", {"auc": 0.9})
+    candidate(repo, "two", {"auc": 0.9})
+    to_production(repo, "fraud:v1")
+    to_production(repo, "fraud:v2")
+    assert stage_of(repo, "fraud:v1") == "archived"
+    before = state(repo)
+    line = fail("promote", "fraud:v1", "production", "-r", "back", cwd=repo.root)
+    assert line == (
+        f"{PREFIX}fraud:v1 cannot move to production: production takes versions from staging "
+        "only, and fraud:v1 is in archived"
+    )
+    with pytest.raises(PromotionRefused):
+        repo.promote("fraud:v1", "production", force=True, reason="x")
+    assert "already in production" in fail("promote", "fraud:v2", "production", cwd=repo.root)
+    assert state(repo) == before
+    repo.promote("fraud:v1", "staging")  # the way round
+    repo.promote("fraud:v1", "production")
+    assert repo.show("fraud@production").ref == "fraud:v1"

@@ -81,11 +81,40 @@ class Policy:
         return replace(default, **{key: getattr(own, key) for key in keys})
 
 
-def _line_of(text: str, needle: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), 1):
-        if needle in line:
+Lines = list[tuple[int, str]]  # (line number, text)
+_HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?")
+
+
+def _line_of(text: str | Lines, needle: str | re.Pattern[str]) -> int | None:
+    lines = list(enumerate(text.splitlines(), 1)) if isinstance(text, str) else text
+    for number, line in lines:
+        if needle.search(line) if isinstance(needle, re.Pattern) else needle in line:
             return number
     return None
+
+
+def _table_lines(text: str, model: str, stage: str) -> tuple[int | None, Lines]:
+    """The header line of the `[policy.MODEL.STAGE]` table and the table's lines, so a
+    mistake is reported on its own table's line and not on the same key in a table above
+    it. No header, and the whole file, when the table is written another way (dotted keys,
+    an inline table)."""
+    numbered = list(enumerate(text.splitlines(), 1))
+    want = f"policy.{model}.{stage}"
+    for i, (number, line) in enumerate(numbered):
+        m = _HEADER.fullmatch(line)
+        if m and re.sub(r"[\s\"']", "", m[1]) == want:
+            rest = numbered[i + 1 :]
+            end = next((j for j, (_, ln) in enumerate(rest) if _HEADER.fullmatch(ln)), len(rest))
+            return number, numbered[i : i + 1 + end]
+    return None, numbered
+
+
+def _key(key: str) -> re.Pattern[str]:
+    return re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+
+
+def _quoted(value: str) -> re.Pattern[str]:
+    return re.compile(rf"([\"']){re.escape(value)}\1")
 
 
 def load(root: Path) -> Policy:
@@ -112,8 +141,9 @@ def load(root: Path) -> Policy:
             raise PolicyError(str(path), _line_of(text, model), f"policy.{model} must be a table")
         for stage, table in stages.items():
             where = f"[policy.{model}.{stage}]"
-            line = _line_of(text, f".{stage}]")
+            header, lines = _table_lines(text, model, stage)
             if stage not in TARGETS or not isinstance(table, dict):
+                line = header or _line_of(text, f".{stage}]")
                 raise PolicyError(
                     str(path), line, f"{where}: a stage table is one of {', '.join(TARGETS)}"
                 )
@@ -122,36 +152,38 @@ def load(root: Path) -> Policy:
                 key = sorted(unknown)[0]
                 raise PolicyError(
                     str(path),
-                    _line_of(text, key),
+                    _line_of(lines, _key(key)),
                     f"{where}: unknown key {key!r}; use {', '.join(sorted(_KEYS))}",
                 )
-            tables.setdefault(model, {})[stage] = _stage_policy(str(path), text, where, table)
+            tables.setdefault(model, {})[stage] = _stage_policy(str(path), lines, where, table)
             raw.setdefault(model, {})[stage] = table
     return Policy(path, tables, raw)
 
 
-def _stage_policy(path: str, text: str, where: str, table: Mapping[str, Any]) -> StagePolicy:
+def _stage_policy(path: str, lines: Lines, where: str, table: Mapping[str, Any]) -> StagePolicy:
     require = table.get("require_stage")
     if require is not None and require not in STAGES:
         raise PolicyError(
             path,
-            _line_of(text, "require_stage"),
+            _line_of(lines, _key("require_stage")),
             f"{where}: require_stage {require!r} is not a stage ({', '.join(STAGES)})",
         )
     approvals = table.get("approvals", 0)
     if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
         raise PolicyError(
-            path, _line_of(text, "approvals"), f"{where}: approvals must be a whole number >= 0"
+            path,
+            _line_of(lines, _key("approvals")),
+            f"{where}: approvals must be a whole number >= 0",
         )
     movers = table.get("movers", [])
     if not isinstance(movers, list) or not all(isinstance(m, str) for m in movers):
         raise PolicyError(
-            path, _line_of(text, "movers"), f"{where}: movers must be a list of users"
+            path, _line_of(lines, _key("movers")), f"{where}: movers must be a list of users"
         )
     gates_raw = table.get("gates", [])
     if not isinstance(gates_raw, list) or not all(isinstance(g, str) for g in gates_raw):
         raise PolicyError(
-            path, _line_of(text, "gates"), f"{where}: gates must be a list of strings"
+            path, _line_of(lines, _key("gates")), f"{where}: gates must be a list of strings"
         )
     gates = []
     for g in gates_raw:
@@ -165,12 +197,14 @@ def _stage_policy(path: str, text: str, where: str, table: Mapping[str, Any]) ->
         if m is None:
             raise PolicyError(
                 path,
-                _line_of(text, g),
+                _line_of(lines, _quoted(g)),
                 f"{where}: cannot read gate {g!r}; write METRIC OP NUMBER or METRIC OP "
                 'STAGE.METRIC, e.g. "auc >= 0.9" or "auc >= production.auc"',
             )
         gates.append(
-            Gate(g, m["metric"], m["op"], number, m["stage"], m["other"], _line_of(text, g))
+            Gate(
+                g, m["metric"], m["op"], number, m["stage"], m["other"], _line_of(lines, _quoted(g))
+            )
         )
     return StagePolicy(require, tuple(gates), approvals, tuple(movers))
 

@@ -521,9 +521,10 @@ class Repo:
     def archive(self, ref: str, *, reason: str = "") -> Version:
         return registry.archive(self, ref, reason)
 
-    def rollback(self, name: str, *, to: str | None = None, reason: str) -> Version:
-        """Put back the previous production version (or `to`); returns it."""
-        return registry.rollback(self, name, to, reason)[0]
+    def rollback(self, name: str, *, to: str | None = None, reason: str) -> registry.Promotion:
+        """Put back the previous production version (or `to`); `displaced` is the one archived."""
+        restored, archived = registry.rollback(self, name, to, reason)
+        return registry.Promotion(restored, "production", archived, (), ())
 
     def approve(self, ref: str, stage: str, *, reason: str = "") -> meta.Approvals:
         return registry.approve(self, ref, stage, reason)

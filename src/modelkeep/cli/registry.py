@@ -74,10 +74,9 @@ def archive(ctx: click.Context, ref: str, reason: str) -> None:
 @click.pass_context
 def rollback(ctx: click.Context, name: str, to: str | None, reason: str) -> None:
     """Put back the version that was in production before the current one (or --to vN)."""
-    repo = open_repo(ctx)
-    before = repo.show(f"{name}@production")
-    v = repo.rollback(name, to=to, reason=reason)
-    click.echo(f"{v.ref} is back in production; {before.ref} is archived")
+    p = open_repo(ctx).rollback(name, to=to, reason=reason)
+    assert p.displaced is not None
+    click.echo(f"{p.version.ref} is back in production; {p.displaced.ref} is archived")
 
 
 @click.command()

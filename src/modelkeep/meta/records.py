@@ -80,7 +80,8 @@ class Artifact:
         }
 
 
-def version_of(artifact: ArtifactRow, row: VersionRow) -> Version:
+def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
+    """row: an ORM row, or a plain result row of the versions table's columns."""
     return Version(
         name=artifact.name,
         number=row.number,
@@ -94,7 +95,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow) -> Version:
         created_at=row.created_at,
         user=row.user,
         message=row.message,
-        metadata=json.loads(row.metadata_json),
+        metadata=json.loads(row.metadata_json) if row.metadata_json != "{}" else {},
         run_id=row.run_id,
         registered=row.registered,
         stage=row.stage,

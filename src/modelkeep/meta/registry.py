@@ -335,7 +335,8 @@ def move(
     version holding each stage its gates compare with, and the version's own stage); if
     either changed since, StaleCheck is raised and nothing is written. Only what the check
     read is compared: a change elsewhere (another version entering staging while the gates
-    look at production) does not invalidate it, so busy registries do not retry in vain. overridden lists unmet gates a `--force` skipped, recorded as an override event.
+    look at production) does not invalidate it, so busy registries do not retry in vain.
+    overridden lists unmet gates a `--force` skipped, recorded as an override event.
     """
     if stage not in TARGET_STAGES:
         raise RegistryRefused(f"unknown stage {stage!r}; use one of {', '.join(TARGET_STAGES)}")
@@ -425,7 +426,7 @@ def production_history(s: Session, name: str) -> list[int]:
         select(EventRow.target, EventRow.after_json)
         .where(EventRow.model == name, EventRow.action.in_(("promote", "rollback")))
         .order_by(EventRow.id)
-    ).tuples():
+    ):
         if json.loads(after).get("stage") == "production":
             numbers.append(int(target.rsplit(":v", 1)[1]))
     return numbers
@@ -567,7 +568,7 @@ def approvals(db: Database, name: str, number: int, stage: str) -> Approvals:
             select(EventRow.action, EventRow.actor, EventRow.after_json)
             .where(EventRow.model == name, EventRow.target == f"{name}:v{number}")
             .order_by(EventRow.id)
-        ).tuples()
+        )
         approvers: set[str] = set()
         requester = None
         for action, actor, after in rows:
@@ -669,6 +670,8 @@ def resolve_at(db: Database, ref: Ref, at: datetime) -> Version:
             )
             if ref.number is not None:
                 query = query.where(VersionRow.number == ref.number)
+            else:  # the newest version then: one already deleted then does not count
+                query = query.where(VersionRow.deleted_at.is_(None) | (VersionRow.deleted_at > at))
             number = s.scalars(query.order_by(VersionRow.number.desc()).limit(1)).one_or_none()
             if number is None:
                 raise NothingAtTime(str(ref), when, "that version did not exist yet")
@@ -724,7 +727,7 @@ def models(db: Database) -> list[Model]:
                 VersionRow.deleted_at.is_(None),
             )
             .order_by(VersionRow.number)
-        ).tuples():
+        ):
             counts[art_id] += 1
             if stage != "none":
                 stages[art_id].setdefault(stage, []).append(number)
@@ -734,7 +737,7 @@ def models(db: Database) -> list[Model]:
             .join(VersionRow, VersionRow.id == AliasRow.version_id)
             .where(AliasRow.artifact_id.in_(ids))
             .order_by(AliasRow.alias)
-        ).tuples():
+        ):
             aliases[art_id][alias] = number
     return [Model(a.name, a.latest_number, counts[a.id], stages[a.id], aliases[a.id]) for a in arts]
 
