@@ -62,8 +62,7 @@ def policy_root(repo: Repo) -> Path:
 
 def register(repo: Repo, source_ref: str, name: str, reason: str = "") -> tuple[Version, bool]:
     validate_name(name)
-    source = repo.show(source_ref)
-    return meta.register(repo.db, source, name, repo.user, reason)
+    return meta.register(repo.db, parse_ref(source_ref), name, repo.user, reason)
 
 
 def _check_stage(stage: str) -> None:
@@ -84,6 +83,9 @@ def promote(
     actor = repo.user
     _check_mover(rules, actor, version.name, stage)
     watched = {gate.stage for gate in rules.gates if gate.stage is not None}
+    if not (rules.gates or rules.require_stage or rules.approvals):  # nothing to check first
+        moved, displaced = meta.move(repo.db, version.name, version.number, stage, actor, reason)
+        return Promotion(moved, stage, displaced, (), ())
     for _ in range(_ATTEMPTS):
         held, version = meta.holders(repo.db, version.name, version.number)
         _check_movable(version, stage)
@@ -161,7 +163,7 @@ def _check_mover(rules: policy.StagePolicy, actor: str, name: str, stage: str) -
 
 
 def _metrics(repo: Repo, version: Version) -> dict[str, float] | None:
-    return repo.run(version.run_id).metrics if version.run_id else None
+    return meta.last_metrics(repo.db, version.run_id) if version.run_id else None
 
 
 def archive(repo: Repo, ref: str, reason: str = "") -> Version:

@@ -162,37 +162,42 @@ def artifact_row_locked(s: Any, name: str) -> ArtifactRow:
 
 def resolve(db: Database, ref: Ref) -> Version:
     with db.read() as s:
-        if isinstance(ref, DigestRef):
-            rows = s.execute(
-                select(ArtifactRow, VersionRow)
-                .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
-                .where(VersionRow.digest.like(f"{ref.prefix}%"), VersionRow.deleted_at.is_(None))
-                .order_by(VersionRow.created_at.desc(), VersionRow.id.desc())
-            ).all()
-            digests = sorted({v.digest for _, v in rows})
-            if len(digests) != 1:
-                raise DigestNotFound(ref.prefix, [f"b3:{d[:16]}" for d in digests[:5]])
-            art, row = rows[0]
-            return version_of(art, row)
-        art = _artifact(s, ref.name)
-        if isinstance(ref, AliasRef):
-            from modelkeep.meta.registry import resolve_alias
+        return resolve_in(s, ref)
 
-            found = resolve_alias(s, art, ref.alias)
+
+def resolve_in(s: Any, ref: Ref) -> Version:
+    """resolve, inside a transaction the caller holds."""
+    if isinstance(ref, DigestRef):
+        rows = s.execute(
+            select(ArtifactRow, VersionRow)
+            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
+            .where(VersionRow.digest.like(f"{ref.prefix}%"), VersionRow.deleted_at.is_(None))
+            .order_by(VersionRow.created_at.desc(), VersionRow.id.desc())
+        ).all()
+        digests = sorted({v.digest for _, v in rows})
+        if len(digests) != 1:
+            raise DigestNotFound(ref.prefix, [f"b3:{d[:16]}" for d in digests[:5]])
+        art, row = rows[0]
+        return version_of(art, row)
+    art = _artifact(s, ref.name)
+    if isinstance(ref, AliasRef):
+        from modelkeep.meta.registry import resolve_alias
+
+        found = resolve_alias(s, art, ref.alias)
+    else:
+        query = select(VersionRow).where(VersionRow.artifact_id == art.id)
+        if ref.number is None:  # the newest version that was not deleted
+            query = query.where(VersionRow.deleted_at.is_(None))
+            query = query.order_by(VersionRow.number.desc()).limit(1)
         else:
-            query = select(VersionRow).where(VersionRow.artifact_id == art.id)
-            if ref.number is None:  # the newest version that was not deleted
-                query = query.where(VersionRow.deleted_at.is_(None))
-                query = query.order_by(VersionRow.number.desc()).limit(1)
-            else:
-                query = query.where(VersionRow.number == ref.number)
-            maybe: VersionRow | None = s.scalars(query).one_or_none()
-            if maybe is None:
-                raise VersionNotFound(ref.name, ref.number or 0, art.latest_number)
-            found = maybe
-        if found.deleted_at is not None:
-            raise VersionDeleted(f"{art.name}:v{found.number}", found.deleted_at.isoformat())
-        return version_of(art, found)
+            query = query.where(VersionRow.number == ref.number)
+        maybe: VersionRow | None = s.scalars(query).one_or_none()
+        if maybe is None:
+            raise VersionNotFound(ref.name, ref.number or 0, art.latest_number)
+        found = maybe
+    if found.deleted_at is not None:
+        raise VersionDeleted(f"{art.name}:v{found.number}", found.deleted_at.isoformat())
+    return version_of(art, found)
 
 
 def artifacts(db: Database) -> list[Artifact]:

@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import blake3
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import (
@@ -26,7 +26,7 @@ from modelkeep.errors import (
     VersionDeleted,
     VersionNotFound,
 )
-from modelkeep.meta.catalog import _artifact, artifact_row_locked
+from modelkeep.meta.catalog import _artifact, artifact_row_locked, resolve_in
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import AliasRow, ArtifactRow, ChainHeadRow, EventRow, VersionRow
 from modelkeep.meta.records import Version, version_of
@@ -108,6 +108,18 @@ def _lock_chain(s: Session) -> None:
         s.execute(text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
 
 
+def _head(s: Session) -> tuple[int, str, datetime | None]:
+    """The newest event's (id, hash, time), read once per transaction under the lock."""
+    head = s.info.get("chain_head")
+    if head is None:
+        row = s.execute(
+            select(ChainHeadRow.last_id, ChainHeadRow.last_hash, ChainHeadRow.last_at)
+        ).first()
+        head = (row.last_id, row.last_hash, row.last_at) if row else (0, GENESIS, None)
+        s.info["chain_head"] = head
+    return head
+
+
 def _append(
     s: Session,
     actor: str,
@@ -118,10 +130,13 @@ def _append(
     after: dict[str, Any],
     reason: str,
     now: datetime,
-) -> EventRow:
-    """Append one event; the caller holds the chain lock (see `_registry_write`)."""
-    head = s.get(ChainHeadRow, 1)
-    last_id, prev = (head.last_id, head.last_hash) if head else (0, GENESIS)
+) -> None:
+    """Append one event; the caller holds the chain lock (see `_Write`).
+
+    Plain INSERT and UPDATE statements, not ORM objects: every registry change pays for
+    this, and the unit of work would cost more than the change itself.
+    """
+    last_id, prev, _ = _head(s)
     row = EventRow(
         id=last_id + 1,
         at=now,
@@ -133,16 +148,17 @@ def _append(
         after_json=json.dumps(after, sort_keys=True),
         reason=reason,
         prev_hash=prev,
-        hash="",
     )
     row.hash = event_hash(row)
-    s.add(row)
-    if head is None:
-        s.add(ChainHeadRow(id=1, last_id=row.id, last_hash=row.hash))
+    events, heads = cast(Table, EventRow.__table__), cast(Table, ChainHeadRow.__table__)
+    conn = s.connection()  # Core, past the ORM's bulk-insert machinery
+    conn.execute(insert(events).values({c.key: getattr(row, c.key) for c in events.c}))
+    head = {"last_id": row.id, "last_hash": row.hash, "last_at": now}
+    if last_id == 0:
+        conn.execute(insert(heads).values(id=1, **head))
     else:
-        head.last_id, head.last_hash = row.id, row.hash
-    s.flush()
-    return row
+        conn.execute(update(heads).where(heads.c.id == 1).values(**head))
+    s.info["chain_head"] = (row.id, row.hash, now)
 
 
 def _clock(s: Session) -> datetime:
@@ -153,9 +169,7 @@ def _clock(s: Session) -> datetime:
     `--at`, which replays events up to a time, never sees a state that did not exist.
     """
     # The query comes first: on SQLite it is what begins the write transaction (the lock).
-    last = s.scalars(
-        select(EventRow.at).join(ChainHeadRow, ChainHeadRow.last_id == EventRow.id)
-    ).one_or_none()
+    last = _head(s)[2]
     now = datetime.now(UTC)
     return max(now, last) if last is not None else now
 
@@ -216,15 +230,17 @@ def _ref(art: ArtifactRow, row: VersionRow) -> str:
 
 
 def register(
-    db: Database, source: Version, name: str, actor: str, reason: str = ""
+    db: Database, source_ref: Ref, name: str, actor: str, reason: str = ""
 ) -> tuple[Version, bool]:
-    """Make source the next version of model name (no bytes copied); True if new.
+    """Make the version source_ref names the next version of model name (no bytes
+    copied); True if a new version was made.
 
     A version of name itself, or content equal to name's latest version, is marked a
     registry candidate without a new number.
     """
     with _Write(db) as s:
         now = _clock(s)
+        source = resolve_in(s, source_ref)
         art = s.scalars(
             select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
         ).one_or_none()
@@ -232,32 +248,29 @@ def register(
             art = ArtifactRow(name=name, type="model", created_at=now, latest_number=0)
             s.add(art)
             s.flush()
-        latest = (
-            s.scalars(
+        digest = source.digest.removeprefix("b3:")
+        row = None
+        if source.name == name:
+            row = _version(s, art, source.number)
+        elif art.latest_number:
+            latest = s.scalars(
                 select(VersionRow).where(
                     VersionRow.artifact_id == art.id, VersionRow.number == art.latest_number
                 )
-            ).one_or_none()
-            if art.latest_number
-            else None
-        )
-        created = False
-        if source.name == name:
-            row = _version(s, art, source.number)
-        elif (
-            latest is not None
-            and latest.deleted_at is None
-            and (latest.digest, latest.kind, latest.mode)
-            == (source.digest.removeprefix("b3:"), source.kind, source.mode)
-        ):
-            row = latest
-        else:
+            ).one()
+            same = (latest.digest, latest.kind, latest.mode) == (digest, source.kind, source.mode)
+            row = latest if same and latest.deleted_at is None else None
+        art.registered = True
+        if row is not None and row.registered:
+            return version_of(art, row), False
+        created = row is None
+        if row is None:
             art.latest_number += 1
             row = VersionRow(
                 artifact_id=art.id,
                 number=art.latest_number,
                 kind=source.kind,
-                digest=source.digest.removeprefix("b3:"),
+                digest=digest,
                 size=source.size,
                 file_count=source.file_count,
                 mode=source.mode,
@@ -267,13 +280,10 @@ def register(
                 message=source.message,
                 metadata_json=json.dumps(source.metadata, sort_keys=True),
                 run_id=source.run_id,
+                stage="none",
+                deleted_at=None,
             )
             s.add(row)
-            s.flush()
-            created = True
-        art.registered = True
-        if row.registered:
-            return version_of(art, row), False
         row.registered = True
         row.stage_changed_at = now
         _append(

@@ -375,6 +375,14 @@ def _records(s: Session, rows: list[Any]) -> list[RunRecord]:
     ]
 
 
+def last_metrics(db: Database, run_id: str) -> dict[str, float]:
+    """The last value logged for each metric of one run."""
+    last = select(func.max(MetricRow.id)).where(MetricRow.run_id == run_id).group_by(MetricRow.key)
+    with db.read() as s:
+        rows = s.execute(select(MetricRow.key, MetricRow.value).where(MetricRow.id.in_(last)))
+        return {key: math.nan if value is None else value for key, value in rows}
+
+
 def metric_history(db: Database, run_id: str) -> list[Metric]:
     with db.read() as s:
         rows = s.execute(

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("last_id", sa.Integer(), nullable=False),
         sa.Column("last_hash", sa.String(64), nullable=False),
+        sa.Column("last_at", UTCDateTime(), nullable=False),
     )
 
 
