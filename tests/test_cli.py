@@ -256,7 +256,15 @@ def test_ls_versions_show_text_and_json(tmp_path: Path) -> None:
     assert ls_json["artifacts"][0]["latest"]["ref"] == "alpha:v2"
 
     vers_text = ok("versions", "alpha", cwd=root).stdout.splitlines()
-    assert vers_text[0].split() == ["VERSION", "CREATED", "USER", "SIZE", "DIGEST", "STAGE", "MESSAGE"]
+    assert vers_text[0].split() == [
+        "VERSION",
+        "CREATED",
+        "USER",
+        "SIZE",
+        "DIGEST",
+        "STAGE",
+        "MESSAGE",
+    ]
     assert vers_text[1].split()[0] == "v1"
     assert vers_text[1].split()[-1] == "one"
     assert "tester" in vers_text[1]
