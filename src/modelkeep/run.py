@@ -33,9 +33,9 @@ from modelkeep import config, lockfile, meta
 from modelkeep.capture import code as code_capture
 from modelkeep.capture import git
 from modelkeep.capture.environment import canonical_json, environment, environment_id
-from modelkeep.errors import CommandFailed, DestinationExists, InvalidArgument
+from modelkeep.errors import CommandFailed, DestinationExists, InvalidArgument, RunNotActive
 from modelkeep.meta import Version
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED
+from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
 from modelkeep.refs import validate_name
 from modelkeep.repo import Repo
 from modelkeep.repo import open as open_repo
@@ -259,7 +259,8 @@ def current_run() -> Run | None:
     repo = open_repo(root or ".")
     try:
         record = repo.run(run_id)
-        meta.log_params(repo.db, record.id, {})  # raises if the run has ended
+        if record.status != RUNNING:
+            raise RunNotActive(record.id, record.status)
     except BaseException:
         repo.close()
         raise

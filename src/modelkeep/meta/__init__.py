@@ -12,17 +12,15 @@ from modelkeep.meta.catalog import (
     versions,
 )
 from modelkeep.meta.db import Database
+from modelkeep.meta.events import Event, Verification, events, verify
 from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version
 from modelkeep.meta.registry import (
     Approvals,
-    Event,
     Holders,
     Model,
-    Verification,
     approvals,
     delete,
-    events,
     holders,
     models,
     move,
@@ -32,7 +30,6 @@ from modelkeep.meta.registry import (
     resolve_at,
     rollback,
     set_alias,
-    verify,
 )
 from modelkeep.meta.runs import (
     STATUSES as RUN_STATUSES,
