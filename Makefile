@@ -21,7 +21,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 bench: venv
 	$(BIN)/python benchmarks/bench_store.py
