@@ -30,26 +30,14 @@ from modelkeep.capture import (
     write_patch,
 )
 from modelkeep.errors import InvalidArgument
+from tests.conftest import git, isolate_git
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
 @pytest.fixture(autouse=True)
 def _git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No user or system config, no discovery above tmp_path, a fixed committer."""
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Tester")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tester@example.com")
-
-
-def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return proc.stdout.strip()
+    isolate_git(tmp_path, monkeypatch)
 
 
 def make_repo(path: Path, files: dict[str, bytes] | None = None) -> Path:

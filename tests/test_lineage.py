@@ -23,7 +23,7 @@ import pytest
 import modelkeep as mk
 from modelkeep.errors import ArtifactNotFound, VersionNotFound
 from modelkeep.meta import Lineage, RunNode, VersionNode
-from tests.conftest import cli, jcli, ok, write
+from tests.conftest import cli, isolate_git, jcli, ok, write
 
 Edges = set[tuple[str, str, str]]
 
@@ -31,11 +31,7 @@ Edges = set[tuple[str, str, str]]
 @pytest.fixture(autouse=True)
 def _outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs capture code from the working directory: make it a plain folder, not this project."""
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    isolate_git(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
 
 

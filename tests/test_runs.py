@@ -37,7 +37,7 @@ from modelkeep.errors import (
     RunNotFound,
 )
 from modelkeep.meta.models import EnvironmentRow, RunRow
-from tests.conftest import cli, jcli, ok, write
+from tests.conftest import cli, git, isolate_git, jcli, ok, write
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -45,14 +45,7 @@ needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 @pytest.fixture(autouse=True)
 def _run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Work in tmp_path (never in this project's Git tree), Git without user config."""
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Tester")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tester@example.com")
+    isolate_git(tmp_path, monkeypatch)
     monkeypatch.delenv("MODELKEEP_RUN_ID", raising=False)
     monkeypatch.delenv("MODELKEEP_REPO", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -60,11 +53,6 @@ def _run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     left = mk.current_run()  # a failed test must not leave its run active for the next
     if left is not None:
         left.end()
-
-
-def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return proc.stdout.strip()
 
 
 def git_project(path: Path, files: dict[str, bytes]) -> mk.Repo:

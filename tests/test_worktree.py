@@ -28,7 +28,7 @@ from modelkeep import lockfile
 from modelkeep.errors import InvalidArgument, LockFileError
 from modelkeep.lockfile import LockEntry
 from modelkeep.worktree import HOOK_MARK
-from tests.conftest import cli, jcli, ok, write
+from tests.conftest import cli, git, isolate_git, jcli, ok, write
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -37,17 +37,7 @@ GHOST = "b3:" + "ab" * 32  # a content id no repository here holds
 
 @pytest.fixture(autouse=True)
 def _git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-
-
-def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout.strip()
+    isolate_git(tmp_path, monkeypatch)
 
 
 @pytest.fixture
