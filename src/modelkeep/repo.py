@@ -334,7 +334,7 @@ class Repo:
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
             if entry.kind != Kind.DIR and into and not target.is_symlink():
                 target = target / name
-        self.restore(version.ref, target, path=path, force=force, progress=progress)
+        self._restore_entry(entry, target.absolute(), force, progress)
         if run_id is not None:
             meta.add_input(self.db, run_id, version.name, version.number)
         return target
@@ -350,9 +350,16 @@ class Repo:
     ) -> Path:
         """Restore a version (or one path in it) to exactly target, which it becomes."""
         version = self.show(ref)
-        target = Path(target).absolute()
         with self._explained():
             entry = self._entry(version, path)
+        target = Path(target).absolute()
+        self._restore_entry(entry, target, force, progress)
+        return target
+
+    def _restore_entry(
+        self, entry: TreeEntry, target: Path, force: bool, progress: Progress
+    ) -> None:
+        with self._explained():
             store.restore(
                 self.store,
                 Root(entry.kind, entry.id),
@@ -362,7 +369,6 @@ class Repo:
                 force=force,
                 progress=progress,
             )
-        return target
 
     def open(self, ref: str, path: str | None = None) -> BinaryIO:
         """A read-only binary file object over one file of a version, streamed and verified."""

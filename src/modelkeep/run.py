@@ -226,9 +226,10 @@ def start_run(
     try:
         encoded = _encode_params(params or {})
         command = code_capture.command()
+        run_name = (name or _default_name(command.script, command.argv))[:255]
         run_id = _create(
             the_repo,
-            name or _default_name(command.script, command.argv),
+            run_name,
             encoded,
             command.to_json(),
             capture_code=capture_code,
@@ -238,8 +239,7 @@ def start_run(
         if own:
             the_repo.close()
         raise
-    run = Run(the_repo, run_id, name or "", owner=True, own_repo=own)
-    run.name = the_repo.run(run_id).name
+    run = Run(the_repo, run_id, run_name, owner=True, own_repo=own)
     with _lock:
         _active = run
         config.set_active_run(run_id, the_repo.root)
@@ -426,7 +426,7 @@ def _create(
     started = _proc_start(pid)
     new = meta.NewRun(
         id=uuid.uuid4().hex,
-        name=name[:255],
+        name=name,
         user=repo.user,
         host=socket.gethostname(),
         pid=pid,
@@ -462,15 +462,16 @@ def run_command(
         raise InvalidArgument("no command given; write `modelkeep run -- python train.py`")
     script = _script(argv)
     command = {"argv": list(argv), "script": script, "cwd": str(Path.cwd())}
+    run_name = (name or _default_name(script, argv))[:255]
     run_id = _create(
         repo,
-        name or _default_name(script, argv),
+        run_name,
         _encode_params(params or {}),
         command,
         capture_code=True,
         code_globs=None,
     )
-    run = Run(repo, run_id, name or "", owner=True, own_repo=False)
+    run = Run(repo, run_id, run_name, owner=True, own_repo=False)
     env = {**os.environ, config.RUN_ID_ENV: run_id, config.REPO_ENV: str(repo.root)}
     try:
         child = subprocess.Popen(list(argv), env=env)

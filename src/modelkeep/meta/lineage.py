@@ -172,7 +172,7 @@ class Lineage:
 
 
 def _dot(text: str) -> str:
-    """A DOT quoted string: JSON's escaping, but the text itself kept (DOT has no \\uXXXX)."""
+    """A DOT quoted string: JSON's escaping, but the text itself kept (DOT has no \\u escapes)."""
     return json.dumps(text, ensure_ascii=False)
 
 
