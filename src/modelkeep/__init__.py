@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelkeep.errors import ModelkeepError
+    from modelkeep.formats import ModelSpec
     from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
+    from modelkeep.model import load_model
     from modelkeep.repo import AddResult, Change, Diff, FileInfo, Repo, Usage, init, open
     from modelkeep.run import Run, current_run, start_run
     from modelkeep.store import FsckReport, GcReport, Problem
@@ -29,6 +31,7 @@ __all__ = [
     "GcReport",
     "Lineage",
     "Metric",
+    "ModelSpec",
     "ModelkeepError",
     "Problem",
     "Repo",
@@ -39,6 +42,7 @@ __all__ = [
     "__version__",
     "current_run",
     "init",
+    "load_model",
     "open",
     "start_run",
 ]
@@ -50,6 +54,8 @@ _WHERE = {
     "Lineage": "modelkeep.meta",
     "Metric": "modelkeep.meta",
     "RunRecord": "modelkeep.meta",
+    "ModelSpec": "modelkeep.formats",
+    "load_model": "modelkeep.model",
     "Run": "modelkeep.run",
     "current_run": "modelkeep.run",
     "start_run": "modelkeep.run",

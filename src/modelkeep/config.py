@@ -28,6 +28,8 @@ class Settings:
     database_url: str
     user: str | None  # MODELKEEP_USER; else the repository asks Git, then the OS
     code_globs: tuple[str, ...] = DEFAULT_CODE_GLOBS  # source files a run snapshots
+    trust_pickle: bool = False  # load_model may unpickle (pickle, joblib, .bin weights)
+    trusted_types: frozenset[str] = frozenset()  # types skops may build beyond its own list
 
     @property
     def control_dir(self) -> Path:
@@ -76,7 +78,22 @@ def load(root: Path) -> Settings:
         raise InvalidArgument(
             f'{config_path}: code_globs must be a list of glob strings, like ["**/*.py"]'
         )
-    return Settings(root=root, database_url=url, user=explicit_user(), code_globs=tuple(globs))
+    trust = file_settings.get("trust_pickle", False)
+    if not isinstance(trust, bool):
+        raise InvalidArgument(f"{config_path}: trust_pickle must be true or false")
+    types = file_settings.get("trusted_types", [])
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise InvalidArgument(
+            f'{config_path}: trusted_types must be a list of type names, like ["mypkg.Scaler"]'
+        )
+    return Settings(
+        root=root,
+        database_url=url,
+        user=explicit_user(),
+        code_globs=tuple(globs),
+        trust_pickle=trust,
+        trusted_types=frozenset(types),
+    )
 
 
 _active_run: tuple[str, Path] | None = None  # set by mk.start_run in this process

@@ -342,3 +342,51 @@ class NothingAtTime(ModelkeepError, LookupError):
         self.ref = ref
         self.when = when
         super().__init__(f"{ref} at {when}: {reason}")
+
+
+class NotAModel(ModelkeepError, ValueError):
+    def __init__(self, ref: str, type: str) -> None:
+        self.ref = ref
+        self.type = type
+        super().__init__(
+            f"{ref} is a {type} version, not a model logged with log_model; "
+            f"restore its files with `modelkeep get {ref}` (Python: repo.get)"
+        )
+
+
+class UnsupportedModel(ModelkeepError, TypeError):
+    def __init__(self, what: str, formats: Sequence[str]) -> None:
+        self.what = what
+        self.formats = tuple(formats)
+        super().__init__(
+            f"cannot log a {what} as a model: supported formats are {', '.join(formats)}; "
+            "or save it to a file or folder yourself and log that path (format 'files')"
+        )
+
+
+class MissingDependency(ModelkeepError, ImportError):
+    def __init__(self, package: str, extra: str, needed_for: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{needed_for} needs the {package!r} package, which is not installed; "
+            f"pip install 'modelkeep[{extra}]'"
+        )
+
+
+class UntrustedModel(ModelkeepError, PermissionError):
+    """Loading would run code the model file names: refused unless the user trusts it."""
+
+    def __init__(self, ref: str, why: str, types: Sequence[str] = ()) -> None:
+        self.ref = ref
+        self.types = tuple(types)
+        how = (
+            "pass trust=True to load_model (CLI: --trust) if you trust whoever wrote it"
+            + (", or list the types in trusted_types" if types else ", or set trust_pickle")
+            + " in .modelkeep/config.toml"
+        )
+        super().__init__(f"refusing to load {ref}: {why}; {how}")
+
+
+class LibraryVersionWarning(UserWarning):
+    """A model was saved with a library whose major version differs from the one installed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelkeep import config, meta, registry, store, worktree
 from modelkeep.errors import (
+    DestinationExists,
     DigestNotFound,
     InvalidArgument,
     ModelkeepError,
@@ -35,6 +37,7 @@ from modelkeep.store.trees import TreeEntry
 
 if TYPE_CHECKING:
     from modelkeep.capture.environment import EnvDiff
+    from modelkeep.formats import ModelSpec
 
 _KIND_NAMES = {Kind.FILE: "file", Kind.DIR: "dir", Kind.LINK: "link"}
 _KINDS = {v: k for k, v in _KIND_NAMES.items()}
@@ -356,6 +359,23 @@ class Repo:
         self._restore_entry(entry, target, force, progress)
         return target
 
+    def local_copy(self, ref: str, path: str | None = None, *, run_id: str | None = None) -> Path:
+        """A path holding a version (or one path in it): a copy under `.modelkeep/checkouts`,
+        restored once per content id and shared by every reader. Treat it as read-only."""
+        run_id = run_id if run_id is not None else config.active_run(self.root)
+        version = self.show(ref)
+        with self._explained():
+            entry = self._entry(version, path)
+        folder = self.settings.control_dir / "checkouts" / entry.id.hex()[:16]
+        target = folder / (os.fsdecode(entry.name) or "content")
+        if not os.path.lexists(target):
+            folder.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(DestinationExists):  # another process restored it first
+                self._restore_entry(entry, target, False, NULL_PROGRESS)
+        if run_id is not None:
+            meta.add_input(self.db, run_id, version.name, version.number)
+        return target
+
     def _restore_entry(
         self, entry: TreeEntry, target: Path, force: bool, progress: Progress
     ) -> None:
@@ -511,6 +531,69 @@ class Repo:
                 f"{v.ref} was not produced by a run, so no environment is recorded for it"
             )
         return self.run(v.run_id)
+
+    # -- model objects ----------------------------------------------------------
+
+    def log_model(
+        self,
+        obj: Any,
+        name: str,
+        *,
+        format: str | None = None,
+        input_example: Any = None,
+        init_kwargs: Mapping[str, Any] | None = None,
+        message: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        register: bool = False,
+        run_id: str | None = None,
+    ) -> Version:
+        """Save a trained object as the next version of model name; see docs/models.md.
+
+        format defaults to the object's own (skops for scikit-learn, safetensors for torch
+        and arrays, …); input_example records the signature; init_kwargs rebuild a torch
+        module; register makes the version a registry candidate at once.
+        """
+        from modelkeep import model
+
+        version = model.log(
+            self,
+            obj,
+            name,
+            format=format,
+            input_example=input_example,
+            init_kwargs=init_kwargs,
+            message=message,
+            metadata=metadata,
+            run_id=run_id if run_id is not None else config.active_run(self.root),
+        )
+        return self.register(version.ref, name) if register else version
+
+    def load_model(self, ref: str, *, trust: bool | Sequence[str] = False) -> Any:
+        """The object a model version holds, ready to use; never unpickles unless trusted.
+
+        trust=True allows pickle-based formats and every skops type; a list of type names
+        allows just those. `.modelkeep/config.toml` can set trust_pickle and trusted_types.
+        """
+        from modelkeep import model
+
+        return model.load(self, ref, trust=trust)
+
+    def model_spec(self, ref: str) -> ModelSpec:
+        """What a model version records: format, libraries, requirements, signature."""
+        from modelkeep import model
+
+        return model.spec_of(self.show(ref))
+
+    def input_example(self, ref: str) -> Any:
+        from modelkeep import model
+
+        return model.input_example(self, ref)
+
+    def card(self, ref: str) -> str:
+        """The Markdown model card of a model version, from what was recorded."""
+        from modelkeep.card import card
+
+        return card(self, ref)
 
     # -- model registry ---------------------------------------------------------
 

@@ -33,7 +33,7 @@ from modelkeep import config, lockfile, meta
 from modelkeep.capture import code as code_capture
 from modelkeep.capture import git
 from modelkeep.capture.environment import canonical_json, environment, environment_id
-from modelkeep.errors import CommandFailed, DestinationExists, InvalidArgument, RunNotActive
+from modelkeep.errors import CommandFailed, InvalidArgument, RunNotActive
 from modelkeep.meta import Version
 from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
 from modelkeep.refs import validate_name
@@ -115,6 +115,13 @@ class Run:
             path, name, type=type, message=message, metadata=metadata, run_id=self.id
         ).version
 
+    def log_model(self, obj: Any, name: str, **options: Any) -> Version:
+        """Save a trained object as the next version of model name, produced by this run.
+
+        Takes Repo.log_model's options (format, input_example, init_kwargs, message, …).
+        """
+        return self.repo.log_model(obj, name, run_id=self.id, **options)
+
     def use(self, ref: str, dest: str | os.PathLike[str] | None = None) -> Path:
         """Record ref as an input of this run and return a local path holding it.
 
@@ -143,13 +150,7 @@ class Run:
                     and self.repo.digest_of(tracked)[0] == version.digest
                 ):
                     return tracked
-        folder = self.repo.settings.control_dir / "checkouts" / version.digest[3:19]
-        target = folder / (version.source_name or "content")
-        if not os.path.lexists(target):
-            folder.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(DestinationExists):  # another process restored it first
-                self.repo.restore(version.ref, target)
-        return target
+        return self.repo.local_copy(version.ref, run_id=self.id)
 
     # -- ending -----------------------------------------------------------------
 

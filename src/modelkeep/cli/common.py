@@ -58,3 +58,24 @@ def parse_time(text: str | None) -> datetime | None:
             "2026-11-03T14:00:00Z"
         ) from exc
     return moment if moment.tzinfo else moment.astimezone()
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write text to path through a temporary sibling, so a failure leaves no half file."""
+    import os
+    import tempfile
+
+    from modelkeep.errors import InvalidArgument
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".modelkeep-")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write {path!r}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

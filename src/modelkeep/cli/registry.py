@@ -1,5 +1,5 @@
 """Commands for the model registry: register, promote, archive, rollback, approve, alias,
-models, history, audit, delete."""
+models, history, audit, delete, and the model card."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelkeep.cli import render
-from modelkeep.cli.common import json_option, open_repo, parse_time
+from modelkeep.cli.common import json_option, open_repo, parse_time, write_atomically
 
 if TYPE_CHECKING:
     from modelkeep.meta import Event
@@ -222,4 +222,43 @@ def delete(ctx: click.Context, ref: str, reason: str) -> None:
     click.echo(f"deleted {v.ref}; `modelkeep gc` frees its bytes if nothing else uses them")
 
 
-COMMANDS = [register, promote, archive, rollback, approve, alias, models, history, audit, delete]
+@click.command()
+@click.argument("ref")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the card to this file instead of printing it.",
+)
+@json_option
+@click.pass_context
+def card(ctx: click.Context, ref: str, output: str | None, as_json: bool) -> None:
+    """Print the Markdown model card of REF (NAME:vN, NAME@production, …)."""
+    repo = open_repo(ctx)
+    text = repo.card(ref)
+    if output is not None:
+        write_atomically(output, text)
+    if as_json:
+        version = repo.show(ref)
+        render.emit_json(
+            {"version": version.ref, "model": repo.model_spec(ref).to_json(), "card": text}
+        )
+    elif output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote the card of {ref} to {output}")
+
+
+COMMANDS = [
+    register,
+    promote,
+    archive,
+    rollback,
+    approve,
+    alias,
+    models,
+    history,
+    audit,
+    delete,
+    card,
+]

@@ -1,0 +1,171 @@
+"""The model card: a Markdown page assembled from what was recorded, never typed by hand.
+
+Purpose from the version's message (or a "description" metadata field); stage and its
+history from the event log; metrics, parameters, code and environment from the run that
+produced it; training data from that run's inputs and evaluation data from the inputs of
+the runs that used the model; signature, example and requirements from the model spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import model
+from modelkeep.formats import ModelSpec, signature
+from modelkeep.meta import RunRecord, Version
+from modelkeep.meta.runs import json_number
+
+if TYPE_CHECKING:
+    from modelkeep.repo import Repo
+
+_EXAMPLE_ROWS = 5
+_EXAMPLE_COLUMNS = 8
+
+
+def card(repo: Repo, ref: str) -> str:
+    version = repo.show(ref)
+    spec = model.spec_of(version)
+    run = repo.run(version.run_id) if version.run_id else None
+    lines = [f"# {version.name} v{version.number}", ""]
+    purpose = version.message or str(version.metadata.get("description", ""))
+    lines += [purpose or "_No purpose recorded: log the model with a message._", ""]
+    lines += _facts(version, spec, run)
+    lines += _stage_history(repo, version)
+    if run is not None:
+        lines += _section("Metrics", _table(("metric", "value"), _metrics(run)))
+        params = [(k, _cell(v)) for k, v in sorted(run.params.items())]
+        lines += _section("Parameters", _table(("parameter", "value"), params))
+    lines += _section("Data", _data(repo, version, run))
+    if run is not None:
+        lines += _section("Code", _code(run))
+        lines += _section("Environment", _environment(repo, run))
+    rows = signature.summary(spec.signature)
+    lines += _section("Signature", _table(("input", "type"), rows))
+    lines += _section("Input example", _example(repo, version, spec))
+    lines += _section("Requirements", [f"- `{r}`" for r in spec.requirements])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _facts(version: Version, spec: ModelSpec, run: RunRecord | None) -> list[str]:
+    made_by = f"run `{run.short_id}` ({run.name}, {run.status})" if run else "no run recorded"
+    rows = [
+        ("version", f"`{version.ref}` (`{version.short_digest}`)"),
+        ("stage", version.stage + (" (registered)" if version.registered else "")),
+        ("created", f"{version.created_at:%Y-%m-%d %H:%M:%S %Z} by {version.user}"),
+        ("produced by", made_by),
+        ("format", f"{spec.format} ({spec.object})"),
+        ("saved with", ", ".join(f"{k} {v}" for k, v in spec.libraries.items()) or "—"),
+        ("python", spec.python),
+    ]
+    return [*_table(("property", "value"), rows), ""]
+
+
+def _stage_history(repo: Repo, version: Version) -> list[str]:
+    events = [e for e in repo.history(version.name) if e.target == version.ref]
+    rows = [
+        (
+            f"{e.at:%Y-%m-%d %H:%M:%S}",
+            e.action,
+            f"{e.before.get('stage', '')} → {e.after.get('stage', '')}".strip(" →"),
+            e.actor,
+            e.reason,
+        )
+        for e in events
+    ]
+    return _section("Stage history", _table(("when", "event", "stage", "who", "why"), rows))
+
+
+def _metrics(run: RunRecord) -> list[tuple[str, str]]:
+    return [(k, _cell(json_number(v))) for k, v in sorted(run.metrics.items())]
+
+
+def _data(repo: Repo, version: Version, run: RunRecord | None) -> list[str]:
+    training = _datasets(repo, run.inputs if run else ())
+    evaluation: list[str] = []
+    lineage = repo.lineage(version.ref, upstream=False)
+    for user in lineage.downstream_of(f"version:{version.ref}"):
+        if user.startswith("run:"):
+            used = repo.run(user.removeprefix("run:"))
+            evaluation += [
+                f"{d} (run `{used.short_id}` {used.name})"
+                for d in _datasets(repo, used.inputs)
+                if d not in training
+            ]
+    return [
+        *(f"- training: `{d}`" for d in training),
+        *(f"- evaluation: `{d}`" for d in evaluation),
+    ]
+
+
+def _datasets(repo: Repo, refs: Iterable[str]) -> list[str]:
+    return [r for r in refs if repo.show(r).type == "dataset"]
+
+
+def _code(run: RunRecord) -> list[str]:
+    git = run.code.get("git")
+    if not git:
+        where = run.code.get("snapshot")
+        return [f"- not in Git; source snapshot `{where}`" if where else "- not recorded"]
+    out = [f"- commit `{git.get('commit') or 'none'}` on branch `{git.get('branch') or '—'}`"]
+    if git.get("remote"):
+        out.append(f"- remote {git['remote']}")
+    if git.get("dirty"):
+        out.append(f"- uncommitted changes stored as `{run.code.get('patch')}`")
+    command = run.command.get("argv") or []
+    if command:
+        out.append(f"- command `{' '.join(command)}`")
+    return out
+
+
+def _environment(repo: Repo, run: RunRecord) -> list[str]:
+    if run.env_id is None:
+        return []
+    env = repo.environment(run.id)
+    python = env.get("python", {})
+    system = env.get("os", {})
+    out = [
+        f"- Python {python.get('version', '?')} ({python.get('implementation', '?')}) on "
+        f"{system.get('system', '?')} {system.get('release', '')} {system.get('machine', '')}",
+        f"- {env.get('cpu', {}).get('count', '?')} CPUs; "
+        f"GPU: {', '.join(g.get('name', '?') for g in env.get('gpu') or []) or 'none'}",
+        f"- {len(env.get('packages', {}))} packages; `modelkeep env show {run.short_id}` "
+        "lists them",
+    ]
+    return out
+
+
+def _example(repo: Repo, version: Version, spec: ModelSpec) -> list[str]:
+    if spec.example is None or not spec.signature:
+        return []
+    data = model.input_example(repo, version.ref)
+    if spec.signature["type"] == "table":
+        columns = data["columns"][:_EXAMPLE_COLUMNS]
+        rows = [[_cell(v) for v in row[:_EXAMPLE_COLUMNS]] for row in data["data"][:_EXAMPLE_ROWS]]
+        more = len(data["columns"]) - len(columns)
+        note = [f"_{more} more columns in `{spec.example}`._"] if more > 0 else []
+        return [*_table(columns, rows), *(["", *note] if note else [])]
+    text = repr(data)
+    return [f"`{text[:300]}{'…' if len(text) > 300 else ''}`"]
+
+
+def _section(title: str, body: Sequence[str]) -> list[str]:
+    return [f"## {title}", "", *(body or ["_None recorded._"]), ""]
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    rows = list(rows)
+    if not rows:
+        return []
+    escape = [[str(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
+    return [
+        f"| {' | '.join(head)} |",
+        f"|{'|'.join('---' for _ in head)}|",
+        *(f"| {' | '.join(r)} |" for r in escape),
+    ]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

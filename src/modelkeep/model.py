@@ -1,0 +1,155 @@
+"""Trained objects as versions: log_model writes one folder and adds it; load_model reverses it.
+
+The folder holds the payload the format wrote, `MODEL.json` (the spec: format, the library
+versions that wrote it, requirements, signature) and `input_example.json`. The spec is also
+kept in the version's metadata under "model", so listing, the model card and the check
+that a ref is a model need no bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import formats
+from modelkeep.errors import InvalidArgument, LibraryVersionWarning, NotAModel
+from modelkeep.formats import requirements, signature
+from modelkeep.formats.spec import EXAMPLE_FILE, MODEL_KEY, SPEC_FILE, LoadContext, ModelSpec
+from modelkeep.meta import Version
+from modelkeep.refs import validate_name
+
+if TYPE_CHECKING:
+    from modelkeep.repo import Repo
+
+Trust = bool | Sequence[str]
+
+
+def log(
+    repo: Repo,
+    obj: Any,
+    name: str,
+    *,
+    format: str | None = None,
+    input_example: Any = None,
+    init_kwargs: Mapping[str, Any] | None = None,
+    message: str = "",
+    metadata: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Version:
+    validate_name(name)
+    fields = dict(metadata or {})
+    if MODEL_KEY in fields:
+        raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
+    fmt = format or formats.detect(obj)
+    impl = formats.implementation(fmt)
+    sig, example = signature.describe(input_example) if input_example is not None else (None, None)
+    options = {"init_kwargs": dict(init_kwargs)} if init_kwargs else {}
+    with tempfile.TemporaryDirectory(prefix="modelkeep-model-") as tmp:
+        folder = Path(tmp) / name.rsplit("/", 1)[-1]
+        folder.mkdir()
+        saved = impl.save(obj, folder, fmt, options)
+        modules = {*saved.modules, *requirements.object_modules(obj)} if fmt != "files" else set()
+        spec = ModelSpec(
+            format=fmt,
+            path=saved.path,
+            object=_class_path(obj),
+            libraries=requirements.libraries(saved.modules),
+            requirements=requirements.requirements(modules),
+            python=platform.python_version(),
+            signature=sig,
+            example=EXAMPLE_FILE if example is not None else None,
+            info=saved.info,
+        )
+        (folder / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", "utf-8")
+        if example is not None:
+            (folder / EXAMPLE_FILE).write_text(json.dumps(example) + "\n", "utf-8")
+        fields[MODEL_KEY] = spec.to_json()
+        added = repo.add(
+            folder,
+            name,
+            type="model",
+            message=message,
+            metadata=fields,
+            run_id=run_id,
+            track=False,
+        )
+    return added.version
+
+
+def spec_of(version: Version) -> ModelSpec:
+    doc = version.metadata.get(MODEL_KEY)
+    if not isinstance(doc, dict):
+        raise NotAModel(version.ref, version.type)
+    return ModelSpec.from_json(doc)
+
+
+def load(repo: Repo, ref: str, *, trust: Trust = False) -> Any:
+    version = repo.show(ref)
+    spec = spec_of(version)
+    impl = formats.implementation(spec.format)
+    for module, wrote, here in requirements.mismatches(spec.libraries):
+        warnings.warn(
+            f"{version.ref} was saved with {module} {wrote}; {here} is installed here, a "
+            "different major version, so it may fail to load or predict differently",
+            LibraryVersionWarning,
+            stacklevel=3,
+        )
+    ctx = _context(repo, version, trust)
+    if spec.format == "files":
+        return repo.local_copy(version.ref, spec.path)
+    with tempfile.TemporaryDirectory(prefix="modelkeep-load-") as tmp:
+        folder = repo.get(version.ref, Path(tmp) / "model")
+        return impl.load(folder, spec, ctx)
+
+
+def load_model(
+    ref: str, *, repo: Repo | str | os.PathLike[str] | None = None, trust: Trust = False
+) -> Any:
+    """`mk.load_model("fraud@production")`: the model a ref names, from the repository at repo
+    (a path or an open Repo; default: the `modelkeep run` around this process, else the
+    working directory and its parents)."""
+    from modelkeep.config import run_from_env
+    from modelkeep.repo import Repo
+    from modelkeep.repo import open as open_repo
+
+    if isinstance(repo, Repo):
+        return load(repo, ref, trust=trust)
+    if repo is None:
+        found = run_from_env()
+        repo = found[1] if found is not None and found[1] is not None else Path.cwd()
+    with open_repo(repo) as opened:
+        return load(opened, ref, trust=trust)
+
+
+def input_example(repo: Repo, ref: str) -> Any:
+    """The stored input example as JSON data (a table's rows, an array's nested lists)."""
+    version = repo.show(ref)
+    spec = spec_of(version)
+    if spec.example is None:
+        return None
+    with repo.open(version.ref, spec.example) as f:
+        return json.load(f)["data"]
+
+
+def _context(repo: Repo, version: Version, trust: Trust) -> LoadContext:
+    settings = repo.settings
+    if isinstance(trust, bool):
+        return LoadContext(version.ref, trust or settings.trust_pickle, settings.trusted_types)
+    if isinstance(trust, str):
+        raise InvalidArgument("trust takes True, False or a list of type names")
+    return LoadContext(
+        version.ref, settings.trust_pickle, settings.trusted_types | frozenset(trust)
+    )
+
+
+def _class_path(obj: Any) -> str:
+    if isinstance(obj, str | os.PathLike):
+        return "path"
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
