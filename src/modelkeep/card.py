@@ -82,20 +82,17 @@ def _metrics(run: RunRecord) -> list[tuple[str, str]]:
 
 def _data(repo: Repo, version: Version, run: RunRecord | None) -> list[str]:
     training = _datasets(repo, run.inputs if run else ())
-    evaluation: list[str] = []
+    lines = [f"- training: `{d}`" for d in training]
     lineage = repo.lineage(version.ref, upstream=False)
-    for user in lineage.downstream_of(f"version:{version.ref}"):
+    for user in lineage.downstream_of(lineage.root):
         if user.startswith("run:"):
             used = repo.run(user.removeprefix("run:"))
-            evaluation += [
-                f"{d} (run `{used.short_id}` {used.name})"
+            lines += [
+                f"- evaluation: `{d}` (run `{used.short_id}` {used.name})"
                 for d in _datasets(repo, used.inputs)
                 if d not in training
             ]
-    return [
-        *(f"- training: `{d}`" for d in training),
-        *(f"- evaluation: `{d}`" for d in evaluation),
-    ]
+    return lines
 
 
 def _datasets(repo: Repo, refs: Iterable[str]) -> list[str]:
@@ -106,7 +103,7 @@ def _code(run: RunRecord) -> list[str]:
     git = run.code.get("git")
     if not git:
         where = run.code.get("snapshot")
-        return [f"- not in Git; source snapshot `{where}`" if where else "- not recorded"]
+        return [f"- not in Git; source snapshot `{where}`" if where else "- not in Git"]
     out = [f"- commit `{git.get('commit') or 'none'}` on branch `{git.get('branch') or '—'}`"]
     if git.get("remote"):
         out.append(f"- remote {git['remote']}")

@@ -116,6 +116,8 @@ def detect(obj: Any) -> str:
         ):
             return "huggingface"
         return "files"
+    if type(obj).__module__.startswith("transformers.") and hasattr(obj, "save_pretrained"):
+        return "huggingface"
     if _is(obj, "torch", "nn.Module") or _dict_of(obj, lambda v: _is(v, "torch", "Tensor")):
         return "torch"
     if _is(obj, "numpy", "ndarray") or _dict_of(obj, lambda v: _is(v, "numpy", "ndarray")):
@@ -126,8 +128,6 @@ def detect(obj: Any) -> str:
         return "xgboost"
     if _is(obj, "lightgbm", "Booster", "LGBMModel"):
         return "lightgbm"
-    if type(obj).__module__.startswith("transformers.") and hasattr(obj, "save_pretrained"):
-        return "huggingface"
     if _is(obj, "sklearn.base", "BaseEstimator"):
         return "skops"
     kind = type(obj)
