@@ -2,11 +2,13 @@
 
 Creates a repository in a temporary folder, versions a generated model checkpoint and a
 fine-tuned successor that changes 10% of its tensors, shows that the successor costs about
-10% more storage, restores v1 byte for byte, and verifies the whole store. Then it records
-a small pipeline as runs (a dataset, a preparation run in Python, a training script run
-with `modelkeep run`), prints the runs and the lineage graph, registers the model,
-promotes it through a metric gate, promotes a better one, sees a worse one refused, rolls
-back, and verifies the audit log.
+10% more storage, restores v1 byte for byte, and verifies the whole store.
+
+Then the model story, on scikit-learn's bundled breast-cancer data (nothing downloaded):
+version the dataset; train a classifier in a run (`modelkeep run`) that logs params,
+metrics and the model object; register it and promote it through metric gates; train a
+better one and promote it; see a worse one refused; roll back; load the production model
+in a fresh process and predict; print the lineage, the model card and the audit log.
 
 Run it with `make demo` (or `python examples/demo.py` in the project's venv).
 """
@@ -63,85 +65,125 @@ def cli(*args: str, cwd: Path, refused: bool = False) -> None:
     assert not refused or done.returncode == 1, f"expected a refusal, got {done.returncode}"
 
 
+def export_dataset(folder: Path) -> None:
+    """scikit-learn's bundled breast-cancer data as train/test CSVs: nothing is downloaded."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    frame = load_breast_cancer(as_frame=True).frame
+    train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame.target)
+    folder.mkdir()
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+
+
 TRAIN = """\
-# A training script: `modelkeep run` starts it inside a run, which it joins.
-import json
+# Training: `modelkeep run` starts this script inside a run, which it joins.
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import accuracy_score, roc_auc_score
+
 import modelkeep as mk
 
 run = mk.current_run()
-quantile = run.info().params["quantile"]
-rows = [line.split(",") for line in open(run.use("features") / "features.csv").read().split()]
-amounts = [(float(a), int(label)) for a, label in rows[1:]]
-threshold = sorted(a for a, _ in amounts)[int(len(amounts) * quantile)]
-correct = sum((a >= threshold) == bool(label) for a, label in amounts)
-run.log_metric("accuracy", correct / len(amounts))
-with open("rules.json", "w") as f:
-    json.dump({"flag_if_amount_at_least": threshold}, f)
-run.log_artifact("rules.json", "fraud-rules", type="model")
+params = run.info().params
+data = run.use("breast-cancer")  # recorded as an input of this run
+train, test = pd.read_csv(data / "train.csv"), pd.read_csv(data / "test.csv")
+x, y = train.drop(columns="target"), train.target
+clf = RandomForestClassifier(
+    n_estimators=params["n_estimators"], max_depth=params["max_depth"], random_state=0
+).fit(x, y)
+scores = clf.predict_proba(test.drop(columns="target"))[:, 1]
+run.log_metric("auc", roc_auc_score(test.target, scores))
+run.log_metric("accuracy", accuracy_score(test.target, scores > 0.5))
+v = run.log_model(
+    clf,
+    "cancer-classifier",
+    input_example=x.head(3),
+    message="Flags malignant tumours from 30 cell-nucleus measurements",
+)
+print(f"logged {v.ref}: auc {run.info().metrics['auc']:.4f}")
 """
 
+PREDICT = """\
+# Serving, in a fresh process: load whatever is in production, by its stage, and predict.
+import pandas as pd
 
-def pipeline(repo: mk.Repo, work: Path, rng: random.Random) -> None:
-    step("version a dataset, prepare features in a run (Python)")
-    data = work / "transactions.csv"
-    lines = ["amount,label"]
-    for _ in range(2000):
-        amount = rng.expovariate(1 / 50)
-        lines.append(f"{amount:.2f},{int(amount > 150 and rng.random() < 0.9)}")
-    data.write_text("\n".join(lines) + "\n")
-    print(repo.add(data, "transactions", type="dataset").version.ref)
-    with mk.start_run(name="prepare", params={"columns": ["amount"]}, repo=repo) as run:
-        source = run.use("transactions:v1")
-        folder = work / "features"
-        folder.mkdir()
-        (folder / "features.csv").write_text(source.read_text())
-        print(run.log_artifact(folder, "features", type="dataset").ref, "made by", run)
+import modelkeep as mk
 
-    step("train with `modelkeep run`: the script joins the run and logs to it")
-    (work / "train.py").write_text(TRAIN)
-    cli("run", "--name", "train", "-p", "quantile=0.9", "--", sys.executable, "train.py", cwd=work)
-    cli("runs", cwd=work)
-
-    step("lineage: what made the model, and what used the dataset")
-    cli("lineage", "fraud-rules", "--upstream", cwd=work)
-    cli("lineage", "transactions:v1", "--downstream", "--format", "mermaid", cwd=work)
-    graph = repo.lineage("fraud-rules:v1")
-    assert "transactions:v1" in graph.nodes, "the model's lineage misses its dataset"
-
+model = mk.load_model("cancer-classifier@production")
+test = pd.read_csv(mk.current_run().use("breast-cancer") / "test.csv")
+predicted = model.predict(test.drop(columns="target"))
+accuracy = float((predicted == test.target).mean())
+mk.current_run().log_metric("accuracy", accuracy)
+print(f"{type(model).__name__} from production: {len(test)} predictions, accuracy {accuracy:.3f}")
+print("first ten:", predicted[:10].tolist())
+"""
 
 POLICY = """\
 [policy.default.production]
 require_stage = "staging"
-gates = ["accuracy >= 0.9", "accuracy >= production.accuracy"]
+gates = ["auc >= 0.95", "auc >= production.auc"]
 """
 
 
-def registry(repo: mk.Repo, work: Path) -> None:
-    step("register the model and promote it through the policy's gates")
+def train(work: Path, n_estimators: int, max_depth: int) -> None:
+    cli(
+        "run", "--name", "train", "-p", f"n_estimators={n_estimators}",
+        "-p", f"max_depth={max_depth}", "--", sys.executable, "train.py", cwd=work,
+    )  # fmt: skip
+
+
+def story(repo: mk.Repo, work: Path) -> None:
+    step("version the dataset (scikit-learn's bundled breast-cancer data)")
+    export_dataset(work / "breast-cancer")
+    print(repo.add(work / "breast-cancer", "breast-cancer", type="dataset").version.ref)
+
+    step("train in a run that logs params, metrics and the model itself")
+    (work / "train.py").write_text(TRAIN)
+    (work / "predict.py").write_text(PREDICT)
+    train(work, n_estimators=10, max_depth=2)
+    cli("runs", cwd=work)
+
+    step("register it and promote it through the policy's metric gates")
     (work / "modelkeep.toml").write_text(POLICY)
     print(POLICY)
-    cli("register", "fraud-rules:v1", "--as", "fraud-detector", cwd=work)
-    cli("promote", "fraud-detector:v1", "production", cwd=work, refused=True)
-    cli("promote", "fraud-detector:v1", "staging", "--reason", "offline eval", cwd=work)
-    cli("promote", "fraud-detector:v1", "production", "--reason", "first release", cwd=work)
+    cli("register", "cancer-classifier:v1", "--as", "cancer-classifier", cwd=work)
+    cli("promote", "cancer-classifier:v1", "staging", "--reason", "offline eval", cwd=work)
+    cli("promote", "cancer-classifier:v1", "production", "--reason", "first release", cwd=work)
 
-    step("train a better one (a higher threshold) and promote it")
-    cli("run", "--name", "train", "-p", "quantile=0.95", "--", sys.executable, "train.py", cwd=work)
-    cli("register", "fraud-rules:v2", "--as", "fraud-detector", cwd=work)
-    cli("promote", "fraud-detector:v2", "staging", cwd=work)
-    cli("promote", "fraud-detector:v2", "production", "--reason", "higher accuracy", cwd=work)
+    step("train a better one and promote it")
+    train(work, n_estimators=200, max_depth=8)
+    cli("register", "cancer-classifier:v2", "--as", "cancer-classifier", cwd=work)
+    cli("promote", "cancer-classifier:v2", "staging", cwd=work)
+    cli("promote", "cancer-classifier:v2", "production", "--reason", "higher auc", cwd=work)
+
+    step("a worse one is refused by the champion gate")
+    train(work, n_estimators=3, max_depth=1)
+    cli("register", "cancer-classifier:v3", "--as", "cancer-classifier", cwd=work)
+    cli("promote", "cancer-classifier:v3", "staging", cwd=work)
+    cli("promote", "cancer-classifier:v3", "production", cwd=work, refused=True)
     cli("models", cwd=work)
 
-    step("a worse model is refused by the champion gate")
-    cli("run", "--name", "train", "-p", "quantile=0.5", "--", sys.executable, "train.py", cwd=work)
-    cli("register", "fraud-rules:v3", "--as", "fraud-detector", cwd=work)
-    cli("promote", "fraud-detector:v3", "staging", cwd=work)
-    cli("promote", "fraud-detector:v3", "production", cwd=work, refused=True)
+    step("roll back production to v1")
+    cli("rollback", "cancer-classifier", "--reason", "alert on false negatives", cwd=work)
+    assert repo.show("cancer-classifier@production").number == 1, "rollback did not restore v1"
 
-    step("roll back production, then look at the audit log")
-    cli("rollback", "fraud-detector", "--reason", "alert on false positives", cwd=work)
-    assert repo.show("fraud-detector@production").number == 1, "rollback did not restore v1"
-    cli("history", "fraud-detector", cwd=work)
+    step("load the production model in a fresh process and predict")
+    cli("run", "--name", "predict", "--", sys.executable, "predict.py", cwd=work)
+
+    step("lineage: what made the production model, and who used it")
+    cli("lineage", "cancer-classifier@production", cwd=work)
+    graph = repo.lineage("cancer-classifier:v1")
+    assert "breast-cancer:v1" in graph.nodes, "the model's lineage misses its dataset"
+
+    step("the model card, assembled from what was recorded")
+    cli("card", "cancer-classifier@production", cwd=work)
+    card = repo.card("cancer-classifier@production")
+    assert "- training: `breast-cancer:v1`" in card and "| auc |" in card, card
+
+    step("history and a verified audit log")
+    cli("history", "cancer-classifier", cwd=work)
     cli("audit", "--verify", cwd=work)
 
 
@@ -191,8 +233,7 @@ def main() -> None:
         assert report.ok, report.problems
         cli("fsck", cwd=work)
 
-        pipeline(repo, work, rng)
-        registry(repo, work)
+        story(repo, work)
         repo.close()
         print("\ndemo finished: every step checked")
 

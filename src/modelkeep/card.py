@@ -2,8 +2,9 @@
 
 Purpose from the version's message (or a "description" metadata field); stage and its
 history from the event log; metrics, parameters, code and environment from the run that
-produced it; training data from that run's inputs and evaluation data from the inputs of
-the runs that used the model; signature, example and requirements from the model spec.
+produced it; training data from that run's inputs; the runs that used the model and the
+other datasets they read (evaluation data); signature, example and requirements from the
+model spec.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def _data(repo: Repo, version: Version, run: RunRecord | None) -> list[str]:
     for user in lineage.downstream_of(lineage.root):
         if user.startswith("run:"):
             used = repo.run(user.removeprefix("run:"))
+            lines.append(f"- used by run `{used.short_id}` ({used.name}, {used.status})")
             lines += [
                 f"- evaluation: `{d}` (run `{used.short_id}` {used.name})"
                 for d in _datasets(repo, used.inputs)

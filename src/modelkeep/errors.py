@@ -381,7 +381,7 @@ class UntrustedModel(ModelkeepError, PermissionError):
         self.ref = ref
         self.types = tuple(types)
         how = (
-            "pass trust=True to load_model (CLI: --trust) if you trust whoever wrote it"
+            "pass trust=True to load_model if you trust whoever wrote it"
             + (", or list the types in trusted_types" if types else ", or set trust_pickle")
             + " in .modelkeep/config.toml"
         )
