@@ -29,8 +29,6 @@ from modelkeep.errors import (
 from modelkeep.formats import requirements
 from tests.conftest import cli, isolate_git, jcli, ok, write
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(autouse=True)
 def _outside_this_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -545,7 +543,3 @@ def test_card_failures_are_one_line_and_exit_1(tmp_path: Path) -> None:
         assert r.returncode == 1, (args, r.stdout, r.stderr)
         assert message in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "no").exists()
-
-
-def test_demo_script_is_importable() -> None:
-    assert (ROOT / "examples" / "demo.py").is_file()

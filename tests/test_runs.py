@@ -589,7 +589,8 @@ def test_environment_is_stored_once_and_diffed(
     assert doc["os"]["machine"] == platform.machine()
     assert doc["cpu"]["count"] == os.cpu_count()
     assert "sqlalchemy" in doc["packages"]
-    assert doc["torch"] is None  # never imported just to ask
+    # torch is described only when this process imported it already: never imported to ask
+    assert (doc["torch"] is None) == ("torch" not in sys.modules)
     assert repo.env_diff(a.id, b.id).same
 
     changed = copy.deepcopy(real)

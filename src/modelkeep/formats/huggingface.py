@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,10 @@ def save(obj: Any, folder: Path, fmt: str, options: dict[str, Any]) -> Saved:
         return Saved(path, ("transformers",), {"class": architectures[0]})
     if not hasattr(obj, "save_pretrained"):
         raise InvalidArgument(f"format 'huggingface' needs save_pretrained; a {type(obj)} has none")
-    target = folder / FOLDER
-    obj.save_pretrained(str(target))
-    return Saved(FOLDER, ("transformers",), {"class": type(obj).__name__})
+    obj.save_pretrained(str(folder / FOLDER))
+    torch = sys.modules.get("torch")
+    weights = ("torch", "safetensors") if torch and isinstance(obj, torch.nn.Module) else ()
+    return Saved(FOLDER, ("transformers", *weights), {"class": type(obj).__name__})
 
 
 def load(folder: Path, spec: ModelSpec, ctx: LoadContext) -> Any:
