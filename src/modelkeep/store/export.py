@@ -1,0 +1,82 @@
+"""Copying objects out of the store into new packs, as they are stored, for a remote.
+
+Objects are read in the order they lie in the local packs (sequential reads), verified,
+and appended to staging packs in `tmp/`; each is handed over once sealed, so uploading
+one pack overlaps building the next.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelkeep.errors import MissingObject
+from modelkeep.store.objects import ObjectStore
+from modelkeep.store.packs import PACK_TARGET, PackEntry, PackWriter, encode_index
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedPack:
+    name: str
+    path: Path  # the sealed staging pack; the caller deletes it (or its folder) when done
+    index: bytes  # the pack's index, in the store's format
+    entries: tuple[PackEntry, ...]
+    size: int
+
+
+@dataclass
+class Exporter:
+    """Staging packs in one folder under the store's tmp/, removed by `close`."""
+
+    store: ObjectStore
+    target: int = PACK_TARGET
+
+    def __post_init__(self) -> None:
+        self.folder = self.store.tmp_dir / f"export-{uuid.uuid4().hex}"
+        self.folder.mkdir()
+
+    def packs(self, keys: list[bytes]) -> Iterator[ExportedPack]:
+        """Packs holding keys; raises MissingObject for a key that is not here."""
+        located = self.store.index.locate_many(keys)
+        for key in keys:
+            if key not in located:
+                raise MissingObject(key.hex())
+        order = sorted(located.values(), key=lambda loc: (loc.pack, loc.entry.offset))
+        writer: PackWriter | None = None
+        try:
+            for loc in order:
+                if writer is None:
+                    writer = PackWriter(self.folder, self.folder)
+                data = self.store.read_stored(loc.pack, loc.entry)
+                e = loc.entry
+                writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
+                if writer.size >= self.target:
+                    yield self._sealed(writer)
+                    writer = None
+            if writer is not None:
+                yield self._sealed(writer)
+                writer = None
+        finally:
+            if writer is not None:
+                writer.abort()
+
+    def _sealed(self, writer: PackWriter) -> ExportedPack:
+        writer.seal(durable=False)
+        entries = tuple(writer.entries)
+        return ExportedPack(
+            writer.name,
+            self.folder / f"{writer.name}.pack",
+            encode_index(list(entries)),
+            entries,
+            writer.size,
+        )
+
+    def discard(self, pack: ExportedPack) -> None:
+        pack.path.unlink(missing_ok=True)
+        pack.path.with_suffix(".idx").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
