@@ -19,7 +19,7 @@ Bytes transferred are measured outside both tools, the same way for both:
   (a snapshot of path, size, mtime and inode before and after);
 * folder pull: the bytes of the remote folder's files in the page cache after the pull, the
   page cache having been dropped just before it (`fincore`): what the pull read from the
-  remote. Readahead can only add to it (root only; otherwise reported as not measured);
+  remote. Readahead can only add to it (needs root; otherwise not measured);
 * S3 push / pull: the HTTP body bytes the server received (push) or sent (pull) during the
   command, counted by a WSGI wrapper around moto's application (request Content-Length,
   response bodies as written); headers are not counted. The details add the number of
@@ -42,12 +42,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from xml.etree import ElementTree
 
 import bench_store as bs
 import common
@@ -61,7 +62,6 @@ KINDS = ("folder", "s3")
 WORKLOADS = ("w1", "w2")
 TOOLS = ("modelkeep", "dvc")
 BUCKETS = {"modelkeep": "modelkeep-bench", "dvc": "dvc-bench"}
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def serve_s3() -> None:
 
 
 class S3Server:
-    """The moto subprocess, its counters, and buckets for both tools (boto3 in this process)."""
+    """The moto subprocess, its counters, and a bucket for each tool."""
 
     def __init__(self, tmp: Path) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
@@ -184,37 +184,39 @@ class S3Server:
             self.stop()
             raise BenchError(f"the S3 server did not start; see {tmp / 'moto.log'}")
         self.url = f"http://127.0.0.1:{int(line)}"
-        import boto3  # type: ignore[import-untyped]
-
-        self.client: Any = boto3.client(
-            "s3",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
         log(f"S3 server (moto) on {self.url}")
 
+    def call(self, method: str, path: str) -> bytes:
+        """An unsigned request (moto takes it as S3's): the bench's own, outside the timings."""
+        req = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            body: bytes = resp.read()
+            return body
+
     def counters(self) -> Counter[str]:
-        with urllib.request.urlopen(self.url + STATS_PATH, timeout=30) as resp:
-            return Counter(json.loads(resp.read()))
+        return Counter(json.loads(self.call("GET", STATS_PATH)))
 
     def reset(self) -> None:
         """Drop every bucket and object (frees the server's memory), then make empty buckets."""
-        req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
-        urllib.request.urlopen(req, timeout=60).close()
+        self.call("POST", "/moto-api/reset")
         for bucket in BUCKETS.values():
-            self.client.create_bucket(Bucket=bucket)
+            self.call("PUT", f"/{bucket}")
 
     def usage(self, bucket: str, prefix: str) -> tuple[int, int]:
-        """Bytes and number of the objects under prefix."""
+        """Bytes and number of the objects under prefix (ListObjectsV2, every page)."""
         size = count = 0
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix
-        ):
-            for obj in page.get("Contents", []):
-                size, count = size + int(obj["Size"]), count + 1
-        return size, count
+        query = {"list-type": "2", "prefix": prefix}
+        while True:
+            root = ElementTree.fromstring(
+                self.call("GET", f"/{bucket}?{urllib.parse.urlencode(query)}")
+            )
+            ns = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+            for obj in root.iter(f"{ns}Contents"):
+                size, count = size + int(obj.findtext(f"{ns}Size") or 0), count + 1
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if root.findtext(f"{ns}IsTruncated") != "true" or not token:
+                return size, count
+            query["continuation-token"] = token
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -341,6 +343,7 @@ class ModelkeepPeer(Peer):
             contextlib.closing(sqlite3.connect(meta)) as b,
         ):
             a.backup(b)  # WAL included
+        self.remote_add(dest, remote)  # remotes live in .modelkeep/remotes.toml, not the metadata
 
     def pull(self, repo: Path, remote: Remote) -> list[list[Arg]]:
         get: list[Arg] = [*self.argv, "get", self.refs[-1], "-o", self.out(repo), "--force"]
@@ -426,6 +429,11 @@ class Cell:
     times: list[Timing] = field(default_factory=list)  # per run: command(s), sync after
     moved: list[int] = field(default_factory=list)  # per run: bytes transferred
     notes: list[str] = field(default_factory=list)
+
+    def add(self, timing: Timing, moved: int | None, notes: list[str]) -> None:
+        self.times.append(timing)
+        self.moved.extend([] if moved is None else [moved])
+        self.notes.extend(notes)
 
 
 @dataclass
@@ -517,7 +525,7 @@ class Ctx:
 
 def transfer(
     ctx: Ctx, peer: Peer, remote: Remote, cmds: list[list[Arg]], cwd: Path, pushing: bool
-) -> tuple[Timing, int, list[str]]:
+) -> tuple[Timing, int | None, list[str]]:
     """Time cmds (plus a sync) and measure the bytes they moved to or from the remote."""
     if pushing:
         bs.warm(peer.store(cwd))  # page cache dropped, then the local store read once
@@ -550,9 +558,9 @@ def transfer(
         moved, files = written(before_snap, snapshot(remote.folder))
         notes.append(f"{files} files written into the remote folder")
         return timing, moved, notes
-    if not can_drop_cache():
-        raise BenchError("measuring a folder pull needs root (to drop the page cache) and fincore")
     timing = bs.timed(*cmds, cwd=cwd)
+    if not can_drop_cache():
+        return timing, None, ["bytes not measured: needs root (to drop the page cache), fincore"]
     return timing, resident(remote.folder), notes
 
 
@@ -597,9 +605,7 @@ def bench_remote(ctx: Ctx, peer: Peer, d: Path, remote: Remote, workload: str) -
         timing, moved, notes = transfer(
             ctx, peer, remote, peer.push(d / "src", remote), d / "src", True
         )
-        push.cells[tool].times.append(timing)
-        push.cells[tool].moved.append(moved)
-        push.cells[tool].notes.extend(notes)
+        push.cells[tool].add(timing, moved, notes)
     except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
         return ctx.fail([push, pull], tool, f"{what} push", exc)
     dest = d / f"pull-{remote.kind}"
@@ -610,9 +616,7 @@ def bench_remote(ctx: Ctx, peer: Peer, d: Path, remote: Remote, workload: str) -
         timing, moved, notes = transfer(ctx, peer, remote, peer.pull(dest, remote), dest, False)
         grew = bs.du_sb(peer.store(dest)) - store_before
         peer.check(dest)
-        pull.cells[tool].times.append(timing)
-        pull.cells[tool].moved.append(moved)
-        pull.cells[tool].notes.extend([*notes, f"local store grew by {grew} bytes"])
+        pull.cells[tool].add(timing, moved, [*notes, f"local store grew by {grew} bytes"])
         if isinstance(peer, ModelkeepPeer) and len(peer.files) > 1:
             check_older(ctx, peer, dest, remote)
     except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
@@ -671,7 +675,8 @@ def set_env(runs: Path, workdir: Path) -> None:
         ENV.update({f"GIT_{who}_NAME": "bench", f"GIT_{who}_EMAIL": "bench@example.invalid"})
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         ENV.pop(var, None)
-    ENV.update(CREDENTIALS, AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    ENV.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")  # dummies, for moto
+    ENV.update(AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
     none = str(runs / "no-aws-config")  # no profile of this machine's user is read
     ENV.update(AWS_CONFIG_FILE=none, AWS_SHARED_CREDENTIALS_FILE=none)
 
