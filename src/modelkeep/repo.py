@@ -470,8 +470,9 @@ class Repo:
         default: bool = False,
         options: Mapping[str, str] | None = None,
     ) -> config.RemoteConfig:
-        """Remember a remote (checked, not contacted); the first one is the default."""
-        from modelkeep.remotes import parse_url
+        """Remember a remote (checked, not contacted). The default remote (`default=True`;
+        at most one) is where push goes and missing objects come from on their own."""
+        from modelkeep.remotes import parse_url, require_backend
 
         if not config.REMOTE_NAME.match(name):
             raise InvalidArgument(
@@ -482,7 +483,7 @@ class Repo:
         if existing is not None:
             raise RemoteExists(name, existing.url)
         spec = parse_url(url, options)
-        default = default or not self.settings.remotes
+        require_backend(spec)
         made = config.RemoteConfig(name, spec.url, tuple(sorted(spec.options.items())), default)
         others = tuple(
             dataclasses.replace(r, default=False) if default else r for r in self.settings.remotes
@@ -522,6 +523,11 @@ class Repo:
     ) -> sync.PullResult:
         """Fetch (verified) what refs need and this store lacks."""
         return sync.pull(self, list(refs), remote, progress)
+
+    def pushed_to(self, ref: str) -> tuple[str, ...]:
+        """The remotes (URLs) every object of a version is on, as recorded when pushed."""
+        v = self.show(ref)
+        return meta.push_state(self.db, v.name, v.number).remotes
 
     def prune_cache(self, max_size: int, *, dry_run: bool = False) -> PruneReport:
         """Shrink the local store towards max_size bytes by dropping, least recently used

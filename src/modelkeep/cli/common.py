@@ -58,3 +58,18 @@ def parse_time(text: str | None) -> datetime | None:
             "2026-11-03T14:00:00Z"
         ) from exc
     return moment if moment.tzinfo else moment.astimezone()
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A byte count: 123, 500M, 20G, 1.5GiB, 2TB (binary units)."""
+    import re
+
+    from modelkeep.errors import InvalidArgument
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if match is None:
+        raise InvalidArgument(f"cannot read size {text!r}; write e.g. 20G, 500M or 1048576")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])

@@ -7,6 +7,7 @@ extra that installs it, and the options a user may set on it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -109,3 +110,10 @@ def _checked(spec: RemoteSpec, url: str, options: Mapping[str, str] | None) -> R
     if "endpoint_url" in given and not re.match(r"^https?://[^/\s]+", given["endpoint_url"]):
         raise InvalidRemoteUrl(given["endpoint_url"], "endpoint_url must be http(s)://HOST[:PORT]")
     return RemoteSpec(spec.url, spec.scheme, spec.root, spec.bucket, given)
+
+
+def require_backend(spec: RemoteSpec) -> None:
+    """Refuse a scheme whose package is not installed, naming the extra; imports nothing."""
+    scheme = spec.scheme
+    if importlib.util.find_spec(scheme.module) is None:
+        raise UnsupportedScheme(spec.url, scheme.name, scheme.extra or scheme.module)
