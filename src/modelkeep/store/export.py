@@ -54,11 +54,11 @@ class Exporter:
                 e = loc.entry
                 writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
                 if writer.size >= self.target:
-                    yield self._sealed(writer)
-                    writer = None
+                    sealed, writer = self._sealed(writer), None
+                    yield sealed
             if writer is not None:
-                yield self._sealed(writer)
-                writer = None
+                sealed, writer = self._sealed(writer), None
+                yield sealed
         finally:
             if writer is not None:
                 writer.abort()
