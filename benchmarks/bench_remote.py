@@ -25,6 +25,10 @@ Bytes transferred are measured outside both tools, the same way for both:
   response bodies as written); headers are not counted. The details add the number of
   requests per method, the growth of the bucket, and the growth of the local store.
 
+The same wrapper answers plain one-range GETs itself from moto's stored object, reading only
+the range: moto reads the whole object for each range request, which would make a tool that
+keeps large objects (DVC: one per file) pay the server far more than S3 would charge it.
+
 See benchmarks/README.md.
 """
 
@@ -35,6 +39,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -123,9 +128,49 @@ def serve_s3() -> None:
         MotoRequestHandler,
         create_backend_app,
     )
+    from moto.s3.models import s3_backends
     from werkzeug.serving import make_server
 
     moto_app = DomainDispatcherApplication(create_backend_app)
+    single_range = re.compile(r"bytes=(\d+)-(\d+)")
+
+    def ranged_get(environ: WSGIEnvironment) -> tuple[list[tuple[str, str]], bytes] | None:
+        """Headers and bytes of a plain one-range GET of an object, read from moto's store.
+
+        moto reads the whole object for every range request (a 1 GiB object fetched in 50 MiB
+        ranges costs it 21 GiB of copying); S3 reads the range. So the server answers those
+        itself, reading only the range; anything else (and any surprise) goes to moto.
+        """
+        match = single_range.fullmatch(environ.get("HTTP_RANGE", ""))
+        conditional = any(k.startswith("HTTP_IF_") for k in environ)
+        if environ["REQUEST_METHOD"] != "GET" or not match or conditional:
+            return None
+        if environ.get("QUERY_STRING"):
+            return None
+        bucket, _, name = str(environ.get("PATH_INFO", "")).lstrip("/").partition("/")
+        try:
+            partition, account = s3_backends.bucket_accounts[bucket]
+            key = s3_backends[account][partition].get_object(bucket, name)
+            if key is None:
+                return None
+            begin, end = int(match[1]), min(int(match[2]), key.size - 1)
+            if begin > end:
+                return None
+            with key.lock:
+                key._value_buffer.seek(begin)
+                data: bytes = key._value_buffer.read(end - begin + 1)
+            headers = [
+                ("Content-Type", str(key.metadata.get("Content-Type", "binary/octet-stream"))),
+                ("Content-Length", str(len(data))),
+                ("Content-Range", f"bytes {begin}-{end}/{key.size}"),
+                ("Accept-Ranges", "bytes"),
+                ("ETag", str(key.etag)),
+                ("Last-Modified", str(key.last_modified_RFC1123)),
+            ]
+            return headers, data
+        except Exception:  # moto answers it, errors included
+            return None
+
     lock = threading.Lock()
     counts: Counter[str] = Counter()
 
@@ -162,6 +207,11 @@ def serve_s3() -> None:
         what += f" <- {received}"
         if "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")):
             add("chunked requests (body not counted)", 1)
+        fast = ranged_get(environ)
+        if fast is not None:
+            add("range GETs read by the wrapper", 1)
+            start_response("206 Partial Content", fast[0])
+            return counted(method, what + " (range read by the wrapper)", [fast[1]])
         return counted(method, what, moto_app(environ, start_response))
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
@@ -302,6 +352,13 @@ class Peer:
     def store(self, repo: Path) -> Path:
         raise NotImplementedError
 
+    def notes(self, cmds: list[list[Arg]], seconds: list[float], outs: list[str]) -> list[str]:
+        """Each command's time, when there are several."""
+        if len(cmds) < 2:
+            return []
+        n = len(self.argv)
+        return [" + ".join(f"{c[n]} {s:.3f} s" for c, s in zip(cmds, seconds, strict=True))]
+
     def check(self, repo: Path) -> None:
         """After a pull: the newest version is in the workspace, byte for byte."""
         raise NotImplementedError
@@ -329,7 +386,7 @@ class ModelkeepPeer(Peer):
             self.remote_add(repo, remote)
 
     def push(self, repo: Path, remote: Remote) -> list[list[Arg]]:
-        return [[*self.argv, "push", *self.refs, "--remote", remote.name]]
+        return [[*self.argv, "push", *self.refs, "--remote", remote.name, "--json"]]
 
     def fresh(self, src: Path, dest: Path, remote: Remote) -> None:
         """A new repository with an empty store and a copy of src's metadata."""
@@ -347,13 +404,17 @@ class ModelkeepPeer(Peer):
 
     def pull(self, repo: Path, remote: Remote) -> list[list[Arg]]:
         get: list[Arg] = [*self.argv, "get", self.refs[-1], "-o", self.out(repo), "--force"]
-        return [[*self.argv, "pull", *self.refs, "--remote", remote.name], get]
+        return [[*self.argv, "pull", *self.refs, "--remote", remote.name, "--json"], get]
 
     def store(self, repo: Path) -> Path:
         return repo / ".modelkeep" / "store"
 
     def check(self, repo: Path) -> None:
         bs.same_file(self.files[-1], self.out(repo))
+
+    def notes(self, cmds: list[list[Arg]], seconds: list[float], outs: list[str]) -> list[str]:
+        said = json.loads(outs[0]).get("bytes")  # push/pull --json: what modelkeep counted
+        return [*super().notes(cmds, seconds, outs), f"modelkeep's own count {said} bytes"]
 
     def check_all(self, repo: Path) -> None:
         """Every older version restores from the local store alone (no remote is default)."""
@@ -375,10 +436,15 @@ class DvcPeer(Peer):
     def all_commits(self) -> list[str]:
         return ["--all-commits"] if len(self.files) > 1 else []
 
-    def configure(self, repo: Path) -> None:
-        # ext4 has no reflinks: DVC's default "reflink,copy" is "copy" there anyway.
-        run_([*self.argv, "config", "--local", "cache.type", "copy"], repo)
-        run_([*self.argv, "config", "--local", "core.check_update", "false"], repo)
+    def configure(self, repo: Path, remote: Remote | None = None) -> None:
+        """.dvc/config.local, written as `dvc config --local` would (one file, no processes).
+
+        ext4 has no reflinks: DVC's default cache.type "reflink,copy" is "copy" there anyway.
+        DVC 3.67's `push`/`pull -r R --all-commits` still asks for a default remote: R it is.
+        """
+        default = f"    remote = {remote.name}\n" if remote else ""
+        text = f"[core]\n    check_update = false\n{default}[cache]\n    type = copy\n"
+        (repo / ".dvc" / "config.local").write_text(text)
 
     def setup(self, repo: Path, remotes: Sequence[Remote]) -> None:
         repo.mkdir(parents=True)
@@ -398,12 +464,8 @@ class DvcPeer(Peer):
             run_(["git", "add", "-A"], repo)
             run_(["git", "commit", "-q", "-m", f"v{v}"], repo)
 
-    def use(self, repo: Path, remote: Remote) -> None:
-        """DVC 3.67 `push/pull -r R --all-commits` still asks for a default remote: R it is."""
-        run_([*self.argv, "remote", "default", "--local", remote.name], repo)
-
     def push(self, repo: Path, remote: Remote) -> list[list[Arg]]:
-        self.use(repo, remote)  # untimed: the commands are run later
+        self.configure(repo, remote)  # untimed: the commands are run later
         return [[*self.argv, "push", "-q", "-r", remote.name, *self.all_commits]]
 
     def fresh(self, src: Path, dest: Path, remote: Remote) -> None:
@@ -411,7 +473,7 @@ class DvcPeer(Peer):
         self.configure(dest)
 
     def pull(self, repo: Path, remote: Remote) -> list[list[Arg]]:
-        self.use(repo, remote)
+        self.configure(repo, remote)
         return [[*self.argv, "pull", "-q", "-r", remote.name, *self.all_commits]]
 
     def store(self, repo: Path) -> Path:
@@ -523,6 +585,20 @@ class Ctx:
             row.errors.add(tool)
 
 
+def timed_each(cmds: list[list[Arg]], cwd: Path) -> tuple[Timing, list[float], list[str]]:
+    """bench_store.timed (the commands, then a sync), keeping each command's time and output."""
+    os.sync()
+    outs, ends = [], []
+    t0 = time.perf_counter()
+    for cmd in cmds:
+        outs.append(run_(cmd, cwd))
+        ends.append(time.perf_counter())
+    t1 = time.perf_counter()
+    os.sync()
+    each = [end - start for start, end in zip([t0, *ends], ends, strict=False)]
+    return (t1 - t0, time.perf_counter() - t1), each, outs
+
+
 def transfer(
     ctx: Ctx, peer: Peer, remote: Remote, cmds: list[list[Arg]], cwd: Path, pushing: bool
 ) -> tuple[Timing, int | None, list[str]]:
@@ -531,37 +607,36 @@ def transfer(
         bs.warm(peer.store(cwd))  # page cache dropped, then the local store read once
     else:
         bs.warm()  # page cache dropped: the remote is read cold
-    notes: list[str] = []
-    if remote.kind == "s3":
-        assert ctx.s3 is not None
-        objects_before = ctx.s3.usage(remote.bucket, remote.prefix)
-        before = ctx.s3.counters()
-        timing = bs.timed(*cmds, cwd=cwd)
-        delta = ctx.s3.counters()
+    s3, folder = ctx.s3 if remote.kind == "s3" else None, remote.folder
+    if s3 is not None:
+        objects_before, before = s3.usage(remote.bucket, remote.prefix), s3.counters()
+    elif pushing:
+        assert folder is not None
+        snap = snapshot(folder)
+    timing, each, outs = timed_each(cmds, cwd)
+    notes = peer.notes(cmds, each, outs)
+    if s3 is not None:
+        delta = s3.counters()
         delta.subtract(before)
-        objects_after = ctx.s3.usage(remote.bucket, remote.prefix)
         moved = sum(v for k, v in delta.items() if k.endswith(" in" if pushing else " out"))
         requests = ", ".join(
             f"{k.split()[0]} {v}" for k, v in sorted(delta.items()) if "requests" in k and v
         )
         notes.append(f"HTTP requests: {requests}")
         if pushing:
-            grew = [objects_after[i] - objects_before[i] for i in (0, 1)]
-            notes.append(f"bucket grew by {grew[0]} bytes in {grew[1]} objects")
+            size, count = s3.usage(remote.bucket, remote.prefix)
+            size, count = size - objects_before[0], count - objects_before[1]
+            notes.append(f"bucket grew by {size} bytes in {count} objects")
         if delta.get("chunked requests (body not counted)"):
             ctx.problems.append(f"{peer.tool}: chunked S3 requests, their bodies not counted")
         return timing, moved, notes
-    assert remote.folder is not None
+    assert folder is not None
     if pushing:
-        before_snap = snapshot(remote.folder)
-        timing = bs.timed(*cmds, cwd=cwd)
-        moved, files = written(before_snap, snapshot(remote.folder))
-        notes.append(f"{files} files written into the remote folder")
-        return timing, moved, notes
-    timing = bs.timed(*cmds, cwd=cwd)
+        moved, files = written(snap, snapshot(folder))
+        return timing, moved, [*notes, f"{files} files written into the remote folder"]
     if not can_drop_cache():
-        return timing, None, ["bytes not measured: needs root (to drop the page cache), fincore"]
-    return timing, resident(remote.folder), notes
+        return timing, None, [*notes, "bytes not measured: needs root and fincore"]
+    return timing, resident(folder), notes
 
 
 def bench_workload(ctx: Ctx, workload: str, rep: int) -> None:
@@ -708,7 +783,8 @@ def report(ctx: Ctx, args: argparse.Namespace, workdir: Path, elapsed: float) ->
         "`fincore`); S3 push / pull = HTTP body bytes the server received / sent during the "
         "command (request Content-Length, response bodies; headers not counted).",
         f"- S3: moto {common.version('moto')} in server mode on 127.0.0.1 (objects over 16 MiB "
-        f"spill to temporary files on {fs}); modelkeep through `AWS_ENDPOINT_URL`, DVC through "
+        f"spill to temporary files on {fs}; one-range GETs read only the range, as S3 does, not "
+        "the whole object as moto does); modelkeep through `AWS_ENDPOINT_URL`, DVC through "
         "`endpointurl`; dummy credentials.",
         f"- machine: {common.machine()}; workdir filesystem {fs}",
         f"- `{' '.join(ARGV.get('modelkeep', ['modelkeep not run']))}`; "
