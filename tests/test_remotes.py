@@ -37,6 +37,7 @@ from modelkeep.errors import (
     UnsupportedScheme,
 )
 from modelkeep.remotes import Remote, parse_url
+from modelkeep.store import add as store_add
 from modelkeep.store.packs import KIND_CHUNK, decode_index
 from tests.conftest import cli, jcli, ok, write
 from tests.s3 import S3Server
@@ -84,6 +85,13 @@ def model_folder(root: Path, seed: int = 1) -> Path:
     run = write(root / "bin" / "serve.sh", b"#!/bin/sh\necho serve\n")
     run.chmod(0o755)
     (root / "latest").symlink_to("weights.bin")
+    return root
+
+
+def many_files(root: Path, n: int, seed: int) -> Path:
+    """n files of 256 KiB: with a small pack target, one local pack each."""
+    for i in range(n):
+        write(root / f"part-{i:03d}.bin", rand(256 * 1024, seed * 1000 + i))
     return root
 
 
@@ -298,9 +306,10 @@ def test_s3_server_stopped_mid_push_then_restarted_resumes(
 ) -> None:
     url = f"s3://{s3_bucket}/p"
     monkeypatch.setattr(sync, "REMOTE_PACK_TARGET", 256 * 1024)
+    monkeypatch.setattr(store_add, "PACK_TARGET", 256 * 1024)  # many local packs, too
     a, b = make_pair(tmp_path, monkeypatch, url)
-    data = rand(6 * MiB, 21)
-    a.add(write(tmp_path / "w.bin", data), "w", track=False)
+    src = many_files(tmp_path / "w", 24, 21)
+    a.add(src, "w", track=False)
     with pytest.raises(RemoteUnavailable, match="run the command again"):
         a.push(progress=_StopServerAfter(s3_server, 3))
     s3_server.start()
@@ -312,7 +321,7 @@ def test_s3_server_stopped_mid_push_then_restarted_resumes(
     assert resumed.versions == ("w:v1",)
     total = sum(e.length for entries in remote_packs(url).values() for e in entries)
     assert resumed.bytes < total  # what was published before was not sent again
-    assert b.open("w:v1").read() == data
+    same_tree(src, b.get("w:v1", tmp_path / "out"))
     a.close()
     b.close()
 
@@ -343,8 +352,9 @@ def test_a_killed_push_to_a_folder_leaves_only_complete_packs(
 ) -> None:
     url = str(tmp_path / "remote")
     a, b = make_pair(tmp_path, monkeypatch, url)
-    data = rand(3 * MiB, 31)
-    a.add(write(tmp_path / "w.bin", data), "w", track=False)
+    monkeypatch.setattr(store_add, "PACK_TARGET", 128 * 1024)
+    src = many_files(tmp_path / "w", 12, 31)
+    a.add(src, "w", track=False)
     proc = subprocess.run(
         [sys.executable, "-c", _KILLED_PUSH, str(a.root)], capture_output=True, check=False
     )
@@ -357,7 +367,7 @@ def test_a_killed_push_to_a_folder_leaves_only_complete_packs(
     assert len(list(packs.glob("*.idx"))) >= 2 and names
     assert a.pushed_to("w:v1") == ()
     assert a.push().versions == ("w:v1",)
-    assert b.open("w:v1").read() == data
+    same_tree(src, b.get("w:v1", tmp_path / "out"))
     a.close()
     b.close()
 

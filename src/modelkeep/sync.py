@@ -198,10 +198,14 @@ def _upload(
 
     def send(pack: ExportedPack) -> ExportedPack:
         remote.publish(pack.name, pack.path, pack.index)
-        rindex.index.add_pack(pack.name, pack.size, pack.entries)
         exporter.discard(pack)
         progress.advance(pack.size)
         return pack
+
+    def done(future: Future[ExportedPack]) -> None:
+        pack = future.result()
+        rindex.index.add_pack(pack.name, pack.size, pack.entries)  # one thread uses SQLite
+        sent.append(pack)
 
     pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix="modelkeep-upload")
     sent: list[ExportedPack] = []
@@ -211,9 +215,9 @@ def _upload(
         for pack in exporter.packs(keys):
             inflight.append(pool.submit(send, pack))
             while len(inflight) > TRANSFERS:  # bound the staging packs on disk
-                sent.append(inflight.popleft().result())
+                done(inflight.popleft())
         while inflight:
-            sent.append(inflight.popleft().result())
+            done(inflight.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         exporter.close()

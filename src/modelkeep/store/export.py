@@ -1,8 +1,10 @@
-"""Copying objects out of the store into new packs, as they are stored, for a remote.
+"""Handing objects over for a remote, as packs in the store's own format, verified first.
 
-Objects are read in the order they lie in the local packs (sequential reads), verified,
-and appended to staging packs in `tmp/`; each is handed over once sealed, so uploading
-one pack overlaps building the next.
+A local pack whose every object is wanted moves as it is (pack and index, no copy): an
+`add` writes only new objects into its own packs, so a new version's objects usually fill
+whole packs. The other wanted objects are read in the order they lie in the local packs
+(sequential reads) and appended to staging packs in `tmp/`, each handed over once sealed,
+so uploading one pack overlaps building the next.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelkeep.errors import MissingObject
+from modelkeep.store.index import Located
 from modelkeep.store.objects import ObjectStore
-from modelkeep.store.packs import PACK_TARGET, PackEntry, PackWriter, encode_index
+from modelkeep.store.packs import PACK_TARGET, PackEntry, PackWriter, encode_index, read_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,7 @@ class ExportedPack:
     index: bytes  # the pack's index, in the store's format
     entries: tuple[PackEntry, ...]
     size: int
+    staged: bool = True  # a copy in tmp/ (else the store's own pack, left in place)
 
 
 @dataclass
@@ -44,7 +48,25 @@ class Exporter:
         for key in keys:
             if key not in located:
                 raise MissingObject(key.hex())
-        order = sorted(located.values(), key=lambda loc: (loc.pack, loc.entry.offset))
+        by_pack: dict[str, list[Located]] = {}
+        for loc in located.values():
+            by_pack.setdefault(loc.pack, []).append(loc)
+        rest: list[Located] = []
+        for name, wanted in sorted(by_pack.items()):
+            entries = read_index(self.store.packs_dir / f"{name}.idx")
+            if len(entries) == len(wanted):  # every object of the pack: move it whole
+                for e in entries:
+                    self.store.read_stored(name, e)  # verified: never upload damage
+                path = self.store.packs_dir / f"{name}.pack"
+                index = (self.store.packs_dir / f"{name}.idx").read_bytes()
+                size = max((e.offset + e.length for e in entries), default=0)
+                yield ExportedPack(name, path, index, tuple(entries), size, staged=False)
+            else:
+                rest.extend(wanted)
+        yield from self._staged(rest)
+
+    def _staged(self, located: list[Located]) -> Iterator[ExportedPack]:
+        order = sorted(located, key=lambda loc: (loc.pack, loc.entry.offset))
         writer: PackWriter | None = None
         try:
             for loc in order:
@@ -75,6 +97,8 @@ class Exporter:
         )
 
     def discard(self, pack: ExportedPack) -> None:
+        if not pack.staged:
+            return
         pack.path.unlink(missing_ok=True)
         pack.path.with_suffix(".idx").unlink(missing_ok=True)
 
