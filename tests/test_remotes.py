@@ -27,6 +27,7 @@ from modelkeep.errors import (
     CorruptRemoteObject,
     InvalidArgument,
     InvalidRemoteUrl,
+    MissingObject,
     NotPushed,
     PushedElsewhere,
     RemoteAccessDenied,
@@ -130,6 +131,20 @@ class RemoteContract:
         out = b.get("fraud:v1", tmp_path / "out")
         same_tree(src, out)
         assert b.fsck().ok
+
+    def test_run_use_and_restore_fetch_on_their_own(
+        self, pair: tuple[mk.Repo, mk.Repo], tmp_path: Path
+    ) -> None:
+        a, b = pair
+        src = model_folder(tmp_path / "data")
+        a.add(src, "data", type="dataset", track=False)
+        a.push()
+        with mk.start_run(repo=b, capture_code=False) as run:
+            same_tree(src, run.use("data:v1"))
+        assert list(b.run(run.id).inputs) == ["data:v1"]
+        same_tree(src, b.restore("data:v1", tmp_path / "restored"))
+        with pytest.raises(MissingObject):  # what no remote has is still an error
+            b.store.ensure([b"\x01" * 32])
 
     def test_a_second_push_uploads_nothing(
         self, pair: tuple[mk.Repo, mk.Repo], tmp_path: Path

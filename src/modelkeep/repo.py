@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -543,12 +544,17 @@ class Repo:
         return f"b3:{put.root.id.hex()}", put.mode
 
     def holds(self, digest: str) -> bool:
-        """Whether some version has exactly this content, and the store has its root."""
+        """Whether some version has exactly this content, and the store has its root (or
+        can fetch it from the default remote: a lock file committed on another machine)."""
         try:
             self.show(digest)
         except DigestNotFound:
             return False
-        return self.store.has(bytes.fromhex(digest.removeprefix("b3:")))
+        root = bytes.fromhex(digest.removeprefix("b3:"))
+        if not self.store.has(root):
+            with contextlib.suppress(MissingObject):  # on no remote either
+                self.store.ensure([root])
+        return self.store.has(root)
 
     # -- lineage and runs -------------------------------------------------------
 
