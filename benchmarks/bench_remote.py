@@ -69,6 +69,10 @@ TOOLS = ("modelkeep", "dvc")
 BUCKETS = {"modelkeep": "modelkeep-bench", "dvc": "dvc-bench"}
 
 
+def run_(argv: Sequence[Arg], cwd: Path | None = None) -> str:
+    return run(argv, ENV, cwd)
+
+
 @dataclass(frozen=True)
 class Scale:
     mode: str
@@ -312,10 +316,6 @@ def resident(root: Path) -> int:
     return total
 
 
-def run_(argv: Sequence[Arg], cwd: Path | None = None) -> str:
-    return run(argv, ENV, cwd)
-
-
 # --- the two tools -------------------------------------------------------------------------
 
 
@@ -491,58 +491,55 @@ class Cell:
     times: list[Timing] = field(default_factory=list)  # per run: command(s), sync after
     moved: list[int] = field(default_factory=list)  # per run: bytes transferred
     notes: list[str] = field(default_factory=list)
+    failed: int = 0  # runs that failed (listed under Problems) or could not run
 
     def add(self, timing: Timing, moved: int | None, notes: list[str]) -> None:
         self.times.append(timing)
         self.moved.extend([] if moved is None else [moved])
         self.notes.extend(notes)
 
+    def seconds(self) -> float | None:
+        return statistics.median(sum(t) for t in self.times) if self.times else None
+
+    def bytes_moved(self) -> float | None:
+        return statistics.median(self.moved) if self.moved else None
+
 
 @dataclass
 class Row:
+    """One operation: medians of the runs that succeeded; a failed run is noted in its cell."""
+
     label: str
-    target: str  # "time", "bytes" or ""
+    target: str  # "time" (modelkeep no slower than DVC) or "bytes" (at most 32% of DVC's)
     cells: dict[str, Cell] = field(default_factory=lambda: {t: Cell() for t in TOOLS})
-    errors: set[str] = field(default_factory=set)
-
-    def seconds(self, tool: str) -> float | None:
-        cell = self.cells[tool]
-        ok = cell.times and tool not in self.errors
-        return statistics.median(sum(t) for t in cell.times) if ok else None
-
-    def moved(self, tool: str) -> float | None:
-        cell = self.cells[tool]
-        return statistics.median(cell.moved) if cell.moved and tool not in self.errors else None
 
     def cells_md(self, skipped: set[str]) -> list[str]:
         def show(tool: str, value: float | None, fmt: Callable[[float], str]) -> str:
-            if value is not None:
-                return fmt(value)
-            return "error" if tool in self.errors else "skipped" if tool in skipped else "—"
+            failed = self.cells[tool].failed
+            if value is None:
+                return "error" if failed else "skipped" if tool in skipped else "—"
+            runs = len(self.cells[tool].times)
+            return fmt(value) + (f" ({runs} of {runs + failed} runs)" if failed else "")
 
-        def ratio(a: float | None, b: float | None) -> float | None:
-            return a / b if a is not None and b else None
+        def ratio(values: dict[str, float | None]) -> float | None:
+            mk, dvc = values["modelkeep"], values["dvc"]
+            return mk / dvc if mk is not None and dvc else None
 
-        t = {tool: self.seconds(tool) for tool in TOOLS}
-        b = {tool: self.moved(tool) for tool in TOOLS}
-        t_ratio = ratio(t["modelkeep"], t["dvc"])
-        b_ratio = ratio(b["modelkeep"], b["dvc"])
-        cells = [
+        t = {tool: self.cells[tool].seconds() for tool in TOOLS}
+        b = {tool: self.cells[tool].bytes_moved() for tool in TOOLS}
+        t_ratio, b_ratio = ratio(t), ratio(b)
+        met = (t_ratio <= 1.0) if t_ratio is not None and self.target == "time" else None
+        if self.target == "bytes":
+            met = None if b_ratio is None else b_ratio <= 0.32
+        return [
             self.label,
             *(show(tool, t[tool], human_seconds) for tool in TOOLS),
             "—" if t_ratio is None else f"{t_ratio:.2f}×",
             *(show(tool, b[tool], human_bytes) for tool in TOOLS),
             "—" if b_ratio is None else f"{b_ratio:.1%}",
+            "time ≤ DVC's" if self.target == "time" else "bytes ≤ 32% of DVC's",
+            "—" if met is None else "yes" if met else "**NO**",
         ]
-        if self.target == "time":
-            met = None if t_ratio is None else t_ratio <= 1.0
-            cells.append("time ≤ DVC's")
-        elif self.target == "bytes":
-            met = None if b_ratio is None else b_ratio <= 0.32
-            cells.append("bytes ≤ 32% of DVC's")
-        else:
-            return [*cells, "—", "—"]
-        return [*cells, "—" if met is None else "yes" if met else "**NO**"]
 
     def details(self) -> str:
         parts = []
@@ -575,14 +572,13 @@ class Ctx:
         what = "W1" if workload == "w1" else f"W2 chain ({len(self.files[workload])} versions)"
         where = {"folder": "folder", "s3": "S3"}[kind]
         label = f"{what} {op} {'→' if op == 'push' else '←'} {where}"
-        target = ("time" if workload == "w1" else "bytes") if kind in KINDS else ""
-        return self.rows.setdefault(label, Row(label, target))
+        return self.rows.setdefault(label, Row(label, "time" if workload == "w1" else "bytes"))
 
     def fail(self, rows: Iterable[Row], tool: str, what: str, exc: BaseException) -> None:
         self.problems.append(f"{what} [{tool}]: {exc}")
         log(f"ERROR {what} [{tool}]: {exc}")
         for row in rows:
-            row.errors.add(tool)
+            row.cells[tool].failed += 1
 
 
 def timed_each(cmds: list[list[Arg]], cwd: Path) -> tuple[Timing, list[float], list[str]]:
@@ -843,10 +839,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ctx.s3 is not None:
             ctx.s3.stop()
     lines = report(ctx, args, workdir, time.perf_counter() - t_start)
-    doc: dict[str, object] = {
-        "scale": asdict(scale),
-        "rows": [asdict(r) for r in ctx.rows.values()],
-    }
+    rows = [asdict(r) for r in ctx.rows.values()]
+    doc: dict[str, object] = {"scale": asdict(scale), "rows": rows, "problems": ctx.problems}
     common.save(workdir, f"remote-{scale.mode}", lines, doc)
     if not args.keep_runs:
         bs.rmtree(runs)
