@@ -451,11 +451,11 @@ class DvcPeer(Peer):
         run_(["git", "init", "-q"], repo)
         run_([*self.argv, "init", "-q"], repo)
         self.configure(repo)
-        for remote in remotes:
-            run_([*self.argv, "remote", "add", remote.name, remote.url], repo)
-            if remote.kind == "s3":
-                url = ENV["AWS_ENDPOINT_URL"]
-                run_([*self.argv, "remote", "modify", remote.name, "endpointurl", url], repo)
+        with (repo / ".dvc" / "config").open("a") as config:  # as `dvc remote add` writes it
+            for remote in remotes:
+                config.write(f"['remote \"{remote.name}\"']\n    url = {remote.url}\n")
+                if remote.kind == "s3":
+                    config.write(f"    endpointurl = {ENV['AWS_ENDPOINT_URL']}\n")
         ws = repo / self.workspace_name
         for v, path in enumerate(self.files, 1):  # one Git commit per version, as a team has
             ws.unlink(missing_ok=True)
