@@ -63,6 +63,7 @@ from common import Arg, BenchError, log, run
 DVC_REQUIREMENTS = [f"dvc=={bs.DVC_VERSION}", "dvc-s3==3.3.0"]
 ENV = bs.ENV  # bench_store's timed/warm/du_sb read it too; main fills it
 STATS_PATH = "/__bench__/stats"
+FAILURES = (BenchError, OSError, ValueError, subprocess.TimeoutExpired)  # a step's, reported
 KINDS = ("folder", "s3")
 WORKLOADS = ("w1", "w2")
 TOOLS = ("modelkeep", "dvc")
@@ -657,7 +658,7 @@ def bench_workload(ctx: Ctx, workload: str, rep: int) -> None:
         log(f"{workload} run {rep + 1} [{tool}]: setting up ...")
         try:
             peer.setup(d / "src", remotes)
-        except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+        except FAILURES as exc:
             ctx.fail(rows, tool, f"{workload} set-up", exc)
             continue
         for remote in remotes:
@@ -677,7 +678,7 @@ def bench_remote(ctx: Ctx, peer: Peer, d: Path, remote: Remote, workload: str) -
             ctx, peer, remote, peer.push(d / "src", remote), d / "src", True
         )
         push.cells[tool].add(timing, moved, notes)
-    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+    except FAILURES as exc:
         return ctx.fail([push, pull], tool, f"{what} push", exc)
     dest = d / f"pull-{remote.kind}"
     try:
@@ -687,10 +688,10 @@ def bench_remote(ctx: Ctx, peer: Peer, d: Path, remote: Remote, workload: str) -
         timing, moved, notes = transfer(ctx, peer, remote, peer.pull(dest, remote), dest, False)
         grew = bs.du_sb(peer.store(dest)) - store_before
         peer.check(dest)
-        pull.cells[tool].add(timing, moved, [*notes, f"local store grew by {grew} bytes"])
         if isinstance(peer, ModelkeepPeer) and len(peer.files) > 1:
             check_older(ctx, peer, dest, remote)
-    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+        pull.cells[tool].add(timing, moved, [*notes, f"local store grew by {grew} bytes"])
+    except FAILURES as exc:
         ctx.fail([pull], tool, f"{what} pull", exc)
     if not ctx.keep_runs:
         bs.rmtree(dest)
