@@ -199,13 +199,14 @@ def _upload(
     def send(pack: ExportedPack) -> ExportedPack:
         remote.publish(pack.name, pack.path, pack.index)
         exporter.discard(pack)
-        progress.advance(pack.size)
         return pack
 
     def done(future: Future[ExportedPack]) -> None:
+        """On the calling thread: SQLite connections and progress bars are not shared."""
         pack = future.result()
-        rindex.index.add_pack(pack.name, pack.size, pack.entries)  # one thread uses SQLite
+        rindex.index.add_pack(pack.name, pack.size, pack.entries)
         sent.append(pack)
+        progress.advance(pack.size)
 
     pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix="modelkeep-upload")
     sent: list[ExportedPack] = []
