@@ -234,6 +234,25 @@ class RemoteContract:
         with pytest.raises(PushedElsewhere, match="add that remote"):
             a.open("pushed:v1").read()
 
+    def test_cache_prune_drops_the_least_recently_used_first(
+        self, pair: tuple[mk.Repo, mk.Repo], tmp_path: Path
+    ) -> None:
+        a, _ = pair
+        a.add(write(tmp_path / "x.bin", rand(2 * MiB, 13)), "x", track=False)
+        a.add(write(tmp_path / "y.bin", rand(2 * MiB, 14)), "y", track=False)
+        a.push()
+        with mk.open(a.root) as reader:  # a new process's first read marks x's pack used
+            assert reader.open("x:v1").read() == rand(2 * MiB, 13)
+        before = a.du().stored_bytes
+        dry = a.prune_cache(3 * MiB, dry_run=True)
+        assert dry.dry_run and dry.packs_dropped == 1 and a.du().stored_bytes == before
+        report = a.prune_cache(3 * MiB)
+        assert report.packs_dropped == 1 and report.size_after <= 3 * MiB
+        a.remove_remote("origin")
+        assert a.open("x:v1").read() == rand(2 * MiB, 13)  # kept: used last
+        with pytest.raises(PushedElsewhere):
+            a.open("y:v1").read()
+
     def test_listing_reads_only_new_indexes(
         self, pair: tuple[mk.Repo, mk.Repo], tmp_path: Path, remote_url: str
     ) -> None:
