@@ -170,7 +170,12 @@ class Remote:
         with self._translated():
             if self.spec.scheme.atomic_put:
                 fs.put_file(str(pack), final)
-                fs.pipe_file(final_idx, index)
+                try:
+                    fs.pipe_file(final_idx, index)
+                except Exception:
+                    with contextlib.suppress(Exception):  # an invisible orphan otherwise
+                        fs.rm_file(final)
+                    raise
             else:
                 self._publish_folder(pack, index, final, final_idx)
         self._count(sent=size + len(index))
