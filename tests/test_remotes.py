@@ -425,6 +425,21 @@ def test_wrong_credentials_and_no_permission_are_clear_errors(
     a.close()
 
 
+def test_no_credentials_at_all_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_bucket: str
+) -> None:
+    a, _ = make_pair(tmp_path, monkeypatch, f"s3://{s3_bucket}")
+    a.add(write(tmp_path / "w.bin", b"w" * 1000), "w", track=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(RemoteAccessDenied, match="check the credentials"):
+        a.push()
+    a.close()
+
+
 def test_a_bucket_that_does_not_exist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_bucket: str
 ) -> None:

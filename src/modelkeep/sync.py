@@ -30,6 +30,7 @@ from modelkeep.errors import (
     CorruptRemoteIndex,
     CorruptRemoteObject,
     MissingObject,
+    ModelkeepError,
     RemoteNotFound,
 )
 from modelkeep.progress import NULL_PROGRESS, Progress
@@ -383,7 +384,7 @@ def known_on_remotes(settings: config.Settings, keys: list[bytes]) -> set[bytes]
     """Which of keys the cached indexes of the configured remotes hold (no network)."""
     found: set[bytes] = set()
     for cfg in settings.remotes:
-        with contextlib.suppress(Exception):  # a remote never listed has no cache yet
+        with contextlib.suppress(ModelkeepError):  # a URL edited by hand into nonsense
             rindex = RemoteIndex(open_remote(cfg), cache_dir(settings))
             try:
                 found |= rindex.known(keys)
