@@ -156,8 +156,6 @@ class ObjectStore:
                 continue  # fsck reports it; gc removes it
             self.index.add_pack(name, size, entries)
 
-    # -- reading ----------------------------------------------------------------
-
     # -- objects from elsewhere ----------------------------------------------------
 
     @contextmanager
@@ -242,6 +240,8 @@ class ObjectStore:
             if writer is not None:
                 writer.abort()
             raise
+
+    # -- reading ----------------------------------------------------------------
 
     def _pread(self, located: Located) -> bytes:
         entry = located.entry
