@@ -300,9 +300,8 @@ class ObjectStore:
 
     def read_stored(self, pack: str, entry: PackEntry) -> bytes:
         """An object's bytes as stored (compressed or not), after verifying them."""
-        located = Located(pack, entry)
-        data = self._pread(located)
-        self.read(entry.key, located)
+        data = self._pread(Located(pack, entry))
+        self.verify(entry, data, f"{pack} offset {entry.offset}")
         return data
 
     def forget_fd(self, pack: str) -> None:
