@@ -14,7 +14,7 @@ import pytest
 
 import modelkeep as mk
 
-pytest_plugins = ["tests.pg"]
+pytest_plugins = ["tests.pg", "tests.s3"]
 
 MODELKEEP = str(Path(sys.executable).with_name("modelkeep"))
 

@@ -7,19 +7,39 @@ environment itself.
 from __future__ import annotations
 
 import getpass
+import json
 import os
+import re
+import socket
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelkeep.errors import InvalidArgument, RepoNotFound
 
 REPO_DIR = ".modelkeep"
 CONFIG_FILE = "config.toml"
+REMOTES_FILE = "remotes.toml"  # written by `modelkeep remote add/remove`
 # Set by `modelkeep run` for the command it starts, so the command joins that run.
 RUN_ID_ENV = "MODELKEEP_RUN_ID"
 REPO_ENV = "MODELKEEP_REPO"
 DEFAULT_CODE_GLOBS = ("**/*.py",)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteConfig:
+    name: str
+    url: str  # canonical (see remotes.parse_url)
+    options: tuple[tuple[str, str], ...] = ()
+    default: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "options": dict(self.options),
+            "default": self.default,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +50,18 @@ class Settings:
     code_globs: tuple[str, ...] = DEFAULT_CODE_GLOBS  # source files a run snapshots
     trust_pickle: bool = False  # load_model may unpickle (pickle, joblib, .bin weights)
     trusted_types: frozenset[str] = frozenset()  # types skops may build beyond its own list
+    remotes: tuple[RemoteConfig, ...] = ()
+    host: str = field(default_factory=socket.gethostname)  # MODELKEEP_HOST, else hostname
+
+    @property
+    def default_remote(self) -> RemoteConfig | None:
+        return next((r for r in self.remotes if r.default), None)
+
+    def remote(self, name: str | None) -> RemoteConfig | None:
+        """The remote called name, or the default one when name is None."""
+        if name is None:
+            return self.default_remote
+        return next((r for r in self.remotes if r.name == name), None)
 
     @property
     def control_dir(self) -> Path:
@@ -93,7 +125,46 @@ def load(root: Path) -> Settings:
         code_globs=tuple(globs),
         trust_pickle=trust,
         trusted_types=frozenset(types),
+        remotes=load_remotes(control / REMOTES_FILE),
+        host=os.environ.get("MODELKEEP_HOST") or socket.gethostname(),
     )
+
+
+REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def load_remotes(path: Path) -> tuple[RemoteConfig, ...]:
+    if not path.exists():
+        return ()
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc}; fix or remove it") from exc
+    out = []
+    for name, table in dict(doc.get("remote", {})).items():
+        url = table.get("url") if isinstance(table, dict) else None
+        options = table.get("options", {}) if isinstance(table, dict) else None
+        if not isinstance(url, str) or not isinstance(options, dict):
+            raise InvalidArgument(f"{path}: remote {name!r} needs a url; fix or remove it")
+        pairs = tuple(sorted((str(k), str(v)) for k, v in options.items()))
+        out.append(RemoteConfig(name, url, pairs, bool(table.get("default", False))))
+    return tuple(out)
+
+
+def save_remotes(root: Path, remotes: tuple[RemoteConfig, ...]) -> None:
+    """Rewrite remotes.toml (atomically): one table per remote. JSON strings are TOML strings."""
+    lines = ["# modelkeep remotes: edit with `modelkeep remote add/remove`"]
+    for r in remotes:
+        lines += ["", f"[remote.{json.dumps(r.name)}]", f"url = {json.dumps(r.url)}"]
+        if r.default:
+            lines.append("default = true")
+        if r.options:
+            pairs = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in r.options)
+            lines.append(f"options = {{ {pairs} }}")
+    path = root / REPO_DIR / REMOTES_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", "utf-8")
+    os.replace(tmp, path)
 
 
 _active_run: tuple[str, Path] | None = None  # set by mk.start_run in this process

@@ -390,3 +390,155 @@ class UntrustedModel(ModelkeepError, PermissionError):
 
 class LibraryVersionWarning(UserWarning):
     """A model was saved with a library whose major version differs from the one installed."""
+
+
+# -- remotes ---------------------------------------------------------------------------
+
+
+class RemoteNotFound(ModelkeepError, LookupError):
+    def __init__(self, name: str | None, existing: Sequence[str] = ()) -> None:
+        self.name = name
+        self.existing = list(existing)
+        if name is None:
+            msg = (
+                "no default remote is configured; add one with "
+                "`modelkeep remote add NAME URL --default`, or pass --remote NAME"
+            )
+        elif existing:
+            msg = (
+                f"no remote named {name!r} (remotes: {', '.join(existing)}); "
+                "see `modelkeep remote list`"
+            )
+        else:
+            msg = f"no remote named {name!r}; add it with `modelkeep remote add {name} URL`"
+        super().__init__(msg)
+
+
+class RemoteExists(ModelkeepError, FileExistsError):
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+        super().__init__(
+            f"a remote named {name!r} already exists ({url}); remove it first with "
+            f"`modelkeep remote remove {name}`"
+        )
+
+
+class InvalidRemoteUrl(ModelkeepError, ValueError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"invalid remote URL {url!r}: {reason}; use a folder path, file:///PATH, "
+            "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX"
+        )
+
+
+class UnsupportedScheme(ModelkeepError, ValueError):
+    """A URL scheme modelkeep has no backend for, or one whose extra is not installed."""
+
+    def __init__(self, url: str, scheme: str, extra: str | None = None) -> None:
+        self.url = url
+        self.scheme = scheme
+        self.extra = extra
+        if extra is None:
+            msg = (
+                f"remote URL {url!r} has unsupported scheme {scheme!r}; use file://, s3://, "
+                "gs:// or az:// (or a plain folder path)"
+            )
+        else:
+            msg = (
+                f"{scheme}:// remotes need the {extra!r} extra, which is not installed; "
+                f"install it with `pip install 'modelkeep[{extra}]'`"
+            )
+        super().__init__(msg)
+
+
+class RemoteError(ModelkeepError):
+    """The remote refused or failed a request; nothing half-published is left visible."""
+
+    def __init__(self, url: str, problem: str, hint: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"remote {url}: {problem}; {hint}")
+
+
+class RemoteMissing(RemoteError, FileNotFoundError):
+    """The bucket, container or folder a remote URL names does not exist."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(
+            url, problem, "create it (modelkeep never creates buckets) or fix the remote URL"
+        )
+
+
+class RemoteAccessDenied(RemoteError, PermissionError):
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(
+            url,
+            f"access denied ({problem})",
+            "check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE, or the remote's "
+            "profile option) and that they may read and write this location",
+        )
+
+
+class RemoteUnavailable(RemoteError, ConnectionError):
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(
+            url,
+            f"cannot be reached ({problem})",
+            "check the network and the endpoint; run the command again to resume "
+            "(what was published stays, nothing partial is visible)",
+        )
+
+
+class CorruptRemoteObject(ObjectError):
+    """Bytes fetched from a remote do not match their id; none of them entered the store."""
+
+    def __init__(self, object_id: str, url: str, where: str) -> None:
+        self.url = url
+        self.where = where
+        super().__init__(
+            object_id,
+            f"is damaged on remote {url} ({where}); nothing was stored locally. Push it "
+            "again from a machine that has it",
+        )
+
+
+class CorruptRemoteIndex(RemoteError):
+    def __init__(self, url: str, pack: str, reason: str) -> None:
+        self.pack = pack
+        super().__init__(
+            url,
+            f"pack index {pack}.idx is damaged ({reason})",
+            f"delete {pack}.idx and {pack}.pack from the remote; `modelkeep push` then "
+            "uploads their objects again from a machine that has them",
+        )
+
+
+class NotPushed(ModelkeepError, LookupError):
+    """A version's objects are not here, and nobody pushed them anywhere."""
+
+    def __init__(self, ref: str, host: str | None, user: str, remote: str | None) -> None:
+        self.ref = ref
+        self.host = host
+        self.user = user
+        self.remote = remote
+        where = f"on host {host}" if host else "on another machine"
+        looked = f"nor on remote {remote}" if remote else "and no default remote is configured"
+        super().__init__(
+            f"{ref} was added {where} by {user}, not pushed: its content is not in this "
+            f"store {looked}; run `modelkeep push {ref}` {where}"
+        )
+
+
+class PushedElsewhere(ModelkeepError, LookupError):
+    """A version's objects are on a remote this repository does not use by default."""
+
+    def __init__(self, ref: str, urls: Sequence[str]) -> None:
+        self.ref = ref
+        self.urls = list(urls)
+        super().__init__(
+            f"{ref} is not in this store; it was pushed to {', '.join(urls)}: add that "
+            f"remote with `modelkeep remote add NAME {urls[0]} --default`, then try again"
+        )

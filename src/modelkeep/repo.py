@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -15,14 +16,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import config, meta, registry, store, worktree
+from modelkeep import config, meta, registry, store, sync, worktree
 from modelkeep.errors import (
     DestinationExists,
     DigestNotFound,
     InvalidArgument,
+    MissingObject,
     ModelkeepError,
+    NotPushed,
     ObjectError,
     PathNotFound,
+    PushedElsewhere,
+    RemoteExists,
+    RemoteNotFound,
     RepoExists,
     RunNotFound,
     TypeMismatch,
@@ -30,7 +36,7 @@ from modelkeep.errors import (
 from modelkeep.meta import Added, Artifact, Lineage, Metric, NewVersion, RunRecord, Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import parse_ref, validate_name
-from modelkeep.store import FsckReport, GcReport, Kind, ObjectStore, Root
+from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
 from modelkeep.store.diff import diff as diff_roots
 from modelkeep.store.diff import root_entry
 from modelkeep.store.trees import TreeEntry
@@ -185,8 +191,25 @@ class Repo:
         self.root = settings.root
         self.db = meta.Database(settings.database_url)
         self.store = ObjectStore(settings.store_dir)
+        self._wire_fetcher()
+
+    def _wire_fetcher(self) -> None:
+        """Objects missing here come from the default remote, on their own (get, open,
+        restore and everything built on them); nothing is imported or listed until then."""
+        self._close_fetcher()
+        default = self.settings.default_remote
+        if default is not None:
+            self.store.fetcher = sync.RemoteFetcher(
+                self.store, default, sync.cache_dir(self.settings), NULL_PROGRESS
+            )
+
+    def _close_fetcher(self) -> None:
+        if isinstance(self.store.fetcher, sync.RemoteFetcher):
+            self.store.fetcher.close()
+        self.store.fetcher = NULL_FETCHER
 
     def close(self) -> None:
+        self._close_fetcher()
         self.store.close()
         self.db.close()
 
@@ -259,6 +282,7 @@ class Repo:
                 message=message,
                 metadata=fields,
                 run_id=run_id,
+                host=self.settings.host,
             )
             added: Added = meta.add_version(self.db, name, type, new)
         if where is not None:
@@ -291,7 +315,7 @@ class Repo:
         """Every entry of a version, folders first then their contents, sorted by path."""
         version = self.show(ref)
         root = _root(version)
-        with self._explained():
+        with self.explained(version):
             if root.kind != Kind.DIR:
                 return [
                     FileInfo(
@@ -327,7 +351,7 @@ class Repo:
         """
         run_id = run_id if run_id is not None else config.active_run(self.root)
         version = self.show(ref, at=at)
-        with self._explained():
+        with self.explained(version):
             entry = self._entry(version, path)
         name = os.fsdecode(entry.name)
         if dest is None:
@@ -337,7 +361,7 @@ class Repo:
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
             if entry.kind != Kind.DIR and into and not target.is_symlink():
                 target = target / name
-        self._restore_entry(entry, target.absolute(), force, progress)
+        self._restore_entry(version, entry, target.absolute(), force, progress)
         if run_id is not None:
             meta.add_input(self.db, run_id, version.name, version.number)
         return target
@@ -353,10 +377,10 @@ class Repo:
     ) -> Path:
         """Restore a version (or one path in it) to exactly target, which it becomes."""
         version = self.show(ref)
-        with self._explained():
+        with self.explained(version):
             entry = self._entry(version, path)
         target = Path(target).absolute()
-        self._restore_entry(entry, target, force, progress)
+        self._restore_entry(version, entry, target, force, progress)
         return target
 
     def local_copy(self, ref: str, path: str | None = None, *, run_id: str | None = None) -> Path:
@@ -364,22 +388,22 @@ class Repo:
         restored once per content id and shared by every reader. Treat it as read-only."""
         run_id = run_id if run_id is not None else config.active_run(self.root)
         version = self.show(ref)
-        with self._explained():
+        with self.explained(version):
             entry = self._entry(version, path)
         folder = self.settings.control_dir / "checkouts" / entry.id.hex()[:16]
         target = folder / (os.fsdecode(entry.name) or "content")
         if not os.path.lexists(target):
             folder.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(DestinationExists):  # another process restored it first
-                self._restore_entry(entry, target, False, NULL_PROGRESS)
+                self._restore_entry(version, entry, target, False, NULL_PROGRESS)
         if run_id is not None:
             meta.add_input(self.db, run_id, version.name, version.number)
         return target
 
     def _restore_entry(
-        self, entry: TreeEntry, target: Path, force: bool, progress: Progress
+        self, version: Version, entry: TreeEntry, target: Path, force: bool, progress: Progress
     ) -> None:
-        with self._explained():
+        with self.explained(version):
             store.restore(
                 self.store,
                 Root(entry.kind, entry.id),
@@ -393,19 +417,20 @@ class Repo:
     def open(self, ref: str, path: str | None = None) -> BinaryIO:
         """A read-only binary file object over one file of a version, streamed and verified."""
         version = self.show(ref)
-        with self._explained():
+        with self.explained(version):
             entry = self._entry(version, path)
             if entry.kind != Kind.FILE:
                 where = f"{version.ref} {path}" if path else version.ref
                 raise InvalidArgument(
                     f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path"
                 )
-            reader = self.store.open_blob(entry.id, self._explain)
+            explain = functools.partial(self._explain, version=version)
+            reader = self.store.open_blob(entry.id, explain)
         return io.BufferedReader(reader, buffer_size=1 << 20)
 
     def diff(self, old_ref: str, new_ref: str) -> Diff:
         old, new = self.show(old_ref), self.show(new_ref)
-        with self._explained():
+        with self.explained():
             changes = diff_roots(self.store, self._entry(old, None), self._entry(new, None))
         return Diff(
             old,
@@ -436,13 +461,98 @@ class Repo:
         )
 
     def fsck(self, progress: Progress = NULL_PROGRESS) -> FsckReport:
-        with self.store.writing():  # keeps gc from moving objects while they are checked
-            return store.fsck(self.store, self._roots(), progress)
+        """Objects that cache prune dropped, and a remote holds, are not problems."""
+        # writing() keeps gc from moving objects while they are checked
+        with self.store.writing(), self.store.offline():
+            return store.fsck(
+                self.store,
+                self._roots(),
+                progress,
+                elsewhere=functools.partial(sync.known_on_remotes, self.settings),
+            )
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
-        with self.store.exclusive():  # waits for adds in flight to commit their versions
+        # exclusive() waits for adds in flight to commit their versions
+        with self.store.exclusive(), self.store.offline():
             roots = list(self._roots().values())
             return store.gc(self.store, roots, dry_run=dry_run)
+
+    # -- remotes ------------------------------------------------------------------
+
+    def remotes(self) -> list[config.RemoteConfig]:
+        return list(self.settings.remotes)
+
+    def add_remote(
+        self,
+        name: str,
+        url: str,
+        *,
+        default: bool = False,
+        options: Mapping[str, str] | None = None,
+    ) -> config.RemoteConfig:
+        """Remember a remote (checked, not contacted). The default remote (`default=True`;
+        at most one) is where push goes and missing objects come from on their own."""
+        from modelkeep.remotes import parse_url, require_backend
+
+        if not config.REMOTE_NAME.match(name):
+            raise InvalidArgument(
+                f"invalid remote name {name!r}: use letters, digits, '-', '_' and '.', "
+                "up to 64 characters"
+            )
+        existing = self.settings.remote(name)
+        if existing is not None:
+            raise RemoteExists(name, existing.url)
+        spec = parse_url(url, options)
+        require_backend(spec)
+        made = config.RemoteConfig(name, spec.url, tuple(sorted(spec.options.items())), default)
+        others = tuple(
+            dataclasses.replace(r, default=False) if default else r for r in self.settings.remotes
+        )
+        self._save_remotes((*others, made))
+        return made
+
+    def remove_remote(self, name: str) -> config.RemoteConfig:
+        found = self.settings.remote(name)
+        if found is None:
+            raise RemoteNotFound(name, [r.name for r in self.settings.remotes])
+        self._save_remotes(tuple(r for r in self.settings.remotes if r.name != name))
+        return found
+
+    def _save_remotes(self, remotes: tuple[config.RemoteConfig, ...]) -> None:
+        config.save_remotes(self.root, remotes)
+        self.settings = dataclasses.replace(self.settings, remotes=remotes)
+        self._wire_fetcher()
+
+    def push(
+        self,
+        refs: Sequence[str] = (),
+        *,
+        remote: str | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> sync.PushResult:
+        """Upload what the remote lacks for refs (default: every version here not yet
+        pushed to it); the versions are then recorded as pushed, for the whole team."""
+        return sync.push(self, list(refs), remote, progress)
+
+    def pull(
+        self,
+        refs: Sequence[str],
+        *,
+        remote: str | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> sync.PullResult:
+        """Fetch (verified) what refs need and this store lacks."""
+        return sync.pull(self, list(refs), remote, progress)
+
+    def pushed_to(self, ref: str) -> tuple[str, ...]:
+        """The remotes (URLs) every object of a version is on, as recorded when pushed."""
+        v = self.show(ref)
+        return meta.push_state(self.db, v.name, v.number).remotes
+
+    def prune_cache(self, max_size: int, *, dry_run: bool = False) -> PruneReport:
+        """Shrink the local store towards max_size bytes by dropping, least recently used
+        first, chunks a remote confirms it holds; never the only copy."""
+        return sync.prune_cache(self, max_size, dry_run=dry_run)
 
     def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """The content id a path would get if added, and its mode; stores nothing."""
@@ -453,12 +563,17 @@ class Repo:
         return f"b3:{put.root.id.hex()}", put.mode
 
     def holds(self, digest: str) -> bool:
-        """Whether some version has exactly this content, and the store has its root."""
+        """Whether some version has exactly this content, and the store has its root (or
+        can fetch it from the default remote: a lock file committed on another machine)."""
         try:
             self.show(digest)
         except DigestNotFound:
             return False
-        return self.store.has(bytes.fromhex(digest.removeprefix("b3:")))
+        root = bytes.fromhex(digest.removeprefix("b3:"))
+        if not self.store.has(root):
+            with contextlib.suppress(MissingObject):  # on no remote either
+                self.store.ensure([root])
+        return self.store.has(root)
 
     # -- lineage and runs -------------------------------------------------------
 
@@ -678,20 +793,33 @@ class Repo:
         except KeyError:
             raise PathNotFound(path, version.ref) from None
 
-    def _explain(self, exc: ModelkeepError) -> ModelkeepError:
-        """Name the versions that need a damaged or missing object."""
+    def root_of(self, version: Version) -> Root:
+        return _root(version)
+
+    def _explain(self, exc: ModelkeepError, version: Version | None = None) -> ModelkeepError:
+        """Name the versions that need a damaged or missing object; for a version whose
+        content was never here, say where it was added and whether it was pushed."""
+        if isinstance(exc, MissingObject) and version is not None:
+            state = meta.push_state(self.db, version.name, version.number)
+            default = self.settings.default_remote
+            if not state.remotes and state.host != self.settings.host:
+                url = default.url if default is not None else None
+                return NotPushed(version.ref, state.host, state.user, url)
+            if state.remotes and (default is None or default.url not in state.remotes):
+                return PushedElsewhere(version.ref, state.remotes)
         if isinstance(exc, ObjectError):
             oid = bytes.fromhex(exc.object_id)
-            holders = store.needed_by(self.store, self._roots(), [oid]).get(oid, [])
+            with self.store.offline():
+                holders = store.needed_by(self.store, self._roots(), [oid]).get(oid, [])
             return exc.with_versions(holders)
         return exc
 
     @contextmanager
-    def _explained(self) -> Iterator[None]:
+    def explained(self, version: Version | None = None) -> Iterator[None]:
         try:
             yield
         except ObjectError as exc:
-            raise self._explain(exc) from None
+            raise self._explain(exc, version) from None
 
 
 def _root(version: Version) -> Root:

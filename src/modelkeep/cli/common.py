@@ -79,3 +79,18 @@ def write_atomically(path: str, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A byte count: 123, 500M, 20G, 1.5GiB, 2TB (binary units)."""
+    import re
+
+    from modelkeep.errors import InvalidArgument
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if match is None:
+        raise InvalidArgument(f"cannot read size {text!r}; write e.g. 20G, 500M or 1048576")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])

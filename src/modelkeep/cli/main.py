@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelkeep.cli import registry as registry_cli
+from modelkeep.cli import remotes as remotes_cli
 from modelkeep.cli import render
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import worktree as worktree_cli
@@ -184,8 +185,11 @@ def show(ctx: click.Context, ref: str, at: str | None, as_json: bool) -> None:
     repo = open_repo(ctx)
     v = repo.show(ref, at=parse_time(at))
     files = repo.files(v.ref)
+    pushed_to = repo.pushed_to(v.ref)
     if as_json:
-        render.emit_json({**v.to_json(), "files": [f.to_json() for f in files]})
+        render.emit_json(
+            {**v.to_json(), "pushed_to": list(pushed_to), "files": [f.to_json() for f in files]}
+        )
         return
     click.echo(f"{v.ref}  ({v.type}, {v.kind})")
     fields = [
@@ -194,6 +198,8 @@ def show(ctx: click.Context, ref: str, at: str | None, as_json: bool) -> None:
         ("source", v.source_name),
         ("created", render.when(v.created_at)),
         ("user", v.user),
+        ("host", v.host or "-"),
+        ("pushed", ", ".join(pushed_to) or "not pushed"),
         ("message", v.message or "-"),
     ]
     if v.run_id:
@@ -350,6 +356,8 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
 
 
 for command in registry_cli.COMMANDS:
+    cli.add_command(command)
+for command in remotes_cli.COMMANDS:
     cli.add_command(command)
 cli.add_command(runs_cli.run)
 cli.add_command(runs_cli.runs)

@@ -14,6 +14,7 @@ from modelkeep.meta.catalog import (
 from modelkeep.meta.db import Database
 from modelkeep.meta.events import Event, Verification, events, verify
 from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
+from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version
 from modelkeep.meta.registry import (
     Approvals,
@@ -68,6 +69,7 @@ __all__ = [
     "Model",
     "NewRun",
     "NewVersion",
+    "PushState",
     "RunNode",
     "RunRecord",
     "Verification",
@@ -90,9 +92,12 @@ __all__ = [
     "lineage",
     "log_metrics",
     "log_params",
+    "mark_pushed",
     "metric_history",
     "models",
     "move",
+    "push_state",
+    "pushed",
     "reap",
     "record_event",
     "register",

@@ -47,6 +47,7 @@ class NewVersion:
     message: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None  # the run that produced it
+    host: str | None = None  # the machine that added it
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
                     message=new.message,
                     metadata_json=metadata_json,
                     run_id=new.run_id,
+                    host=new.host,
                 )
                 s.add(row)
                 s.flush()

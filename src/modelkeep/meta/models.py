@@ -91,6 +91,19 @@ class VersionRow(Base):
     stage: Mapped[str] = mapped_column(String(16), default="none")
     stage_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The machine that added it: where its bytes are until it is pushed (NULL before 0004).
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class PushRow(Base):
+    """A version whose every object is on a remote (by canonical URL, shared by a team)."""
+
+    __tablename__ = "pushes"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    remote: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    pushed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    host: Mapped[str] = mapped_column(String(255))  # the machine that pushed it
 
 
 class AliasRow(Base):

@@ -32,6 +32,7 @@ class Version:
     registered: bool = False  # a candidate of the model registry
     stage: str = "none"  # none, staging, production or archived
     deleted_at: datetime | None = None  # a tombstone: the version is gone, its record stays
+    host: str | None = None  # the machine that added it (unknown for versions before 0.2)
 
     @property
     def ref(self) -> str:
@@ -60,6 +61,7 @@ class Version:
             "registered": self.registered,
             "stage": self.stage,
             "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
+            "host": self.host,
         }
 
 
@@ -100,4 +102,5 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         registered=row.registered,
         stage=row.stage,
         deleted_at=row.deleted_at,
+        host=row.host,
     )

@@ -123,6 +123,7 @@ def register(
                 run_id=source.run_id,
                 stage="none",
                 deleted_at=None,
+                host=source.host,  # the bytes are where the source's are
             )
             s.add(row)
         row.registered = True

@@ -3,17 +3,21 @@
 from modelkeep.store.add import PutResult, put
 from modelkeep.store.fsck import FsckReport, Problem, fsck, needed_by
 from modelkeep.store.gc import GcReport, gc
-from modelkeep.store.objects import BlobReader, ObjectStore, Root
+from modelkeep.store.objects import NULL_FETCHER, BlobReader, Fetcher, ObjectStore, Root
+from modelkeep.store.prune import PruneReport
 from modelkeep.store.restore import restore
 from modelkeep.store.trees import Kind
 
 __all__ = [
+    "NULL_FETCHER",
     "BlobReader",
+    "Fetcher",
     "FsckReport",
     "GcReport",
     "Kind",
     "ObjectStore",
     "Problem",
+    "PruneReport",
     "PutResult",
     "Root",
     "fsck",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from modelkeep.errors import ObjectError, UnsafeEntry
@@ -59,9 +59,18 @@ def needed_by(
     return _holders(_closures(store, roots), ids)
 
 
+def _nowhere(keys: list[bytes]) -> set[bytes]:
+    return set()
+
+
 def fsck(
-    store: ObjectStore, roots: Mapping[str, Root], progress: Progress = NULL_PROGRESS
+    store: ObjectStore,
+    roots: Mapping[str, Root],
+    progress: Progress = NULL_PROGRESS,
+    elsewhere: Callable[[list[bytes]], set[bytes]] = _nowhere,
 ) -> FsckReport:
+    """elsewhere says which of some ids missing here are safely on a remote (cache prune
+    dropped them): those are not problems."""
     problems: dict[str, str] = {}
     for idx in sorted(store.packs_dir.glob("pack-*.idx")):
         pack = idx.with_suffix(".pack")
@@ -86,13 +95,16 @@ def fsck(
         progress.advance(located.entry.length)
     progress.finish()
     closures = _closures(store, roots)
+    absent: set[bytes] = set()
     for closure in closures.values():
         if not isinstance(closure, set):
             problems.setdefault(closure.object_id, str(closure).split(";")[0])
             continue
-        for oid in closure:
-            if not store.has(oid):
-                problems.setdefault(oid.hex(), f"object b3:{oid.hex()} is missing")
+        absent.update(oid for oid in closure if not store.has(oid))
+    if absent:
+        absent -= elsewhere(sorted(absent))
+    for oid in sorted(absent):
+        problems.setdefault(oid.hex(), f"object b3:{oid.hex()} is missing")
     ids = [bytes.fromhex(k) for k in problems if not k.startswith("pack-")]
     holders = _holders(closures, ids)
     report = tuple(

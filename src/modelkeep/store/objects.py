@@ -3,11 +3,16 @@
 Objects are chunks (keyed by the BLAKE3 of their bytes), blob manifests (keyed by the
 BLAKE3 of the whole file) and trees (keyed by the BLAKE3 of their serialisation). A file
 that is a single chunk has no manifest: its id is its chunk's id.
+
+An object that is not here may be somewhere else: the store asks its `fetcher` (a remote,
+wired in by the repository; by default one that has nothing) for what it is missing, in
+batches, and reads on once the fetched objects are verified and indexed here.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
 import io
 import os
@@ -19,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import zstandard
 
@@ -29,8 +35,10 @@ from modelkeep.store.packs import (
     CODEC_RAW,
     KIND_BLOB,
     KIND_CHUNK,
+    PACK_TARGET,
     CorruptIndex,
     PackEntry,
+    PackWriter,
     read_index,
 )
 from modelkeep.store.trees import (
@@ -46,12 +54,32 @@ from modelkeep.store.trees import (
 READERS = 2
 READ_BATCH = 16  # chunks per task: about 1 MiB
 READ_AHEAD = 4  # batches verified ahead of the writer
+FETCH_WINDOW = 64  # chunks a file reader fetches at once when it finds one missing: 4 MiB
 
 Explain = Callable[[ModelkeepError], ModelkeepError]
 
 
 def _same(exc: ModelkeepError) -> ModelkeepError:
     return exc
+
+
+class Fetcher(Protocol):
+    """Somewhere objects missing here may be found. `fetch` brings what it can into the
+    store (verified) and raises for what it cannot; `active` is False for the null one."""
+
+    active: bool
+
+    def fetch(self, keys: list[bytes]) -> None: ...
+
+
+class NullFetcher:
+    active = False
+
+    def fetch(self, keys: list[bytes]) -> None:
+        pass
+
+
+NULL_FETCHER: Fetcher = NullFetcher()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +102,7 @@ class ObjectStore:
         self._fds_lock = threading.Lock()
         self._local = threading.local()  # zstd contexts are not shared between threads
         self._lock_path = root / "lock"
+        self.fetcher: Fetcher = NULL_FETCHER
         self.reconcile()
 
     def close(self) -> None:
@@ -127,6 +156,91 @@ class ObjectStore:
                 continue  # fsck reports it; gc removes it
             self.index.add_pack(name, size, entries)
 
+    # -- objects from elsewhere ----------------------------------------------------
+
+    @contextmanager
+    def fetching(self, fetcher: Fetcher) -> Iterator[None]:
+        """Use fetcher for missing objects for a while (a pull from a named remote)."""
+        previous, self.fetcher = self.fetcher, fetcher
+        try:
+            yield
+        finally:
+            self.fetcher = previous
+
+    def offline(self) -> AbstractContextManager[None]:
+        """Read only what is here (gc, fsck and error explanations must not download)."""
+        return self.fetching(NULL_FETCHER)
+
+    def ensure(self, keys: list[bytes]) -> None:
+        """Fetch, in one batch, those of keys that are not here."""
+        if not self.fetcher.active or not keys:
+            return
+        known = self.index.known(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in known))
+        if missing:
+            self.fetcher.fetch(missing)
+
+    def prefetch(self, root: Root) -> None:
+        """Fetch everything root needs that is not here, a few batches per folder level."""
+        if not self.fetcher.active:
+            return
+        level = [root]
+        while level:
+            self.ensure([r.id for r in level])
+            chunks: list[bytes] = []
+            below: list[Root] = []
+            for r in level:
+                if r.kind == Kind.DIR:
+                    below.extend(Root(e.kind, e.id) for e in self.tree(r.id).entries)
+                elif r.kind == Kind.FILE:
+                    located = self.index.locate(r.id)
+                    if located is not None and located.entry.kind == KIND_BLOB:
+                        chunks.extend(cid for cid, _ in self.manifest(r.id).chunks)
+            self.ensure(chunks)
+            level = below
+
+    def verify(self, entry: PackEntry, data: bytes, where: str) -> bytes:
+        """The raw bytes of an object as stored (data), after checking them against its id."""
+        key = entry.key
+        if entry.codec == CODEC_RAW:
+            raw = data
+        else:
+            dctx = getattr(self._local, "dctx", None)
+            if dctx is None:
+                dctx = self._local.dctx = zstandard.ZstdDecompressor()
+            try:
+                raw = dctx.decompress(data, max_output_size=entry.raw_length)
+            except zstandard.ZstdError as exc:
+                raise CorruptObject(key.hex(), f"{where}: {exc}") from exc
+        if entry.kind == KIND_BLOB:
+            try:
+                decode_manifest(raw)
+            except ValueError as exc:
+                raise CorruptObject(key.hex(), f"{where}: {exc}") from exc
+        elif len(raw) != entry.raw_length or digest(raw) != key:
+            raise CorruptObject(key.hex(), f"{where}: content does not match its id")
+        return raw
+
+    def add_stored(self, items: list[tuple[PackEntry, bytes]]) -> None:
+        """Store objects given as stored (already verified by the caller) in new packs here."""
+        writer: PackWriter | None = None
+        try:
+            for entry, data in items:
+                if writer is None:
+                    writer = PackWriter(self.packs_dir, self.tmp_dir)
+                writer.append([(entry.key, entry.kind, entry.codec, data, entry.raw_length)])
+                if writer.size >= PACK_TARGET:
+                    writer.seal()
+                    self.index.add_pack(writer.name, writer.size, writer.entries)
+                    writer = None
+            if writer is not None:
+                writer.seal()
+                self.index.add_pack(writer.name, writer.size, writer.entries)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
     # -- reading ----------------------------------------------------------------
 
     def _pread(self, located: Located) -> bytes:
@@ -137,7 +251,7 @@ class ObjectStore:
                 try:
                     fd = os.open(self.packs_dir / f"{located.pack}.pack", os.O_RDONLY)
                 except FileNotFoundError:
-                    # gc may have repacked it since we looked it up: look again.
+                    # gc or cache prune may have moved it since we looked it up: look again.
                     fresh = self.index.locate(entry.key)
                     if fresh is None or fresh.pack == located.pack:
                         raise MissingObject(entry.key.hex()) from None
@@ -149,48 +263,45 @@ class ObjectStore:
                         fd = self._fds[located.pack]
                     else:
                         self._fds[located.pack] = fd
+                        self._touch(located.pack)
             data = os.pread(fd, entry.length, entry.offset)
             if len(data) != entry.length:
                 raise CorruptObject(entry.key.hex(), f"{located.pack} is truncated")
             return data
         raise MissingObject(entry.key.hex())
 
-    def _decode(self, located: Located, data: bytes) -> bytes:
-        entry = located.entry
-        if entry.codec == CODEC_RAW:
-            return data
-        dctx = getattr(self._local, "dctx", None)
-        if dctx is None:
-            dctx = self._local.dctx = zstandard.ZstdDecompressor()
-        try:
-            raw = dctx.decompress(data, max_output_size=entry.raw_length)
-        except zstandard.ZstdError as exc:
-            where = f"{located.pack} offset {entry.offset}: {exc}"
-            raise CorruptObject(entry.key.hex(), where) from exc
-        return raw
+    def _touch(self, pack: str) -> None:
+        """Mark a pack used (its index's mtime), once per process: cache prune drops the
+        least recently used first."""
+        with contextlib.suppress(OSError):
+            os.utime(self.packs_dir / f"{pack}.idx")
+
+    def _locate(self, key: bytes) -> Located:
+        located = self.index.locate(key)
+        if located is None and self.fetcher.active:
+            self.fetcher.fetch([key])
+            located = self.index.locate(key)
+        if located is None:
+            raise MissingObject(key.hex())
+        return located
 
     def read(self, key: bytes, located: Located | None = None) -> bytes:
         """The verified bytes of one object; a mismatch raises, never returns wrong bytes."""
-        located = located or self.index.locate(key)
-        if located is None:
-            raise MissingObject(key.hex())
-        raw = self._decode(located, self._pread(located))
-        entry = located.entry
-        where = f"{located.pack} offset {entry.offset}"
-        if entry.kind == KIND_BLOB:
-            try:
-                decode_manifest(raw)
-            except ValueError as exc:
-                raise CorruptObject(key.hex(), f"{where}: {exc}") from exc
-        elif len(raw) != entry.raw_length or digest(raw) != key:
-            raise CorruptObject(key.hex(), f"{where}: content does not match its id")
-        return raw
+        located = located or self._locate(key)
+        try:
+            data = self._pread(located)
+        except MissingObject:
+            if not self.fetcher.active:
+                raise
+            located = self._locate(key)  # pruned since it was located: fetch it back
+            data = self._pread(located)
+        where = f"{located.pack} offset {located.entry.offset}"
+        return self.verify(located.entry, data, where)
 
     def read_stored(self, pack: str, entry: PackEntry) -> bytes:
         """An object's bytes as stored (compressed or not), after verifying them."""
-        located = Located(pack, entry)
-        data = self._pread(located)
-        self.read(entry.key, located)
+        data = self._pread(Located(pack, entry))
+        self.verify(entry, data, f"{pack} offset {entry.offset}")
         return data
 
     def forget_fd(self, pack: str) -> None:
@@ -202,9 +313,7 @@ class ObjectStore:
         return self.index.has(key)
 
     def manifest(self, blob_id: bytes) -> Manifest:
-        located = self.index.locate(blob_id)
-        if located is None:
-            raise MissingObject(blob_id.hex())
+        located = self._locate(blob_id)
         if located.entry.kind == KIND_CHUNK:
             return Manifest(located.entry.raw_length, ((blob_id, located.entry.raw_length),))
         return decode_manifest(self.read(blob_id, located))
@@ -223,6 +332,7 @@ class ObjectStore:
     def iter_blob(self, blob_id: bytes) -> Iterator[bytes]:
         """The verified chunks of a file, in order; large files are read ahead on threads."""
         chunks = [cid for cid, _ in self.manifest(blob_id).chunks]
+        self.ensure(chunks)
         if len(chunks) < 4:
             for chunk_id in chunks:
                 yield self.read(chunk_id)
@@ -323,7 +433,12 @@ class BlobReader(io.RawIOBase):
     def _chunk_at(self, pos: int) -> tuple[int, bytes]:
         i = bisect.bisect_right(self._starts, pos) - 1
         if self._cached is None or self._cached[0] != i:
-            self._cached = (i, self._store.read(self._chunks[i][0]))
+            chunk_id = self._chunks[i][0]
+            if self._store.fetcher.active and not self._store.has(chunk_id):
+                # Only this part of the file, a window at a time: a reader of a header
+                # fetches the header, not the whole file.
+                self._store.ensure([c for c, _ in self._chunks[i : i + FETCH_WINDOW]])
+            self._cached = (i, self._store.read(chunk_id))
         return self._starts[i], self._cached[1]
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]

@@ -111,21 +111,27 @@ class PackWriter:
             self.entries.append(PackEntry(key, kind, codec, self.size, len(data), raw_length))
             self.size += len(data)
 
-    def seal(self) -> Path:
-        """fsync the pack, write and fsync its index, rename both: after this, durable."""
+    def seal(self, durable: bool = True) -> Path:
+        """fsync the pack, write and fsync its index, rename both: after this, durable.
+
+        durable=False skips the fsyncs, for a pack that is only a staging copy (one being
+        uploaded to a remote, where the remote's own publish makes it durable)."""
         os.ftruncate(self._fd, self.size)
-        os.fsync(self._fd)
+        if durable:
+            os.fsync(self._fd)
         os.close(self._fd)
         tmp_idx = self._tmp_dir / f"{self.name}.idx"
         fd = os.open(tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             os.write(fd, encode_index(self.entries))
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(self._tmp_pack, self._packs_dir / f"{self.name}.pack")
         os.rename(tmp_idx, self._packs_dir / f"{self.name}.idx")
-        fsync_dir(self._packs_dir)
+        if durable:
+            fsync_dir(self._packs_dir)
         return self._packs_dir / f"{self.name}.idx"
 
     def abort(self) -> None:

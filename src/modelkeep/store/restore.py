@@ -67,6 +67,7 @@ def restore(
 ) -> None:
     if os.path.lexists(dest) and not force:
         raise DestinationExists(str(dest))
+    store.prefetch(root)  # what is on a remote only, in a few batches rather than one by one
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.modelkeep-{uuid.uuid4().hex[:12]}"
     progress.start(size, "restoring")

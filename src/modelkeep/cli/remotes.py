@@ -1,0 +1,147 @@
+"""`modelkeep remote add/list/remove`, `push`, `pull` and `cache prune`."""
+
+from __future__ import annotations
+
+import click
+
+from modelkeep.cli import render
+from modelkeep.cli.common import json_option, open_repo, parse_metadata, parse_size
+from modelkeep.cli.progress import progress_for
+
+
+@click.group()
+def remote() -> None:
+    """Remotes: folders, S3, GCS or Azure locations holding this repository's objects."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--default", "-d", "default", is_flag=True, help="Push to and fetch from it.")
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend option: endpoint_url, region, profile (s3); project (gs); account_name (az).",
+)
+@json_option
+@click.pass_context
+def remote_add(
+    ctx: click.Context,
+    name: str,
+    url: str,
+    default: bool,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Add remote NAME at URL: a folder, file:///PATH, s3://BUCKET/PREFIX, gs://…, az://…"""
+    pairs = {k: str(v) for k, v in parse_metadata(options, "--option").items()}
+    made = open_repo(ctx).add_remote(name, url, default=default, options=pairs)
+    if as_json:
+        render.emit_json(made.to_json())
+    else:
+        click.echo(f"added remote {made.name} {made.url}{' (default)' if made.default else ''}")
+
+
+@remote.command("list")
+@json_option
+@click.pass_context
+def remote_list(ctx: click.Context, as_json: bool) -> None:
+    """List remotes; the default one is marked."""
+    remotes = open_repo(ctx).remotes()
+    if as_json:
+        render.emit_json({"remotes": [r.to_json() for r in remotes]})
+        return
+    if not remotes:
+        click.echo("no remotes; add one with `modelkeep remote add NAME URL --default`")
+        return
+    render.table(
+        ["name", "url", "default", "options"],
+        [
+            [r.name, r.url, "*" if r.default else "", " ".join(f"{k}={v}" for k, v in r.options)]
+            for r in remotes
+        ],
+    )
+
+
+@remote.command("remove")
+@click.argument("name")
+@click.pass_context
+def remote_remove(ctx: click.Context, name: str) -> None:
+    """Forget remote NAME (nothing on it is deleted)."""
+    gone = open_repo(ctx).remove_remote(name)
+    click.echo(f"removed remote {gone.name} ({gone.url}); its objects stay where they are")
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: the default).")
+@json_option
+@click.pass_context
+def push(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_json: bool) -> None:
+    """Upload what the remote lacks for REFS (default: every version not yet pushed)."""
+    result = open_repo(ctx).push(refs, remote=remote_name, progress=progress_for(as_json))
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    if not result.versions:
+        click.echo(f"nothing to push: every version here is on {result.remote}")
+        return
+    click.echo(
+        f"pushed {len(result.versions)} version(s) to {result.remote}: "
+        f"{result.objects} new objects, {render.size(result.bytes)} in {result.packs} pack(s)"
+    )
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: the default).")
+@json_option
+@click.pass_context
+def pull(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_json: bool) -> None:
+    """Fetch what REFS need and this store lacks; every object is verified first."""
+    result = open_repo(ctx).pull(refs, remote=remote_name, progress=progress_for(as_json))
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    click.echo(
+        f"pulled {', '.join(result.versions)} from {result.remote}: "
+        f"{result.objects} objects, {render.size(result.bytes)}"
+    )
+
+
+@click.group()
+def cache() -> None:
+    """The local object cache."""
+
+
+@cache.command("prune")
+@click.option("--max-size", required=True, metavar="SIZE", help="Target size, e.g. 20G, 500M.")
+@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be dropped.")
+@json_option
+@click.pass_context
+def cache_prune(ctx: click.Context, max_size: str, dry_run: bool, as_json: bool) -> None:
+    """Drop local chunks a remote holds, least recently used first; never the only copy."""
+    r = open_repo(ctx).prune_cache(parse_size(max_size), dry_run=dry_run)
+    if as_json:
+        render.emit_json(
+            {
+                "dry_run": r.dry_run,
+                "size_before": r.size_before,
+                "size_after": r.size_after,
+                "packs_dropped": r.packs_dropped,
+                "chunks_dropped": r.chunks_dropped,
+                "kept_only_copy": r.kept_only_copy,
+            }
+        )
+        return
+    verb = "would shrink" if dry_run else "shrank"
+    line = f"{verb} the cache from {render.size(r.size_before)} to {render.size(r.size_after)}"
+    if r.size_after > parse_size(max_size):
+        line += "; the rest is on no remote (push it first: `modelkeep push`)"
+    click.echo(line)
+
+
+COMMANDS = [remote, push, pull, cache]

@@ -1,0 +1,207 @@
+"""One remote: immutable packs and their indexes under `packs/`, moved through fsspec.
+
+This is the seam where the backends' exceptions (botocore, aiohttp, gcsfs, adlfs, OSError)
+become modelkeep errors. It moves bytes only: what a pack or an index means is the
+caller's business.
+
+Publishing a pack uploads the pack, then its index: an index on the remote is the promise
+that its pack is complete, and readers list indexes only. Object stores show an upload only
+once it is complete, so a pack goes straight to its key; a folder remote gets it under
+`tmp/` first, fsynced, then renamed, as the local store does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from modelkeep.errors import (
+    ModelkeepError,
+    RemoteAccessDenied,
+    RemoteError,
+    RemoteMissing,
+    RemoteUnavailable,
+    UnsupportedScheme,
+)
+from modelkeep.remotes.urls import RemoteSpec, parse_url
+
+PACKS = "packs"
+TMP = "tmp"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _fs_kwargs(spec: RemoteSpec) -> dict[str, Any]:
+    """fsspec constructor arguments from the remote's options."""
+    options = dict(spec.options)
+    if spec.scheme.name == "file":
+        return {}
+    kwargs: dict[str, Any] = {"skip_instance_cache": True}
+    if spec.scheme.name == "s3":
+        kwargs["use_listings_cache"] = False
+        if "endpoint_url" in options:
+            kwargs["endpoint_url"] = options["endpoint_url"]
+        if "region" in options:
+            kwargs["client_kwargs"] = {"region_name": options["region"]}
+        if "profile" in options:
+            kwargs["profile"] = options["profile"]
+        return kwargs
+    kwargs.update(options)
+    return kwargs
+
+
+class Remote:
+    """A remote's packs and indexes; the filesystem is made on first use."""
+
+    def __init__(self, url: str, options: Mapping[str, str] | None = None) -> None:
+        self.spec = parse_url(url, options)
+        self.url = self.spec.url
+        self._fs: Any = None
+        self._lock = threading.Lock()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def fs(self) -> Any:
+        with self._lock:
+            if self._fs is None:
+                scheme = self.spec.scheme
+                try:
+                    importlib.import_module(scheme.module)
+                    import fsspec
+                except ImportError as exc:
+                    raise UnsupportedScheme(self.url, scheme.name, scheme.extra or "") from exc
+                with self._translated():
+                    self._fs = fsspec.filesystem(scheme.protocol, **_fs_kwargs(self.spec))
+            return self._fs
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.spec.root, *parts])
+
+    @contextlib.contextmanager
+    def _translated(self, missing: str | None = None) -> Iterator[None]:
+        """Turn the backend's exceptions into modelkeep's; `missing` explains a 404."""
+        try:
+            yield
+        except ModelkeepError:
+            raise
+        except FileNotFoundError as exc:
+            if missing is not None:
+                raise RemoteError(self.url, missing, "run the command again") from exc
+            raise RemoteMissing(self.url, self._missing_what(exc)) from exc
+        except PermissionError as exc:
+            raise RemoteAccessDenied(self.url, _first_line(exc)) from exc
+        except (ConnectionError, TimeoutError) as exc:
+            raise RemoteUnavailable(self.url, _first_line(exc)) from exc
+        except OSError as exc:
+            if self.spec.scheme.name == "file":
+                raise RemoteError(self.url, _first_line(exc), "check the folder") from exc
+            raise RemoteUnavailable(self.url, _first_line(exc)) from exc
+        except Exception as exc:  # botocore, aiohttp, google-auth, azure-core, ...
+            name = type(exc).__name__
+            if "Credential" in name or "Auth" in name:
+                raise RemoteAccessDenied(self.url, f"{name}: {_first_line(exc)}") from exc
+            raise RemoteUnavailable(self.url, f"{name}: {_first_line(exc)}") from exc
+
+    def _missing_what(self, exc: BaseException) -> str:
+        if self.spec.bucket:
+            return f"bucket {self.spec.bucket!r} does not exist ({_first_line(exc)})"
+        return f"{_first_line(exc)}"
+
+    # -- reading ----------------------------------------------------------------
+
+    def list_packs(self) -> dict[str, int]:
+        """Published packs (an index and its pack both present): name -> pack size."""
+        fs = self.fs
+        with self._translated():
+            try:
+                listing = fs.ls(self._path(PACKS), detail=True)
+            except FileNotFoundError:
+                if self.spec.bucket and not fs.exists(self.spec.bucket):
+                    raise
+                return {}  # nothing pushed yet
+        sizes: dict[str, int] = {}
+        indexes: set[str] = set()
+        for item in listing:
+            base = str(item["name"]).rstrip("/").rsplit("/", 1)[-1]
+            stem, _, ext = base.rpartition(".")
+            if not stem.startswith("pack-"):
+                continue
+            if ext == "pack":
+                sizes[stem] = int(item.get("size") or 0)
+            elif ext == "idx":
+                indexes.add(stem)
+        return {name: size for name, size in sizes.items() if name in indexes}
+
+    def read_index(self, name: str) -> bytes:
+        with self._translated(missing=f"pack index {name}.idx disappeared"):
+            data: bytes = self.fs.cat_file(self._path(PACKS, f"{name}.idx"))
+        self._count(received=len(data))
+        return data
+
+    def read_ranges(self, ranges: list[tuple[str, int, int]]) -> list[bytes]:
+        """The bytes of each (pack, start, end) range, by range requests (concurrent where
+        the backend is asynchronous, as s3fs, gcsfs and adlfs are)."""
+        paths = [self._path(PACKS, f"{name}.pack") for name, _, _ in ranges]
+        with self._translated(missing="a pack disappeared"):
+            out: list[bytes] = self.fs.cat_ranges(
+                paths, [s for _, s, _ in ranges], [e for _, _, e in ranges]
+            )
+        self._count(received=sum(len(b) for b in out))
+        return out
+
+    # -- writing ----------------------------------------------------------------
+
+    def publish(self, name: str, pack: Path, index: bytes) -> None:
+        """Upload a pack, then its index: readers see the pack only once both are there."""
+        size = pack.stat().st_size
+        fs = self.fs
+        final = self._path(PACKS, f"{name}.pack")
+        final_idx = self._path(PACKS, f"{name}.idx")
+        with self._translated():
+            if self.spec.scheme.atomic_put:
+                fs.put_file(str(pack), final)
+                try:
+                    fs.pipe_file(final_idx, index)
+                except Exception:
+                    with contextlib.suppress(Exception):  # an invisible orphan otherwise
+                        fs.rm_file(final)
+                    raise
+            else:
+                self._publish_folder(pack, index, final, final_idx)
+        self._count(sent=size + len(index))
+
+    def _publish_folder(self, pack: Path, index: bytes, final: str, final_idx: str) -> None:
+        fs = self.fs
+        tmp = self._path(TMP, f"{uuid.uuid4().hex}")
+        fs.makedirs(self._path(PACKS), exist_ok=True)
+        fs.makedirs(self._path(TMP), exist_ok=True)
+        try:
+            fs.put_file(str(pack), f"{tmp}.pack")
+            fs.pipe_file(f"{tmp}.idx", index)
+            for path in (f"{tmp}.pack", f"{tmp}.idx"):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.rename(f"{tmp}.pack", final)
+            os.rename(f"{tmp}.idx", final_idx)  # last: the promise the pack is complete
+        finally:
+            for path in (f"{tmp}.pack", f"{tmp}.idx"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def _count(self, sent: int = 0, received: int = 0) -> None:
+        with self._lock:
+            self.bytes_sent += sent
+            self.bytes_received += received

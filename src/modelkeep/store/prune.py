@@ -1,0 +1,76 @@
+"""Shrinking the local cache: drop chunks that are safely on a remote, oldest use first.
+
+A pack is a candidate when every chunk in it is confirmed on a remote (the caller asks the
+remote afresh). Trees and manifests are small and keep every version walkable offline (gc,
+fsck, diff), so they stay: a candidate pack that holds some is rewritten with only them.
+The caller holds the store's exclusive lock, as for gc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from modelkeep.store.objects import ObjectStore
+from modelkeep.store.packs import KIND_CHUNK, PackWriter, read_index
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    dry_run: bool
+    size_before: int
+    size_after: int
+    packs_dropped: int
+    chunks_dropped: int
+    kept_only_copy: int  # packs over the limit left alone: something in them is on no remote
+
+
+def prune(
+    store: ObjectStore,
+    max_size: int,
+    on_remote: Callable[[list[bytes]], set[bytes]],
+    *,
+    dry_run: bool = False,
+) -> PruneReport:
+    store.reconcile_locked()
+    sizes = store.index.pack_sizes()
+    total = before = sum(sizes.values())
+    dropped = chunks = kept = 0
+
+    def last_used(name: str) -> float:
+        try:
+            return (store.packs_dir / f"{name}.idx").stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for name in sorted(sizes, key=last_used):
+        if total <= max_size:
+            break
+        entries = read_index(store.packs_dir / f"{name}.idx")
+        indexed = store.index.locate_many([e.key for e in entries])
+        mine = [e for e in entries if (loc := indexed.get(e.key)) and loc.pack == name]
+        chunk_keys = [e.key for e in mine if e.kind == KIND_CHUNK]
+        if not chunk_keys:
+            continue
+        if len(on_remote(chunk_keys)) != len(chunk_keys):
+            kept += 1
+            continue
+        keep = [e for e in mine if e.kind != KIND_CHUNK]
+        new_size = sum(e.length for e in keep)
+        total -= sizes[name] - new_size
+        dropped += 1
+        chunks += len(chunk_keys)
+        if dry_run:
+            continue
+        if keep:
+            writer = PackWriter(store.packs_dir, store.tmp_dir)
+            for e in keep:
+                data = store.read_stored(name, e)
+                writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
+            writer.seal()
+            store.index.add_pack(writer.name, writer.size, writer.entries, replace=True)
+        store.index.drop_packs([name])
+        store.forget_fd(name)
+        (store.packs_dir / f"{name}.idx").unlink()
+        (store.packs_dir / f"{name}.pack").unlink()
+    return PruneReport(dry_run, before, total, dropped, chunks, kept)

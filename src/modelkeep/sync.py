@@ -1,0 +1,393 @@
+"""Push, pull and cache prune: the store's objects to and from a remote, composed here.
+
+A remote holds immutable packs and their indexes (the store's own format). What a remote
+holds is learnt from its indexes, cached locally per remote URL: the remote only grows,
+so a refresh lists it and downloads only the indexes not seen before.
+
+Push uploads the objects the versions need that the remote lacks, in new packs (never
+one request per chunk), several at a time; each pack's index goes up after the pack, so
+an interrupted push leaves only complete packs visible and a second push uploads the
+rest. A version is recorded as pushed (in the shared metadata) only once all its
+objects are on the remote.
+
+Fetching reads only the objects asked for, with range requests (neighbours coalesced),
+verifies each against its id, and only then stores it here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelkeep import config, meta
+from modelkeep.errors import (
+    CorruptObject,
+    CorruptRemoteIndex,
+    CorruptRemoteObject,
+    MissingObject,
+    ModelkeepError,
+    RemoteNotFound,
+)
+from modelkeep.progress import NULL_PROGRESS, Progress
+from modelkeep.remotes import Remote
+from modelkeep.store import ObjectStore
+from modelkeep.store.chunking import digest
+from modelkeep.store.export import ExportedPack, Exporter
+from modelkeep.store.index import Index, Located
+from modelkeep.store.packs import PACK_TARGET, CorruptIndex, PackEntry, decode_index
+from modelkeep.store.prune import PruneReport
+from modelkeep.store.prune import prune as prune_store
+
+if TYPE_CHECKING:
+    from modelkeep.meta import Version
+    from modelkeep.repo import Repo
+
+REMOTE_PACK_TARGET = PACK_TARGET
+TRANSFERS = 4  # packs uploaded, or indexes downloaded, at once
+GAP = 64 * 1024  # neighbouring objects closer than this are read in one range request
+MAX_RANGE = 16 * 1024 * 1024
+FETCH_ROUND = 64 * 1024 * 1024  # bytes fetched and verified before they are stored
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    remote: str
+    versions: tuple[str, ...]  # refs now recorded as on the remote
+    objects: int  # objects uploaded
+    bytes: int  # bytes uploaded: packs and their indexes
+    packs: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "versions": list(self.versions),
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "packs": self.packs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    remote: str
+    versions: tuple[str, ...]
+    objects: int  # objects fetched
+    bytes: int  # bytes downloaded: ranges of packs, and new indexes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "versions": list(self.versions),
+            "objects": self.objects,
+            "bytes": self.bytes,
+        }
+
+
+def remote_config(settings: config.Settings, name: str | None) -> config.RemoteConfig:
+    found = settings.remote(name)
+    if found is None:
+        raise RemoteNotFound(name, [r.name for r in settings.remotes])
+    return found
+
+
+def open_remote(cfg: config.RemoteConfig) -> Remote:
+    return Remote(cfg.url, dict(cfg.options))
+
+
+# -- what a remote holds ----------------------------------------------------------------
+
+
+class RemoteIndex:
+    """A remote's pack indexes, cached in a local SQLite index like the store's own."""
+
+    def __init__(self, remote: Remote, cache_dir: Path) -> None:
+        self.remote = remote
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.index = Index(cache_dir / f"{digest(remote.url.encode()).hex()[:24]}.sqlite")
+
+    def close(self) -> None:
+        self.index.close()
+
+    def refresh(self) -> None:
+        """List the remote; forget packs gone from it, read the indexes of new ones."""
+        listing = self.remote.list_packs()
+        cached = self.index.pack_sizes()
+        gone = [name for name, size in cached.items() if listing.get(name) != size]
+        if gone:
+            self.index.drop_packs(gone)
+        new = sorted(name for name in listing if name not in cached or name in gone)
+        with ThreadPoolExecutor(TRANSFERS, thread_name_prefix="modelkeep-index") as pool:
+            for name, data in zip(new, pool.map(self.remote.read_index, new), strict=True):
+                try:
+                    entries = decode_index(data)
+                except CorruptIndex as exc:
+                    raise CorruptRemoteIndex(self.remote.url, name, str(exc)) from exc
+                if any(e.offset + e.length > listing[name] for e in entries):
+                    raise CorruptRemoteIndex(
+                        self.remote.url, name, "its pack is shorter than the index says"
+                    )
+                self.index.add_pack(name, listing[name], entries)
+
+    def known(self, keys: list[bytes]) -> set[bytes]:
+        return self.index.known(keys)
+
+    def locate_many(self, keys: list[bytes]) -> dict[bytes, Located]:
+        return self.index.locate_many(keys)
+
+
+def cache_dir(settings: config.Settings) -> Path:
+    return settings.control_dir / "remotes"
+
+
+# -- push -------------------------------------------------------------------------------
+
+
+def push(
+    repo: Repo,
+    refs: list[str],
+    remote_name: str | None,
+    progress: Progress = NULL_PROGRESS,
+) -> PushResult:
+    cfg = remote_config(repo.settings, remote_name)
+    remote = open_remote(cfg)
+    store = repo.store
+    if refs:
+        versions = [repo.show(r) for r in refs]
+    else:  # every version whose content is here and not yet on that remote
+        done = meta.pushed(repo.db, remote.url)
+        versions = [
+            v
+            for v in meta.all_versions(repo.db)
+            if (v.name, v.number) not in done and store.has(repo.root_of(v).id)
+        ]
+    rindex = RemoteIndex(remote, cache_dir(repo.settings))
+    try:
+        with store.writing(), store.offline():
+            need: dict[bytes, None] = {}
+            for v in versions:
+                with repo.explained(v):
+                    need.update(dict.fromkeys(store.closure(repo.root_of(v))))
+            rindex.refresh()
+            keys = list(need)
+            on_remote = rindex.known(keys)
+            missing = [k for k in keys if k not in on_remote]
+            objects, packs = _upload(store, remote, rindex, missing, progress)
+    finally:
+        rindex.close()
+    refs_done = [(v.name, v.number) for v in versions]
+    meta.mark_pushed(repo.db, refs_done, remote.url, repo.settings.host)
+    return PushResult(remote.url, tuple(v.ref for v in versions), objects, remote.bytes_sent, packs)
+
+
+def _upload(
+    store: ObjectStore,
+    remote: Remote,
+    rindex: RemoteIndex,
+    keys: list[bytes],
+    progress: Progress,
+) -> tuple[int, int]:
+    """Pack keys into new packs and publish them, TRANSFERS at a time: (objects, packs)."""
+    if not keys:
+        return 0, 0
+    total = sum(loc.entry.length for loc in store.index.locate_many(keys).values())
+    exporter = Exporter(store, REMOTE_PACK_TARGET)
+
+    def send(pack: ExportedPack) -> ExportedPack:
+        remote.publish(pack.name, pack.path, pack.index)
+        exporter.discard(pack)
+        return pack
+
+    def done(future: Future[ExportedPack]) -> None:
+        """On the calling thread: SQLite connections and progress bars are not shared."""
+        pack = future.result()
+        rindex.index.add_pack(pack.name, pack.size, pack.entries)
+        sent.append(pack)
+        progress.advance(pack.size)
+
+    pool = ThreadPoolExecutor(TRANSFERS, thread_name_prefix="modelkeep-upload")
+    sent: list[ExportedPack] = []
+    progress.start(total, "pushing")
+    try:
+        inflight: deque[Future[ExportedPack]] = deque()
+        for pack in exporter.packs(keys):
+            inflight.append(pool.submit(send, pack))
+            while len(inflight) > TRANSFERS:  # bound the staging packs on disk
+                done(inflight.popleft())
+        while inflight:
+            done(inflight.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        exporter.close()
+        progress.finish()
+    return sum(len(p.entries) for p in sent), len(sent)
+
+
+# -- fetch and pull ---------------------------------------------------------------------
+
+
+class RemoteFetcher:
+    """The store's fetcher for one remote: verified objects, by range requests."""
+
+    active = True
+
+    def __init__(
+        self, store: ObjectStore, cfg: config.RemoteConfig, cache: Path, progress: Progress
+    ) -> None:
+        self.store = store
+        self.cfg = cfg
+        self._cache = cache
+        self.progress = progress
+        self._remote: Remote | None = None
+        self._rindex: RemoteIndex | None = None
+        self.objects = 0
+
+    @property
+    def remote(self) -> Remote:
+        if self._remote is None:
+            self._remote = open_remote(self.cfg)
+        return self._remote
+
+    def _index(self) -> RemoteIndex:
+        if self._rindex is None:
+            self._rindex = RemoteIndex(self.remote, self._cache)
+        return self._rindex
+
+    def close(self) -> None:
+        if self._rindex is not None:
+            self._rindex.close()
+            self._rindex = None
+
+    def fetch(self, keys: list[bytes]) -> None:
+        rindex = self._index()
+        located = rindex.locate_many(keys)
+        if len(located) < len(keys):
+            rindex.refresh()
+            located = rindex.locate_many(keys)
+        absent = [k for k in keys if k not in located]
+        if absent:
+            raise MissingObject(absent[0].hex())
+        for batch in _rounds(_ranges(list(located.values()))):
+            self._fetch_round(batch)
+
+    def _fetch_round(self, ranges: list[_Range]) -> None:
+        datas = self.remote.read_ranges([(r.pack, r.start, r.end) for r in ranges])
+        items: list[tuple[PackEntry, bytes]] = []
+        for r, data in zip(ranges, datas, strict=True):
+            for e in r.entries:
+                piece = data[e.offset - r.start : e.offset - r.start + e.length]
+                where = f"{r.pack}.pack offset {e.offset}"
+                if len(piece) != e.length:
+                    raise CorruptRemoteObject(e.key.hex(), self.remote.url, f"{where}: truncated")
+                try:
+                    self.store.verify(e, piece, where)
+                except CorruptObject as exc:
+                    raise CorruptRemoteObject(e.key.hex(), self.remote.url, exc.where) from None
+                items.append((e, piece))
+        with self.store.writing():
+            self.store.add_stored(items)
+        self.objects += len(items)
+        self.progress.advance(sum(len(d) for d in datas))
+
+
+@dataclass(slots=True)
+class _Range:
+    pack: str
+    start: int
+    end: int
+    entries: list[PackEntry]
+
+
+def _ranges(located: list[Located]) -> list[_Range]:
+    """Objects grouped into range requests: neighbours in a pack are read together."""
+    out: list[_Range] = []
+    for loc in sorted(located, key=lambda loc: (loc.pack, loc.entry.offset)):
+        e = loc.entry
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.pack == loc.pack
+            and e.offset - last.end <= GAP
+            and e.offset + e.length - last.start <= MAX_RANGE
+        ):
+            last.end = max(last.end, e.offset + e.length)
+            last.entries.append(e)
+        else:
+            out.append(_Range(loc.pack, e.offset, e.offset + e.length, [e]))
+    return out
+
+
+def _rounds(ranges: list[_Range]) -> Iterator[list[_Range]]:
+    batch: list[_Range] = []
+    size = 0
+    for r in ranges:
+        batch.append(r)
+        size += r.end - r.start
+        if size >= FETCH_ROUND:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def pull(
+    repo: Repo, refs: list[str], remote_name: str | None, progress: Progress = NULL_PROGRESS
+) -> PullResult:
+    cfg = remote_config(repo.settings, remote_name)
+    versions: list[Version] = [repo.show(r) for r in refs]
+    fetcher = RemoteFetcher(repo.store, cfg, cache_dir(repo.settings), progress)
+    progress.start(None, "pulling")
+    try:
+        with repo.store.fetching(fetcher):
+            for v in versions:
+                with repo.explained(v):
+                    repo.store.prefetch(repo.root_of(v))
+    finally:
+        progress.finish()
+        fetcher.close()
+    received = fetcher.remote.bytes_received if fetcher.objects else 0
+    return PullResult(fetcher.cfg.url, tuple(v.ref for v in versions), fetcher.objects, received)
+
+
+# -- cache prune ------------------------------------------------------------------------
+
+
+def prune_cache(repo: Repo, max_size: int, *, dry_run: bool = False) -> PruneReport:
+    """Drop local chunks that a remote confirms it holds (listed afresh), LRU first."""
+    if not repo.settings.remotes:
+        raise RemoteNotFound(None)
+    indexes = [
+        RemoteIndex(open_remote(cfg), cache_dir(repo.settings)) for cfg in repo.settings.remotes
+    ]
+    try:
+        for rindex in indexes:
+            rindex.refresh()
+
+        def on_remote(keys: list[bytes]) -> set[bytes]:
+            found: set[bytes] = set()
+            for rindex in indexes:
+                found |= rindex.known(keys)
+            return found
+
+        with repo.store.exclusive(), repo.store.offline():
+            return prune_store(repo.store, max_size, on_remote, dry_run=dry_run)
+    finally:
+        for rindex in indexes:
+            rindex.close()
+
+
+def known_on_remotes(settings: config.Settings, keys: list[bytes]) -> set[bytes]:
+    """Which of keys the cached indexes of the configured remotes hold (no network)."""
+    found: set[bytes] = set()
+    for cfg in settings.remotes:
+        with contextlib.suppress(ModelkeepError):  # a URL edited by hand into nonsense
+            rindex = RemoteIndex(open_remote(cfg), cache_dir(settings))
+            try:
+                found |= rindex.known(keys)
+            finally:
+                rindex.close()
+    return found
