@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from modelkeep.store.objects import ObjectStore, Root, remove_tree
-from modelkeep.store.packs import PackWriter, read_index
+from modelkeep.store.packs import PackEntry, PackWriter, read_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,21 @@ def reachable(store: ObjectStore, roots: Iterable[Root]) -> set[bytes]:
     for root in roots:
         live.update(store.closure(root))
     return live
+
+
+def repack(store: ObjectStore, name: str, keep: list[PackEntry]) -> None:
+    """Replace a pack with a new one holding only keep (with nothing to keep, remove it)."""
+    if keep:
+        writer = PackWriter(store.packs_dir, store.tmp_dir)
+        for e in keep:
+            data = store.read_stored(name, e)
+            writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
+        writer.seal()
+        store.index.add_pack(writer.name, writer.size, writer.entries, replace=True)
+    store.index.drop_packs([name])
+    store.forget_fd(name)
+    (store.packs_dir / f"{name}.idx").unlink()
+    (store.packs_dir / f"{name}.pack").unlink()
 
 
 def gc(store: ObjectStore, roots: Iterable[Root], *, dry_run: bool) -> GcReport:
@@ -47,8 +62,7 @@ def gc(store: ObjectStore, roots: Iterable[Root], *, dry_run: bool) -> GcReport:
     for located in store.index.entries():
         by_pack.setdefault(located.pack, []).append(located.entry.key)
     for name, size in sorted(sizes.items()):
-        idx = store.packs_dir / f"{name}.idx"
-        entries = read_index(idx)
+        entries = read_index(store.packs_dir / f"{name}.idx")
         indexed_here = set(by_pack.get(name, ()))
         keep = [e for e in entries if e.key in live and e.key in indexed_here]
         if len(keep) == len(entries):
@@ -59,20 +73,9 @@ def gc(store: ObjectStore, roots: Iterable[Root], *, dry_run: bool) -> GcReport:
         removed += dead
         if dry_run:
             continue
-        if keep:
-            writer = PackWriter(store.packs_dir, store.tmp_dir)
-            for e in keep:
-                data = store.read_stored(name, e)
-                writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
-            writer.seal()
-            store.index.add_pack(writer.name, writer.size, writer.entries, replace=True)
-            rewritten += 1
-        else:
-            packs_removed += 1
-        store.index.drop_packs([name])
-        store.forget_fd(name)
-        idx.unlink()
-        (store.packs_dir / f"{name}.pack").unlink()
+        repack(store, name, keep)
+        rewritten += bool(keep)
+        packs_removed += not keep
     if not dry_run:
         store.index.forget_blobs_not_in_store()
     return GcReport(dry_run, removed, freed, packs_removed, rewritten)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelkeep.store.gc import repack
 from modelkeep.store.objects import ObjectStore
-from modelkeep.store.packs import KIND_CHUNK, PackWriter, read_index
+from modelkeep.store.packs import KIND_CHUNK, read_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +63,5 @@ def prune(
         chunks += len(chunk_keys)
         if dry_run:
             continue
-        if keep:
-            writer = PackWriter(store.packs_dir, store.tmp_dir)
-            for e in keep:
-                data = store.read_stored(name, e)
-                writer.append([(e.key, e.kind, e.codec, data, e.raw_length)])
-            writer.seal()
-            store.index.add_pack(writer.name, writer.size, writer.entries, replace=True)
-        store.index.drop_packs([name])
-        store.forget_fd(name)
-        (store.packs_dir / f"{name}.idx").unlink()
-        (store.packs_dir / f"{name}.pack").unlink()
+        repack(store, name, keep)
     return PruneReport(dry_run, before, total, dropped, chunks, kept)
