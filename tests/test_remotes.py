@@ -1,9 +1,9 @@
 """Remotes: one contract every backend passes, the faults, team mode, and the CLI.
 
-The contract runs against a local folder and against S3 served by a real moto server on
-127.0.0.1 (tests/s3.py). GCS and Azure use the same fsspec path; no emulator for them is
-installable here (fake-gcs-server and Azurite are not Python packages), so only their URL
-handling and the missing-extra error are tested (see docs/team.md).
+The contract runs against a local folder and against emulators the suite starts on
+127.0.0.1: S3 on a real moto server (tests/s3.py), GCS on gcp-storage-emulator
+(tests/gcs.py), Azure Blob Storage on Azurite (tests/azure.py). The faults (server stopped
+mid-push, credentials, missing bucket, unreachable endpoint) and team mode run on S3 only.
 """
 
 from __future__ import annotations
