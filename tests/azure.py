@@ -4,7 +4,8 @@ Load it from ``tests/conftest.py`` with ``pytest_plugins = ["tests.azure"]``.
 
 Azurite is an npm package: ``make emulators`` (run by ``make test``) installs the pinned
 version into the git-ignored ``.node/`` folder. Its blob service runs in a subprocess on
-127.0.0.1 and a free port, one per pytest-xdist worker, in memory, with telemetry off. It
+127.0.0.1 and a free port, one per pytest-xdist worker, in memory, with telemetry off, and
+exits when its standard input closes (``exit_on_stdin_eof.cjs``, preloaded). It
 enforces shared-key authentication: the account is one made up for the session (Azurite's
 ``AZURITE_ACCOUNTS``), so a client needs its key, and adlfs finds everything in
 ``AZURE_STORAGE_CONNECTION_STRING``, the variable Azure's own tools read.
@@ -33,8 +34,8 @@ import pytest
 
 __all__ = ["AZURITE", "AzureServer", "azure_container", "azure_server"]
 
-ROOT = Path(__file__).resolve().parent.parent
-AZURITE = ROOT / ".node" / "node_modules" / ".bin" / "azurite-blob"
+HERE = Path(__file__).resolve().parent
+AZURITE = HERE.parent / ".node" / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT = "mktest"
 _LISTENING = re.compile(r"listens on http://127\.0\.0\.1:(\d+)")
 
@@ -66,7 +67,8 @@ class AzureServer:
         return BlobServiceClient.from_connection_string(self.connection_string)
 
     def close(self) -> None:
-        self.proc.terminate()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -82,14 +84,15 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureServ
     workspace = tmp_path_factory.mktemp("azurite")
     proc = subprocess.Popen(
         [
-            str(AZURITE),
+            "node",
+            *("--require", str(HERE / "exit_on_stdin_eof.cjs"), str(AZURITE.resolve())),
             *("--blobHost", "127.0.0.1", "--blobPort", "0"),
             "--inMemoryPersistence",
             "--disableTelemetry",
             "--skipApiVersionCheck",  # the Azure SDK may be newer than the emulator
             "--silent",
         ],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
