@@ -1,8 +1,12 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Azurite, the Azure Blob Storage emulator the tests start (tests/azure.py): an npm package,
+# installed into the git-ignored .node/. 3.35 is the last release that runs on Node.js 20.
+AZURITE_VERSION := 3.35.0
+AZURITE := .node/node_modules/.bin/azurite-blob
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv emulators demo test lint bench clean
 
 $(BIN)/modelkeep: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,6 +16,12 @@ $(BIN)/modelkeep: pyproject.toml
 
 venv: $(BIN)/modelkeep
 
+$(AZURITE): Makefile
+	npm install --prefix .node --no-save --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	touch $@
+
+emulators: $(AZURITE)
+
 demo: venv
 	$(BIN)/python examples/demo.py
 
@@ -20,11 +30,11 @@ lint: venv
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-test: lint
+test: lint emulators
 	$(BIN)/pytest -q -n auto
 
 bench: venv
 	$(BIN)/python benchmarks/bench_store.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .node build *.egg-info .pytest_cache .mypy_cache .ruff_cache

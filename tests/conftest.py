@@ -14,7 +14,7 @@ import pytest
 
 import modelkeep as mk
 
-pytest_plugins = ["tests.pg", "tests.s3"]
+pytest_plugins = ["tests.azure", "tests.gcs", "tests.pg", "tests.s3"]
 
 MODELKEEP = str(Path(sys.executable).with_name("modelkeep"))
 

@@ -41,13 +41,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _fs_kwargs(spec: RemoteSpec) -> dict[str, Any]:
-    """fsspec constructor arguments from the remote's options."""
+    """fsspec constructor arguments from the remote's options.
+
+    Listings are never cached: a Remote lives as long as its repository, and another
+    machine's packs published meanwhile must show up on the next listing (s3fs, gcsfs and
+    adlfs all cache them otherwise, and forget them only after their own writes).
+    """
     options = dict(spec.options)
     if spec.scheme.name == "file":
         return {}
-    kwargs: dict[str, Any] = {"skip_instance_cache": True}
+    kwargs: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
     if spec.scheme.name == "s3":
-        kwargs["use_listings_cache"] = False
         if "endpoint_url" in options:
             kwargs["endpoint_url"] = options["endpoint_url"]
         if "region" in options:
