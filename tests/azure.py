@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers import ServerProcess
+
 __all__ = ["AZURITE", "AzureServer", "azure_container", "azure_server"]
 
 HERE = Path(__file__).resolve().parent
@@ -41,9 +43,7 @@ _LISTENING = re.compile(r"listens on http://127\.0\.0\.1:(\d+)")
 
 
 @dataclass
-class AzureServer:
-    proc: subprocess.Popen[str]
-    port: int
+class AzureServer(ServerProcess):
     key: str  # the account's shared key (base64)
 
     @property
@@ -65,15 +65,6 @@ class AzureServer:
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(self.connection_string)
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,6 @@ Fixtures:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -29,14 +27,13 @@ from typing import IO, Any
 
 import pytest
 
+from tests.servers import ServerProcess, start_module
+
 __all__ = ["GCSServer", "gcs_bucket", "gcs_server"]
 
 
 @dataclass
-class GCSServer:
-    proc: subprocess.Popen[str]
-    port: int
-
+class GCSServer(ServerProcess):
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -57,32 +54,11 @@ class GCSServer:
             endpoint_url=self.endpoint, token="anon", project="test", skip_instance_cache=True
         )
 
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[GCSServer]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.gcs"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait()
-        pytest.fail(f"the GCS emulator did not start (exit {proc.returncode})", pytrace=False)
-    server = GCSServer(proc, json.loads(line)["port"])
+    proc, ready = start_module("tests.gcs", "the GCS emulator")
+    server = GCSServer(proc, ready["port"])
     try:
         yield server
     finally:

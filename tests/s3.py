@@ -20,8 +20,6 @@ Fixtures:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -30,15 +28,15 @@ from typing import IO, Any
 
 import pytest
 
+from tests.servers import ServerProcess, start_module
+
 __all__ = ["S3Server", "s3_bucket", "s3_server"]
 
 REGION = "us-east-1"
 
 
 @dataclass
-class S3Server:
-    proc: subprocess.Popen[str]
-    port: int
+class S3Server(ServerProcess):
     writer: dict[str, str]  # access key id and secret of a user allowed s3:*
     denied: dict[str, str]  # of a user allowed nothing
     running: bool = field(default=True)
@@ -83,32 +81,10 @@ class S3Server:
             aws_secret_access_key=self.writer["secret"],
         )
 
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.s3"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait()
-        pytest.fail(f"the moto S3 server did not start (exit {proc.returncode})", pytrace=False)
-    ready = json.loads(line)
+    proc, ready = start_module("tests.s3", "the moto S3 server")
     server = S3Server(proc, ready["port"], ready["writer"], ready["denied"])
     try:
         yield server
