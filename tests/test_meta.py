@@ -24,7 +24,7 @@ from modelkeep.errors import (
 )
 from modelkeep.meta.db import HEAD
 from modelkeep.store.chunking import digest
-from tests.conftest import write
+from tests.conftest import downgrade, write
 
 _n = itertools.count()
 
@@ -343,20 +343,11 @@ def test_a_repository_made_before_runs_is_upgraded_with_its_versions(
     backend_repo: mk.Repo, tmp_path: Path
 ) -> None:
     """A 0001 database (versions, no runs) opens at HEAD, keeping every version."""
-    from alembic import command
-    from alembic.config import Config
-
-    from modelkeep.meta.db import MIGRATIONS
-
     first = _add(backend_repo, tmp_path, "m", b"old").version
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    downgrade(backend_repo.settings.database_url, "0001")
     engine = create_engine(backend_repo.settings.database_url)
     try:
         with engine.connect() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0001")
-            conn.commit()
             tables = set(
                 conn.execute(
                     text(

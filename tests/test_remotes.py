@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine
 
 import modelkeep as mk
 from modelkeep import sync
@@ -42,7 +41,7 @@ from modelkeep.remotes import Remote, parse_url
 from modelkeep.store import add as store_add
 from modelkeep.store.packs import KIND_CHUNK, decode_index
 from tests.azure import AzureServer
-from tests.conftest import cli, jcli, ok, write
+from tests.conftest import cli, downgrade, jcli, ok, write
 from tests.gcs import GCSServer
 from tests.s3 import S3Server
 
@@ -743,23 +742,11 @@ def test_cli_s3_wrong_credentials_exit_1(tmp_path: Path, s3_bucket: str) -> None
 def test_a_0003_database_is_upgraded_and_keeps_its_versions(
     backend_repo: mk.Repo, tmp_path: Path
 ) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from modelkeep.meta.db import HEAD, MIGRATIONS
+    from modelkeep.meta.db import HEAD
 
     old = backend_repo.add(write(tmp_path / "a.bin", b"before"), "m", track=False).version
     assert old.host is not None
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    engine = create_engine(backend_repo.settings.database_url)
-    try:
-        with engine.connect() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0003")
-            conn.commit()
-    finally:
-        engine.dispose()
+    downgrade(backend_repo.settings.database_url, "0003")
     backend_repo.close()
     with mk.open(backend_repo.root) as upgraded:
         assert upgraded.db.current_revision() == HEAD == "0004"
