@@ -808,13 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     scale, t_start = QUICK if args.quick else FULL, time.perf_counter()
     workdir: Path = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if (free := shutil.disk_usage(workdir).free) < scale.min_free:
-        print(
-            f"Sorry: {scale.mode} mode needs {human_bytes(scale.min_free)} free under {workdir}, "
-            f"only {human_bytes(free)} is. Free some space, pick another --workdir or try --quick.",
-            file=sys.stderr,
-        )
+    if not bs.has_room(workdir, scale.mode, scale.min_free):
         return 1
     files = generate(scale, workdir / "data" / f"remote-{scale.mode}")
     runs = workdir / "runs" / f"remote-{scale.mode}"

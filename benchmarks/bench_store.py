@@ -484,17 +484,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def has_room(workdir: Path, mode: str, min_free: int) -> bool:
+    """Make workdir; say so and return False when its disk has less than min_free free."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if (free := shutil.disk_usage(workdir).free) >= min_free:
+        return True
+    print(
+        f"Sorry: {mode} mode needs {human_bytes(min_free)} free under {workdir}, "
+        f"only {human_bytes(free)} is. Free some space, pick another --workdir or try --quick.",
+        file=sys.stderr,
+    )
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     scale, t_start = QUICK if args.quick else FULL, time.perf_counter()
     workdir: Path = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if (free := shutil.disk_usage(workdir).free) < scale.min_free:
-        print(
-            f"Sorry: {scale.mode} mode needs {human_bytes(scale.min_free)} free under {workdir}, "
-            f"only {human_bytes(free)} is. Free some space, pick another --workdir or try --quick.",
-            file=sys.stderr,
-        )
+    if not has_room(workdir, scale.mode, scale.min_free):
         return 1
     data = workdir / "data" / scale.mode
     generate(scale, data)
