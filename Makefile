@@ -6,12 +6,16 @@ BIN := $(VENV)/bin
 AZURITE_VERSION := 3.35.0
 AZURITE := .node/node_modules/.bin/azurite-blob
 
+# The dev extra pins torch to the CPU wheel this machine kind keeps in /opt/wheels; look
+# there even where PIP_FIND_LINKS is not set (PyPI's torch is a CUDA build of several GB).
+FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
+
 .PHONY: venv emulators demo test lint bench clean
 
 $(BIN)/modelkeep: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q $(FIND_LINKS) -e '.[dev]'
 	touch $@
 
 venv: $(BIN)/modelkeep
