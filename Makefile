@@ -12,13 +12,21 @@ FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 
 .PHONY: venv emulators demo test lint bench clean
 
-$(BIN)/modelkeep: pyproject.toml
+# One venv; each target installs what it needs into it: the demo only the demo extra (a
+# minute on a fresh machine), the tests and tools the dev extra.
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[demo]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(FIND_LINKS) -e '.[dev]'
 	touch $@
 
-venv: $(BIN)/modelkeep
+venv: $(VENV)/.dev-installed
 
 $(AZURITE): Makefile
 	npm install --prefix .node --no-save --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
@@ -26,7 +34,7 @@ $(AZURITE): Makefile
 
 emulators: $(AZURITE)
 
-demo: venv
+demo: $(VENV)/.demo-installed
 	$(BIN)/python examples/demo.py
 
 lint: venv
