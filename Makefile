@@ -10,7 +10,7 @@ AZURITE := .node/node_modules/.bin/azurite-blob
 # there even where PIP_FIND_LINKS is not set (PyPI's torch is a CUDA build of several GB).
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 
-.PHONY: venv emulators demo test lint bench clean
+.PHONY: venv emulators demo test lint docs bench clean
 
 # One venv; each target installs what it needs into it: the demo only the demo extra (a
 # minute on a fresh machine), the tests and tools the dev extra.
@@ -44,6 +44,10 @@ lint: venv
 
 test: lint emulators
 	$(BIN)/pytest -q -n auto
+
+# docs/cli.md is generated from the commands (tests/test_cli_grammar.py fails when stale)
+docs: venv
+	$(BIN)/python -m modelkeep.cli.reference > docs/cli.md
 
 bench: venv
 	$(BIN)/python benchmarks/bench_store.py

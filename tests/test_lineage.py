@@ -326,7 +326,7 @@ def test_cli_formats(repo: mk.Repo) -> None:
     expected = repo.lineage("features:v1").to_json()
 
     as_json = jcli("lineage", "features:v1", cwd=cwd)
-    assert as_json == json.loads(ok("lineage", "features:v1", "-f", "json", cwd=cwd).stdout)
+    assert as_json == json.loads(ok("lineage", "features:v1", "--format", "json", cwd=cwd).stdout)
     assert as_json == json.loads(json.dumps(expected))
     assert as_json["root"] == "features:v1"
     assert {n["key"] for n in as_json["nodes"]} == {

@@ -361,9 +361,9 @@ def test_alias_set_move_and_remove(backend_repo: mk.Repo, tmp_path: Path) -> Non
     candidate(repo, "two", {"auc": 0.95})
     root = repo.root
 
-    ok("alias", "set", "fraud@champion", "fraud:v1", "-r", "best so far", cwd=root)
+    ok("alias", "set", "fraud@champion", "fraud:v1", "--reason", "best so far", cwd=root)
     assert repo.show("fraud@champion").ref == "fraud:v1"
-    out = ok("alias", "set", "fraud@champion", "fraud:v2", "-r", "better", cwd=root).stdout
+    out = ok("alias", "set", "fraud@champion", "fraud:v2", "--reason", "better", cwd=root).stdout
     assert out.strip() == "fraud@champion -> fraud:v2"
     assert repo.show("fraud@champion").ref == "fraud:v2"
     assert repo.models()[0].aliases == {"champion": 2}  # unique: it moved, not copied
@@ -379,7 +379,8 @@ def test_alias_set_move_and_remove(backend_repo: mk.Repo, tmp_path: Path) -> Non
     assert jcli("diff", "fraud:v1", "fraud@champion", cwd=root)["new"] == "fraud:v2"
 
     assert (
-        "removed fraud@champion" in ok("alias", "rm", "fraud@champion", "-r", "x", cwd=root).stdout
+        "removed fraud@champion"
+        in ok("alias", "rm", "fraud@champion", "--reason", "x", cwd=root).stdout
     )
     with pytest.raises(AliasNotFound):
         repo.show("fraud@champion")
@@ -549,7 +550,7 @@ def test_gates_read_the_producing_runs_metrics_and_note_a_missing_holder(
 
     candidate(repo, "three", {"auc": 0.96, "latency_ms": 10})
     repo.promote("fraud:v2", "staging")
-    r = cli("promote", "fraud:v2", "production", "-r", "better", cwd=repo.root)
+    r = cli("promote", "fraud:v2", "production", "--reason", "better", cwd=repo.root)
     assert r.returncode == 0, r.stderr
     assert "note:" not in r.stdout  # there is a holder now, and v2 beats it
     assert "fraud:v2 is now in production" in r.stdout
@@ -574,11 +575,11 @@ def test_refused_promotion_lists_every_unmet_condition_and_changes_nothing(
         "gate 'auc >= production.auc' unmet: auc is 0.85, fraud:v1 in production has 0.95",
         "gate 'latency_ms <= 50' unmet: latency_ms is 70.5",
     ]
-    line = fail("promote", "fraud:v2", "production", "-r", "please", cwd=repo.root)
+    line = fail("promote", "fraud:v2", "production", "--reason", "please", cwd=repo.root)
     for unmet in info.value.unmet:
         assert unmet in line
     # Not overridable while the stage order is unmet, even with --force.
-    line = fail("promote", "fraud:v2", "production", "--force", "-r", "x", cwd=repo.root)
+    line = fail("promote", "fraud:v2", "production", "--force", "--reason", "x", cwd=repo.root)
     assert "takes versions from staging only" in line
     assert state(repo) == before
 
@@ -602,7 +603,15 @@ def test_force_with_reason_overrides_gates_and_is_recorded(backend_repo: mk.Repo
         repo.promote("fraud:v2", "production", force=True, reason="  ")
     assert state(repo) == before
 
-    r = cli("promote", "fraud:v2", "production", "--force", "-r", "hotfix for incident 7", cwd=root)
+    r = cli(
+        "promote",
+        "fraud:v2",
+        "production",
+        "--force",
+        "--reason",
+        "hotfix for incident 7",
+        cwd=root,
+    )
     assert r.returncode == 0, r.stderr
     assert "overridden: gate 'auc >= 0.90' unmet: auc is 0.85" in r.stdout
     assert "overridden: gate 'auc >= production.auc' unmet" in r.stdout
@@ -681,13 +690,15 @@ def test_movers_limit_who_may_move_a_stage(backend_repo: mk.Repo) -> None:
     before = state(repo)
     with pytest.raises(RegistryRefused, match=r"only alice, bob may move .*you are 'tester'"):
         repo.promote("fraud:v1", "production")
-    line = fail("promote", "fraud:v1", "production", "--force", "-r", "x", cwd=repo.root)
+    line = fail("promote", "fraud:v1", "production", "--force", "--reason", "x", cwd=repo.root)
     assert "only alice, bob may move" in line
     assert "only alice, bob" in fail(
         "promote", "fraud:v1", "production", cwd=repo.root, env=as_user("mallory")
     )
     assert state(repo) == before
-    r = cli("promote", "fraud:v1", "production", "-r", "ok", cwd=repo.root, env=as_user("bob"))
+    r = cli(
+        "promote", "fraud:v1", "production", "--reason", "ok", cwd=repo.root, env=as_user("bob")
+    )
     assert r.returncode == 0, r.stderr
     assert repo.history("fraud")[-1].actor == "bob"
     assert stage_of(repo, "fraud:v1") == "production"
@@ -710,12 +721,12 @@ def test_movers_apply_to_archive_and_rollback_too(backend_repo: mk.Repo) -> None
         "archive", "fraud:v2", cwd=root
     )
     assert "only alice may move versions of 'fraud' to production" in fail(
-        "rollback", "fraud", "-r", "x", cwd=root
+        "rollback", "fraud", "--reason", "x", cwd=root
     )
     with pytest.raises(RegistryRefused, match="only alice"):
         repo.rollback("fraud", reason="x")
     assert state(repo) == before
-    assert cli("rollback", "fraud", "-r", "x", cwd=root, env=as_user("alice")).returncode == 0
+    assert cli("rollback", "fraud", "--reason", "x", cwd=root, env=as_user("alice")).returncode == 0
     assert cli("archive", "fraud:v1", cwd=root, env=as_user("alice")).returncode == 0
     assert [(e.action, e.actor) for e in repo.history("fraud")[-3:]] == [
         ("archive", "alice"),
@@ -747,7 +758,7 @@ def test_approvals_come_from_someone_other_than_the_requester(backend_repo: mk.R
     repo.promote("fraud:v1", "staging")
     n = len(repo.history("fraud"))
 
-    line = fail("promote", "fraud:v1", "production", "-r", "ship", cwd=root)
+    line = fail("promote", "fraud:v1", "production", "--reason", "ship", cwd=root)
     assert "needs 1 approval(s) from users other than 'tester', has 0" in line
     assert "modelkeep approve fraud:v1 production" in line
     assert stage_of(repo, "fraud:v1") == "staging"
@@ -756,7 +767,7 @@ def test_approvals_come_from_someone_other_than_the_requester(backend_repo: mk.R
     assert (history[-1].action, history[-1].actor, history[-1].after) == (
         "request", "tester", {"for": "production"},
     )  # fmt: skip
-    fail("promote", "fraud:v1", "production", "-r", "ship", cwd=root)
+    fail("promote", "fraud:v1", "production", "--reason", "ship", cwd=root)
     assert len(repo.history("fraud")) == n + 1  # asking again records nothing new
 
     before = state(repo)
@@ -770,7 +781,9 @@ def test_approvals_come_from_someone_other_than_the_requester(backend_repo: mk.R
     assert ok_bob.returncode == 0, ok_bob.stderr
     fail("promote", "fraud:v1", "production", cwd=root)
 
-    r = cli("approve", "fraud:v1", "production", "-r", "looks good", cwd=root, env=as_user("bob"))
+    r = cli(
+        "approve", "fraud:v1", "production", "--reason", "looks good", cwd=root, env=as_user("bob")
+    )
     assert r.returncode == 0, r.stderr
     assert "1 approval(s)" in r.stdout
     assert "already approved" in fail(
@@ -823,7 +836,7 @@ def test_unknown_metric_in_a_gate_names_the_metric_and_line(backend_repo: mk.Rep
         repo.promote("fraud:v2", "production")
     assert info.value.line == 5
     assert "'f1_score'" in str(info.value) and "it logged: auc" in str(info.value)
-    line = fail("promote", "fraud:v2", "production", "--force", "-r", "x", cwd=repo.root)
+    line = fail("promote", "fraud:v2", "production", "--force", "--reason", "x", cwd=repo.root)
     assert f"{path}, line 5" in line and "'f1_score'" in line
     assert state(repo) == before  # not even an approval request
 
@@ -960,20 +973,22 @@ def test_rollback_to_a_named_version(backend_repo: mk.Repo) -> None:
     repo.promote("fraud:v4", "staging")
     root = repo.root
 
-    r = cli("rollback", "fraud", "--to", "v1", "-r", "known good", cwd=root)
+    r = cli("rollback", "fraud", "--to", "v1", "--reason", "known good", cwd=root)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "fraud:v1 is back in production; fraud:v3 is archived"
     assert repo.rollback("fraud", to="fraud:v3", reason="back").version.ref == "fraud:v3"
     before = state(repo)
-    line = fail("rollback", "fraud", "--to", "v4", "-r", "x", cwd=root)
+    line = fail("rollback", "fraud", "--to", "v4", "--reason", "x", cwd=root)
     assert "fraud:v4 has never been in production" in line
-    assert "has no version 9" in fail("rollback", "fraud", "--to", "v9", "-r", "x", cwd=root)
-    assert "already in production" in fail("rollback", "fraud", "--to", "v3", "-r", "x", cwd=root)
-    line = fail("rollback", "fraud", "--to", "other:v1", "-r", "x", cwd=root)
+    assert "has no version 9" in fail("rollback", "fraud", "--to", "v9", "--reason", "x", cwd=root)
+    assert "already in production" in fail(
+        "rollback", "fraud", "--to", "v3", "--reason", "x", cwd=root
+    )
+    line = fail("rollback", "fraud", "--to", "other:v1", "--reason", "x", cwd=root)
     assert "--to takes a version of 'fraud'" in line
     for wrong in ("fraud@staging", "b3:" + repo.show("fraud:v1").digest[3:]):
         assert "--to takes a version" in fail(
-            "rollback", "fraud", "--to", wrong, "-r", "x", cwd=root
+            "rollback", "fraud", "--to", wrong, "--reason", "x", cwd=root
         )
     with pytest.raises(RegistryRefused, match="never been in production"):
         repo.rollback("fraud", to="v4", reason="x")
@@ -989,14 +1004,14 @@ def test_rollback_needs_an_earlier_production_version_and_a_reason(
     candidate(repo, "two")
     before = state(repo)
     assert "no version of 'fraud' is in production" in fail(
-        "rollback", "fraud", "-r", "x", cwd=root
+        "rollback", "fraud", "--reason", "x", cwd=root
     )
     with pytest.raises(RegistryRefused, match="nothing to roll back"):
         repo.rollback("fraud", reason="x")
     to_production(repo, "fraud:v1")
     repo.promote("fraud:v2", "staging")
     before = state(repo)
-    line = fail("rollback", "fraud", "-r", "x", cwd=root)
+    line = fail("rollback", "fraud", "--reason", "x", cwd=root)
     assert "fraud:v1 is the only version of 'fraud' that has been in production" in line
     with pytest.raises(RegistryRefused, match="nothing earlier to roll back to"):
         repo.rollback("fraud", reason="x")
@@ -1005,7 +1020,7 @@ def test_rollback_needs_an_earlier_production_version_and_a_reason(
     assert r.returncode == 2 and "--reason" in r.stderr, r.stderr
     with pytest.raises(InvalidArgument, match="needs --reason"):
         repo.rollback("fraud", reason=" ")
-    assert "no artifact named 'nope'" in fail("rollback", "nope", "-r", "x", cwd=root)
+    assert "no artifact named 'nope'" in fail("rollback", "nope", "--reason", "x", cwd=root)
     assert state(repo) == before
 
 
@@ -1032,7 +1047,10 @@ def _every_kind_of_change(repo: mk.Repo) -> None:
         repo.promote("fraud:v1", "production", reason="ship v1")  # records the request
     bob = as_user("bob")
     assert (
-        cli("approve", "fraud:v1", "production", "-r", "ok", cwd=repo.root, env=bob).returncode == 0
+        cli(
+            "approve", "fraud:v1", "production", "--reason", "ok", cwd=repo.root, env=bob
+        ).returncode
+        == 0
     )
     repo.promote("fraud:v1", "production", reason="ship v1")
     repo.set_alias("fraud@champion", "fraud:v1", reason="best")
@@ -1202,11 +1220,11 @@ def test_a_version_in_staging_or_production_cannot_be_deleted(backend_repo: mk.R
     repo.promote("fraud:v2", "staging")
     before = state(repo)
     for ref, stage in (("fraud:v1", "production"), ("fraud:v2", "staging")):
-        line = fail("delete", ref, "-r", "x", cwd=repo.root)
+        line = fail("delete", ref, "--reason", "x", cwd=repo.root)
         assert f"{ref} is in {stage} and cannot be deleted" in line and "archive it first" in line
         with pytest.raises(RegistryRefused):
             repo.delete(ref, reason="x")
-    line = fail("delete", "fraud@production", "-r", "x", cwd=repo.root)
+    line = fail("delete", "fraud@production", "--reason", "x", cwd=repo.root)
     assert "fraud:v1 is in production and cannot be deleted" in line
     assert state(repo) == before
 
@@ -1257,7 +1275,7 @@ def test_delete_leaves_a_tombstone_and_an_event(backend_repo: mk.Repo) -> None:
     assert repo.show("fraud", at=tick()).ref == "fraud:v2"  # tombstones are not the latest
     assert repo.show("fraud@old", at=t_before).ref == "fraud:v1"
     n = len(repo.audit())
-    assert "was deleted" in fail("delete", "fraud:v1", "-r", "again", cwd=root)
+    assert "was deleted" in fail("delete", "fraud:v1", "--reason", "again", cwd=root)
     assert len(repo.audit()) == n
     assert repo.verify_audit().ok
 
@@ -1306,8 +1324,8 @@ def test_unknown_model_version_or_stage(backend_repo: mk.Repo) -> None:
         ("approve", "nope:v1", "staging"),
         ("alias", "set", "nope@best", "nope:v1"),
         ("alias", "rm", "nope@best"),
-        ("rollback", "nope", "-r", "x"),
-        ("delete", "nope:v1", "-r", "x"),
+        ("rollback", "nope", "--reason", "x"),
+        ("delete", "nope:v1", "--reason", "x"),
         ("history", "nope"),
         ("audit", "nope"),
         ("show", "nope@production"),
@@ -1318,7 +1336,7 @@ def test_unknown_model_version_or_stage(backend_repo: mk.Repo) -> None:
         ("archive", "fraud:v9"),
         ("approve", "fraud:v9", "staging"),
         ("alias", "set", "fraud@best", "fraud:v9"),
-        ("delete", "fraud:v9", "-r", "x"),
+        ("delete", "fraud:v9", "--reason", "x"),
     ):
         assert "'fraud' has no version 9" in fail(*args, cwd=root), args
     for args in (("promote", "fraud:v1", "prod"), ("approve", "fraud:v1", "none")):
@@ -1367,7 +1385,7 @@ def test_archived_straight_to_production_is_refused_when_policy_requires_staging
     to_production(repo, "fraud:v2")
     assert stage_of(repo, "fraud:v1") == "archived"
     before = state(repo)
-    line = fail("promote", "fraud:v1", "production", "-r", "back", cwd=repo.root)
+    line = fail("promote", "fraud:v1", "production", "--reason", "back", cwd=repo.root)
     assert line == (
         f"{PREFIX}fraud:v1 cannot move to production: production takes versions from staging "
         "only, and fraud:v1 is in archived"

@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING
 
 import click
 
+from modelkeep.cli import reference, render
 from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
-from modelkeep.cli import render
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import worktree as worktree_cli
 from modelkeep.cli.common import (
     TYPES,
+    Globals,
+    Group,
+    global_options,
+    globals_of,
     json_option,
     open_repo,
     parse_metadata,
@@ -31,31 +35,32 @@ if TYPE_CHECKING:
     from modelkeep.meta import Version
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--repo",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Repository folder (default: found from the working directory upward).",
-)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
 @click.version_option(package_name="modelkeep")
-@click.pass_context
-def cli(ctx: click.Context, repo: str | None) -> None:
-    """modelkeep: immutable, verified, deduplicated versions of models and data."""
-    ctx.obj = repo
+def cli() -> None:
+    """modelkeep: immutable, verified, deduplicated versions of models and data.
+
+    The global options --repo, --json and --quiet go before or after the command.
+    """
 
 
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
+@json_option
 @click.pass_context
-def init(ctx: click.Context, path: str) -> None:
+def init(ctx: click.Context, path: str, as_json: bool) -> None:
     """Create a repository in PATH (default: here)."""
     import modelkeep
 
-    target = ctx.obj if ctx.obj and path == "." else path
+    given = globals_of(ctx).repo
+    target = given if given and path == "." else path
     repo = modelkeep.init(target)
     repo.close()
-    click.echo(f"initialised an empty modelkeep repository in {repo.root / '.modelkeep'}")
+    if as_json:
+        render.emit_json({"root": str(repo.root), "control_dir": str(repo.root / ".modelkeep")})
+    else:
+        click.echo(f"initialised an empty modelkeep repository in {repo.root / '.modelkeep'}")
 
 
 @cli.command()
@@ -334,7 +339,7 @@ def fsck(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be freed.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be freed.")
 @json_option
 @click.pass_context
 def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
@@ -366,25 +371,51 @@ cli.add_command(runs_cli.lineage)
 cli.add_command(worktree_cli.status)
 cli.add_command(worktree_cli.checkout)
 cli.add_command(worktree_cli.install_hooks)
+reference.attach_examples(cli)
+
+
+def _fields(exc: BaseException) -> dict[str, object]:
+    """The fields an error carries (VersionNotFound's name and version…), JSON-ready."""
+    out: dict[str, object] = {}
+    for key, value in vars(exc).items():
+        if key.startswith("_") or key in ("error", "message", "show_color"):
+            continue
+        if isinstance(value, str | int | float | bool) or value is None:
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+    return out
+
+
+def _fail(g: Globals, exc: BaseException, message: str, code: int) -> int:
+    """One line on stderr, or under --json one JSON object with the error's fields."""
+    if g.json:
+        doc = {"error": type(exc).__name__, "message": message, **_fields(exc)}
+        click.echo(json.dumps(doc, ensure_ascii=True), err=True)
+    elif isinstance(exc, click.ClickException):
+        exc.show()
+    elif isinstance(exc, click.exceptions.Abort):
+        click.echo(message, err=True)
+    else:
+        click.echo(f"modelkeep: error: {message}", err=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: map errors to exit codes at this one seam."""
+    """Entry point: map errors to exit codes (and, under --json, JSON) at this one seam."""
     from modelkeep.errors import ModelkeepError
 
+    g = Globals()
     try:
-        code = cli.main(args=argv, prog_name="modelkeep", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="modelkeep", standalone_mode=False, obj=g)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        code = 1
+        code = _fail(g, exc, exc.format_message(), exc.exit_code)
+    except click.exceptions.Abort as exc:
+        code = _fail(g, exc, "aborted", 1)
     except ModelkeepError as exc:
-        click.echo(f"modelkeep: error: {exc}", err=True)
-        code = 1
+        code = _fail(g, exc, str(exc), 1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130
@@ -393,8 +424,7 @@ def main(argv: list[str] | None = None) -> None:
 
         target = f"{exc.filename}: " if exc.filename else ""
         hint = "free some space" if exc.errno == errno.ENOSPC else "check the path"
-        click.echo(f"modelkeep: error: {target}{exc.strerror or exc}; {hint}", err=True)
-        code = 1
+        code = _fail(g, exc, f"{target}{exc.strerror or exc}; {hint}", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

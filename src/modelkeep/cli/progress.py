@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import click
+
+from modelkeep.cli.common import globals_of
 from modelkeep.progress import NULL_PROGRESS, Progress
 
 DELAY = 1.0  # seconds of work before a bar appears
@@ -39,6 +42,9 @@ class BarProgress:
 
 
 def progress_for(as_json: bool) -> Progress:
-    if as_json or not sys.stderr.isatty():
+    """A bar on a terminal; none under --json or --quiet, or when stderr is not a terminal."""
+    ctx = click.get_current_context(silent=True)
+    quiet = ctx is not None and globals_of(ctx).quiet
+    if as_json or quiet or not sys.stderr.isatty():
         return NULL_PROGRESS
     return BarProgress()

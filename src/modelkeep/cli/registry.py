@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 import click
 
 from modelkeep.cli import render
-from modelkeep.cli.common import json_option, open_repo, parse_time, write_atomically
+from modelkeep.cli.common import Group, json_option, open_repo, parse_time, write_atomically
 
 if TYPE_CHECKING:
     from modelkeep.meta import Event
 
 STAGE = click.Choice(["staging", "production", "archived"])
-_reason = click.option("--reason", "-r", default="", help="Why; recorded in the audit log.")
+_reason = click.option("--reason", default="", help="Why; recorded in the audit log.")
 
 
 @click.command()
@@ -60,60 +60,80 @@ def promote(
 @click.command()
 @click.argument("ref")
 @_reason
+@json_option
 @click.pass_context
-def archive(ctx: click.Context, ref: str, reason: str) -> None:
+def archive(ctx: click.Context, ref: str, reason: str, as_json: bool) -> None:
     """Move a registered version to archived (kept for rollback)."""
     v = open_repo(ctx).archive(ref, reason=reason)
-    click.echo(f"{v.ref} is now archived")
+    if as_json:
+        render.emit_json(v.to_json())
+    else:
+        click.echo(f"{v.ref} is now archived")
 
 
 @click.command()
 @click.argument("name")
 @click.option("--to", "to", default=None, metavar="vN", help="Roll back to this version.")
-@click.option("--reason", "-r", required=True, help="Why; recorded in the audit log.")
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@json_option
 @click.pass_context
-def rollback(ctx: click.Context, name: str, to: str | None, reason: str) -> None:
+def rollback(ctx: click.Context, name: str, to: str | None, reason: str, as_json: bool) -> None:
     """Put back the version that was in production before the current one (or --to vN)."""
     p = open_repo(ctx).rollback(name, to=to, reason=reason)
     assert p.displaced is not None
-    click.echo(f"{p.version.ref} is back in production; {p.displaced.ref} is archived")
+    if as_json:
+        render.emit_json(p.to_json())
+    else:
+        click.echo(f"{p.version.ref} is back in production; {p.displaced.ref} is archived")
 
 
 @click.command()
 @click.argument("ref")
 @click.argument("stage", type=STAGE)
 @_reason
+@json_option
 @click.pass_context
-def approve(ctx: click.Context, ref: str, stage: str, reason: str) -> None:
+def approve(ctx: click.Context, ref: str, stage: str, reason: str, as_json: bool) -> None:
     """Approve moving a version to STAGE (the policy may ask for approvals)."""
     a = open_repo(ctx).approve(ref, stage, reason=reason)
-    click.echo(f"approved; {ref} -> {stage} has {len(a.approvers)} approval(s)")
+    if as_json:
+        render.emit_json({"version": ref, "stage": stage, "approvers": sorted(a.approvers)})
+    else:
+        click.echo(f"approved; {ref} -> {stage} has {len(a.approvers)} approval(s)")
 
 
-@click.group()
+@click.group(cls=Group)
 def alias() -> None:
-    """Free aliases: `alias set NAME@ALIAS REF`, `alias rm NAME@ALIAS`."""
+    """Free aliases: `alias set NAME@ALIAS REF`, `alias remove NAME@ALIAS`."""
 
 
 @alias.command("set")
 @click.argument("alias_ref", metavar="NAME@ALIAS")
 @click.argument("ref")
 @_reason
+@json_option
 @click.pass_context
-def alias_set(ctx: click.Context, alias_ref: str, ref: str, reason: str) -> None:
+def alias_set(ctx: click.Context, alias_ref: str, ref: str, reason: str, as_json: bool) -> None:
     """Point NAME@ALIAS at a version of NAME."""
     v = open_repo(ctx).set_alias(alias_ref, ref, reason=reason)
-    click.echo(f"{alias_ref} -> {v.ref}")
+    if as_json:
+        render.emit_json({"alias": alias_ref, "version": v.to_json()})
+    else:
+        click.echo(f"{alias_ref} -> {v.ref}")
 
 
-@alias.command("rm")
+@alias.command("remove")
 @click.argument("alias_ref", metavar="NAME@ALIAS")
 @_reason
+@json_option
 @click.pass_context
-def alias_rm(ctx: click.Context, alias_ref: str, reason: str) -> None:
-    """Remove an alias."""
+def alias_remove(ctx: click.Context, alias_ref: str, reason: str, as_json: bool) -> None:
+    """Remove an alias (`alias rm` also works)."""
     open_repo(ctx).remove_alias(alias_ref, reason=reason)
-    click.echo(f"removed {alias_ref}")
+    if as_json:
+        render.emit_json({"removed": alias_ref})
+    else:
+        click.echo(f"removed {alias_ref}")
 
 
 @click.command()
@@ -211,15 +231,19 @@ def audit(
 
 @click.command()
 @click.argument("ref")
-@click.option("--reason", "-r", required=True, help="Why; kept on the tombstone.")
+@click.option("--reason", required=True, help="Why; kept on the tombstone.")
+@json_option
 @click.pass_context
-def delete(ctx: click.Context, ref: str, reason: str) -> None:
+def delete(ctx: click.Context, ref: str, reason: str, as_json: bool) -> None:
     """Delete a version (never one in staging or production), leaving a tombstone.
 
     Its bytes are freed by `modelkeep gc` once nothing else references them.
     """
     v = open_repo(ctx).delete(ref, reason=reason)
-    click.echo(f"deleted {v.ref}; `modelkeep gc` frees its bytes if nothing else uses them")
+    if as_json:
+        render.emit_json(v.to_json())
+    else:
+        click.echo(f"deleted {v.ref}; `modelkeep gc` frees its bytes if nothing else uses them")
 
 
 @click.command()

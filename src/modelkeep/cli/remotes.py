@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from modelkeep.cli import render
-from modelkeep.cli.common import json_option, open_repo, parse_metadata, parse_size
+from modelkeep.cli.common import Group, json_option, open_repo, parse_metadata, parse_size
 from modelkeep.cli.progress import progress_for
 
 
-@click.group()
+@click.group(cls=Group)
 def remote() -> None:
     """Remotes: folders, S3, GCS or Azure locations holding this repository's objects."""
 
@@ -20,7 +20,6 @@ def remote() -> None:
 @click.option("--default", "-d", "default", is_flag=True, help="Push to and fetch from it.")
 @click.option(
     "--option",
-    "-o",
     "options",
     multiple=True,
     metavar="KEY=VALUE",
@@ -68,16 +67,20 @@ def remote_list(ctx: click.Context, as_json: bool) -> None:
 
 @remote.command("remove")
 @click.argument("name")
+@json_option
 @click.pass_context
-def remote_remove(ctx: click.Context, name: str) -> None:
-    """Forget remote NAME (nothing on it is deleted)."""
+def remote_remove(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Forget remote NAME (nothing on it is deleted; `remote rm` also works)."""
     gone = open_repo(ctx).remove_remote(name)
-    click.echo(f"removed remote {gone.name} ({gone.url}); its objects stay where they are")
+    if as_json:
+        render.emit_json({"removed": gone.to_json()})
+    else:
+        click.echo(f"removed remote {gone.name} ({gone.url}); its objects stay where they are")
 
 
 @click.command()
 @click.argument("refs", nargs=-1)
-@click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: the default).")
+@click.option("--remote", "remote_name", default=None, help="Remote (default: the default).")
 @json_option
 @click.pass_context
 def push(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_json: bool) -> None:
@@ -97,7 +100,7 @@ def push(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_
 
 @click.command()
 @click.argument("refs", nargs=-1, required=True)
-@click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: the default).")
+@click.option("--remote", "remote_name", default=None, help="Remote (default: the default).")
 @json_option
 @click.pass_context
 def pull(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_json: bool) -> None:
@@ -112,14 +115,14 @@ def pull(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_
     )
 
 
-@click.group()
+@click.group(cls=Group)
 def cache() -> None:
     """The local object cache."""
 
 
 @cache.command("prune")
 @click.option("--max-size", required=True, metavar="SIZE", help="Target size, e.g. 20G, 500M.")
-@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be dropped.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be dropped.")
 @json_option
 @click.pass_context
 def cache_prune(ctx: click.Context, max_size: str, dry_run: bool, as_json: bool) -> None:

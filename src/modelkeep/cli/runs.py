@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelkeep.cli import render
-from modelkeep.cli.common import json_option, open_repo, parse_metadata
+from modelkeep.cli.common import Group, json_option, open_repo, parse_metadata
 
 if TYPE_CHECKING:
     from modelkeep.meta import RunRecord
@@ -27,9 +27,14 @@ def _key_metrics(run: RunRecord, keys: int = 3) -> str:
 @click.option("--name", "-n", default=None, help="Run name (default: the script's name).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@json_option
 @click.pass_context
 def run(
-    ctx: click.Context, name: str | None, params: tuple[str, ...], command: tuple[str, ...]
+    ctx: click.Context,
+    name: str | None,
+    params: tuple[str, ...],
+    command: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Run COMMAND as a recorded run: code, environment, command, exit status.
 
@@ -44,14 +49,18 @@ def run(
     record, code = run_command(repo, list(command), name=name, params=values)
     duration = f"{record.duration:.1f} s" if record.duration is not None else "-"
     detail = f": {record.error}" if record.error else ""
-    click.echo(
-        f"modelkeep: run {record.short_id} ({record.name}) {record.status} in {duration}{detail}",
-        err=True,
-    )
+    if as_json:  # the command's own output went before, on the same streams
+        render.emit_json({"run": record.to_json(), "exit_code": code})
+    else:
+        click.echo(
+            f"modelkeep: run {record.short_id} ({record.name}) {record.status} in "
+            f"{duration}{detail}",
+            err=True,
+        )
     ctx.exit(code if code >= 0 else 128 - code)
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=Group, invoke_without_command=True)
 @click.option("--name", "-n", default=None, help="Only runs with this name.")
 @click.option("--status", "-s", default=None, help="running, finished, failed or killed.")
 @click.option(
@@ -203,7 +212,7 @@ def _json_value(value: Any, metric: bool) -> Any:
     return value
 
 
-@click.group()
+@click.group(cls=Group)
 def env() -> None:
     """Recorded environments: `env show REF`, `env diff A B` (runs or versions)."""
 
@@ -265,7 +274,6 @@ def env_diff(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 @click.option("--downstream", is_flag=True, help="What used REF (alone: only that).")
 @click.option(
     "--format",
-    "-f",
     "fmt",
     type=click.Choice(["text", "json", "mermaid", "dot"]),
     default="text",

@@ -54,8 +54,12 @@ def checkout(ctx: click.Context, paths: tuple[str, ...], force: bool, as_json: b
 
 @click.command("install-hooks")
 @click.option("--force", "-f", is_flag=True, help="Replace a post-checkout hook not ours.")
+@json_option
 @click.pass_context
-def install_hooks(ctx: click.Context, force: bool) -> None:
+def install_hooks(ctx: click.Context, force: bool, as_json: bool) -> None:
     """Install a Git post-checkout hook: `git checkout` then brings back data and models."""
     hook = open_repo(ctx).install_hooks(force=force)
-    click.echo(f"installed {hook}; `git checkout <commit>` now runs `modelkeep checkout`")
+    if as_json:
+        render.emit_json({"hook": str(hook)})
+    else:
+        click.echo(f"installed {hook}; `git checkout <commit>` now runs `modelkeep checkout`")
