@@ -157,3 +157,24 @@ def test_docs_cli_md_is_generated_from_the_commands() -> None:
     assert docs.read_text(encoding="utf-8") == render(root_command), (
         "docs/cli.md is stale: run `python -m modelkeep.cli.reference > docs/cli.md`"
     )
+
+
+def test_runs_compare_takes_version_refs_and_lives_in_the_library(tmp_path: Path) -> None:
+    import modelkeep as mk
+
+    with mk.init(tmp_path / "p") as repo:
+        for lr, auc in ((0.1, 0.9), (0.2, 0.8)):
+            with mk.start_run(name="train", repo=repo, params={"lr": lr}, capture_code=False) as r:
+                r.log_metric("auc", auc)
+                (tmp_path / "m.bin").write_bytes(str(lr).encode())
+                repo.add(tmp_path / "m.bin", "m")
+        first = repo.show("m:v1").run_id
+        assert first is not None
+        c = repo.compare_runs(["m:v1", "m:v2"])
+        assert c.runs[0].id == first
+        assert c.rows == (("params.lr", (0.1, 0.2)), ("metrics.auc", (0.9, 0.8)))
+        assert c.differs(c.rows[0][1])
+        mixed = json.loads(ok("runs", "compare", first[:8], "m:v2", "--json", cwd=repo.root).stdout)
+        assert mixed == c.to_json()
+        bad = cli("runs", "compare", "m:v9", first, cwd=repo.root)
+        assert bad.returncode == 1 and "has no version 9" in bad.stderr

@@ -633,6 +633,11 @@ class Repo:
 
         return diff_environments(self.environment(a), self.environment(b))
 
+    def compare_runs(self, refs: Sequence[str]) -> meta.Comparison:
+        """Params and latest metrics of several runs side by side; each ref is a run id (or
+        prefix) or a version ref, which stands for the run that made that version."""
+        return meta.compare([self._run_or_producer(ref) for ref in refs])
+
     def _run_or_producer(self, ref: str) -> RunRecord:
         if ":" not in ref and "@" not in ref:
             try:
@@ -643,7 +648,7 @@ class Repo:
         v = self.show(ref)
         if v.run_id is None:
             raise InvalidArgument(
-                f"{v.ref} was not produced by a run, so no environment is recorded for it"
+                f"{v.ref} was not produced by a run, so no run records are there for it"
             )
         return self.run(v.run_id)
 

@@ -168,48 +168,27 @@ def _code_summary(code: dict[str, Any]) -> str:
 
 
 @runs.command("compare")
-@click.argument("run_refs", metavar="RUN RUN…", nargs=-1, required=True)
+@click.argument("refs", metavar="RUN|REF…", nargs=-1, required=True)
 @json_option
 @click.pass_context
-def runs_compare(ctx: click.Context, run_refs: tuple[str, ...], as_json: bool) -> None:
-    """Params and latest metrics of several runs side by side; '*' marks differences."""
-    repo = open_repo(ctx)
-    found = [repo.run(ref) for ref in run_refs]
-    rows: list[tuple[str, list[Any]]] = []
-    for title in ("params", "metrics"):
-        keys = sorted({k for r in found for k in getattr(r, title)})
-        for key in keys:
-            rows.append((f"{title}.{key}", [getattr(r, title).get(key) for r in found]))
+def runs_compare(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
+    """Params and latest metrics of several runs side by side; '*' marks differences.
+
+    Each argument is a run id (or a unique prefix) or a version ref, which stands for the
+    run that made that version.
+    """
+    c = open_repo(ctx).compare_runs(refs)
     if as_json:
-        render.emit_json(
-            {
-                "runs": [r.id for r in found],
-                "rows": [
-                    {
-                        "key": key,
-                        "values": [_json_value(v, key.startswith("metrics.")) for v in values],
-                        "differs": len({json.dumps(v) for v in values}) > 1,
-                    }
-                    for key, values in rows
-                ],
-            }
-        )
+        render.emit_json(c.to_json())
         return
     table = []
-    for key, values in rows:
-        mark = "*" if len({json.dumps(v) for v in values}) > 1 else " "
+    for key, values in c.rows:
         cells = [
             "-" if v is None else _number(v) if key.startswith("metrics.") else json.dumps(v)
             for v in values
         ]
-        table.append([mark, key, *cells])
-    render.table(["", "key", *[f"{r.short_id} {r.name}" for r in found]], table)
-
-
-def _json_value(value: Any, metric: bool) -> Any:
-    if metric and isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+        table.append(["*" if c.differs(values) else " ", key, *cells])
+    render.table(["", "key", *[f"{r.short_id} {r.name}" for r in c.runs]], table)
 
 
 @click.group(cls=Group)

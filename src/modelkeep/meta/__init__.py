@@ -36,10 +36,12 @@ from modelkeep.meta.runs import (
     STATUSES as RUN_STATUSES,
 )
 from modelkeep.meta.runs import (
+    Comparison,
     Metric,
     NewRun,
     RunRecord,
     add_input,
+    compare,
     create_run,
     finish_run,
     heartbeat,
@@ -60,6 +62,7 @@ __all__ = [
     "Added",
     "Approvals",
     "Artifact",
+    "Comparison",
     "Database",
     "Edge",
     "Event",
@@ -82,6 +85,7 @@ __all__ = [
     "artifact_type",
     "artifacts",
     "check_type",
+    "compare",
     "create_run",
     "delete",
     "events",

@@ -116,6 +116,42 @@ class RunRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Several runs side by side: one row per param and per latest metric any of them has."""
+
+    runs: tuple[RunRecord, ...]
+    rows: tuple[tuple[str, tuple[Any, ...]], ...]  # ("params.lr" / "metrics.auc", values)
+
+    @staticmethod
+    def differs(values: tuple[Any, ...]) -> bool:
+        return len({json.dumps(v) for v in values}) > 1
+
+    def to_json(self) -> dict[str, Any]:
+        def cell(key: str, value: Any) -> Any:
+            return json_number(value) if key.startswith("metrics.") and value is not None else value
+
+        return {
+            "runs": [r.id for r in self.runs],
+            "rows": [
+                {
+                    "key": key,
+                    "values": [cell(key, v) for v in values],
+                    "differs": self.differs(values),
+                }
+                for key, values in self.rows
+            ],
+        }
+
+
+def compare(found: Sequence[RunRecord]) -> Comparison:
+    rows: list[tuple[str, tuple[Any, ...]]] = []
+    for title in ("params", "metrics"):
+        for key in sorted({k for r in found for k in getattr(r, title)}):
+            rows.append((f"{title}.{key}", tuple(getattr(r, title).get(key) for r in found)))
+    return Comparison(tuple(found), tuple(rows))
+
+
 def json_number(value: float) -> float | str:
     """JSON has no NaN or infinity: those become the strings "nan", "inf" and "-inf"."""
     return value if math.isfinite(value) else str(value)
