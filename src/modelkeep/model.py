@@ -95,7 +95,7 @@ def log(
 
 def spec_of(version: Version) -> ModelSpec:
     """The version's model spec, checked field by field (the row may have been edited)."""
-    if MODEL_KEY not in version.metadata:
+    if not isinstance(version.metadata, dict) or MODEL_KEY not in version.metadata:
         raise NotAModel(version.ref, version.type)
     spec = ModelSpec.from_json(version.metadata[MODEL_KEY], version.ref)
     if spec.format not in formats.FORMATS:
