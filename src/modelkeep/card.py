@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import model
+from modelkeep.errors import ModelkeepError
 from modelkeep.formats import ModelSpec, signature
 from modelkeep.meta import RunRecord, Version
 from modelkeep.meta.runs import json_number
@@ -135,17 +136,28 @@ def _environment(repo: Repo, run: RunRecord) -> list[str]:
 
 
 def _example(repo: Repo, version: Version, spec: ModelSpec) -> list[str]:
+    """The stored example, or a note saying why it cannot be shown: a card still renders
+    when the example file is missing or not the shape log_model writes."""
     if spec.example is None or not spec.signature:
         return []
-    data = model.input_example(repo, version.ref)
-    if spec.signature["type"] == "table":
-        columns = data["columns"][:_EXAMPLE_COLUMNS]
-        rows = [[_cell(v) for v in row[:_EXAMPLE_COLUMNS]] for row in data["data"][:_EXAMPLE_ROWS]]
-        more = len(data["columns"]) - len(columns)
-        note = [f"_{more} more columns in `{spec.example}`._"] if more > 0 else []
-        return [*_table(columns, rows), *(["", *note] if note else [])]
+    try:
+        data = model.input_example(repo, version.ref)
+        if spec.signature["type"] == "table":
+            return _example_table(data, spec.example)
+    except ModelkeepError as exc:
+        return [f"_The input example cannot be read: {exc}_"]
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return [f"_`{spec.example}` is not a table as its signature says._"]
     text = repr(data)
     return [f"`{text[:300]}{'…' if len(text) > 300 else ''}`"]
+
+
+def _example_table(data: Any, file: str) -> list[str]:
+    columns = [str(c) for c in data["columns"][:_EXAMPLE_COLUMNS]]
+    rows = [[_cell(v) for v in row[:_EXAMPLE_COLUMNS]] for row in data["data"][:_EXAMPLE_ROWS]]
+    more = len(data["columns"]) - len(columns)
+    note = [f"_{more} more columns in `{file}`._"] if more > 0 else []
+    return [*_table(columns, rows), *(["", *note] if note else [])]
 
 
 def _section(title: str, body: Sequence[str]) -> list[str]:

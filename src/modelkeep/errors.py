@@ -542,3 +542,36 @@ class PushedElsewhere(ModelkeepError, LookupError):
             f"{ref} is not in this store; it was pushed to {', '.join(urls)}: add that "
             f"remote with `modelkeep remote add NAME {urls[0]} --default`, then try again"
         )
+
+
+# -- trust-loading (issue 12: loading trusts types, not names) -----------------------------
+
+
+class ModelSpecInvalid(ModelkeepError, ValueError):
+    """A version's `model` record does not have the shape log_model writes.
+
+    The record comes from the database, which an edited row or `add --meta` may have
+    written: it is checked field by field before anything is loaded or imported.
+    """
+
+    def __init__(self, ref: str, field: str, why: str) -> None:
+        self.ref = ref
+        self.field = field
+        self.why = why
+        super().__init__(
+            f"the model record of {ref} is malformed: {field} {why}; it was not written "
+            "by log_model (an edited metadata row?); log the model again"
+        )
+
+
+class ModelLoadFailed(ModelkeepError):
+    """The format's library could not rebuild the object from the stored files."""
+
+    def __init__(self, ref: str, format: str, why: str) -> None:
+        self.ref = ref
+        self.format = format
+        self.why = why
+        super().__init__(
+            f"cannot load {ref} as a {format} model: {why}; check the stored files with "
+            f"`modelkeep show {ref}` and `modelkeep fsck`, or log the model again"
+        )

@@ -3,7 +3,11 @@
 The folder holds the payload the format wrote, `MODEL.json` (the spec: format, the library
 versions that wrote it, requirements, signature) and `input_example.json`. The spec is also
 kept in the version's metadata under "model", so listing, the model card and the check
-that a ref is a model need no bytes.
+that a ref is a model need no bytes. Only log_model writes that key (`Repo.add` refuses it),
+and reading it checks its shape anyway: the database may have been edited.
+
+Loading is the seam where a format library's own exceptions (a bad zip, bad JSON, a
+missing file, a constructor refusing its arguments) become one `ModelLoadFailed` line.
 """
 
 from __future__ import annotations
@@ -13,12 +17,19 @@ import os
 import platform
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelkeep import formats
-from modelkeep.errors import InvalidArgument, LibraryVersionWarning, NotAModel
+from modelkeep.errors import (
+    InvalidArgument,
+    LibraryVersionWarning,
+    ModelkeepError,
+    ModelLoadFailed,
+    ModelSpecInvalid,
+    NotAModel,
+)
 from modelkeep.formats import requirements, signature
 from modelkeep.formats.spec import EXAMPLE_FILE, MODEL_KEY, SPEC_FILE, LoadContext, ModelSpec
 from modelkeep.meta import Version
@@ -44,7 +55,7 @@ def log(
 ) -> Version:
     validate_name(name)
     fields = dict(metadata or {})
-    if MODEL_KEY in fields:
+    if MODEL_KEY in fields:  # before saving anything; Repo.add refuses it too
         raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
     fmt = format or formats.detect(obj)
     impl = formats.implementation(fmt)
@@ -69,7 +80,6 @@ def log(
         (folder / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", "utf-8")
         if example is not None:
             (folder / EXAMPLE_FILE).write_text(json.dumps(example) + "\n", "utf-8")
-        fields[MODEL_KEY] = spec.to_json()
         added = repo.add(
             folder,
             name,
@@ -78,15 +88,21 @@ def log(
             metadata=fields,
             run_id=run_id,
             track=False,
+            _model_spec=spec.to_json(),
         )
     return added.version
 
 
 def spec_of(version: Version) -> ModelSpec:
-    doc = version.metadata.get(MODEL_KEY)
-    if not isinstance(doc, dict):
+    """The version's model spec, checked field by field (the row may have been edited)."""
+    if not isinstance(version.metadata, dict) or MODEL_KEY not in version.metadata:
         raise NotAModel(version.ref, version.type)
-    return ModelSpec.from_json(doc)
+    spec = ModelSpec.from_json(version.metadata[MODEL_KEY], version.ref)
+    if spec.format not in formats.FORMATS:
+        raise ModelSpecInvalid(
+            version.ref, "format", f"{spec.format!r} is not one of {', '.join(formats.FORMATS)}"
+        )
+    return spec
 
 
 def load(repo: Repo, ref: str, *, trust: Trust = False) -> Any:
@@ -105,7 +121,21 @@ def load(repo: Repo, ref: str, *, trust: Trust = False) -> Any:
         return repo.local_copy(version.ref, spec.path)
     with tempfile.TemporaryDirectory(prefix="modelkeep-load-") as tmp:
         folder = repo.get(version.ref, Path(tmp) / "model")
-        return impl.load(folder, spec, ctx)
+        if not (folder / spec.path).exists():
+            raise ModelLoadFailed(version.ref, spec.format, f"the stored folder has no {spec.path}")
+        try:
+            return impl.load(folder, spec, ctx)
+        except ModelkeepError:
+            raise
+        except Exception as exc:  # the format library's own failure, whatever its class
+            raise ModelLoadFailed(version.ref, spec.format, one_line(exc)) from exc
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A foreign exception as one short line: its class and the first line of its text."""
+    text = " ".join(str(exc).split("\n", 1)[0].split()) or "no details"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}"
 
 
 def load_model(
@@ -134,14 +164,22 @@ def input_example(repo: Repo, ref: str) -> Any:
     if spec.example is None:
         return None
     with repo.open(version.ref, spec.example) as f:
-        return json.load(f)["data"]
+        try:
+            doc = json.load(f)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+            raise ModelLoadFailed(version.ref, spec.format, one_line(exc)) from exc
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise ModelLoadFailed(version.ref, spec.format, f"{spec.example} has no 'data' field")
+    return doc["data"]
 
 
 def _context(repo: Repo, version: Version, trust: Trust) -> LoadContext:
     settings = repo.settings
     if isinstance(trust, bool):
         return LoadContext(version.ref, trust or settings.trust_pickle, settings.trusted_types)
-    if isinstance(trust, str):
+    if isinstance(trust, str) or not (
+        isinstance(trust, Iterable) and all(isinstance(t, str) for t in trust)
+    ):
         raise InvalidArgument("trust takes True, False or a list of type names")
     return LoadContext(
         version.ref, settings.trust_pickle, settings.trusted_types | frozenset(trust)

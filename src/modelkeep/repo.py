@@ -33,6 +33,7 @@ from modelkeep.errors import (
     RunNotFound,
     TypeMismatch,
 )
+from modelkeep.formats.spec import MODEL_KEY
 from modelkeep.meta import Added, Artifact, Lineage, Metric, NewVersion, RunRecord, Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import parse_ref, validate_name
@@ -239,6 +240,7 @@ class Repo:
         progress: Progress = NULL_PROGRESS,
         run_id: str | None = None,
         track: bool = True,
+        _model_spec: Mapping[str, Any] | None = None,
     ) -> AddResult:
         """Store a file or folder as the next version of name (unless it equals the latest).
 
@@ -254,6 +256,10 @@ class Repo:
             if existing is not None and existing != type:
                 raise TypeMismatch(name, existing, type)  # before any byte is stored
         fields = dict(metadata or {})
+        if MODEL_KEY in fields:  # load_model trusts it to say how to load: log_model's alone
+            raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
+        if _model_spec is not None:  # internal: only log_model passes it
+            fields[MODEL_KEY] = dict(_model_spec)
         try:
             json.dumps(fields)
         except (TypeError, ValueError) as exc:

@@ -1,11 +1,16 @@
 """Hugging Face models, tokenizers and processors: what save_pretrained writes.
 
-Loading rebuilds the class the spec names, looked up in the transformers package only.
-Weights held only in pickle-based files (pytorch_model.bin, *.pt) load only when trusted.
+Loading rebuilds the class the spec names, looked up in the transformers package only
+(never a module the spec names, never `trust_remote_code`). A folder holding any
+pickle-based file (pytorch_model.bin, *.pt, *.ckpt, … in any subfolder) loads only when
+trusted, whatever else it holds: transformers picks its weights file by name, so a
+safetensors file beside a pickle does not make the pickle unreachable. Untrusted loads
+also pass use_safetensors=True, so transformers reads no pickle-based weights.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -17,7 +22,8 @@ from modelkeep.formats import need
 from modelkeep.formats.files import FOLDER, copy_in
 from modelkeep.formats.spec import LoadContext, ModelSpec, Saved
 
-_PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+# Suffixes of files that torch.load, pickle or joblib read: unpickling runs code.
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".dill", ".sav")
 
 
 def save(obj: Any, folder: Path, fmt: str, options: dict[str, Any]) -> Saved:
@@ -39,17 +45,33 @@ def save(obj: Any, folder: Path, fmt: str, options: dict[str, Any]) -> Saved:
     return Saved(FOLDER, ("transformers", *weights), {"class": type(obj).__name__})
 
 
+def pickled_files(path: Path) -> list[str]:
+    """Every pickle-based file under path, as paths relative to it (any case of suffix)."""
+    if path.is_file():
+        return [path.name] if path.suffix.lower() in PICKLED else []
+    return sorted(
+        p.relative_to(path).as_posix()
+        for p in path.rglob("*")
+        if p.suffix.lower() in PICKLED and not p.is_dir()
+    )
+
+
 def load(folder: Path, spec: ModelSpec, ctx: LoadContext) -> Any:
-    transformers = need("transformers", "transformers", spec.format)
     path = folder / spec.path
-    has_safe = any(path.rglob("*.safetensors"))
-    pickled = [p.name for pattern in _PICKLED for p in path.rglob(pattern)]
-    if pickled and not has_safe and not ctx.trust:
+    pickled = pickled_files(path)
+    if pickled and not ctx.trust:
         raise UntrustedModel(
-            ctx.ref,
-            f"its weights are only in pickle-based files ({', '.join(sorted(pickled))})",
+            ctx.ref, f"it holds pickle-based files ({', '.join(pickled)}); unpickling runs code"
         )
-    cls = getattr(transformers, spec.info.get("class", "AutoModel"), None)
-    if not (isinstance(cls, type) and hasattr(cls, "from_pretrained")):
+    transformers = need("transformers", "transformers", spec.format)
+    name = spec.info_field("class", str, "AutoModel", ctx.ref)
+    cls = getattr(transformers, name, None) if name.isidentifier() else None
+    if not (inspect.isclass(cls) and hasattr(cls, "from_pretrained")):
         cls = transformers.AutoModel
-    return cls.from_pretrained(str(path))
+    options: dict[str, Any] = {"trust_remote_code": False}
+    model_base = getattr(transformers, "PreTrainedModel", None)
+    if not ctx.trust and inspect.isclass(model_base) and issubclass(cls, model_base):
+        options["use_safetensors"] = True
+    if cls.__name__.startswith("AutoModel") and not ctx.trust:
+        options["use_safetensors"] = True
+    return cls.from_pretrained(str(path), **options)
