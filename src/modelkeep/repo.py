@@ -501,7 +501,7 @@ class Repo:
             )
         existing = self.settings.remote(name)
         if existing is not None:
-            raise RemoteExists(name, existing.url)
+            raise RemoteExists(name, existing.shown().url)
         spec = parse_url(url, options)
         require_backend(spec)
         made = config.RemoteConfig(name, spec.url, tuple(sorted(spec.options.items())), default)
