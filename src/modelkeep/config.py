@@ -124,18 +124,19 @@ def read_toml(path: Path, error: ErrorFactory = BadConfigFile) -> tuple[str, dic
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
         raise error(
-            str(path), line, f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8"
+            str(path),
+            data[: exc.start].count(b"\n") + 1,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8",
         ) from exc
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = _LINE.search(str(exc))
-        line = int(found[1]) if found else None
-        if line is None and "end of document" in str(exc):
-            line = max(text.count("\n") + (not text.endswith("\n")), 1)
-        raise error(str(path), line, f"not valid TOML: {exc}") from exc
+        at: int | None = int(found[1]) if found else None
+        if at is None and "end of document" in str(exc):
+            at = max(text.count("\n") + (not text.endswith("\n")), 1)
+        raise error(str(path), at, f"not valid TOML: {exc}") from exc
 
 
 def key_line(text: str, key: str | None, table: str | None = None) -> int | None:
