@@ -102,7 +102,7 @@ S3_WHERE = "AWS_SECRET_ACCESS_KEY"
 def test_remote_add_refuses_credentials_without_printing_them(
     repo: mk.Repo, url: str, options: list[str], where: str
 ) -> None:
-    args = [a for o in options for a in ("-o", o)]
+    args = [a for o in options for a in ("--option", o)]
     r = cli("remote", "add", "origin", url, *args, cwd=repo.root)
     line = error_line(r)
     assert SECRET not in line and SECRET not in r.stdout

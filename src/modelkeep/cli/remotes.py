@@ -73,7 +73,7 @@ def remote_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def remote_remove(ctx: click.Context, name: str) -> None:
     """Forget remote NAME (nothing on it is deleted)."""
-    gone = open_repo(ctx).remove_remote(name).shown()
+    gone = open_repo(ctx).remove_remote(name)
     click.echo(f"removed remote {gone.name} ({gone.url}); its objects stay where they are")
 
 
