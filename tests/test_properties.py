@@ -69,7 +69,9 @@ tree_entries = st.builds(
 )
 
 SEGMENT_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-"
-segments = st.text(SEGMENT_ALPHABET, min_size=1, max_size=20).filter(lambda s: s not in (".", ".."))
+segments = st.text(SEGMENT_ALPHABET, min_size=1, max_size=20).filter(
+    lambda s: s not in (".", "..") and not s.startswith("-")  # '-x' reads as an option
+)
 valid_names = (
     st.lists(segments, min_size=1, max_size=6).map("/".join).filter(lambda n: len(n) <= 128)
 )
@@ -393,7 +395,7 @@ BAD_CHARS = "ABCZ !#$%&*+,;<=>?[]^`{|}~\\\"'éß\t\u00a0"
 @st.composite
 def invalid_names(draw: st.DrawFn) -> str:
     name = draw(valid_names)
-    how = draw(st.sampled_from(["char", "empty", "dot", "slash", "long", "nothing"]))
+    how = draw(st.sampled_from(["char", "empty", "dot", "dash", "slash", "long", "nothing"]))
     parts = name.split("/")
     if how == "char":
         i = draw(st.integers(0, len(parts) - 1))
@@ -408,6 +410,10 @@ def invalid_names(draw: st.DrawFn) -> str:
     if how == "dot":
         i = draw(st.integers(0, len(parts)))
         parts.insert(i, draw(st.sampled_from([".", ".."])))
+        return "/".join(parts)
+    if how == "dash":
+        i = draw(st.integers(0, len(parts) - 1))
+        parts[i] = "-" + parts[i]
         return "/".join(parts)
     if how == "slash":
         return "/" + name

@@ -12,10 +12,13 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from modelkeep.errors import InvalidArgument, RepoNotFound
+from modelkeep.errors import BadConfigFile, ModelkeepError, RepoNotFound
+from modelkeep.redact import mask_options, mask_url
 
 REPO_DIR = ".modelkeep"
 CONFIG_FILE = "config.toml"
@@ -33,12 +36,21 @@ class RemoteConfig:
     options: tuple[tuple[str, str], ...] = ()
     default: bool = False
 
+    def shown(self) -> RemoteConfig:
+        """This remote fit to print: credentials in its URL or options masked.
+
+        New remotes never hold any (`parse_url` refuses them), but an old or hand-edited
+        remotes.toml may, and listing it must not spread them.
+        """
+        return RemoteConfig(self.name, mask_url(self.url), mask_options(self.options), self.default)
+
     def to_json(self) -> dict[str, object]:
+        shown = self.shown()
         return {
-            "name": self.name,
-            "url": self.url,
-            "options": dict(self.options),
-            "default": self.default,
+            "name": shown.name,
+            "url": shown.url,
+            "options": dict(shown.options),
+            "default": shown.default,
         }
 
 
@@ -93,30 +105,100 @@ def os_user() -> str:
         return f"uid-{os.getuid()}"
 
 
+ErrorFactory = Callable[[str, int | None, str], ModelkeepError]
+_LINE = re.compile(r"line (\d+)")
+
+
+def read_toml(path: Path, error: ErrorFactory = BadConfigFile) -> tuple[str, dict[str, Any]] | None:
+    """(text, document) of the TOML file at path, None if there is none.
+
+    Every way the file can be unreadable (not UTF-8, not TOML, not a file) becomes one
+    error naming the file and, where known, the line: hand-edited files are input too.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(str(path), None, f"cannot read it: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            str(path),
+            data[: exc.start].count(b"\n") + 1,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8",
+        ) from exc
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _LINE.search(str(exc))
+        at: int | None = int(found[1]) if found else None
+        if at is None and "end of document" in str(exc):
+            at = max(text.count("\n") + (not text.endswith("\n")), 1)
+        raise error(str(path), at, f"not valid TOML: {exc}") from exc
+
+
+def key_line(text: str, key: str | None, table: str | None = None) -> int | None:
+    """The line that sets key (inside [table] when given; the table's header when key is
+    None): where a type error points. A best effort for the message only, None when the
+    file spells it another way (dotted keys, inline tables)."""
+    lines = list(enumerate(text.splitlines(), 1))
+    if table is not None:
+        want = _bare(table)
+        start = next(
+            (
+                i
+                for i, (_, ln) in enumerate(lines)
+                if (m := _HEADER.fullmatch(ln)) and _bare(m[1]) == want
+            ),
+            None,
+        )
+        if start is None:
+            return None
+        if key is None:
+            return lines[start][0]
+        rest = lines[start + 1 :]
+        end = next((j for j, (_, ln) in enumerate(rest) if _HEADER.fullmatch(ln)), len(rest))
+        lines = rest[:end]
+    if key is None:
+        return None
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    return next((n for n, ln in lines if pattern.match(ln)), None)
+
+
+_HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?")
+
+
+def _bare(header: str) -> str:
+    return re.sub(r"[\s\"']", "", header)
+
+
 def load(root: Path) -> Settings:
     control = root / REPO_DIR
-    file_settings: dict[str, object] = {}
     config_path = control / CONFIG_FILE
-    if config_path.exists():
-        try:
-            file_settings = tomllib.loads(config_path.read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidArgument(f"cannot read {config_path}: {exc}; fix or remove it") from exc
-    url = os.environ.get("MODELKEEP_DATABASE_URL") or str(file_settings.get("database_url", ""))
+    read = read_toml(config_path)
+    text, file_settings = read if read is not None else ("", {})
+
+    def bad(key: str, reason: str) -> BadConfigFile:
+        return BadConfigFile(str(config_path), key_line(text, key), reason)
+
+    url = file_settings.get("database_url", "")
+    if not isinstance(url, str):
+        raise bad("database_url", 'database_url must be a string, like "postgresql://host/db"')
+    url = os.environ.get("MODELKEEP_DATABASE_URL") or url
     if not url:
         url = f"sqlite:///{control / 'meta.sqlite'}"
     globs = file_settings.get("code_globs", DEFAULT_CODE_GLOBS)
     if not isinstance(globs, list | tuple) or not all(isinstance(g, str) for g in globs):
-        raise InvalidArgument(
-            f'{config_path}: code_globs must be a list of glob strings, like ["**/*.py"]'
-        )
+        raise bad("code_globs", 'code_globs must be a list of glob strings, like ["**/*.py"]')
     trust = file_settings.get("trust_pickle", False)
     if not isinstance(trust, bool):
-        raise InvalidArgument(f"{config_path}: trust_pickle must be true or false")
+        raise bad("trust_pickle", f"trust_pickle must be true or false, not {trust!r}")
     types = file_settings.get("trusted_types", [])
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        raise InvalidArgument(
-            f'{config_path}: trusted_types must be a list of type names, like ["mypkg.Scaler"]'
+        raise bad(
+            "trusted_types", 'trusted_types must be a list of type names, like ["mypkg.Scaler"]'
         )
     return Settings(
         root=root,
@@ -134,20 +216,38 @@ REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def load_remotes(path: Path) -> tuple[RemoteConfig, ...]:
-    if not path.exists():
+    """The remotes in remotes.toml, every value type-checked (it may be hand-edited)."""
+    read = read_toml(path)
+    if read is None:
         return ()
-    try:
-        doc = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc}; fix or remove it") from exc
+    text, doc = read
+    tables = doc.get("remote", {})
+    if not isinstance(tables, dict):
+        raise BadConfigFile(
+            str(path), key_line(text, "remote"), "remote must be tables: [remote.NAME] url = …"
+        )
     out = []
-    for name, table in dict(doc.get("remote", {})).items():
-        url = table.get("url") if isinstance(table, dict) else None
-        options = table.get("options", {}) if isinstance(table, dict) else None
-        if not isinstance(url, str) or not isinstance(options, dict):
-            raise InvalidArgument(f"{path}: remote {name!r} needs a url; fix or remove it")
-        pairs = tuple(sorted((str(k), str(v)) for k, v in options.items()))
-        out.append(RemoteConfig(name, url, pairs, bool(table.get("default", False))))
+    for name, table in tables.items():
+        where = f"remote.{json.dumps(name)}"
+
+        def bad(key: str | None, reason: str, where: str = where) -> BadConfigFile:
+            line = key_line(text, key, where) or key_line(text, None, where)
+            return BadConfigFile(str(path), line, reason)
+
+        if not REMOTE_NAME.match(name):
+            raise bad(None, f"{name!r} is not a remote name: use letters, digits, '-', '_', '.'")
+        if not isinstance(table, dict):
+            raise bad(None, f"{where} must be a table with a url")
+        url, options = table.get("url"), table.get("options", {})
+        if not isinstance(url, str) or not url:
+            raise bad("url", f"{where} needs a url string")
+        if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+            raise bad("options", f'{where}.options must be a table of strings, like {{ a = "b" }}')
+        default = table.get("default", False)
+        if not isinstance(default, bool):
+            raise bad("default", f"{where}.default must be true or false, not {default!r}")
+        pairs = tuple(sorted(options.items()))
+        out.append(RemoteConfig(name, url, pairs, default))
     return tuple(out)
 
 

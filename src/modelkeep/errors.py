@@ -575,3 +575,44 @@ class ModelLoadFailed(ModelkeepError):
             f"cannot load {ref} as a {format} model: {why}; check the stored files with "
             f"`modelkeep show {ref}` and `modelkeep fsck`, or log the model again"
         )
+
+
+# -- issue 12, trust-config: secrets, bad configuration files ---------------------------
+
+
+class SecretRefused(ModelkeepError, ValueError):
+    """A credential given where it would be stored or printed (a URL, a remote option)."""
+
+    def __init__(self, what: str, where: str) -> None:
+        self.what = what  # already masked: the secret itself is never kept here
+        self.where = where
+        super().__init__(
+            f"{what} would store a credential in the repository, where anyone who can read "
+            f"it could use it; {where}"
+        )
+
+
+class BadConfigFile(InvalidArgument):
+    """A configuration file (config.toml, remotes.toml) that cannot be read or has a wrong
+    type; line is known when the TOML parser gave it."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        where = f"{path}, line {line}" if line else path
+        super().__init__(f"{where}: {reason}; fix or remove it")
+
+
+class CorruptEvent(ModelkeepError, ValueError):
+    """An event of the registry log that does not say what it changed (a tampered row)."""
+
+    def __init__(self, event_id: int, action: str, target: str, reason: str) -> None:
+        self.event_id = event_id
+        self.action = action
+        self.target = target
+        self.reason = reason
+        super().__init__(
+            f"event {event_id} ({action} {target!r}) cannot be replayed: {reason}; "
+            "run `modelkeep audit --verify` to see what else was changed"
+        )

@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 import operator
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from modelkeep.config import read_toml
 from modelkeep.errors import PolicyError
 from modelkeep.refs import STAGES
 
@@ -120,17 +120,10 @@ def _quoted(value: str) -> re.Pattern[str]:
 def load(root: Path) -> Policy:
     """The policy in root/modelkeep.toml; an empty policy when there is no file."""
     path = root / FILE
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
+    read = read_toml(path, PolicyError)
+    if read is None:
         return Policy()
-    except OSError as exc:
-        raise PolicyError(str(path), None, f"cannot read it: {exc.strerror}") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise PolicyError(str(path), int(m[1]) if m else None, f"not valid TOML: {exc}") from exc
+    text, doc = read
     policy = doc.get("policy", {})
     if not isinstance(policy, dict):
         raise PolicyError(str(path), _line_of(text, "policy"), "[policy] must be a table")

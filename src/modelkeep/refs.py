@@ -26,6 +26,8 @@ def validate_name(name: str) -> str:
             raise InvalidName(name, "it has an empty segment")
         if segment in (".", ".."):
             raise InvalidName(name, f"it has a {segment!r} segment")
+        if segment.startswith("-"):  # it would read as an option on a command line
+            raise InvalidName(name, f"segment {segment!r} starts with '-'")
         if not _SEGMENT.fullmatch(segment):
             bad = sorted({c for c in segment if not _SEGMENT.fullmatch(c)})
             raise InvalidName(name, f"it contains {''.join(bad)!r}")

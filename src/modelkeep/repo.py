@@ -507,7 +507,7 @@ class Repo:
             )
         existing = self.settings.remote(name)
         if existing is not None:
-            raise RemoteExists(name, existing.url)
+            raise RemoteExists(name, existing.shown().url)
         spec = parse_url(url, options)
         require_backend(spec)
         made = config.RemoteConfig(name, spec.url, tuple(sorted(spec.options.items())), default)
@@ -522,7 +522,7 @@ class Repo:
         if found is None:
             raise RemoteNotFound(name, [r.name for r in self.settings.remotes])
         self._save_remotes(tuple(r for r in self.settings.remotes if r.name != name))
-        return found
+        return found.shown()  # what went, fit to print: a hand-edited URL may hold a token
 
     def _save_remotes(self, remotes: tuple[config.RemoteConfig, ...]) -> None:
         config.save_remotes(self.root, remotes)

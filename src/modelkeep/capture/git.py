@@ -20,6 +20,7 @@ from typing import Any
 
 from modelkeep.capture.code import matches
 from modelkeep.errors import InvalidArgument
+from modelkeep.redact import strip_credentials
 
 # Set inside Git hooks (where modelkeep may run); they would make every call below answer
 # about the hook's repository instead of the one the given path is in.
@@ -35,7 +36,6 @@ _LOCATION_VARS = frozenset(
         "GIT_PREFIX",
     }
 )
-_CREDENTIALS = re.compile(r"^(https?://)[^/?#]*@", re.IGNORECASE)
 _GLOB_CHARS = re.compile(r"([\\*?\[])")
 
 
@@ -152,15 +152,9 @@ def _remote(root: Path) -> str | None:
             name = key.decode("utf-8", "replace")[len("remote.") : -len(".url")]
             urls.setdefault(name, value.decode("utf-8", "replace"))
     url = urls.get("origin") or next(iter(urls.values()), None)
-    return None if url is None else _without_credentials(url)
-
-
-def _without_credentials(url: str) -> str:
-    """Drop `user:password@` from http(s) URLs: records are shared, tokens must not be.
-
-    An ssh `git@host:` user is not a secret and is kept.
-    """
-    return _CREDENTIALS.sub(r"\1", url)
+    # Records are shared, tokens must not be: every scheme (https, ssh, git, ftp…) loses
+    # its userinfo; an scp-like `git@host:path` keeps its user, which is not a secret.
+    return None if url is None else strip_credentials(url)
 
 
 def _head(root: Path) -> str | None:

@@ -41,7 +41,8 @@ def remote_add(
     if as_json:
         render.emit_json(made.to_json())
     else:
-        click.echo(f"added remote {made.name} {made.url}{' (default)' if made.default else ''}")
+        shown = made.shown()
+        click.echo(f"added remote {shown.name} {shown.url}{' (default)' if shown.default else ''}")
 
 
 @remote.command("list")
@@ -49,7 +50,8 @@ def remote_add(
 @click.pass_context
 def remote_list(ctx: click.Context, as_json: bool) -> None:
     """List remotes; the default one is marked."""
-    remotes = open_repo(ctx).remotes()
+    # Masked: an old or hand-edited remotes.toml may hold a credential; never print it.
+    remotes = [r.shown() for r in open_repo(ctx).remotes()]
     if as_json:
         render.emit_json({"remotes": [r.to_json() for r in remotes]})
         return

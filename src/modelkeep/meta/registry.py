@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,14 +24,12 @@ from modelkeep.errors import (
 )
 from modelkeep.meta.catalog import _artifact, artifact_row_locked, resolve_in
 from modelkeep.meta.db import Database
-from modelkeep.meta.events import _append, _clock, _Write
+from modelkeep.meta.events import STAGE_ACTIONS, Replayed, _append, _clock, _Write
 from modelkeep.meta.models import AliasRow, ArtifactRow, EventRow, VersionRow
 from modelkeep.meta.records import Version, version_of
 from modelkeep.refs import AliasRef, DigestRef, Ref
 
 TARGET_STAGES = ("staging", "production", "archived")
-# Actions whose `after.stage` sets a version's stage when the log is replayed.
-_STAGE_ACTIONS = ("register", "promote", "archive", "rollback")
 
 
 def _version(s: Session, art: ArtifactRow, number: int) -> VersionRow:
@@ -425,7 +423,7 @@ def approvals(db: Database, name: str, number: int, stage: str) -> Approvals:
         requester = None
         for action, actor, after in rows:
             doc = json.loads(after)
-            if action in _STAGE_ACTIONS:
+            if action in STAGE_ACTIONS:
                 approvers.clear()  # a new stage: earlier approvals were for another move
                 requester = None
             elif doc.get("for") == stage:
@@ -469,32 +467,12 @@ def resolve_alias(s: Session, art: ArtifactRow, alias: str) -> VersionRow:
     return row
 
 
-@dataclass(slots=True)
-class _State:
-    stages: dict[int, str] = field(default_factory=dict)
-    moved: dict[int, int] = field(default_factory=dict)  # number -> event id of its last move
-    aliases: dict[str, int] = field(default_factory=dict)
-    deleted: set[int] = field(default_factory=set)
-
-
-def _replay(s: Session, name: str, at: datetime) -> _State:
-    state = _State()
+def _replay(s: Session, name: str, at: datetime) -> Replayed:
+    state = Replayed()
     for e in s.scalars(
         select(EventRow).where(EventRow.model == name, EventRow.at <= at).order_by(EventRow.id)
     ):
-        after = json.loads(e.after_json)
-        if e.action in _STAGE_ACTIONS:
-            number = int(e.target.rsplit(":v", 1)[1])
-            state.stages[number] = after["stage"]
-            state.moved[number] = e.id
-        elif e.action == "alias-set":
-            state.aliases[e.target.split("@", 1)[1]] = after["version"]
-        elif e.action == "alias-remove":
-            state.aliases.pop(e.target.split("@", 1)[1], None)
-        elif e.action == "delete":
-            number = int(e.target.rsplit(":v", 1)[1])
-            state.deleted.add(number)
-            state.aliases = {a: n for a, n in state.aliases.items() if n != number}
+        state.apply(e)
     return state
 
 
@@ -510,8 +488,7 @@ def resolve_at(db: Database, ref: Ref, at: datetime) -> Version:
         if isinstance(ref, AliasRef):
             state = _replay(s, ref.name, at)
             if ref.alias in ("staging", "production"):
-                held = [n for n, st in state.stages.items() if st == ref.alias]
-                number = max(held, key=lambda n: state.moved[n]) if held else None
+                number = state.holder(ref.alias)
             else:
                 number = state.aliases.get(ref.alias)
             if number is None:

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from modelkeep.errors import InvalidArgument, InvalidRemoteUrl, UnsupportedScheme
+from modelkeep.errors import InvalidArgument, InvalidRemoteUrl, SecretRefused, UnsupportedScheme
+from modelkeep.redact import WHERE, WHERE_ANY, has_credentials, is_secret_key, mask_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,42 +66,55 @@ def _segments(url: str, path: str) -> list[str]:
 
 
 def parse_url(url: str, options: Mapping[str, str] | None = None) -> RemoteSpec:
-    """Check a remote URL (and its options) and give its canonical form; no network."""
+    """Check a remote URL (and its options) and give its canonical form; no network.
+
+    Every message shows the URL masked: a refused URL is still one the user typed, and
+    may hold a token they did not mean to print.
+    """
     text = url.strip()
+    shown = mask_url(url)
+    if has_credentials(text):
+        raise SecretRefused(f"remote URL {shown!r}", WHERE_ANY)
     if not text:
-        raise InvalidRemoteUrl(url, "it is empty")
+        raise InvalidRemoteUrl(shown, "it is empty")
     match = _HAS_SCHEME.match(text)
     if match is None:  # a plain folder path, relative to the working directory
         path = os.path.normpath(os.path.abspath(os.path.expanduser(text)))
         return _checked(RemoteSpec(f"file://{path}", SCHEMES["file"], path), url, options)
     name = ALIASES.get(match.group(1).lower(), match.group(1).lower())
     if not text[match.end() :].startswith("//"):
-        raise InvalidRemoteUrl(url, f"expected '{match.group(1)}://' before the location")
+        raise InvalidRemoteUrl(shown, f"expected '{match.group(1)}://' before the location")
     if name not in SCHEMES:
-        raise UnsupportedScheme(url, match.group(1))
+        raise UnsupportedScheme(shown, match.group(1))
     scheme = SCHEMES[name]
     parts = urlsplit(text)
     if parts.query or parts.fragment:
-        raise InvalidRemoteUrl(url, "it has a query or fragment ('?' or '#')")
+        raise InvalidRemoteUrl(shown, "it has a query or fragment ('?' or '#')")
     if scheme.name == "file":
         if parts.netloc not in ("", "localhost"):
-            raise InvalidRemoteUrl(url, "a file URL needs an absolute path: file:///PATH")
+            raise InvalidRemoteUrl(shown, "a file URL needs an absolute path: file:///PATH")
         if not parts.path.startswith("/"):
-            raise InvalidRemoteUrl(url, "a file URL needs an absolute path: file:///PATH")
-        path = "/" + "/".join(_segments(url, parts.path))
+            raise InvalidRemoteUrl(shown, "a file URL needs an absolute path: file:///PATH")
+        path = "/" + "/".join(_segments(shown, parts.path))
         return _checked(RemoteSpec(f"file://{path}", scheme, path), url, options)
     bucket = parts.netloc
     if not bucket:
-        raise InvalidRemoteUrl(url, f"no bucket: write {scheme.name}://BUCKET/PREFIX")
+        raise InvalidRemoteUrl(shown, f"no bucket: write {scheme.name}://BUCKET/PREFIX")
     assert scheme.bucket is not None
     if not scheme.bucket.match(bucket):
-        raise InvalidRemoteUrl(url, f"{bucket!r} is not a valid bucket or container name")
-    root = "/".join([bucket, *_segments(url, parts.path)])
+        raise InvalidRemoteUrl(shown, f"{bucket!r} is not a valid bucket or container name")
+    root = "/".join([bucket, *_segments(shown, parts.path)])
     return _checked(RemoteSpec(f"{scheme.name}://{root}", scheme, root, bucket), url, options)
 
 
 def _checked(spec: RemoteSpec, url: str, options: Mapping[str, str] | None) -> RemoteSpec:
     given = dict(options or {})
+    where = WHERE.get(spec.scheme.name, WHERE_ANY)
+    for key, value in given.items():
+        if is_secret_key(key):
+            raise SecretRefused(f"remote option {key!r}", where)
+        if has_credentials(value):
+            raise SecretRefused(f"remote option {key}={mask_url(value)!r}", where)
     unknown = sorted(set(given) - set(spec.scheme.options))
     if unknown:
         allowed = ", ".join(spec.scheme.options) or "none"
@@ -108,7 +122,9 @@ def _checked(spec: RemoteSpec, url: str, options: Mapping[str, str] | None) -> R
             f"{spec.scheme.name}:// remotes take no option {unknown[0]!r} (options: {allowed})"
         )
     if "endpoint_url" in given and not re.match(r"^https?://[^/\s]+", given["endpoint_url"]):
-        raise InvalidRemoteUrl(given["endpoint_url"], "endpoint_url must be http(s)://HOST[:PORT]")
+        raise InvalidRemoteUrl(
+            mask_url(given["endpoint_url"]), "endpoint_url must be http(s)://HOST[:PORT]"
+        )
     return RemoteSpec(spec.url, spec.scheme, spec.root, spec.bucket, given)
 
 
