@@ -1123,7 +1123,10 @@ def test_audit_cli_lists_filters_and_verifies(backend_repo: mk.Repo) -> None:
     assert "(urgent)" in lines[[e.action for e in every].index("override")]
 
     r = ok("audit", "--verify", cwd=root)
-    assert r.stdout.strip() == f"ok: {len(every)} events, chain intact; head {every[-1].hash}"
+    assert (
+        r.stdout.strip()
+        == f"ok: {len(every)} events, chain intact, registry state matches; head {every[-1].hash}"
+    )
     report = jcli("audit", "--verify", cwd=root)
     assert report == {"ok": True, "events": len(every), "head": every[-1].hash, "problems": []}
 

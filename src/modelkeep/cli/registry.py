@@ -205,7 +205,11 @@ def history(ctx: click.Context, name: str, at: str | None, as_json: bool) -> Non
 @click.command()
 @click.argument("name", required=False)
 @click.option("--since", default=None, metavar="TIME", help="Only events from TIME on.")
-@click.option("--verify", is_flag=True, help="Recompute the hash chain; exit 1 if broken.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Recompute the hash chain, replay it against stages and aliases; exit 1 if they differ.",
+)
 @json_option
 @click.pass_context
 def audit(
@@ -220,7 +224,9 @@ def audit(
     if as_json:
         render.emit_json(report.to_json())
     elif report.ok:
-        click.echo(f"ok: {report.events} events, chain intact; head {report.head}")
+        click.echo(
+            f"ok: {report.events} events, chain intact, registry state matches; head {report.head}"
+        )
     else:
         for problem in report.problems:
             click.echo(f"broken: {problem}", err=True)
