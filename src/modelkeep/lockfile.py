@@ -18,9 +18,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelkeep.config import REPO_DIR
 from modelkeep.errors import LockFileError
 
 NAME = "modelkeep.lock"
@@ -39,6 +40,7 @@ class LockEntry:
     path: str  # relative to the Git work tree, '/'-separated; undecodable bytes as escapes
     ref: str  # NAME:vN
     digest: str  # b3: and 64 hex digits
+    line: int = field(default=0, compare=False)  # where it was read, for error messages
 
     def to_json(self) -> dict[str, str]:
         return {"path": self.path, "ref": self.ref, "digest": self.digest}
@@ -76,12 +78,25 @@ def parse(text: str, where: str = NAME) -> dict[str, LockEntry]:
         parts = path.split("/")
         if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise LockFileError(where, number, f"{path!r} is not a relative path inside the tree")
-        if parts[0].casefold() == ".git":
-            raise LockFileError(where, number, f"{path!r} is inside .git, which no entry may be")
+        folder = control_folder(parts)
+        if folder is not None:
+            raise LockFileError(
+                where, number, f"{path!r} is inside {folder}, which no entry may be"
+            )
         if path in entries:
             raise LockFileError(where, number, f"{path!r} is listed twice")
-        entries[path] = LockEntry(path, m["ref"], m["digest"])
+        entries[path] = LockEntry(path, m["ref"], m["digest"], number)
     return entries
+
+
+def control_folder(parts: list[str]) -> str | None:
+    """The first segment naming Git's or modelkeep's own folder ('.git', '.modelkeep'),
+    compared as a case-insensitive file system would (trailing dots and spaces dropped);
+    None when there is none. A lock entry there could replace a hook or a remote."""
+    for part in parts:
+        if part.casefold().rstrip(". ") in (".git", REPO_DIR):
+            return part
+    return None
 
 
 def read(root: Path) -> dict[str, LockEntry]:
