@@ -850,8 +850,11 @@ class Repo:
 
 
 def _placed(path: Path) -> Path:
-    """path absolute, with '..' and its folders' symlinks resolved; a final symlink kept."""
-    absolute = Path(os.path.abspath(path))
+    """path absolute, its folders' symlinks and '..' resolved as the system does (a '..'
+    after a symlink leaves the link's target); a final symlink is kept as itself."""
+    absolute = path.absolute()  # drops '.' segments, keeps '..'
+    if absolute.name == "..":
+        return Path(os.path.realpath(absolute))
     return Path(os.path.realpath(absolute.parent)) / absolute.name
 
 
