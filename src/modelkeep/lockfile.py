@@ -8,6 +8,11 @@ A path that would not read back plainly (leading or trailing spaces, control cha
 a name that is not UTF-8, a leading '"' or '#') is written as a JSON string. The file is
 rewritten whole, to a temporary name and renamed, under a lock, so concurrent adds never
 lose each other's lines and a crash never leaves half a file.
+
+A lock file comes with a commit, from anyone: a path that is absolute, holds '.' or '..'
+segments, or lies inside '.git' or '.modelkeep' (any segment, any case) is refused with its
+line number, and `checkout` refuses a path whose way leads out of the work tree or into
+those folders through a symbolic link, before it writes anything.
 """
 
 from __future__ import annotations
