@@ -531,7 +531,7 @@ segment = st.text(
     st.characters(codec="utf-8", exclude_characters="/") | st.sampled_from("\udcff\udc80"),
     min_size=1,
     max_size=12,
-).filter(lambda s: s not in (".", ".."))
+).filter(lambda s: s not in (".", "..") and lockfile.control_folder([s]) is None)
 paths = st.lists(segment, min_size=1, max_size=4).map("/".join)
 refs = st.builds(
     "{}:v{}".format,

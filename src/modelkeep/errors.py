@@ -616,3 +616,37 @@ class CorruptEvent(ModelkeepError, ValueError):
             f"event {event_id} ({action} {target!r}) cannot be replayed: {reason}; "
             "run `modelkeep audit --verify` to see what else was changed"
         )
+
+
+# -- issue 12, trust-paths: paths from records are checked like paths from users -------
+
+
+class UnsafeRecord(ModelkeepError, ValueError):
+    """A metadata row holds a value no `add` writes: the database was edited or damaged."""
+
+    def __init__(self, ref: str, field: str, value: object, reason: str) -> None:
+        self.ref = ref
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(
+            f"{ref} has an unsafe {field} {value!r} in the metadata database ({reason}); "
+            "nothing was written: the row was edited or damaged, restore the database from "
+            "a backup or correct the row"
+        )
+
+
+class ControlPath(InvalidArgument):
+    """A path given to `add` is modelkeep's or Git's own folder, or inside one."""
+
+    def __init__(self, path: str, folder: str) -> None:
+        self.path = path
+        self.folder = folder
+        super().__init__(
+            f"{path!r} is or leads into {folder}, which holds modelkeep's or Git's own data; "
+            "add your files or folders instead"
+        )
+
+
+class CheckoutCopyWarning(UserWarning):
+    """A shared copy under `.modelkeep/checkouts/` was changed and is being restored afresh."""

@@ -8,6 +8,11 @@ A path that would not read back plainly (leading or trailing spaces, control cha
 a name that is not UTF-8, a leading '"' or '#') is written as a JSON string. The file is
 rewritten whole, to a temporary name and renamed, under a lock, so concurrent adds never
 lose each other's lines and a crash never leaves half a file.
+
+A lock file comes with a commit, from anyone: a path that is absolute, holds '.' or '..'
+segments, or lies inside '.git' or '.modelkeep' (any segment, any case) is refused with its
+line number, and `checkout` refuses a path whose way leads out of the work tree or into
+those folders through a symbolic link, before it writes anything.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelkeep.config import REPO_DIR
 from modelkeep.errors import LockFileError
 
 NAME = "modelkeep.lock"
@@ -39,6 +45,7 @@ class LockEntry:
     path: str  # relative to the Git work tree, '/'-separated; undecodable bytes as escapes
     ref: str  # NAME:vN
     digest: str  # b3: and 64 hex digits
+    line: int = field(default=0, compare=False)  # where it was read, for error messages
 
     def to_json(self) -> dict[str, str]:
         return {"path": self.path, "ref": self.ref, "digest": self.digest}
@@ -76,12 +83,25 @@ def parse(text: str, where: str = NAME) -> dict[str, LockEntry]:
         parts = path.split("/")
         if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise LockFileError(where, number, f"{path!r} is not a relative path inside the tree")
-        if parts[0].casefold() == ".git":
-            raise LockFileError(where, number, f"{path!r} is inside .git, which no entry may be")
+        folder = control_folder(parts)
+        if folder is not None:
+            raise LockFileError(
+                where, number, f"{path!r} is inside {folder}, which no entry may be"
+            )
         if path in entries:
             raise LockFileError(where, number, f"{path!r} is listed twice")
-        entries[path] = LockEntry(path, m["ref"], m["digest"])
+        entries[path] = LockEntry(path, m["ref"], m["digest"], number)
     return entries
+
+
+def control_folder(parts: list[str]) -> str | None:
+    """The first segment naming Git's or modelkeep's own folder ('.git', '.modelkeep'),
+    compared as a case-insensitive file system would (trailing dots and spaces dropped);
+    None when there is none. A lock entry there could replace a hook or a remote."""
+    for part in parts:
+        if part.casefold().rstrip(". ") in (".git", REPO_DIR):
+            return part
+    return None
 
 
 def read(root: Path) -> dict[str, LockEntry]:

@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import config, meta, registry, store, sync, worktree
+from modelkeep import checkouts, config, meta, registry, store, sync, worktree
 from modelkeep.errors import (
-    DestinationExists,
+    ControlPath,
     DigestNotFound,
     InvalidArgument,
     MissingObject,
@@ -34,7 +34,9 @@ from modelkeep.errors import (
     TypeMismatch,
 )
 from modelkeep.formats.spec import MODEL_KEY
+from modelkeep.lockfile import control_folder
 from modelkeep.meta import Added, Artifact, Lineage, Metric, NewVersion, RunRecord, Version
+from modelkeep.meta.records import check_paths
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import parse_ref, validate_name
 from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
@@ -269,21 +271,18 @@ class Repo:
         source = Path(path)
         if not os.path.lexists(source):
             raise PathNotFound(str(path))
-        control = self.settings.control_dir
-        if source.absolute() == control or control in source.absolute().parents:
-            raise InvalidArgument(
-                f"{str(path)!r} is modelkeep's own folder; add your files or folders instead"
-            )
+        source = self._addable(path)
         where = worktree.place(source) if track else None
         with self.store.writing():
-            put = store.put(self.store, source, progress, exclude=self.settings.control_dir)
+            exclude = _placed(self.settings.control_dir)
+            put = store.put(self.store, source, progress, exclude=exclude)
             new = NewVersion(
                 kind=_KIND_NAMES[put.root.kind],
                 digest=put.root.id.hex(),
                 size=put.size,
                 file_count=put.file_count,
                 mode=put.mode,
-                source_name=source.absolute().name,
+                source_name=source.name or "root",
                 user=self.user,
                 message=message,
                 metadata=fields,
@@ -358,7 +357,7 @@ class Repo:
         run_id = run_id if run_id is not None else config.active_run(self.root)
         version = self.show(ref, at=at)
         with self.explained(version):
-            entry = self._entry(version, path)
+            entry = self._restorable(version, path)
         name = os.fsdecode(entry.name)
         if dest is None:
             target = Path.cwd() / name
@@ -384,27 +383,55 @@ class Repo:
         """Restore a version (or one path in it) to exactly target, which it becomes."""
         version = self.show(ref)
         with self.explained(version):
-            entry = self._entry(version, path)
+            entry = self._restorable(version, path)
         target = Path(target).absolute()
         self._restore_entry(version, entry, target, force, progress)
         return target
 
     def local_copy(self, ref: str, path: str | None = None, *, run_id: str | None = None) -> Path:
         """A path holding a version (or one path in it): a copy under `.modelkeep/checkouts`,
-        restored once per content id and shared by every reader. Treat it as read-only."""
+        restored once per content id and shared by every reader. It is read-only, and
+        verified before each reuse: a copy someone changed is restored afresh (see
+        modelkeep.checkouts)."""
         run_id = run_id if run_id is not None else config.active_run(self.root)
         version = self.show(ref)
         with self.explained(version):
-            entry = self._entry(version, path)
+            entry = self._restorable(version, path)
         folder = self.settings.control_dir / "checkouts" / entry.id.hex()[:16]
         target = folder / (os.fsdecode(entry.name) or "content")
-        if not os.path.lexists(target):
-            folder.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(DestinationExists):  # another process restored it first
-                self._restore_entry(version, entry, target, False, NULL_PROGRESS)
+        with self.explained(version):
+            checkouts.ensure(
+                self.store,
+                entry,
+                target,
+                lambda force: self._restore_entry(version, entry, target, force, NULL_PROGRESS),
+            )
         if run_id is not None:
             meta.add_input(self.db, run_id, version.name, version.number)
         return target
+
+    def _restorable(self, version: Version, path: str | None) -> TreeEntry:
+        """The entry to restore, once the version's record is known to be safe to follow:
+        its source name becomes a path and its mode a file's mode (UnsafeRecord if not)."""
+        check_paths(version)
+        return self._entry(version, path)
+
+    def _addable(self, path: str | os.PathLike[str]) -> Path:
+        """The path add stores: absolute, '..' and symlinked folders resolved (a final
+        symlink is stored as itself). Refused (ControlPath) when it, or what it leads to, is
+        the control folder or inside it, or inside any '.git' or '.modelkeep' folder, so the
+        store never stores itself and Git's or modelkeep's files are never versioned."""
+        placed = _placed(Path(path))
+        real = Path(os.path.realpath(placed))
+        control = Path(os.path.realpath(self.settings.control_dir))
+        if real == control or control in real.parents:
+            raise ControlPath(str(path), str(self.settings.control_dir))
+        for candidate in (placed, real):
+            folder = control_folder(list(candidate.parts))
+            if folder is not None:
+                inside = candidate.parts[: candidate.parts.index(folder) + 1]
+                raise ControlPath(str(path), str(Path(*inside)))
+        return placed
 
     def _restore_entry(
         self, version: Version, entry: TreeEntry, target: Path, force: bool, progress: Progress
@@ -831,6 +858,15 @@ class Repo:
             yield
         except ObjectError as exc:
             raise self._explain(exc, version) from None
+
+
+def _placed(path: Path) -> Path:
+    """path absolute, its folders' symlinks and '..' resolved as the system does (a '..'
+    after a symlink leaves the link's target); a final symlink is kept as itself."""
+    absolute = path.absolute()  # drops '.' segments, keeps '..'
+    if absolute.name == "..":
+        return Path(os.path.realpath(absolute))
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
 
 
 def _root(version: Version) -> Root:

@@ -126,8 +126,8 @@ class Run:
         """Record ref as an input of this run and return a local path holding it.
 
         The path is dest if given; else the tracked path of the Git work tree that holds
-        exactly this version; else a read-only-by-convention copy under `.modelkeep/checkouts`,
-        restored once per content id.
+        exactly this version; else a read-only copy under `.modelkeep/checkouts`, restored
+        once per content id and verified before each reuse (see modelkeep.checkouts).
         """
         version = self.repo.show(ref)
         local = self._local_copy(version, dest)

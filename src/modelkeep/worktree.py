@@ -82,7 +82,8 @@ def _relative(top: Path, path: str | os.PathLike[str]) -> str | None:
 
 
 def _in_git_dir(rel: str) -> bool:
-    return rel.split("/")[0].casefold() == ".git"
+    """Inside '.git' or '.modelkeep' (any case), where no tracked path may be."""
+    return lockfile.control_folder(rel.split("/")) is not None
 
 
 def ignore_control_dir(root: Path) -> None:
@@ -136,7 +137,10 @@ def _state(repo: Repo, top: Path, entry: LockEntry) -> PathStatus:
 
 def status(repo: Repo) -> list[PathStatus]:
     top = _top(repo)
-    return [_state(repo, top, e) for e in lockfile.read(top).values()]
+    entries = lockfile.read(top).values()
+    for e in entries:
+        _check_target(repo, top, e)  # nothing is hashed through a link that leads away
+    return [_state(repo, top, e) for e in entries]
 
 
 def checkout(
@@ -150,22 +154,46 @@ def checkout(
     top = _top(repo)
     entries = lockfile.read(top)
     chosen = _choose(top, entries, paths) if paths else list(entries.values())
+    lines = {e.path: e.line for e in chosen}
+    for e in chosen:
+        _check_target(repo, top, e)  # before anything is read through a link
     todo = [s for s in (_state(repo, top, e) for e in chosen) if s.state != OK]
     for s in todo:
-        rel = _relative(top, top / s.path)
-        if rel is None or _in_git_dir(rel):
-            raise InvalidArgument(
-                f"{s.path!r} in {top / lockfile.NAME} leads outside the work tree (through a "
-                "symbolic link); nothing was restored: remove the link or that line"
-            )
         if s.state == NOT_IN_STORE:
             raise NotInStore(s.path, s.ref, s.digest)
     unsaved = [s.path for s in todo if s.current is not None and not repo.holds(s.current)]
     if unsaved and not force:
         raise UncommittedChanges(unsaved)
     for s in todo:
+        # again: a folder restored just before may have brought a link on this path's way
+        _check_target(repo, top, LockEntry(s.path, s.ref, s.digest, lines[s.path]))
         repo.restore(s.digest, top / s.path, force=True, progress=progress)
     return todo
+
+
+def _check_target(repo: Repo, top: Path, entry: LockEntry) -> None:
+    """Refuse a lock entry that, through a symbolic link on its way, leads outside the work
+    tree, into '.git' or '.modelkeep' (any case), or into this repository's control folder;
+    or that no file system can hold. The entry itself may be a link: a restore replaces it.
+    """
+    where = f"{top / lockfile.NAME}, line {entry.line}: {entry.path!r}"
+    if "\0" in entry.path:
+        raise InvalidArgument(f"{where} holds a NUL character; nothing was restored: fix that line")
+    rel = _relative(top, top / entry.path)
+    control = Path(os.path.realpath(repo.settings.control_dir))
+    place = _place(top / entry.path)
+    if rel is None:
+        leads = "outside the work tree"
+    elif _in_git_dir(rel):
+        leads = f"into {lockfile.control_folder(rel.split('/'))}"
+    elif place == control or control in place.parents:
+        leads = f"into {repo.settings.control_dir}"
+    else:
+        return
+    raise InvalidArgument(
+        f"{where} leads {leads} through a symbolic link; nothing was restored: remove the "
+        "link or that line"
+    )
 
 
 def _choose(top: Path, entries: Mapping[str, LockEntry], paths: Sequence[str]) -> list[LockEntry]:

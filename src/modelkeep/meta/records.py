@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelkeep.errors import UnsafeRecord
 from modelkeep.meta.models import ArtifactRow, VersionRow
 
 ARTIFACT_TYPES = ("model", "dataset", "code", "other")
+KINDS = ("file", "dir", "link")
+FILE_MODES = (0o644, 0o755)  # the only modes a file is stored and restored with
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,22 @@ class Artifact:
 
 
 def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
-    """row: an ORM row, or a plain result row of the versions table's columns."""
+    """row: an ORM row, or a plain result row of the versions table's columns.
+
+    The database is not trusted more than a user: a kind, digest, mode or source name of a
+    type or shape no `add` writes is refused here (UnsafeRecord), before anything uses it.
+    Whether the source name is safe as a path is checked before restoring (`check_paths`),
+    so a version that cannot be restored can still be listed and deleted.
+    """
+    ref = f"{artifact.name}:v{row.number}"
+    if row.kind not in KINDS:
+        raise UnsafeRecord(ref, "kind", row.kind, f"not one of {', '.join(KINDS)}")
+    if not isinstance(row.digest, str) or not _HEX_ID.fullmatch(row.digest):
+        raise UnsafeRecord(ref, "digest", row.digest, "not 64 lowercase hex digits")
+    if type(row.mode) is not int:
+        raise UnsafeRecord(ref, "mode", row.mode, "not an integer")
+    if not isinstance(row.source_name, (bytes, str)):
+        raise UnsafeRecord(ref, "source_name", row.source_name, "not a file name")
     return Version(
         name=artifact.name,
         number=row.number,
@@ -104,3 +124,24 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         deleted_at=row.deleted_at,
         host=row.host,
     )
+
+
+def check_paths(version: Version) -> None:
+    """Refuse a version whose name or mode would lead a restore astray (UnsafeRecord).
+
+    Called before anything is restored from a version: its source name becomes a path (the
+    default destination, or a file's name inside a destination folder), so it must be one
+    plain path segment, and its mode must be one `add` stores (0644 or 0755 for a file, 0
+    for a folder or link), never setuid, setgid, sticky or world-writable.
+    """
+    name = version.source_name
+    raw = os.fsencode(name)
+    if raw in (b"", b".", b"..") or b"/" in raw or b"\0" in raw or len(raw) > 255:
+        raise UnsafeRecord(
+            version.ref, "source_name", name, "not a single file name, so not a safe path"
+        )
+    allowed, said = (FILE_MODES, "0o644 or 0o755") if version.kind == "file" else ((0,), "0")
+    if version.mode not in allowed:
+        shown = oct(version.mode) if isinstance(version.mode, int) else version.mode
+        reason = f"a {version.kind} is stored with mode {said}"
+        raise UnsafeRecord(version.ref, "mode", shown, reason)
