@@ -156,6 +156,8 @@ def test_a_folder_version_with_a_file_mode_is_refused(project: Path) -> None:
         ("kind", "zzz", "kind"),
         ("digest", "../../etc", "digest"),
         ("source_name", 42, "source_name"),
+        ("metadata_json", "{not json", "metadata"),
+        ("metadata_json", "[1, 2]", "metadata"),
     ],
 )
 def test_a_row_of_the_wrong_type_is_one_error_not_a_traceback(

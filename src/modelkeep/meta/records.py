@@ -87,6 +87,19 @@ class Artifact:
         }
 
 
+def _metadata(ref: str, text: object) -> dict[str, Any]:
+    if text == "{}":
+        return {}
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        shown = text[:40] if isinstance(text, str) else text
+        raise UnsafeRecord(ref, "metadata", shown, "not a JSON object")
+    return value
+
+
 def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
     """row: an ORM row, or a plain result row of the versions table's columns.
 
@@ -104,6 +117,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         raise UnsafeRecord(ref, "mode", row.mode, "not an integer")
     if not isinstance(row.source_name, (bytes, str)):
         raise UnsafeRecord(ref, "source_name", row.source_name, "not a file name")
+    metadata = _metadata(ref, row.metadata_json)
     return Version(
         name=artifact.name,
         number=row.number,
@@ -117,7 +131,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         created_at=row.created_at,
         user=row.user,
         message=row.message,
-        metadata=json.loads(row.metadata_json) if row.metadata_json != "{}" else {},
+        metadata=metadata,
         run_id=row.run_id,
         registered=row.registered,
         stage=row.stage,
