@@ -31,6 +31,7 @@ from modelkeep.errors import (
     CorruptRemoteObject,
     MissingObject,
     ModelkeepError,
+    RemoteError,
     RemoteNotFound,
 )
 from modelkeep.progress import NULL_PROGRESS, Progress
@@ -269,9 +270,24 @@ class RemoteFetcher:
         rindex = self._index()
         located = rindex.locate_many(keys)
         if len(located) < len(keys) or not self._listed:
-            rindex.refresh()
-            self._listed = True
-            located = rindex.locate_many(keys)
+            located = self._relist(keys)
+        try:
+            self._fetch_located(keys, located)
+        except RemoteError as exc:
+            if type(exc) is not RemoteError:  # unreachable, denied: not a pack gone
+                raise
+            # A pack listed before is gone (a forged one removed, say): list again, and
+            # fetch what is still missing from the packs that are there.
+            keys = [k for k in keys if not self.store.has(k)]
+            self._fetch_located(keys, self._relist(keys))
+
+    def _relist(self, keys: list[bytes]) -> dict[bytes, Located]:
+        rindex = self._index()
+        rindex.refresh()
+        self._listed = True
+        return rindex.locate_many(keys)
+
+    def _fetch_located(self, keys: list[bytes], located: dict[bytes, Located]) -> None:
         absent = [k for k in keys if k not in located]
         if absent:
             raise MissingObject(absent[0].hex())

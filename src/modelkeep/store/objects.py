@@ -367,14 +367,13 @@ class ObjectStore:
             located = self._locate(key)  # pruned since it was located: fetch it back
             data = self._pread(located, want)
         where = f"{located.pack} offset {located.entry.offset}"
-        try:
-            return self.verify(located.entry, data, where, want)
-        except CorruptObject:
-            if located.entry.kind == KIND_BLOB and want in (AS_CHUNK, AS_TREE):
-                # An index labelled a manifest what a tree names as a chunk, tree or link:
-                # add never writes that, so forget it and let a later fetch replace it.
-                self.drop(key)
-            raise
+        if located.entry.kind == KIND_BLOB and want in (AS_CHUNK, AS_TREE, AS_PART):
+            # An index labelled a manifest what a tree names as a chunk, a tree or a link.
+            # add never writes that (a file of several chunks is never one chunk of
+            # another), so it is a remote's lie: forget it, so a later fetch can replace it.
+            self.drop(key)
+            raise CorruptObject(key.hex(), f"{where}: a manifest where a chunk or tree belongs")
+        return self.verify(located.entry, data, where, want)
 
     def read_stored(self, pack: str, entry: PackEntry) -> bytes:
         """An object's bytes as stored (compressed or not), after verifying them."""
