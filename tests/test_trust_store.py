@@ -555,6 +555,17 @@ def _same_tree(a: Path, b: Path) -> bool:
     return len(list(a.rglob("*"))) == len(list(b.rglob("*")))
 
 
+def _reseal(content: bytearray, target: Path) -> None:
+    """Re-seal an index's checksum, or that of a manifest the changed byte lies in."""
+    if target.suffix == ".idx":
+        content[-32:] = digest(bytes(content[:-32]))
+        return
+    for e in decode_index(target.with_suffix(".idx").read_bytes()):
+        if e.kind == KIND_BLOB and e.codec == CODEC_RAW:
+            end = e.offset + e.length
+            content[end - 32 : end] = digest(bytes(content[e.offset : end - 32]))
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -576,8 +587,8 @@ def test_any_byte_changed_on_a_remote_gives_the_bytes_or_a_clear_error(
     target.chmod(0o644)
     content = bytearray(target.read_bytes())
     content[where % len(content)] ^= xor
-    if reseal and target.suffix == ".idx":  # an attacker re-seals the index's checksum
-        content[-32:] = digest(bytes(content[:-32]))
+    if reseal:  # an attacker re-seals the checksum of what was changed
+        _reseal(content, target)
     target.write_bytes(bytes(content))
     store = t.root / "b-live"
     out = t.root / "out"
