@@ -19,8 +19,16 @@ from modelkeep.errors import InvalidName, InvalidRef
 from modelkeep.refs import DigestRef, VersionRef, parse_ref, validate_name
 from modelkeep.store import Kind, ObjectStore, put, restore
 from modelkeep.store.chunking import BLOCK, chunk_bytes, digest, iter_blocks
+from modelkeep.store.limits import MAX_CHUNK
 from modelkeep.store.packs import PackEntry, decode_index, encode_index
-from modelkeep.store.trees import Manifest, Tree, TreeEntry, decode_manifest, decode_tree
+from modelkeep.store.trees import (
+    BadTree,
+    Manifest,
+    Tree,
+    TreeEntry,
+    decode_manifest,
+    decode_tree,
+)
 
 FAST = settings(max_examples=50, deadline=None)
 SLOW = settings(
@@ -59,13 +67,32 @@ def _trees(max_leaves: int = 12) -> st.SearchStrategy[FileTree]:
 
 digests32 = st.binary(min_size=32, max_size=32)
 
-tree_entries = st.builds(
-    TreeEntry,
-    name=entry_names,
-    kind=st.sampled_from(list(Kind)),
-    mode=st.integers(0, 2**32 - 1),
-    size=st.integers(0, 2**64 - 1),
-    id=digests32,
+# Entries as add writes them: files 0o644 or 0o755, folders and links 0, links short.
+tree_entries = st.one_of(
+    st.builds(
+        TreeEntry,
+        name=entry_names,
+        kind=st.just(Kind.FILE),
+        mode=st.sampled_from([0o644, 0o755]),
+        size=st.integers(0, 2**64 - 1),
+        id=digests32,
+    ),
+    st.builds(
+        TreeEntry,
+        name=entry_names,
+        kind=st.just(Kind.DIR),
+        mode=st.just(0),
+        size=st.integers(0, 2**64 - 1),
+        id=digests32,
+    ),
+    st.builds(
+        TreeEntry,
+        name=entry_names,
+        kind=st.just(Kind.LINK),
+        mode=st.just(0),
+        size=st.integers(0, MAX_CHUNK),
+        id=digests32,
+    ),
 )
 
 SEGMENT_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._-"
@@ -341,7 +368,19 @@ def test_tree_encode_decode(entries: list[TreeEntry], rnd: random.Random) -> Non
 
 
 @FAST
-@given(st.lists(st.tuples(digests32, st.integers(0, 2**32 - 1)), max_size=50))
+@given(entry_names, st.sampled_from(list(Kind)), st.integers(0, 2**32 - 1))
+def test_a_tree_entry_mode_add_never_writes_is_refused(name: bytes, kind: Kind, mode: int) -> None:
+    """Only 0o644 and 0o755 files, and mode 0 folders and links, are ever read back."""
+    encoded = Tree((TreeEntry(name, kind, mode, 0, bytes(32)),)).encode()
+    if (kind == Kind.FILE and mode in (0o644, 0o755)) or (kind != Kind.FILE and mode == 0):
+        assert decode_tree(encoded).entries[0].mode == mode
+    else:
+        with pytest.raises(BadTree):
+            decode_tree(encoded)
+
+
+@FAST
+@given(st.lists(st.tuples(digests32, st.integers(1, MAX_CHUNK)), min_size=1, max_size=50))
 def test_manifest_encode_decode(chunks: list[tuple[bytes, int]]) -> None:
     manifest = Manifest(sum(n for _, n in chunks), tuple(chunks))
     encoded = manifest.encode()

@@ -650,3 +650,19 @@ class ControlPath(InvalidArgument):
 
 class CheckoutCopyWarning(UserWarning):
     """A shared copy under `.modelkeep/checkouts/` was changed and is being restored afresh."""
+
+
+# -- trust-store: objects bound to their ids, bounded lengths (issue 12) -----------------
+
+
+class TooLarge(ModelkeepError, ValueError):
+    """Something to store exceeds a documented maximum of the store's format."""
+
+    def __init__(self, what: str, amount: str, limit: str) -> None:
+        self.what = what
+        self.amount = amount
+        self.limit = limit
+        super().__init__(
+            f"cannot store a {what} of {amount}: the store's limit is {limit}; "
+            "split it into smaller files or folders"
+        )

@@ -458,7 +458,7 @@ class Repo:
                     f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path"
                 )
             explain = functools.partial(self._explain, version=version)
-            reader = self.store.open_blob(entry.id, explain)
+            reader = self.store.open_blob(entry.id, explain, entry.size)
         return io.BufferedReader(reader, buffer_size=1 << 20)
 
     def diff(self, old_ref: str, new_ref: str) -> Diff:

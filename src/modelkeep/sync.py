@@ -31,6 +31,7 @@ from modelkeep.errors import (
     CorruptRemoteObject,
     MissingObject,
     ModelkeepError,
+    RemoteError,
     RemoteNotFound,
 )
 from modelkeep.progress import NULL_PROGRESS, Progress
@@ -118,6 +119,8 @@ class RemoteIndex:
         listing = self.remote.list_packs()
         cached = self.index.pack_sizes()
         gone = [name for name, size in cached.items() if listing.get(name) != size]
+        if gone:  # a key a gone pack held first may be in a kept one: index them all again
+            gone = list(cached)
         if gone:
             self.index.drop_packs(gone)
         new = sorted(name for name in listing if name not in cached or name in gone)
@@ -244,6 +247,7 @@ class RemoteFetcher:
         self.progress = progress
         self._remote: Remote | None = None
         self._rindex: RemoteIndex | None = None
+        self._listed = False  # the remote is listed once per fetcher: packs may be gone
         self.objects = 0
 
     @property
@@ -265,12 +269,33 @@ class RemoteFetcher:
     def fetch(self, keys: list[bytes]) -> None:
         rindex = self._index()
         located = rindex.locate_many(keys)
-        if len(located) < len(keys):
-            rindex.refresh()
-            located = rindex.locate_many(keys)
+        if len(located) < len(keys) or not self._listed:
+            located = self._relist(keys)
+        try:
+            self._fetch_located(keys, located)
+        except RemoteError as exc:
+            if type(exc) is not RemoteError:  # unreachable, denied: not a pack gone
+                raise
+            # A pack listed before is gone (a forged one removed, say): list again, and
+            # fetch what is still missing from the packs that are there.
+            keys = [k for k in keys if not self.store.has(k)]
+            self._fetch_located(keys, self._relist(keys))
+
+    def _relist(self, keys: list[bytes]) -> dict[bytes, Located]:
+        rindex = self._index()
+        rindex.refresh()
+        self._listed = True
+        return rindex.locate_many(keys)
+
+    def _fetch_located(self, keys: list[bytes], located: dict[bytes, Located]) -> None:
         absent = [k for k in keys if k not in located]
         if absent:
             raise MissingObject(absent[0].hex())
+        for loc in located.values():  # before any range is read: a lying index allocates nothing
+            try:
+                self.store.check_lengths(loc.entry)
+            except CorruptObject as exc:
+                raise CorruptRemoteObject(loc.entry.key.hex(), self.remote.url, exc.where) from None
         for batch in _rounds(_ranges(list(located.values()))):
             self._fetch_round(batch)
 

@@ -158,7 +158,7 @@ class Remote:
         paths = [self._path(PACKS, f"{name}.pack") for name, _, _ in ranges]
         with self._translated(missing="a pack disappeared"):
             out: list[bytes] = self.fs.cat_ranges(
-                paths, [s for _, s, _ in ranges], [e for _, _, e in ranges]
+                paths, [s for _, s, _ in ranges], [e for _, _, e in ranges], on_error="raise"
             )
         self._count(received=sum(len(b) for b in out))
         return out

@@ -147,6 +147,11 @@ class Index:
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
+    def drop_keys(self, keys: Iterable[bytes]) -> None:
+        """Forget objects (their bytes stay in their packs): a reader found them false."""
+        with self.write() as db:
+            db.executemany("DELETE FROM entries WHERE key = ?", ((k,) for k in keys))
+
     def drop_packs(self, names: Iterable[str]) -> None:
         with self.write() as db:
             for name in names:

@@ -4,6 +4,13 @@ Objects are chunks (keyed by the BLAKE3 of their bytes), blob manifests (keyed b
 BLAKE3 of the whole file) and trees (keyed by the BLAKE3 of their serialisation). A file
 that is a single chunk has no manifest: its id is its chunk's id.
 
+What an object is comes from the tree that names it (a file: one chunk or a manifest; a
+folder: a tree; a link: a chunk), never from a pack index, which is only a hint of where
+to look: whatever an index says, a chunk, tree or link is returned only if its bytes hash
+to its id, and a file read whole is returned only if all its bytes hash to the file's id
+(a manifest's own checksum proves it intact, not that it belongs to its key). A manifest
+that fails that check is dropped from the index, so a good copy can be fetched again.
+
 An object that is not here may be somewhere else: the store asks its `fetcher` (a remote,
 wired in by the repository; by default one that has nothing) for what it is missing, in
 batches, and reads on once the fetched objects are verified and indexed here.
@@ -26,15 +33,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import blake3
 import zstandard
 
 from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, ObjectError, UnsafeEntry
-from modelkeep.store.chunking import digest
+from modelkeep.store.chunking import MIN_SIZE, digest
 from modelkeep.store.index import Index, Located
+from modelkeep.store.limits import (
+    MAX_CHUNK,
+    MAX_MANIFEST_BYTES,
+    MAX_TREE_BYTES,
+    manifest_bytes,
+    stored_bound,
+)
 from modelkeep.store.packs import (
     CODEC_RAW,
+    CODEC_ZSTD,
     KIND_BLOB,
     KIND_CHUNK,
+    KIND_TREE,
     PACK_TARGET,
     CorruptIndex,
     PackEntry,
@@ -55,6 +72,16 @@ READERS = 2
 READ_BATCH = 16  # chunks per task: about 1 MiB
 READ_AHEAD = 4  # batches verified ahead of the writer
 FETCH_WINDOW = 64  # chunks a file reader fetches at once when it finds one missing: 4 MiB
+HASH_AHEAD = 8  # batches read ahead of the whole-file hasher at most
+
+# What a reader expects an object to be (from the tree that names it, never the index).
+AS_CHUNK = 0  # bytes that hash to the id: a chunk, a one-chunk file, a link target
+AS_TREE = 1  # the same, up to a tree's size
+AS_MANIFEST = 2  # a manifest, intact by its own checksum; the file's hash binds it
+AS_PART = 3  # a chunk of a file read whole: the whole file's hash verifies it
+_CAPS = {AS_CHUNK: MAX_CHUNK, AS_TREE: MAX_TREE_BYTES, AS_MANIFEST: MAX_MANIFEST_BYTES}
+_CAPS[AS_PART] = MAX_CHUNK
+_KIND_AS = {KIND_CHUNK: AS_CHUNK, KIND_TREE: AS_TREE, KIND_BLOB: AS_MANIFEST}
 
 Explain = Callable[[ModelkeepError], ModelkeepError]
 
@@ -199,27 +226,65 @@ class ObjectStore:
             self.ensure(chunks)
             level = below
 
-    def verify(self, entry: PackEntry, data: bytes, where: str) -> bytes:
-        """The raw bytes of an object as stored (data), after checking them against its id."""
-        key = entry.key
+    def check_lengths(self, entry: PackEntry, want: int | None = None) -> None:
+        """Refuse an entry whose lengths exceed what its kind can hold, before reading it.
+
+        want is what the reader expects; None (a stored-object check: fsck, gc, push, a
+        fetch) takes the index's word for the kind, which only picks the bound."""
+        cap = _CAPS[_KIND_AS.get(entry.kind, AS_CHUNK) if want is None else want]
+        raw, stored = entry.raw_length, entry.length
+        if raw > cap:
+            raise CorruptObject(entry.key.hex(), f"claims {raw:,} bytes, over the {cap:,} limit")
+        if entry.codec not in (CODEC_RAW, CODEC_ZSTD):
+            raise CorruptObject(entry.key.hex(), f"unknown codec {entry.codec}")
+        if stored > (raw if entry.codec == CODEC_RAW else stored_bound(raw)):
+            raise CorruptObject(entry.key.hex(), f"stored as {stored:,} bytes for {raw:,}")
+
+    def _decode(self, entry: PackEntry, data: bytes, where: str) -> bytes:
+        """The raw bytes of a stored object, exactly raw_length of them: zstd never inflates
+        past raw_length (checked against the limits before), whatever its frame claims."""
         if entry.codec == CODEC_RAW:
             raw = data
         else:
+            try:
+                claimed = zstandard.frame_content_size(data)
+            except zstandard.ZstdError as exc:
+                raise CorruptObject(entry.key.hex(), f"{where}: {exc}") from exc
+            if claimed > entry.raw_length:  # -1 (not stated) is capped by max_output_size
+                raise CorruptObject(entry.key.hex(), f"{where}: inflates past its length")
             dctx = getattr(self._local, "dctx", None)
             if dctx is None:
                 dctx = self._local.dctx = zstandard.ZstdDecompressor()
             try:
-                raw = dctx.decompress(data, max_output_size=entry.raw_length)
+                raw = dctx.decompress(data, max_output_size=max(entry.raw_length, 1))
             except zstandard.ZstdError as exc:
-                raise CorruptObject(key.hex(), f"{where}: {exc}") from exc
-        if entry.kind == KIND_BLOB:
+                raise CorruptObject(entry.key.hex(), f"{where}: {exc}") from exc
+        if len(raw) != entry.raw_length:
+            raise CorruptObject(entry.key.hex(), f"{where}: wrong length")
+        return raw
+
+    def verify(self, entry: PackEntry, data: bytes, where: str, want: int | None = None) -> bytes:
+        """The raw bytes of an object as stored (data), after checking them against its id.
+
+        want is what the reader expects (AS_*); None checks an object as the index labels
+        it (a manifest by its checksum, anything else by its hash), for fsck, gc, push and
+        fetch, which hold objects without knowing which tree names them."""
+        self.check_lengths(entry, want)
+        raw = self._decode(entry, data, where)
+        as_ = _KIND_AS.get(entry.kind, AS_CHUNK) if want is None else want
+        if as_ == AS_MANIFEST:
             try:
                 decode_manifest(raw)
             except ValueError as exc:
-                raise CorruptObject(key.hex(), f"{where}: {exc}") from exc
-        elif len(raw) != entry.raw_length or digest(raw) != key:
-            raise CorruptObject(key.hex(), f"{where}: content does not match its id")
+                raise CorruptObject(entry.key.hex(), f"{where}: {exc}") from exc
+        elif as_ != AS_PART and digest(raw) != entry.key:
+            raise CorruptObject(entry.key.hex(), f"{where}: content does not match its id")
         return raw
+
+    def drop(self, key: bytes) -> None:
+        """Forget one object (a manifest its file's bytes refuted): a later fetch may bring
+        a good copy. Its bytes stay in their pack until gc."""
+        self.index.drop_keys([key])
 
     def add_stored(self, items: list[tuple[PackEntry, bytes]]) -> None:
         """Store objects given as stored (already verified by the caller) in new packs here."""
@@ -243,8 +308,9 @@ class ObjectStore:
 
     # -- reading ----------------------------------------------------------------
 
-    def _pread(self, located: Located) -> bytes:
+    def _pread(self, located: Located, want: int | None = None) -> bytes:
         entry = located.entry
+        self.check_lengths(entry, want)  # a sparse pack or a lying index allocates nothing
         for _attempt in range(2):
             fd = self._fds.get(located.pack)
             if fd is None:
@@ -256,6 +322,7 @@ class ObjectStore:
                     if fresh is None or fresh.pack == located.pack:
                         raise MissingObject(entry.key.hex()) from None
                     located, entry = fresh, fresh.entry
+                    self.check_lengths(entry, want)
                     continue
                 with self._fds_lock:  # two readers may open the same pack at once
                     if located.pack in self._fds:
@@ -285,18 +352,28 @@ class ObjectStore:
             raise MissingObject(key.hex())
         return located
 
-    def read(self, key: bytes, located: Located | None = None) -> bytes:
-        """The verified bytes of one object; a mismatch raises, never returns wrong bytes."""
+    def read(
+        self, key: bytes, located: Located | None = None, want: int | None = AS_CHUNK
+    ) -> bytes:
+        """The verified bytes of one object read as want (AS_*; None: as its index labels
+        it, for fsck): a mismatch raises, never returns wrong bytes (AS_PART bytes are
+        verified by the caller's whole-file hash)."""
         located = located or self._locate(key)
         try:
-            data = self._pread(located)
+            data = self._pread(located, want)
         except MissingObject:
             if not self.fetcher.active:
                 raise
             located = self._locate(key)  # pruned since it was located: fetch it back
-            data = self._pread(located)
+            data = self._pread(located, want)
         where = f"{located.pack} offset {located.entry.offset}"
-        return self.verify(located.entry, data, where)
+        if located.entry.kind == KIND_BLOB and want in (AS_CHUNK, AS_TREE, AS_PART):
+            # An index labelled a manifest what a tree names as a chunk, a tree or a link.
+            # add never writes that (a file of several chunks is never one chunk of
+            # another), so it is a remote's lie: forget it, so a later fetch can replace it.
+            self.drop(key)
+            raise CorruptObject(key.hex(), f"{where}: a manifest where a chunk or tree belongs")
+        return self.verify(located.entry, data, where, want)
 
     def read_stored(self, pack: str, entry: PackEntry) -> bytes:
         """An object's bytes as stored (compressed or not), after verifying them."""
@@ -312,48 +389,133 @@ class ObjectStore:
     def has(self, key: bytes) -> bool:
         return self.index.has(key)
 
-    def manifest(self, blob_id: bytes) -> Manifest:
+    def manifest(self, blob_id: bytes, size: int | None = None) -> Manifest:
+        """A file's chunk list: one chunk (the file's id) unless a manifest is stored under
+        the id. size, the file's size from the tree or version naming it, must agree."""
         located = self._locate(blob_id)
-        if located.entry.kind == KIND_CHUNK:
-            return Manifest(located.entry.raw_length, ((blob_id, located.entry.raw_length),))
-        return decode_manifest(self.read(blob_id, located))
+        entry = located.entry
+        if entry.kind != KIND_BLOB:  # one chunk: read as AS_CHUNK, so its hash binds it
+            self.check_lengths(entry, AS_CHUNK)
+            found = Manifest(entry.raw_length, ((blob_id, entry.raw_length),))
+        else:
+            if size is not None:  # the tree's size bounds the manifest before it is read
+                most = manifest_bytes(size // MIN_SIZE + 2)
+                if entry.raw_length > most:
+                    raise CorruptObject(blob_id.hex(), f"manifest too long for {size:,} bytes")
+            found = decode_manifest(self.read(blob_id, located, AS_MANIFEST))
+            if len(found.chunks) < 2 or (size is not None and found.size != size):
+                # Intact by its checksum, yet not this file's: forged. Forget it.
+                self.drop(blob_id)
+                raise CorruptObject(
+                    blob_id.hex(),
+                    f"has a manifest of {len(found.chunks)} chunk(s) and {found.size:,} bytes "
+                    "that does not fit the file; it was dropped from this store",
+                )
+        if size is not None and found.size != size:
+            raise CorruptObject(
+                blob_id.hex(), f"holds {found.size:,} bytes where {size:,} were recorded"
+            )
+        return found
 
-    def tree(self, tree_id: bytes) -> Tree:
-        raw = self.read(tree_id)
+    def tree(self, tree_id: bytes, size: int | None = None) -> Tree:
+        """A folder's entries; size, the folder's size from its parent, must be their sum."""
+        raw = self.read(tree_id, want=AS_TREE)
         try:
-            return decode_tree(raw)
+            tree = decode_tree(raw)
         except BadTree as exc:
             if exc.name is not None and str(exc) == "unsafe entry name":
                 raise UnsafeEntry(tree_id.hex(), os.fsdecode(exc.name)) from exc
             raise CorruptObject(tree_id.hex(), f"tree: {exc}") from exc
         except Exception as exc:  # struct.error on a truncated tree
             raise CorruptObject(tree_id.hex(), f"tree: {exc}") from exc
+        if size is not None and sum(e.size for e in tree.entries) != size:
+            raise CorruptObject(tree_id.hex(), "tree: entry sizes do not add up to its size")
+        return tree
 
-    def iter_blob(self, blob_id: bytes) -> Iterator[bytes]:
-        """The verified chunks of a file, in order; large files are read ahead on threads."""
-        chunks = [cid for cid, _ in self.manifest(blob_id).chunks]
-        self.ensure(chunks)
-        if len(chunks) < 4:
-            for chunk_id in chunks:
-                yield self.read(chunk_id)
+    def iter_blob(self, blob_id: bytes, size: int | None = None) -> Iterator[bytes]:
+        """The bytes of a file, in order, verified against the file's id.
+
+        A multi-chunk file is hashed whole on a thread of its own while its chunks are read
+        (BLAKE3 releases the GIL: the second core), instead of hashing each chunk: one pass
+        of hashing, as before. The last chunk is held back until the whole hash matches, so
+        a consumer never gets a complete file that is not the one named; on a mismatch the
+        chunks are checked one by one to name the culprit, and a manifest they all agree
+        with is the liar: it is dropped and the error names the file.
+        """
+        found = self.manifest(blob_id, size)
+        if len(found.chunks) == 1 and found.chunks[0][0] == blob_id:
+            yield self.read(blob_id)
             return
-        located = self.index.locate_many(chunks)
+        chunks = list(found.chunks)
+        self.ensure([cid for cid, _ in chunks])
+        located = self.index.locate_many([cid for cid, _ in chunks])
 
-        def read_batch(ids: list[bytes]) -> list[bytes]:
-            return [self.read(i, located.get(i)) for i in ids]
+        def read_batch(part: list[tuple[bytes, int]]) -> list[bytes]:
+            out = []
+            for cid, n in part:
+                data = self.read(cid, located.get(cid), AS_PART)
+                if len(data) != n:
+                    raise CorruptObject(cid.hex(), f"{len(data):,} bytes where the file has {n:,}")
+                out.append(data)
+            return out
+
+        whole = blake3.blake3()
+
+        def hash_batch(datas: list[bytes]) -> None:
+            for data in datas:
+                whole.update(data)
 
         batches = [chunks[i : i + READ_BATCH] for i in range(0, len(chunks), READ_BATCH)]
-        with ThreadPoolExecutor(READERS, thread_name_prefix="modelkeep-read") as pool:
+        held: bytes | None = None
+        with (
+            ThreadPoolExecutor(READERS, thread_name_prefix="modelkeep-read") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash") as hasher,
+        ):
             ahead: deque[Future[list[bytes]]] = deque()
+            hashing: deque[Future[None]] = deque()
+
+            def take() -> Iterator[bytes]:
+                nonlocal held
+                datas = ahead.popleft().result()
+                hashing.append(hasher.submit(hash_batch, datas))
+                while len(hashing) > HASH_AHEAD:  # bound what waits to be hashed
+                    hashing.popleft().result()
+                for data in datas:
+                    if held is not None:
+                        yield held
+                    held = data
+
             for batch in batches:
                 ahead.append(pool.submit(read_batch, batch))
                 if len(ahead) > READ_AHEAD:
-                    yield from ahead.popleft().result()
+                    yield from take()
             while ahead:
-                yield from ahead.popleft().result()
+                yield from take()
+            while hashing:
+                hashing.popleft().result()
+        if whole.digest() != blob_id:
+            self._refute(blob_id, chunks, located)
+        if held is not None:
+            yield held
 
-    def open_blob(self, blob_id: bytes, explain: Explain | None = None) -> BlobReader:
-        return BlobReader(self, self.manifest(blob_id), explain or _same)
+    def _refute(
+        self, blob_id: bytes, chunks: list[tuple[bytes, int]], located: dict[bytes, Located]
+    ) -> None:
+        """A file's bytes did not hash to its id: raise for the damaged chunk if one is, else
+        drop the manifest (which then named chunks of other bytes) and raise for it."""
+        for cid, _ in chunks:
+            self.read(cid, located.get(cid))
+        self.drop(blob_id)
+        raise CorruptObject(
+            blob_id.hex(),
+            "its chunks do not hash to the file's id: its manifest is forged or damaged and "
+            "was dropped from this store",
+        )
+
+    def open_blob(
+        self, blob_id: bytes, explain: Explain | None = None, size: int | None = None
+    ) -> BlobReader:
+        return BlobReader(self, blob_id, self.manifest(blob_id, size), explain or _same)
 
     def walk(
         self, root: Root, prefix: bytes = b""
@@ -379,8 +541,11 @@ class ObjectStore:
             current = entry
         return current
 
-    def link_target(self, link_id: bytes) -> bytes:
-        return self.read(link_id)
+    def link_target(self, link_id: bytes, size: int | None = None) -> bytes:
+        target = self.read(link_id)
+        if size is not None and len(target) != size:
+            raise CorruptObject(link_id.hex(), f"link target of {len(target)} bytes, not {size}")
+        return target
 
     # -- what a version needs ---------------------------------------------------
 
@@ -398,11 +563,22 @@ class ObjectStore:
 
 
 class BlobReader(io.RawIOBase):
-    """A read-only, seekable file object over one stored file; chunks fetched on demand."""
+    """A read-only, seekable file object over one stored file; chunks fetched on demand.
 
-    def __init__(self, store: ObjectStore, manifest: Manifest, explain: Explain) -> None:
+    Every chunk is verified by its own id, and each must have the length the manifest
+    gives it, so a random read returns only bytes that were stored under their ids and
+    lie where the manifest puts them. Only a read of the whole file can bind the manifest
+    itself to the file's id: a read from the start to the end is hashed as it goes, and
+    its last bytes are returned only once the whole hash matches (else the manifest is
+    dropped and the read raises). A reader that seeks trusts the manifest's chunk list.
+    """
+
+    def __init__(
+        self, store: ObjectStore, blob_id: bytes, manifest: Manifest, explain: Explain
+    ) -> None:
         super().__init__()
         self._store = store
+        self._id = blob_id
         self._explain = explain
         self._chunks = manifest.chunks
         self._starts: list[int] = []
@@ -413,6 +589,10 @@ class BlobReader(io.RawIOBase):
         self._size = manifest.size
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None
+        # One chunk that is the file: its own hash is the file's. Else hash in order.
+        single = len(self._chunks) == 1 and self._chunks[0][0] == blob_id
+        self._whole: blake3.blake3 | None = None if single else blake3.blake3()
+        self._hashed = 0  # bytes from the start fed to _whole
 
     def readable(self) -> bool:
         return True
@@ -433,13 +613,29 @@ class BlobReader(io.RawIOBase):
     def _chunk_at(self, pos: int) -> tuple[int, bytes]:
         i = bisect.bisect_right(self._starts, pos) - 1
         if self._cached is None or self._cached[0] != i:
-            chunk_id = self._chunks[i][0]
+            chunk_id, length = self._chunks[i]
             if self._store.fetcher.active and not self._store.has(chunk_id):
                 # Only this part of the file, a window at a time: a reader of a header
                 # fetches the header, not the whole file.
                 self._store.ensure([c for c, _ in self._chunks[i : i + FETCH_WINDOW]])
-            self._cached = (i, self._store.read(chunk_id))
+            data = self._store.read(chunk_id)
+            if len(data) != length:
+                raise CorruptObject(chunk_id.hex(), f"{len(data):,} bytes, not {length:,}")
+            self._cached = (i, data)
         return self._starts[i], self._cached[1]
+
+    def _hash(self, piece: bytes) -> None:
+        """Feed a piece read at the hashed frontier; at the end, check the whole file."""
+        assert self._whole is not None
+        self._whole.update(piece)
+        self._hashed += len(piece)
+        if self._hashed == self._size and self._whole.digest() != self._id:
+            self._store.drop(self._id)
+            raise CorruptObject(
+                self._id.hex(),
+                "its chunks do not hash to the file's id: its manifest is forged or damaged "
+                "and was dropped from this store",
+            )
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         if self.closed:
@@ -448,9 +644,11 @@ class BlobReader(io.RawIOBase):
             return 0
         try:
             start, data = self._chunk_at(self._pos)
+            piece = data[self._pos - start : self._pos - start + len(buffer)]
+            if self._whole is not None and self._pos == self._hashed:
+                self._hash(piece)  # before the piece is handed out: the last one waits
         except ObjectError as exc:
             raise self._explain(exc) from None
-        piece = data[self._pos - start : self._pos - start + len(buffer)]
         buffer[: len(piece)] = piece
         self._pos += len(piece)
         return len(piece)

@@ -1,7 +1,9 @@
 """Restoring a root to a path: exact bytes, executable bits and links, or nothing at all.
 
 Everything is written under a temporary sibling of the destination and renamed into place
-at the end, so a failure (a damaged chunk, a full disk) leaves the destination as it was.
+at the end, so a failure (a damaged chunk, a full disk, a file whose bytes do not hash to
+its id, a size that disagrees with its tree) leaves the destination as it was and nothing
+else behind.
 Entry names were checked when the tree was parsed, and files are created with O_EXCL and
 O_NOFOLLOW, so a restore never writes outside its destination.
 """
@@ -31,7 +33,7 @@ def _write_file(
             with contextlib.suppress(OSError):  # allocating up front makes writes cheaper
                 os.posix_fallocate(fd, 0, size)
         pending: list[bytes] = []
-        for data in store.iter_blob(blob_id):
+        for data in store.iter_blob(blob_id, size):
             pending.append(data)
             if len(pending) == 64:
                 write_all(fd, pending)
@@ -48,10 +50,10 @@ def _write(
     if root.kind == Kind.FILE:
         _write_file(store, root.id, path, mode or 0o644, size, progress)
     elif root.kind == Kind.LINK:
-        os.symlink(store.link_target(root.id), path)
+        os.symlink(store.link_target(root.id, size), path)
     else:
         os.mkdir(path, 0o755)
-        for e in store.tree(root.id).entries:
+        for e in store.tree(root.id, size).entries:
             _write(store, Root(e.kind, e.id), os.path.join(path, e.name), e.mode, e.size, progress)
 
 
