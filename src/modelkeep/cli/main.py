@@ -368,10 +368,29 @@ cli.add_command(worktree_cli.checkout)
 cli.add_command(worktree_cli.install_hooks)
 
 
+def _one_line_warnings() -> None:
+    """modelkeep's own warnings (a skipped remote pack, a kept local one) are one line on
+    stderr, like its errors, not Python's two-line source excerpt."""
+    import warnings
+
+    from modelkeep.errors import ModelkeepWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        if issubclass(category, ModelkeepWarning):
+            click.echo(f"modelkeep: warning: {message}", err=True)
+        else:
+            shown(message, category, *args, **kw)  # type: ignore[arg-type]
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes at this one seam."""
     from modelkeep.errors import ModelkeepError
 
+    _one_line_warnings()
     try:
         code = cli.main(args=argv, prog_name="modelkeep", standalone_mode=False)
     except click.exceptions.Exit as exc:
