@@ -18,7 +18,7 @@ binding is in place before it is ever needed; it never refuses (reading is harml
 from __future__ import annotations
 
 from modelkeep import meta
-from modelkeep.errors import WrongDatabase
+from modelkeep.errors import BadStoreBinding, WrongDatabase
 from modelkeep.meta.identity import database_id, version_count
 from modelkeep.store import ObjectStore, identity
 from modelkeep.store.identity import Binding
@@ -31,8 +31,11 @@ _STEP = (
 
 def bind(store: ObjectStore, db: meta.Database) -> None:
     """Record the open database in a store that records none yet, where that is safe."""
-    if identity.read(store.root) is not None:
-        return
+    try:
+        if identity.read(store.root) is not None:
+            return
+    except BadStoreBinding:
+        return  # reading stays possible; require_own refuses what could lose data
     current = database_id(db)
     if not identity.has_packs(store.packs_dir) or _holds_some_version(store, db):
         identity.write(store.root, Binding(current, db.display_url))
