@@ -221,8 +221,9 @@ def team(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 def test_gc_and_fsck_on_a_machine_that_never_pulled(tmp_path: Path) -> None:
     """Finding 5: gc exited 1 every time, fsck called pushed data missing."""
     run = team(tmp_path)
-    write(tmp_path / "a" / "w.bin", rand(300 * KiB, 11))
-    assert run("a", "add", "w.bin", "-n", "w").returncode == 0
+    write(tmp_path / "a" / "w" / "weights.bin", rand(300 * KiB, 11))
+    write(tmp_path / "a" / "w" / "config.json", b"{}")
+    assert run("a", "add", "w", "-n", "w").returncode == 0  # a folder: a tree to walk
     assert run("a", "push").returncode == 0
     write(tmp_path / "b" / "mine.bin", rand(100 * KiB, 12))
     assert run("b", "add", "mine.bin", "-n", "mine").returncode == 0
@@ -232,8 +233,8 @@ def test_gc_and_fsck_on_a_machine_that_never_pulled(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.startswith("ok"), (r.stdout, r.stderr)
     r = run("a", "gc")  # b's version is b's business, not a's
     assert r.returncode == 0, r.stderr
-    assert run("b", "get", "w:v1", "-o", "got.bin").returncode == 0
-    assert (tmp_path / "b" / "got.bin").read_bytes() == rand(300 * KiB, 11)
+    assert run("b", "get", "w:v1", "-o", "got").returncode == 0
+    assert (tmp_path / "b" / "got" / "weights.bin").read_bytes() == rand(300 * KiB, 11)
     r = run("b", "gc")  # what b pulled stays
     assert r.returncode == 0 and "0 unreferenced objects" in r.stdout, r.stderr
     assert run("b", "fsck").returncode == 0
@@ -308,6 +309,7 @@ def test_junk_indexes_on_a_remote_are_skipped_with_a_warning(
     for name in skipped:
         assert "modelkeep: warning: skipped: remote " in r.stderr
         assert f"{name}.idx" in r.stderr, r.stderr
+    assert "pack-nopack.idx has no pack" in r.stderr
     assert "Traceback" not in r.stderr
     # A fresh store on the same database gets both versions, byte for byte.
     fresh = tmp_path / "fresh"
