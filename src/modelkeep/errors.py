@@ -666,3 +666,59 @@ class TooLarge(ModelkeepError, ValueError):
             f"cannot store a {what} of {amount}: the store's limit is {limit}; "
             "split it into smaller files or folders"
         )
+
+
+# -- A store knows its database; robust remotes (issue 12, trust-identity) ------------------
+
+
+class ModelkeepWarning(UserWarning):
+    """Something was skipped or kept on purpose; the command went on without it."""
+
+
+class RemoteSkipped(ModelkeepWarning):
+    """A remote's pack or index is malformed: its objects are treated as not on the remote."""
+
+
+class PackKept(ModelkeepWarning):
+    """cache prune kept a local pack whose chunks the remote could not prove it holds."""
+
+
+class IndexRebuilt(ModelkeepWarning):
+    """A damaged local index cache was set aside and is rebuilt from the pack indexes."""
+
+
+class WrongDatabase(ModelkeepError):
+    """The metadata database is not the one this store's objects were added with."""
+
+    def __init__(self, store: str, belongs: str, opened: str, step: str) -> None:
+        self.store = store
+        self.belongs = belongs
+        self.opened = opened
+        super().__init__(
+            f"store {store} {belongs}, but this command opened {opened}; refusing so that "
+            f"nothing is lost: {step}"
+        )
+
+
+class BadStoreBinding(ModelkeepError, ValueError):
+    """The file naming a store's database is unreadable: never guess, a guess may wipe."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"cannot read {path} ({reason}): it names the metadata database this store "
+            "belongs to; restore it from a backup, or delete it to let modelkeep check the "
+            "database against the store's content again"
+        )
+
+
+class IndexUnreadable(ModelkeepError):
+    """The store's local index cannot be opened for a reason rebuilding would not fix."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"cannot open the store index {path}: {reason}; check its permissions and free "
+            "space (it is a cache: moving it away makes modelkeep rebuild it from the packs)"
+        )

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import checkouts, config, meta, registry, store, sync, worktree
+from modelkeep import checkouts, config, meta, ownership, registry, store, sync, worktree
 from modelkeep.errors import (
     ControlPath,
     DigestNotFound,
@@ -174,6 +174,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
         )
         repo = Repo(config.load(root))
         repo.db.migrate()
+        ownership.bind(repo.store, repo.db)
         worktree.ignore_control_dir(root)
     except BaseException:
         shutil.rmtree(control, ignore_errors=True)
@@ -185,6 +186,7 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     """Open the repository at path or in the nearest folder above it, as Git does."""
     repo = Repo(config.load(config.find_root(Path(path))))
     repo.db.migrate()
+    ownership.bind(repo.store, repo.db)
     return repo
 
 
@@ -273,6 +275,7 @@ class Repo:
             raise PathNotFound(str(path))
         source = self._addable(path)
         where = worktree.place(source) if track else None
+        ownership.require_own(self.store, self.db)  # never mix two databases' objects
         with self.store.writing():
             exclude = _placed(self.settings.control_dir)
             put = store.put(self.store, source, progress, exclude=exclude)
@@ -494,21 +497,61 @@ class Repo:
         )
 
     def fsck(self, progress: Progress = NULL_PROGRESS) -> FsckReport:
-        """Objects that cache prune dropped, and a remote holds, are not problems."""
+        """Objects that cache prune dropped, and a remote holds, are not problems; nor are
+        those of versions added on another machine or pushed, when a remote holds them."""
+        ownership.require_own(self.store, self.db)
+        elsewhere = functools.partial(sync.known_on_remotes, self.settings, refresh=True)
         # writing() keeps gc from moving objects while they are checked
         with self.store.writing(), self.store.offline():
-            return store.fsck(
-                self.store,
-                self._roots(),
-                progress,
-                elsewhere=functools.partial(sync.known_on_remotes, self.settings),
+            roots = self._roots()
+            theirs = self._not_only_here(roots)
+            away: dict[str, set[bytes]] = {}
+            for label in theirs:
+                missing = store.walk_here(self.store, roots[label])[1]
+                if missing:  # not walkable here: checked against the remotes instead
+                    away[label] = missing
+                    del roots[label]
+            report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
+            absent = set().union(*away.values()) if away else set()
+            nowhere = absent - elsewhere(sorted(absent)) if absent else set()
+        extra = [
+            store.Problem(
+                oid.hex(),
+                f"object b3:{oid.hex()} is missing",
+                tuple(label for label, ids in away.items() if oid in ids),
             )
+            for oid in sorted(nowhere)
+        ]
+        if not extra:
+            return report
+        merged = {p.object: p for p in (*extra, *report.problems)}
+        return dataclasses.replace(report, problems=tuple(merged[k] for k in sorted(merged)))
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
+        """Versions added on another machine or pushed to a remote are not only this
+        store's: what of them is here is kept, and what is not is not gc's concern."""
+        ownership.require_own(self.store, self.db)
         # exclusive() waits for adds in flight to commit their versions
         with self.store.exclusive(), self.store.offline():
-            roots = list(self._roots().values())
-            return store.gc(self.store, roots, dry_run=dry_run)
+            roots = self._roots()
+            theirs = self._not_only_here(roots)
+            return store.gc(
+                self.store,
+                [r for label, r in roots.items() if label not in theirs],
+                dry_run=dry_run,
+                partial=[roots[label] for label in theirs],
+            )
+
+    def _not_only_here(self, roots: Mapping[str, Root]) -> set[str]:
+        """Refs of versions whose content another machine or a remote is responsible for:
+        pushed somewhere, or added on another host (in team mode)."""
+        pushed = {f"{name}:v{number}" for name, number in meta.pushed_anywhere(self.db)}
+        other = {
+            v.ref
+            for v in meta.all_versions(self.db)
+            if v.host is not None and v.host != self.settings.host
+        }
+        return (pushed | other) & set(roots)
 
     # -- remotes ------------------------------------------------------------------
 
@@ -584,7 +627,8 @@ class Repo:
 
     def prune_cache(self, max_size: int, *, dry_run: bool = False) -> PruneReport:
         """Shrink the local store towards max_size bytes by dropping, least recently used
-        first, chunks a remote confirms it holds; never the only copy."""
+        first, chunks a remote holds (read back and verified); never the only copy."""
+        ownership.require_own(self.store, self.db)
         return sync.prune_cache(self, max_size, dry_run=dry_run)
 
     def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, int]:

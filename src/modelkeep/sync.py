@@ -17,6 +17,7 @@ verifies each against its id, and only then stores it here.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,8 +32,11 @@ from modelkeep.errors import (
     CorruptRemoteObject,
     MissingObject,
     ModelkeepError,
+    RemoteAccessDenied,
     RemoteError,
     RemoteNotFound,
+    RemoteSkipped,
+    RemoteUnavailable,
 )
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.remotes import Remote
@@ -40,8 +44,14 @@ from modelkeep.store import ObjectStore
 from modelkeep.store.chunking import digest
 from modelkeep.store.export import ExportedPack, Exporter
 from modelkeep.store.index import Index, Located
-from modelkeep.store.packs import PACK_TARGET, CorruptIndex, PackEntry, decode_index
-from modelkeep.store.prune import PruneReport
+from modelkeep.store.packs import (
+    KIND_CHUNK,
+    PACK_TARGET,
+    CorruptIndex,
+    PackEntry,
+    decode_index,
+)
+from modelkeep.store.prune import PruneReport, RemoteCopies
 from modelkeep.store.prune import prune as prune_store
 
 if TYPE_CHECKING:
@@ -115,7 +125,13 @@ class RemoteIndex:
         self.index.close()
 
     def refresh(self) -> None:
-        """List the remote; forget packs gone from it, read the indexes of new ones."""
+        """List the remote; forget packs gone from it, read the indexes of new ones.
+
+        A malformed index (garbage, truncated, a pack shorter than it says, gone between
+        the listing and the read) is skipped with a warning naming it: its objects are
+        simply not on this remote, and every other pack stays usable. It is read again
+        on the next refresh, so a repaired one is picked up.
+        """
         listing = self.remote.list_packs()
         cached = self.index.pack_sizes()
         gone = [name for name, size in cached.items() if listing.get(name) != size]
@@ -125,22 +141,43 @@ class RemoteIndex:
             self.index.drop_packs(gone)
         new = sorted(name for name in listing if name not in cached or name in gone)
         with ThreadPoolExecutor(TRANSFERS, thread_name_prefix="modelkeep-index") as pool:
-            for name, data in zip(new, pool.map(self.remote.read_index, new), strict=True):
+            for name, data in zip(new, pool.map(self._read_index, new), strict=True):
+                if isinstance(data, RemoteError):
+                    _skip(data)
+                    continue
                 try:
                     entries = decode_index(data)
                 except CorruptIndex as exc:
-                    raise CorruptRemoteIndex(self.remote.url, name, str(exc)) from exc
+                    _skip(CorruptRemoteIndex(self.remote.url, name, str(exc)))
+                    continue
                 if any(e.offset + e.length > listing[name] for e in entries):
-                    raise CorruptRemoteIndex(
-                        self.remote.url, name, "its pack is shorter than the index says"
+                    _skip(
+                        CorruptRemoteIndex(
+                            self.remote.url, name, "its pack is shorter than the index says"
+                        )
                     )
+                    continue
                 self.index.add_pack(name, listing[name], entries)
+
+    def _read_index(self, name: str) -> bytes | RemoteError:
+        """An index's bytes, or why this one index cannot be read (the remote itself being
+        unreachable or refusing access still fails the command)."""
+        try:
+            return self.remote.read_index(name)
+        except (RemoteUnavailable, RemoteAccessDenied):
+            raise
+        except RemoteError as exc:
+            return exc
 
     def known(self, keys: list[bytes]) -> set[bytes]:
         return self.index.known(keys)
 
     def locate_many(self, keys: list[bytes]) -> dict[bytes, Located]:
         return self.index.locate_many(keys)
+
+
+def _skip(problem: RemoteError) -> None:
+    warnings.warn(f"skipped: {problem}", RemoteSkipped, stacklevel=3)
 
 
 def cache_dir(settings: config.Settings) -> Path:
@@ -392,11 +429,8 @@ def prune_cache(repo: Repo, max_size: int, *, dry_run: bool = False) -> PruneRep
         for rindex in indexes:
             rindex.refresh()
 
-        def on_remote(keys: list[bytes]) -> set[bytes]:
-            found: set[bytes] = set()
-            for rindex in indexes:
-                found |= rindex.known(keys)
-            return found
+        def on_remote(keys: list[bytes]) -> RemoteCopies:
+            return verified_on_remotes(repo.store, indexes, keys)
 
         with repo.store.exclusive(), repo.store.offline():
             return prune_store(repo.store, max_size, on_remote, dry_run=dry_run)
@@ -405,14 +439,62 @@ def prune_cache(repo: Repo, max_size: int, *, dry_run: bool = False) -> PruneRep
             rindex.close()
 
 
-def known_on_remotes(settings: config.Settings, keys: list[bytes]) -> set[bytes]:
-    """Which of keys the cached indexes of the configured remotes hold (no network)."""
+def verified_on_remotes(
+    store: ObjectStore, indexes: list[RemoteIndex], keys: list[bytes]
+) -> RemoteCopies:
+    """Which chunks of keys a remote really holds: each is read back (range requests, as a
+    fetch does) and hashed against its id; nothing is stored. A remote's index only says
+    what it claims, and cache prune must never drop the last good copy on its word."""
+    verified: set[bytes] = set()
+    damaged: list[str] = []
+    for rindex in indexes:
+        wanted = [k for k in keys if k not in verified]
+        if not wanted:
+            break
+        located = [
+            loc for loc in rindex.locate_many(wanted).values() if loc.entry.kind == KIND_CHUNK
+        ]
+        for batch in _rounds(_ranges(located)):
+            try:
+                datas = rindex.remote.read_ranges([(r.pack, r.start, r.end) for r in batch])
+            except (RemoteUnavailable, RemoteAccessDenied):
+                raise
+            except RemoteError as exc:  # a pack gone since the listing: nothing verified
+                damaged.append(exc.problem)
+                continue
+            for r, data in zip(batch, datas, strict=True):
+                for e in r.entries:
+                    piece = data[e.offset - r.start : e.offset - r.start + e.length]
+                    where = f"{rindex.remote.url} {r.pack}.pack offset {e.offset}"
+                    try:
+                        if len(piece) != e.length:
+                            raise CorruptObject(e.key.hex(), f"{where}: truncated")
+                        store.verify(e, piece, where)
+                    except CorruptObject:
+                        damaged.append(where)
+                        continue
+                    verified.add(e.key)
+    return RemoteCopies(verified, tuple(damaged))
+
+
+def known_on_remotes(
+    settings: config.Settings, keys: list[bytes], *, refresh: bool = False
+) -> set[bytes]:
+    """Which of keys the configured remotes' indexes hold: the cached ones, and with
+    refresh, listed afresh for keys the cache lacks (a machine that never pulled). A
+    remote that cannot be listed is named in a warning; its objects count as absent."""
     found: set[bytes] = set()
     for cfg in settings.remotes:
         with contextlib.suppress(ModelkeepError):  # a URL edited by hand into nonsense
             rindex = RemoteIndex(open_remote(cfg), cache_dir(settings))
             try:
                 found |= rindex.known(keys)
+                if refresh and len(found) < len(set(keys)):
+                    try:
+                        rindex.refresh()
+                    except RemoteError as exc:
+                        _skip(exc)
+                    found |= rindex.known(keys)
             finally:
                 rindex.close()
     return found

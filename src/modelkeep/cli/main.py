@@ -401,11 +401,30 @@ def _fail(g: Globals, exc: BaseException, message: str, code: int) -> int:
     return code
 
 
+def _one_line_warnings() -> None:
+    """modelkeep's own warnings (a skipped remote pack, a kept local one) are one line on
+    stderr, like its errors, not Python's two-line source excerpt."""
+    import warnings
+
+    from modelkeep.errors import ModelkeepWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        if issubclass(category, ModelkeepWarning):
+            click.echo(f"modelkeep: warning: {message}", err=True)
+        else:
+            shown(message, category, *args, **kw)  # type: ignore[arg-type]
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes (and, under --json, JSON) at this one seam."""
     from modelkeep.errors import ModelkeepError
 
     g = Globals()
+    _one_line_warnings()
     try:
         code = cli.main(args=argv, prog_name="modelkeep", standalone_mode=False, obj=g)
     except click.exceptions.Exit as exc:

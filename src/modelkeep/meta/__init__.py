@@ -14,7 +14,7 @@ from modelkeep.meta.catalog import (
 from modelkeep.meta.db import Database
 from modelkeep.meta.events import Event, Verification, events, verify
 from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
-from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed
+from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed, pushed_anywhere
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version
 from modelkeep.meta.registry import (
     Approvals,
@@ -102,6 +102,7 @@ __all__ = [
     "move",
     "push_state",
     "pushed",
+    "pushed_anywhere",
     "reap",
     "record_event",
     "register",

@@ -201,3 +201,12 @@ class RunInputRow(Base):
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True, index=True)
+
+
+class DatabaseIdentityRow(Base):
+    """This database's id (one row): stores record it, to never gc against another one."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

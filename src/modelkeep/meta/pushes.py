@@ -76,3 +76,15 @@ def push_state(db: Database, name: str, number: int) -> PushState:
             select(PushRow.remote).where(PushRow.version_id == row.id).order_by(PushRow.remote)
         )
         return PushState(f"{name}:v{number}", row.host, row.user, tuple(urls))
+
+
+def pushed_anywhere(db: Database) -> set[tuple[str, int]]:
+    """(name, number) of every version pushed to some remote."""
+    with db.read() as s:
+        rows = s.execute(
+            select(ArtifactRow.name, VersionRow.number)
+            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
+            .join(PushRow, PushRow.version_id == VersionRow.id)
+            .distinct()
+        )
+        return {(n, num) for n, num in rows}

@@ -4,6 +4,9 @@ This is the seam where the backends' exceptions (botocore, aiohttp, gcsfs, adlfs
 become modelkeep errors. It moves bytes only: what a pack or an index means is the
 caller's business.
 
+A listing skips, with a warning naming it, an index whose pack is missing: one bad name
+on a remote never blocks the others (the caller does the same for malformed indexes).
+
 Publishing a pack uploads the pack, then its index: an index on the remote is the promise
 that its pack is complete, and readers list indexes only. Object stores show an upload only
 once it is complete, so a pack goes straight to its key; a folder remote gets it under
@@ -17,6 +20,7 @@ import importlib
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from modelkeep.errors import (
     RemoteAccessDenied,
     RemoteError,
     RemoteMissing,
+    RemoteSkipped,
     RemoteUnavailable,
     UnsupportedScheme,
 )
@@ -144,6 +149,13 @@ class Remote:
                 sizes[stem] = int(item.get("size") or 0)
             elif ext == "idx":
                 indexes.add(stem)
+        for name in sorted(indexes - sizes.keys()):  # a pack deleted or lost by hand
+            warnings.warn(
+                f"skipped: remote {self.url}: pack index {name}.idx has no pack {name}.pack; "
+                f"delete {name}.idx from the remote",
+                RemoteSkipped,
+                stacklevel=2,
+            )
         return {name: size for name, size in sizes.items() if name in indexes}
 
     def read_index(self, name: str) -> bytes:

@@ -2,7 +2,7 @@
 
 from modelkeep.store.add import PutResult, put
 from modelkeep.store.fsck import FsckReport, Problem, fsck, needed_by
-from modelkeep.store.gc import GcReport, gc
+from modelkeep.store.gc import GcReport, gc, walk_here
 from modelkeep.store.objects import NULL_FETCHER, BlobReader, Fetcher, ObjectStore, Root
 from modelkeep.store.prune import PruneReport
 from modelkeep.store.restore import restore
@@ -25,4 +25,5 @@ __all__ = [
     "needed_by",
     "put",
     "restore",
+    "walk_here",
 ]

@@ -2,6 +2,10 @@
 
 The caller holds the store's exclusive lock, so no writer is between writing objects and
 committing the version that names them; everything in tmp/ is then an abandoned write.
+
+Some roots are not this store's to keep whole (in a team, versions another machine added,
+or versions on a remote): gc walks what of them is here, keeps it, and does not fail on
+what is not. Every other root must be whole here, as before.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from modelkeep.store.objects import ObjectStore, Root, remove_tree
-from modelkeep.store.packs import PackEntry, PackWriter, read_index
+from modelkeep.store.packs import KIND_BLOB, PackEntry, PackWriter, read_index
+from modelkeep.store.trees import Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,33 @@ def reachable(store: ObjectStore, roots: Iterable[Root]) -> set[bytes]:
     return live
 
 
+def walk_here(store: ObjectStore, root: Root) -> tuple[set[bytes], set[bytes]]:
+    """(what root needs, as far as the objects here tell; which of those are not here).
+
+    Unlike `closure`, a missing tree or manifest is noted and skipped, not raised: what
+    is under it is unknown here, and nothing here can be under it only.
+    """
+    needed: set[bytes] = set()
+    missing: set[bytes] = set()
+    stack = [root]
+    while stack:
+        r = stack.pop()
+        needed.add(r.id)
+        if not store.has(r.id):
+            missing.add(r.id)
+            continue
+        if r.kind == Kind.DIR:
+            stack.extend(Root(e.kind, e.id) for e in store.tree(r.id).entries)
+        elif r.kind == Kind.FILE:
+            located = store.index.locate(r.id)
+            if located is not None and located.entry.kind == KIND_BLOB:
+                chunks = [cid for cid, _ in store.manifest(r.id).chunks]
+                needed.update(chunks)
+                known = store.index.known(chunks)
+                missing.update(c for c in chunks if c not in known)
+    return needed, missing
+
+
 def repack(store: ObjectStore, name: str, keep: list[PackEntry]) -> None:
     """Replace a pack with a new one holding only keep (with nothing to keep, remove it)."""
     if keep:
@@ -44,9 +76,14 @@ def repack(store: ObjectStore, name: str, keep: list[PackEntry]) -> None:
     (store.packs_dir / f"{name}.pack").unlink()
 
 
-def gc(store: ObjectStore, roots: Iterable[Root], *, dry_run: bool) -> GcReport:
+def gc(
+    store: ObjectStore, roots: Iterable[Root], *, dry_run: bool, partial: Iterable[Root] = ()
+) -> GcReport:
+    """roots must be whole here; of partial roots, what is here is kept (see walk_here)."""
     store.reconcile_locked()
     live = reachable(store, roots)
+    for root in partial:
+        live |= walk_here(store, root)[0]
     freed = removed = packs_removed = rewritten = 0
     for path in store.tmp_dir.iterdir():
         freed += path.stat().st_size if path.is_file() else 0

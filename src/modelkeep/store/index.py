@@ -3,17 +3,25 @@
 It is a cache of what the pack index files say (`ObjectStore.reconcile` fills in packs it
 is missing from them), kept in
 SQLite so that lookups are fast and several processes can update it in transactions.
+Because it is a cache, a damaged file (not a database, a malformed image) is set aside
+with a warning and rebuilt from the packs' `.idx` files; only the stat cache is lost, so
+the next `add` rereads unchanged files once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelkeep.errors import IndexRebuilt, IndexUnreadable
 from modelkeep.store.packs import PackEntry
 
 _SCHEMA = """
@@ -47,16 +55,68 @@ class FileStamp:
     size: int
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    # Restores read objects on a helper thread; SQLite serialises use of the connection.
+    db = sqlite3.connect(path, timeout=300, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("COMMIT")
+        db.execute("SELECT count(*) FROM packs").fetchone()  # the tables are readable
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Damage a rebuild repairs (garbage, a malformed image), not an unusable place
+    (permissions, a full disk, a lock held too long): those are OperationalErrors."""
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    try:
+        return _connect(path)
+    except sqlite3.DatabaseError as exc:
+        if not _damaged(exc):
+            raise IndexUnreadable(str(path), str(exc)) from exc
+        first = exc
+    # One process sets the damaged file aside; the others wait, then open its rebuild.
+    lock = os.open(f"{path}.rebuild", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _connect(path)  # another process rebuilt it meanwhile
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise IndexUnreadable(str(path), str(exc)) from exc
+        aside = path.with_name(f"{path.name}.damaged")
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        warnings.warn(
+            f"{path} was damaged ({first}); moved it to {aside.name} and rebuilt it from "
+            "the pack indexes",
+            IndexRebuilt,
+            stacklevel=4,
+        )
+        try:
+            return _connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnreadable(str(path), str(exc)) from exc
+    finally:
+        os.close(lock)
+
+
 class Index:
     def __init__(self, path: Path) -> None:
-        # Restores read objects on a helper thread; SQLite serialises use of the connection.
-        self._db = sqlite3.connect(path, timeout=300, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self.write():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+        self._db = _open(path)
 
     def close(self) -> None:
         self._db.close()
