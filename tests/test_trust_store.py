@@ -150,8 +150,13 @@ def forged_manifest_attack(
     err = one_line_error(run("b", "get", "data:v1", "-o", "out.bin", fails=True))
     assert f"b3:{file_id.hex()}" in err and "data:v1" in err
     only_control_folder(tmp_path / "b")
-    # Another fresh store that pulled the forgery: fsck re-hashes the file and reports it.
-    run("c", "pull", "data:v1")
+    # pull hashes whole every file whose manifest it fetched: it refuses the forgery too.
+    err = one_line_error(run("c", "pull", "data:v1", fails=True))
+    assert f"b3:{file_id.hex()}" in err
+    # A store that fetched the forged manifest without reading the file (the store's own
+    # prefetch, below pull's check): fsck re-hashes the file and reports it.
+    with mk.open(tmp_path / "c") as c:
+        c.store.prefetch(c.root_of(c.show("data:v1")))
     checked = run("c", "fsck", fails=True)
     assert file_id.hex() in checked.stdout + checked.stderr
     # Once the forged pack is gone from the remote, the good copy comes back to both.

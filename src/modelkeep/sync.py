@@ -40,11 +40,12 @@ from modelkeep.errors import (
 )
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.remotes import Remote
-from modelkeep.store import ObjectStore
+from modelkeep.store import Kind, ObjectStore, Root
 from modelkeep.store.chunking import digest
 from modelkeep.store.export import ExportedPack, Exporter
 from modelkeep.store.index import Index, Located
 from modelkeep.store.packs import (
+    KIND_BLOB,
     KIND_CHUNK,
     PACK_TARGET,
     CorruptIndex,
@@ -286,6 +287,7 @@ class RemoteFetcher:
         self._rindex: RemoteIndex | None = None
         self._listed = False  # the remote is listed once per fetcher: packs may be gone
         self.objects = 0
+        self.manifests: set[bytes] = set()  # file ids whose manifest this fetcher brought
 
     @property
     def remote(self) -> Remote:
@@ -353,6 +355,7 @@ class RemoteFetcher:
         with self.store.writing():
             self.store.add_stored(items)
         self.objects += len(items)
+        self.manifests.update(e.key for e, _ in items if e.kind == KIND_BLOB)
         self.progress.advance(sum(len(d) for d in datas))
 
 
@@ -408,11 +411,26 @@ def pull(
             for v in versions:
                 with repo.explained(v):
                     repo.store.prefetch(repo.root_of(v))
+                    _check_fetched_files(repo.store, repo.root_of(v), v.size, fetcher.manifests)
     finally:
         progress.finish()
         fetcher.close()
     received = fetcher.remote.bytes_received if fetcher.objects else 0
     return PullResult(fetcher.cfg.url, tuple(v.ref for v in versions), fetcher.objects, received)
+
+
+def _check_fetched_files(store: ObjectStore, root: Root, size: int, fetched: set[bytes]) -> None:
+    """Hash whole every file of root whose manifest was just fetched: a manifest's own
+    checksum does not bind it to its file, so it is kept only once the file's bytes hash to
+    the file's id (a forged one is dropped and named)."""
+    if not fetched:
+        return
+    files = [(root.id, size)] if root.kind == Kind.FILE else []
+    files += [(oid, n) for _path, kind, _mode, n, oid in store.walk(root) if kind == Kind.FILE]
+    for oid, n in files:
+        if oid in fetched:
+            for _ in store.iter_blob(oid, n):
+                pass
 
 
 # -- cache prune ------------------------------------------------------------------------
