@@ -11,19 +11,10 @@ import pytest
 
 from modelkeep.cli.common import ALIASES, RENAMED_SHORT
 from modelkeep.cli.main import cli as root_command
+from modelkeep.cli.reference import commands
 from tests.conftest import cli, ok
 
-
-def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, click.Command]]:
-    found: list[tuple[str, click.Command]] = []
-    for name, command in sorted(group.commands.items()):
-        found.append((" ".join((*path, name)), command))
-        if isinstance(command, click.Group):
-            found.extend(_commands(command, (*path, name)))
-    return found
-
-
-LEAVES = [(path, c) for path, c in _commands(root_command) if not isinstance(c, click.Group)]
+LEAVES = [(path, c) for path, c in commands(root_command) if not isinstance(c, click.Group)]
 
 
 @pytest.fixture

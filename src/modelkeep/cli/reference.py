@@ -81,12 +81,12 @@ fails when this file is stale. `modelkeep COMMAND --help` prints the same.
 """
 
 
-def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, click.Command]]:
+def commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
     for name, command in sorted(group.commands.items()):
         found.append((" ".join((*path, name)), command))
         if isinstance(command, click.Group):
-            found.extend(_commands(command, (*path, name)))
+            found.extend(commands(command, (*path, name)))
     return found
 
 
@@ -96,7 +96,7 @@ def _cell(text: str) -> str:
 
 def attach_examples(root: click.Group) -> None:
     """Show each command's example at the end of its --help."""
-    for path, command in _commands(root):
+    for path, command in commands(root):
         if path in EXAMPLES:
             command.epilog = f"Example: {EXAMPLES[path]}"
 
@@ -122,7 +122,7 @@ def _section(root: click.Group, path: str, command: click.Command) -> str:
 
 
 def render(root: click.Group) -> str:
-    sections = [_section(root, path, command) for path, command in _commands(root)]
+    sections = [_section(root, path, command) for path, command in commands(root)]
     return _HEAD + "\n" + "\n".join(sections)
 
 
