@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelkeep import checkouts, config, meta, ownership, registry, store, sync, worktree
 from modelkeep.errors import (
+    ArtifactNotFound,
     ControlPath,
     DigestNotFound,
     InvalidArgument,
@@ -716,13 +718,21 @@ class Repo:
         return meta.compare([self._run_or_producer(ref) for ref in refs])
 
     def _run_or_producer(self, ref: str) -> RunRecord:
+        """A run by id (or prefix), else the run that made the version ref names."""
+        no_run: RunNotFound | None = None
         if ":" not in ref and "@" not in ref:
             try:
                 return self.run(ref)
             except RunNotFound as exc:
                 if exc.matches:  # an ambiguous run id prefix: say so, do not try a version
                     raise
-        v = self.show(ref)
+                no_run = exc
+        try:
+            v = self.show(ref)
+        except ArtifactNotFound:
+            if no_run is not None and re.fullmatch(r"[0-9a-f]{4,}", ref):
+                raise no_run from None  # it reads as a run id: say that no run has it
+            raise
         if v.run_id is None:
             raise InvalidArgument(
                 f"{v.ref} was not produced by a run, so no run records are there for it"
