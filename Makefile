@@ -41,6 +41,7 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint emulators
 	$(BIN)/pytest -q -n auto
