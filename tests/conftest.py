@@ -106,6 +106,18 @@ def git(cwd: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
+def git_work_tree(top: Path) -> Path:
+    """A new Git work tree at top with one commit of code (train.py)."""
+    top.mkdir()
+    git(top, "init", "-q", "-b", "main")
+    git(top, "config", "user.name", "Tester")
+    git(top, "config", "user.email", "tester@example.com")
+    write(top / "train.py", b"print('train')\n")
+    git(top, "add", "train.py")
+    git(top, "commit", "-q", "-m", "code")
+    return top
+
+
 def downgrade(url: str, revision: str) -> None:
     """Take a metadata database back to an older schema revision, as an old release left it."""
     from alembic import command

@@ -21,7 +21,7 @@ import pytest
 import modelkeep as mk
 from modelkeep import lockfile
 from modelkeep.errors import CheckoutCopyWarning, UnsafeRecord
-from tests.conftest import cli, git, isolate_git, jcli, ok, write
+from tests.conftest import cli, git, git_work_tree, isolate_git, jcli, ok, write
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -189,15 +189,7 @@ def test_checkout_of_a_lock_line_whose_version_row_was_edited_writes_nothing(
 
 
 def _work(tmp_path: Path) -> Path:
-    top = tmp_path / "work"
-    top.mkdir()
-    git(top, "init", "-q", "-b", "main")
-    git(top, "config", "user.name", "Tester")
-    git(top, "config", "user.email", "tester@example.com")
-    write(top / "train.py", b"print('train')\n")
-    git(top, "add", "train.py")
-    git(top, "commit", "-q", "-m", "code")
-    return top
+    return git_work_tree(tmp_path / "work")
 
 
 EVIL = b'[remote.evil]\nurl = "s3://evil/bucket"\ndefault = true\n'

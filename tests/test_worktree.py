@@ -28,7 +28,7 @@ from modelkeep import lockfile
 from modelkeep.errors import InvalidArgument, LockFileError
 from modelkeep.lockfile import LockEntry
 from modelkeep.worktree import HOOK_MARK
-from tests.conftest import cli, git, isolate_git, jcli, ok, write
+from tests.conftest import cli, git, git_work_tree, isolate_git, jcli, ok, write
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -43,14 +43,7 @@ def _git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A Git work tree with one commit of code; the working directory is its top."""
-    top = tmp_path / "work"
-    top.mkdir()
-    git(top, "init", "-q", "-b", "main")
-    git(top, "config", "user.name", "Tester")
-    git(top, "config", "user.email", "tester@example.com")
-    write(top / "train.py", b"print('train')\n")
-    git(top, "add", "train.py")
-    git(top, "commit", "-q", "-m", "code")
+    top = git_work_tree(tmp_path / "work")
     monkeypatch.chdir(top)
     return top
 
