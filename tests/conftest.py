@@ -106,6 +106,15 @@ def git(cwd: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
+def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+    """The one `modelkeep: error:` line of a command that failed with exit 1."""
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("modelkeep: error: ")
+    return lines[0]
+
+
 def git_work_tree(top: Path) -> Path:
     """A new Git work tree at top with one commit of code (train.py)."""
     top.mkdir()

@@ -21,17 +21,9 @@ import pytest
 import modelkeep as mk
 from modelkeep import lockfile
 from modelkeep.errors import CheckoutCopyWarning, UnsafeRecord
-from tests.conftest import cli, git, git_work_tree, isolate_git, jcli, ok, write
+from tests.conftest import cli, git, git_work_tree, isolate_git, jcli, ok, one_error_line, write
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-
-
-def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("modelkeep: error: ")
-    return lines[0]
 
 
 def everything(top: Path) -> dict[str, tuple[int, bytes | None]]:

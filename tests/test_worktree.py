@@ -28,7 +28,7 @@ from modelkeep import lockfile
 from modelkeep.errors import InvalidArgument, LockFileError
 from modelkeep.lockfile import LockEntry
 from modelkeep.worktree import HOOK_MARK
-from tests.conftest import cli, git, git_work_tree, isolate_git, jcli, ok, write
+from tests.conftest import cli, git, git_work_tree, isolate_git, jcli, ok, one_error_line, write
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -87,14 +87,6 @@ def snapshot(top: Path) -> dict[str, tuple[str, object]]:
             else:
                 out[rel] = ("file", p.read_bytes())
     return out
-
-
-def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("modelkeep: error: ")
-    return lines[0]
 
 
 def add_ghost(top: Path, path: str = "ghost.bin") -> None:
