@@ -41,14 +41,14 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 
 test: lint emulators
 	$(BIN)/pytest -q -n auto
 
 # docs/cli.md is generated from the commands (tests/test_cli_grammar.py fails when stale)
 docs: venv
-	$(BIN)/python -m modelkeep.cli.reference > docs/cli.md
+	$(BIN)/python -m modelkeep.cli.docs > docs/cli.md
 
 bench: venv
 	$(BIN)/python benchmarks/bench_store.py

@@ -146,7 +146,7 @@ def test_docs_cli_md_is_generated_from_the_commands() -> None:
 
     docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
     assert docs.read_text(encoding="utf-8") == render(root_command), (
-        "docs/cli.md is stale: run `python -m modelkeep.cli.reference > docs/cli.md`"
+        "docs/cli.md is stale: run `python -m modelkeep.cli.docs > docs/cli.md`"
     )
 
 
@@ -169,3 +169,78 @@ def test_runs_compare_takes_version_refs_and_lives_in_the_library(tmp_path: Path
         assert mixed == c.to_json()
         bad = cli("runs", "compare", "m:v9", first, cwd=repo.root)
         assert bad.returncode == 1 and "has no version 9" in bad.stderr
+
+
+def _in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI's entry point, run in this process (the matrix below runs it ~50 times)."""
+    from modelkeep.cli.main import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_every_ref_taking_command_accepts_every_ref_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NAME, NAME:vN, NAME:latest, NAME@stage, NAME@alias and b3:PREFIX name the same
+    version in every command that takes a ref; `--at` too where a command offers it."""
+    import modelkeep as mk
+
+    monkeypatch.setenv("MODELKEEP_USER", "tester")
+    root = tmp_path / "proj"
+    with mk.init(root) as repo:
+        (root / "w.bin").write_bytes(b"weights" * 1000)
+        v = repo.log_model(root / "w.bin", "fraud", format="files", register=True)
+        repo.promote(v, "production")
+        repo.set_alias("fraud@champion", v)
+        remote = tmp_path / "remote"
+        repo.add_remote("nas", str(remote), default=True)
+    forms = [
+        "fraud",
+        "fraud:v1",
+        "fraud:latest",
+        "fraud@production",
+        "fraud@champion",
+        v.digest[:15],
+    ]
+    at = ["--at", "2999-01-01T00:00:00Z"]
+    reads: list[list[str]] = [
+        ["show", "{ref}"],
+        ["show", "{ref}", *at],
+        ["get", "{ref}", "-o", str(tmp_path / "out" / "{n}.bin"), "--force"],
+        ["get", "{ref}", "-o", str(tmp_path / "at" / "{n}.bin"), *at],
+        ["lineage", "{ref}"],
+        ["card", "{ref}"],
+        ["diff", "{ref}", "fraud:v1"],
+        ["push", "{ref}"],
+        ["pull", "{ref}"],
+    ]
+    for template in reads:
+        for n, ref in enumerate(forms):
+            if "--at" in template and ref.startswith("b3:"):
+                continue  # a content id names the same bytes at any time: refused, on purpose
+            args = [a.replace("{ref}", ref).replace("{n}", str(n)) for a in template]
+            code, out, err = _in_process(capsys, "--repo", str(root), "--json", *args)
+            assert code == 0, (args, err)
+            assert "fraud" in out or out.strip() == "", (args, out)
+    code, _out, err = _in_process(capsys, "--repo", str(root), "show", v.digest[:15], *at)
+    assert code == 1 and "content id names the same bytes at any time" in err
+    # The commands that change the registry resolve refs the same way.
+    writes = [
+        ["approve", "fraud@champion", "archived", "--reason", "ok"],
+        ["alias", "set", "fraud@best", v.digest[:15], "--reason", "r"],
+        ["archive", "fraud@production", "--reason", "retired"],
+        ["register", "fraud@best", "--as", "other", "--reason", "copy"],
+        ["promote", "other", "staging", "--reason", "try"],
+        ["delete", "fraud:latest", "--reason", "gone"],
+    ]
+    for args in writes:
+        code, _out, err = _in_process(capsys, "--repo", str(root), "--json", *args)
+        assert code == 0, (args, err)
+    with mk.open(root) as repo:
+        assert repo.show("other@staging").digest == v.digest
+        assert [e.action for e in repo.history("fraud")][-2:] == ["archive", "delete"]

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from modelkeep.errors import ModelkeepError
     from modelkeep.formats import ModelSpec
     from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
-    from modelkeep.model import load_model
-    from modelkeep.repo import AddResult, Change, Diff, FileInfo, Repo, Usage, init, open
+    from modelkeep.repo import Repo, init, load_model, open
+    from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
     from modelkeep.run import Run, current_run, start_run
     from modelkeep.store import FsckReport, GcReport, Problem
 
@@ -55,7 +55,11 @@ _WHERE = {
     "Metric": "modelkeep.meta",
     "RunRecord": "modelkeep.meta",
     "ModelSpec": "modelkeep.formats",
-    "load_model": "modelkeep.model",
+    "AddResult": "modelkeep.results",
+    "Change": "modelkeep.results",
+    "Diff": "modelkeep.results",
+    "FileInfo": "modelkeep.results",
+    "Usage": "modelkeep.results",
     "Run": "modelkeep.run",
     "current_run": "modelkeep.run",
     "start_run": "modelkeep.run",

@@ -10,41 +10,39 @@ model spec.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from modelkeep import model
+from modelkeep import meta, model
 from modelkeep.errors import ModelkeepError
 from modelkeep.formats import ModelSpec, signature
 from modelkeep.meta import RunRecord, Version
 from modelkeep.meta.runs import json_number
-
-if TYPE_CHECKING:
-    from modelkeep.repo import Repo
+from modelkeep.parts import Parts
 
 _EXAMPLE_ROWS = 5
 _EXAMPLE_COLUMNS = 8
 
 
-def card(repo: Repo, ref: str) -> str:
-    version = repo.show(ref)
+def card(parts: Parts, version: Version) -> str:
+    """The Markdown card of a model version."""
     spec = model.spec_of(version)
-    run = repo.run(version.run_id) if version.run_id else None
+    run = _run(parts, version.run_id) if version.run_id else None
     lines = [f"# {version.name} v{version.number}", ""]
     purpose = version.message or str(version.metadata.get("description", ""))
     lines += [purpose or "_No purpose recorded: log the model with a message._", ""]
     lines += _facts(version, spec, run)
-    lines += _stage_history(repo, version)
+    lines += _stage_history(parts, version)
     if run is not None:
         lines += _section("Metrics", _table(("metric", "value"), _metrics(run)))
         params = [(k, _cell(v)) for k, v in sorted(run.params.items())]
         lines += _section("Parameters", _table(("parameter", "value"), params))
-    lines += _section("Data", _data(repo, version, run))
+    lines += _section("Data", _data(parts, version, run))
     if run is not None:
         lines += _section("Code", _code(run))
-        lines += _section("Environment", _environment(repo, run))
+        lines += _section("Environment", _environment(parts, run))
     rows = signature.summary(spec.signature)
     lines += _section("Signature", _table(("input", "type"), rows))
-    lines += _section("Input example", _example(repo, version, spec))
+    lines += _section("Input example", _example(parts, version, spec))
     lines += _section("Requirements", [f"- `{r}`" for r in spec.requirements])
     return "\n".join(lines).rstrip() + "\n"
 
@@ -63,8 +61,12 @@ def _facts(version: Version, spec: ModelSpec, run: RunRecord | None) -> list[str
     return [*_table(("property", "value"), rows), ""]
 
 
-def _stage_history(repo: Repo, version: Version) -> list[str]:
-    events = [e for e in repo.history(version.name) if e.target == version.ref]
+def _run(parts: Parts, run_id: str) -> RunRecord:
+    return meta.runs(parts.db, ids=[run_id])[0]
+
+
+def _stage_history(parts: Parts, version: Version) -> list[str]:
+    events = [e for e in meta.events(parts.db, version.name) if e.target == version.ref]
     rows = [
         (
             f"{e.at:%Y-%m-%d %H:%M:%S}",
@@ -82,24 +84,24 @@ def _metrics(run: RunRecord) -> list[tuple[str, str]]:
     return [(k, _cell(json_number(v))) for k, v in sorted(run.metrics.items())]
 
 
-def _data(repo: Repo, version: Version, run: RunRecord | None) -> list[str]:
-    training = _datasets(repo, run.inputs if run else ())
+def _data(parts: Parts, version: Version, run: RunRecord | None) -> list[str]:
+    training = _datasets(parts, run.inputs if run else ())
     lines = [f"- training: `{d}`" for d in training]
-    lineage = repo.lineage(version.ref, upstream=False)
+    lineage = meta.lineage(parts.db, version.name, version.number, upstream=False)
     for user in lineage.downstream_of(lineage.root):
         if user.startswith("run:"):
-            used = repo.run(user.removeprefix("run:"))
+            used = _run(parts, user.removeprefix("run:"))
             lines.append(f"- used by run `{used.short_id}` ({used.name}, {used.status})")
             lines += [
                 f"- evaluation: `{d}` (run `{used.short_id}` {used.name})"
-                for d in _datasets(repo, used.inputs)
+                for d in _datasets(parts, used.inputs)
                 if d not in training
             ]
     return lines
 
 
-def _datasets(repo: Repo, refs: Iterable[str]) -> list[str]:
-    return [r for r in refs if repo.show(r).type == "dataset"]
+def _datasets(parts: Parts, refs: Iterable[str]) -> list[str]:
+    return [r for r in refs if meta.resolve(parts.db, r).type == "dataset"]
 
 
 def _code(run: RunRecord) -> list[str]:
@@ -118,10 +120,10 @@ def _code(run: RunRecord) -> list[str]:
     return out
 
 
-def _environment(repo: Repo, run: RunRecord) -> list[str]:
+def _environment(parts: Parts, run: RunRecord) -> list[str]:
     if run.env_id is None:
         return []
-    env = repo.environment(run.id)
+    env = meta.run_environment(parts.db, run.env_id)
     python = env.get("python", {})
     system = env.get("os", {})
     out = [
@@ -135,13 +137,13 @@ def _environment(repo: Repo, run: RunRecord) -> list[str]:
     return out
 
 
-def _example(repo: Repo, version: Version, spec: ModelSpec) -> list[str]:
+def _example(parts: Parts, version: Version, spec: ModelSpec) -> list[str]:
     """The stored example, or a note saying why it cannot be shown: a card still renders
     when the example file is missing or not the shape log_model writes."""
     if spec.example is None or not spec.signature:
         return []
     try:
-        data = model.input_example(repo, version.ref)
+        data = model.input_example(parts, version)
         if spec.signature["type"] == "table":
             return _example_table(data, spec.example)
     except ModelkeepError as exc:

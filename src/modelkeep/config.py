@@ -267,19 +267,32 @@ def save_remotes(root: Path, remotes: tuple[RemoteConfig, ...]) -> None:
     os.replace(tmp, path)
 
 
-_active_run: tuple[str, Path] | None = None  # set by mk.start_run in this process
+@dataclass(frozen=True, slots=True)
+class ActiveRun:
+    """The run active in this process: the one record of it (mk.start_run sets it)."""
+
+    id: str
+    root: Path
+    handle: Any  # the modelkeep.run.Run object, for mk.current_run()
 
 
-def set_active_run(run_id: str | None, root: Path | None = None) -> None:
+_active_run: ActiveRun | None = None
+
+
+def set_active_run(active: ActiveRun | None) -> None:
     global _active_run
-    _active_run = (run_id, root) if run_id is not None and root is not None else None
+    _active_run = active
+
+
+def active() -> ActiveRun | None:
+    return _active_run
 
 
 def active_run(root: Path) -> str | None:
     """The run that versions added or gotten in the repository at root belong to: the one
     active in this process, else the one `modelkeep run` started this process in."""
-    if _active_run is not None and _active_run[1] == root:
-        return _active_run[0]
+    if _active_run is not None and _active_run.root == root:
+        return _active_run.id
     found = run_from_env()
     if found is not None and (found[1] is None or found[1] == root):
         return found[0]

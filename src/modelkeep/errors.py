@@ -311,6 +311,17 @@ class RegistryRefused(ModelkeepError):
     """A registry change that the rules forbid (not the policy: that is PromotionRefused)."""
 
 
+class ReasonRequired(RegistryRefused):
+    """The policy (`[reasons] require` in modelkeep.toml) wants a reason for this change."""
+
+    def __init__(self, action: str, what: str, policy: str) -> None:
+        self.action = action
+        self.policy = policy
+        super().__init__(
+            f"{what} needs a reason ({policy} requires one for {action}); give --reason"
+        )
+
+
 class PromotionRefused(ModelkeepError):
     """The policy's conditions for a stage are not met; every unmet one is listed."""
 

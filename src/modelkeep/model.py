@@ -3,7 +3,7 @@
 The folder holds the payload the format wrote, `MODEL.json` (the spec: format, the library
 versions that wrote it, requirements, signature) and `input_example.json`. The spec is also
 kept in the version's metadata under "model", so listing, the model card and the check
-that a ref is a model need no bytes. Only log_model writes that key (`Repo.add` refuses it),
+that a ref is a model need no bytes. Only log_model writes that key (`add` refuses it),
 and reading it checks its shape anyway: the database may have been edited.
 
 Loading is the seam where a format library's own exceptions (a bad zip, bad JSON, a
@@ -19,9 +19,9 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from modelkeep import formats
+from modelkeep import content, formats
 from modelkeep.errors import (
     InvalidArgument,
     LibraryVersionWarning,
@@ -33,16 +33,14 @@ from modelkeep.errors import (
 from modelkeep.formats import requirements, signature
 from modelkeep.formats.spec import EXAMPLE_FILE, MODEL_KEY, SPEC_FILE, LoadContext, ModelSpec
 from modelkeep.meta import Version
+from modelkeep.parts import Parts
 from modelkeep.refs import validate_name
-
-if TYPE_CHECKING:
-    from modelkeep.repo import Repo
 
 Trust = bool | Sequence[str]
 
 
 def log(
-    repo: Repo,
+    parts: Parts,
     obj: Any,
     name: str,
     *,
@@ -80,15 +78,15 @@ def log(
         (folder / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", "utf-8")
         if example is not None:
             (folder / EXAMPLE_FILE).write_text(json.dumps(example) + "\n", "utf-8")
-        added = repo.add(
+        added = content.add(
+            parts,
             folder,
             name,
             type="model",
             message=message,
             metadata=fields,
             run_id=run_id,
-            track=False,
-            _model_spec=spec.to_json(),
+            model_spec=spec.to_json(),
         )
     return added.version
 
@@ -105,8 +103,7 @@ def spec_of(version: Version) -> ModelSpec:
     return spec
 
 
-def load(repo: Repo, ref: str, *, trust: Trust = False) -> Any:
-    version = repo.show(ref)
+def load(parts: Parts, version: Version, *, trust: Trust = False) -> Any:
     spec = spec_of(version)
     impl = formats.implementation(spec.format)
     for module, wrote, here in requirements.mismatches(spec.libraries):
@@ -116,11 +113,11 @@ def load(repo: Repo, ref: str, *, trust: Trust = False) -> Any:
             LibraryVersionWarning,
             stacklevel=3,
         )
-    ctx = _context(repo, version, trust)
+    ctx = _context(parts, version, trust)
     if spec.format == "files":
-        return repo.local_copy(version.ref, spec.path)
+        return content.local_copy(parts, version, spec.path)
     with tempfile.TemporaryDirectory(prefix="modelkeep-load-") as tmp:
-        folder = repo.get(version.ref, Path(tmp) / "model")
+        folder = content.restore(parts, version, Path(tmp) / "model")
         if not (folder / spec.path).exists():
             raise ModelLoadFailed(version.ref, spec.format, f"the stored folder has no {spec.path}")
         try:
@@ -138,32 +135,12 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def load_model(
-    ref: str, *, repo: Repo | str | os.PathLike[str] | None = None, trust: Trust = False
-) -> Any:
-    """`mk.load_model("fraud@production")`: the model a ref names, from the repository at repo
-    (a path or an open Repo; default: the `modelkeep run` around this process, else the
-    working directory and its parents)."""
-    from modelkeep.config import run_from_env
-    from modelkeep.repo import Repo
-    from modelkeep.repo import open as open_repo
-
-    if isinstance(repo, Repo):
-        return load(repo, ref, trust=trust)
-    if repo is None:
-        found = run_from_env()
-        repo = found[1] if found is not None and found[1] is not None else Path.cwd()
-    with open_repo(repo) as opened:
-        return load(opened, ref, trust=trust)
-
-
-def input_example(repo: Repo, ref: str) -> Any:
+def input_example(parts: Parts, version: Version) -> Any:
     """The stored input example as JSON data (a table's rows, an array's nested lists)."""
-    version = repo.show(ref)
     spec = spec_of(version)
     if spec.example is None:
         return None
-    with repo.open(version.ref, spec.example) as f:
+    with content.open_file(parts, version, spec.example) as f:
         try:
             doc = json.load(f)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
@@ -173,8 +150,8 @@ def input_example(repo: Repo, ref: str) -> Any:
     return doc["data"]
 
 
-def _context(repo: Repo, version: Version, trust: Trust) -> LoadContext:
-    settings = repo.settings
+def _context(parts: Parts, version: Version, trust: Trust) -> LoadContext:
+    settings = parts.settings
     if isinstance(trust, bool):
         return LoadContext(version.ref, trust or settings.trust_pickle, settings.trusted_types)
     if isinstance(trust, str) or not (

@@ -9,6 +9,9 @@ movers = ["alice", "bob"]                          # only they may move this sta
 
 [policy."fraud-detector".staging]
 gates = ["latency_ms <= 50"]
+
+[reasons]
+require = ["promote", "archive", "alias"]          # or true: every registry change
 ```
 
 A model's own table wins over `default`, key by key. The file is read and checked whole
@@ -32,6 +35,8 @@ from modelkeep.refs import STAGES
 FILE = "modelkeep.toml"
 TARGETS = ("staging", "production", "archived")
 _KEYS = {"require_stage", "gates", "approvals", "movers"}
+# Registry changes `[reasons] require` can name (rollback and delete always need a reason).
+REASON_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "alias", "delete")
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -70,6 +75,7 @@ class Policy:
     path: Path | None = None
     tables: Mapping[str, Mapping[str, StagePolicy]] = field(default_factory=dict)
     raw: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    reasons: frozenset[str] = frozenset({"rollback", "delete"})  # changes that need --reason
 
     def for_stage(self, model: str, stage: str) -> StagePolicy:
         """The rules for moving a version of model to stage: its own keys over default's."""
@@ -150,7 +156,25 @@ def load(root: Path) -> Policy:
                 )
             tables.setdefault(model, {})[stage] = _stage_policy(str(path), lines, where, table)
             raw.setdefault(model, {})[stage] = table
-    return Policy(path, tables, raw)
+    return Policy(path, tables, raw, _reasons(str(path), text, doc.get("reasons", {})))
+
+
+def _reasons(path: str, text: str, table: Any) -> frozenset[str]:
+    """`[reasons] require = true` or a list of REASON_ACTIONS: the changes that need one."""
+    always = Policy().reasons
+    line = _line_of(text, _key("require"))
+    if not isinstance(table, dict) or set(table) - {"require"}:
+        raise PolicyError(path, _line_of(text, "reasons"), "[reasons] holds one key, require")
+    wanted = table.get("require", False)
+    if isinstance(wanted, bool):
+        return frozenset(REASON_ACTIONS) if wanted else always
+    if not isinstance(wanted, list) or not all(a in REASON_ACTIONS for a in wanted):
+        raise PolicyError(
+            path,
+            line,
+            f"[reasons] require is true or a list of {', '.join(REASON_ACTIONS)}",
+        )
+    return always | frozenset(wanted)
 
 
 def _stage_policy(path: str, lines: Lines, where: str, table: Mapping[str, Any]) -> StagePolicy:

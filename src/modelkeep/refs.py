@@ -11,6 +11,22 @@ MAX_NAME = 128
 _SEGMENT = re.compile(r"[a-z0-9._-]+")
 _HEX = re.compile(r"[0-9a-f]{8,64}")
 MIN_PREFIX = 8
+CONTENT_PREFIX = "b3:"  # a content id is this and the BLAKE3 of the content, in hex
+
+
+def content_id(raw: bytes | str) -> str:
+    """The content id of an object, given its id as bytes or as hex digits."""
+    return CONTENT_PREFIX + (raw.hex() if isinstance(raw, bytes) else raw)
+
+
+def content_hex(cid: str) -> str:
+    """The hex digits of a content id (its prefix dropped; plain hex is returned as is)."""
+    return cid.removeprefix(CONTENT_PREFIX)
+
+
+def content_bytes(cid: str) -> bytes:
+    """The id a content id names, as the object store keys it."""
+    return bytes.fromhex(content_hex(cid))
 
 
 def validate_name(name: str) -> str:
@@ -52,7 +68,7 @@ class DigestRef:
     prefix: str
 
     def __str__(self) -> str:
-        return f"b3:{self.prefix}"
+        return content_id(self.prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +108,8 @@ def validate_alias(alias: str, *, settable: bool = False) -> str:
 
 def parse_ref(text: str) -> Ref:
     text = text.strip()
-    if text.startswith("b3:"):
-        hexpart = text[3:].lower()
+    if text.startswith(CONTENT_PREFIX):
+        hexpart = content_hex(text).lower()
         if not _HEX.fullmatch(hexpart):
             raise InvalidRef(text, f"a content id needs {MIN_PREFIX}-64 hex digits")
         return DigestRef(hexpart)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelkeep import meta, policy
-from modelkeep.errors import InvalidArgument, PromotionRefused, RegistryRefused
+from modelkeep.errors import InvalidArgument, PromotionRefused, ReasonRequired, RegistryRefused
 from modelkeep.meta import Version
 from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
+from modelkeep.parts import Parts
 from modelkeep.refs import AliasRef, VersionRef, parse_ref, validate_alias, validate_name
-
-if TYPE_CHECKING:
-    from modelkeep.repo import Repo
 
 _ATTEMPTS = 20
 
@@ -44,7 +42,7 @@ class Promotion:
         }
 
 
-def policy_root(repo: Repo) -> Path:
+def policy_root(root: Path) -> Path:
     """Where modelkeep.toml lives: the repository root, else the top of its Git work tree.
 
     The work tree is found by looking for `.git` upward, not by running git: promotions
@@ -52,17 +50,29 @@ def policy_root(repo: Repo) -> Path:
     folders count: a modelkeep.toml in some folder above a repository that is not in a
     work tree (a home folder, /tmp) is not its policy.
     """
-    if (repo.root / policy.FILE).exists():
-        return repo.root
-    for folder in (repo.root, *repo.root.parents):
+    if (root / policy.FILE).exists():
+        return root
+    for folder in (root, *root.parents):
         if (folder / ".git").exists():
             return folder
-    return repo.root
+    return root
 
 
-def register(repo: Repo, source_ref: str, name: str, reason: str = "") -> tuple[Version, bool]:
+def _policy(parts: Parts) -> tuple[Path, policy.Policy]:
+    root = policy_root(parts.root)
+    return root, policy.load(root)
+
+
+def _check_reason(rules: policy.Policy, action: str, what: str, reason: str) -> None:
+    """Refuse a change the policy wants a reason for, when none is given."""
+    if action in rules.reasons and not reason.strip():
+        raise ReasonRequired(action, what, str(rules.path))
+
+
+def register(parts: Parts, source: Version, name: str, reason: str = "") -> tuple[Version, bool]:
     validate_name(name)
-    return meta.register(repo.db, parse_ref(source_ref), name, repo.user, reason)
+    _check_reason(_policy(parts)[1], "register", f"registering {source.ref}", reason)
+    return meta.register(parts.db, VersionRef(source.name, source.number), name, parts.user, reason)
 
 
 def _check_stage(stage: str) -> None:
@@ -71,23 +81,24 @@ def _check_stage(stage: str) -> None:
 
 
 def promote(
-    repo: Repo, ref: str, stage: str, *, reason: str = "", force: bool = False
+    parts: Parts, version: Version, stage: str, *, reason: str = "", force: bool = False
 ) -> Promotion:
     _check_stage(stage)
     if force and not reason.strip():
         raise InvalidArgument("--force needs --reason: an override is recorded with its why")
-    version = repo.show(ref)
     _check_movable(version, stage)
-    root = policy_root(repo)
-    rules = policy.load(root).for_stage(version.name, stage)
-    actor = repo.user
+    root, whole = _policy(parts)
+    action = "archive" if stage == "archived" else "promote"
+    _check_reason(whole, action, f"moving {version.ref} to {stage}", reason)
+    rules = whole.for_stage(version.name, stage)
+    actor = parts.user
     _check_mover(rules, actor, version.name, stage)
     watched = {gate.stage for gate in rules.gates if gate.stage is not None}
     if not (rules.gates or rules.require_stage or rules.approvals):  # nothing to check first
-        moved, displaced = meta.move(repo.db, version.name, version.number, stage, actor, reason)
+        moved, displaced = meta.move(parts.db, version.name, version.number, stage, actor, reason)
         return Promotion(moved, stage, displaced, (), ())
     for _ in range(_ATTEMPTS):
-        held, version = meta.holders(repo.db, version.name, version.number)
+        held, version = meta.holders(parts.db, version.name, version.number)
         _check_movable(version, stage)
         refused: list[str] = []
         if rules.require_stage and version.stage != rules.require_stage:
@@ -101,16 +112,16 @@ def promote(
             if holder is None or holder.ref == version.ref:  # no champion but itself
                 holders[name] = None
             else:
-                holders[name] = (holder.ref, _metrics(repo, holder))
+                holders[name] = (holder.ref, _metrics(parts.db, holder))
         unmet, notes = policy.check_gates(
             root / policy.FILE,
             rules.gates,
             version.ref,
-            _metrics(repo, version),
+            _metrics(parts.db, version),
             holders,
         )
         if rules.approvals:
-            have = meta.approvals(repo.db, version.name, version.number, stage)
+            have = meta.approvals(parts.db, version.name, version.number, stage)
             others = have.approvers - {actor}
             if len(others) < rules.approvals:
                 refused.append(
@@ -119,13 +130,13 @@ def promote(
                 )
                 if have.requester != actor:
                     meta.record_event(
-                        repo.db, version.name, version.number, "request", stage, actor, reason
+                        parts.db, version.name, version.number, "request", stage, actor, reason
                     )
         if refused or (unmet and not force):
             raise PromotionRefused(version.ref, stage, refused + unmet, overridable=not refused)
         try:
             moved, displaced = meta.move(
-                repo.db,
+                parts.db,
                 version.name,
                 version.number,
                 stage,
@@ -162,17 +173,17 @@ def _check_mover(rules: policy.StagePolicy, actor: str, name: str, stage: str) -
         )
 
 
-def _metrics(repo: Repo, version: Version) -> dict[str, float] | None:
-    return meta.last_metrics(repo.db, version.run_id) if version.run_id else None
+def _metrics(db: meta.Database, version: Version) -> dict[str, float] | None:
+    return meta.last_metrics(db, version.run_id) if version.run_id else None
 
 
-def archive(repo: Repo, ref: str, reason: str = "") -> Version:
+def archive(parts: Parts, version: Version, reason: str = "") -> Version:
     """Move a version to archived: a stage move like any other, so the policy's
     `[policy.*.archived]` tables (movers, approvals) apply to it too."""
-    return promote(repo, ref, "archived", reason=reason).version
+    return promote(parts, version, "archived", reason=reason).version
 
 
-def rollback(repo: Repo, name: str, to: str | None, reason: str) -> tuple[Version, Version]:
+def rollback(parts: Parts, name: str, to: str | None, reason: str) -> tuple[Version, Version]:
     """Put back the previous production version (or `to`, like v3); returns it and the old one."""
     validate_name(name)
     if not reason.strip():
@@ -182,25 +193,23 @@ def rollback(repo: Repo, name: str, to: str | None, reason: str) -> tuple[Versio
         parsed = parse_ref(to if ":" in to or "@" in to else f"{name}:{to}")
         if not isinstance(parsed, VersionRef) or parsed.name != name:
             raise InvalidArgument(f"--to takes a version of {name!r}, like v3, not {to!r}")
-        number = repo.show(str(parsed)).number
+        number = meta.resolve(parts.db, parsed).number
     # A rollback puts a version into production: only those who may move production may.
-    actor = repo.user
-    _check_mover(
-        policy.load(policy_root(repo)).for_stage(name, "production"), actor, name, "production"
-    )
-    return meta.rollback(repo.db, name, number, actor, reason)
+    actor = parts.user
+    _check_mover(_policy(parts)[1].for_stage(name, "production"), actor, name, "production")
+    return meta.rollback(parts.db, name, number, actor, reason)
 
 
-def approve(repo: Repo, ref: str, stage: str, reason: str = "") -> Approvals:
+def approve(parts: Parts, version: Version, stage: str, reason: str = "") -> Approvals:
     _check_stage(stage)
-    version = repo.show(ref)
+    _check_reason(_policy(parts)[1], "approve", f"approving {version.ref}", reason)
     if not version.registered:
         raise RegistryRefused(
             f"{version.ref} is not registered; run `modelkeep register {version.ref} "
             f"--as {version.name}` first"
         )
-    actor = repo.user
-    have = meta.approvals(repo.db, version.name, version.number, stage)
+    actor = parts.user
+    have = meta.approvals(parts.db, version.name, version.number, stage)
     if have.requester == actor:
         raise RegistryRefused(
             f"{actor!r} asked to move {version.ref} to {stage}; an approval must come from "
@@ -208,8 +217,8 @@ def approve(repo: Repo, ref: str, stage: str, reason: str = "") -> Approvals:
         )
     if actor in have.approvers:
         raise RegistryRefused(f"{actor!r} has already approved moving {version.ref} to {stage}")
-    meta.record_event(repo.db, version.name, version.number, "approve", stage, actor, reason)
-    return meta.approvals(repo.db, version.name, version.number, stage)
+    meta.record_event(parts.db, version.name, version.number, "approve", stage, actor, reason)
+    return meta.approvals(parts.db, version.name, version.number, stage)
 
 
 def _alias_ref(text: str) -> AliasRef:
@@ -220,23 +229,23 @@ def _alias_ref(text: str) -> AliasRef:
     return parsed
 
 
-def set_alias(repo: Repo, alias: str, target: str, reason: str = "") -> Version:
+def set_alias(parts: Parts, alias: str, version: Version, reason: str = "") -> Version:
     where = _alias_ref(alias)
-    version = repo.show(target)
+    _check_reason(_policy(parts)[1], "alias", f"pointing {alias} at {version.ref}", reason)
     if version.name != where.name:
         raise InvalidArgument(
             f"{alias} must point at a version of {where.name!r}, not {version.ref}"
         )
-    return meta.set_alias(repo.db, where.name, where.alias, version.number, repo.user, reason)
+    return meta.set_alias(parts.db, where.name, where.alias, version.number, parts.user, reason)
 
 
-def remove_alias(repo: Repo, alias: str, reason: str = "") -> int:
+def remove_alias(parts: Parts, alias: str, reason: str = "") -> int:
     where = _alias_ref(alias)
-    return meta.remove_alias(repo.db, where.name, where.alias, repo.user, reason)
+    _check_reason(_policy(parts)[1], "alias", f"removing {alias}", reason)
+    return meta.remove_alias(parts.db, where.name, where.alias, parts.user, reason)
 
 
-def delete(repo: Repo, ref: str, reason: str) -> Version:
+def delete(parts: Parts, version: Version, reason: str) -> Version:
     if not reason.strip():
         raise InvalidArgument("deleting a version needs --reason: the tombstone keeps it")
-    version = repo.show(ref)
-    return meta.delete(repo.db, version.name, version.number, repo.user, reason)
+    return meta.delete(parts.db, version.name, version.number, parts.user, reason)

@@ -1,163 +1,48 @@
-"""The Python API's Repo: the one place that wires the store and the metadata together."""
+"""The Python API's Repo: the one place that composes the parts and the operations on them.
+
+Everything below `Repo` (content, sync, the registry rules, the work tree, model packaging,
+cards) takes a `Parts` and resolved versions; `Repo` resolves a ref once, then hands the
+`Version` down. Every method that takes a ref also takes a `Version` (from `show`, say).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import io
-import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import checkouts, config, meta, ownership, registry, store, sync, worktree
+from modelkeep import card as cards
+from modelkeep import config, content, meta, model, ownership, registry, store, sync, worktree
+from modelkeep.capture.process import alive
 from modelkeep.errors import (
     ArtifactNotFound,
-    ControlPath,
-    DigestNotFound,
     InvalidArgument,
-    MissingObject,
-    ModelkeepError,
-    NotPushed,
-    ObjectError,
-    PathNotFound,
-    PushedElsewhere,
     RemoteExists,
     RemoteNotFound,
     RepoExists,
     RunNotFound,
-    TypeMismatch,
 )
-from modelkeep.formats.spec import MODEL_KEY
-from modelkeep.lockfile import control_folder
-from modelkeep.meta import Added, Artifact, Lineage, Metric, NewVersion, RunRecord, Version
-from modelkeep.meta.records import check_paths
+from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
+from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.refs import parse_ref, validate_name
+from modelkeep.refs import content_id, validate_name
+from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
 from modelkeep.store.diff import diff as diff_roots
-from modelkeep.store.diff import root_entry
-from modelkeep.store.trees import TreeEntry
 
 if TYPE_CHECKING:
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
 
-_KIND_NAMES = {Kind.FILE: "file", Kind.DIR: "dir", Kind.LINK: "link"}
-_KINDS = {v: k for k, v in _KIND_NAMES.items()}
+__all__ = ["AddResult", "Change", "Diff", "FileInfo", "Repo", "Usage", "init", "load_model", "open"]
 
-
-@dataclass(frozen=True, slots=True)
-class AddResult:
-    version: Version
-    created: bool  # False when the content equals the latest version (returned instead)
-    new_bytes: int  # bytes of content this add stored for the first time
-    reused_bytes: int  # bytes already in the store
-    stored_bytes: int  # what the new content takes on disk, after compression
-    same_as: Version | None = None  # an older version with identical content
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version.to_json(),
-            "created": self.created,
-            "new_bytes": self.new_bytes,
-            "reused_bytes": self.reused_bytes,
-            "stored_bytes": self.stored_bytes,
-            "same_as": self.same_as.ref if self.same_as else None,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FileInfo:
-    path: str  # relative, '/'-separated; undecodable bytes kept as surrogate escapes
-    kind: str  # "file", "dir" or "link"
-    size: int
-    mode: int
-    digest: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "size": self.size,
-            "mode": oct(self.mode) if self.mode else None,
-            "digest": self.digest,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    path: str
-    status: str  # "added", "removed" or "modified"
-    old_size: int | None
-    new_size: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "status": self.status,
-            "old_size": self.old_size,
-            "new_size": self.new_size,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Diff:
-    old: Version
-    new: Version
-    changes: tuple[Change, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        counts = {
-            s: sum(c.status == s for c in self.changes) for s in ("added", "removed", "modified")
-        }
-        return {
-            "old": self.old.ref,
-            "new": self.new.ref,
-            "counts": counts,
-            "bytes_added": sum(c.new_size or 0 for c in self.changes if c.status == "added"),
-            "bytes_removed": sum(c.old_size or 0 for c in self.changes if c.status == "removed"),
-            "changes": [c.to_json() for c in self.changes],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    artifacts: int
-    versions: int
-    logical_bytes: int  # every version at its full size, as plain copies would take
-    unique_bytes: int  # distinct chunk content, before compression
-    stored_bytes: int  # pack files on disk
-    chunks: int
-    packs: int
-
-    @property
-    def dedup_ratio(self) -> float:
-        return self.logical_bytes / self.unique_bytes if self.unique_bytes else 1.0
-
-    @property
-    def compression_ratio(self) -> float:
-        return self.unique_bytes / self.stored_bytes if self.stored_bytes else 1.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "artifacts": self.artifacts,
-            "versions": self.versions,
-            "logical_bytes": self.logical_bytes,
-            "unique_bytes": self.unique_bytes,
-            "stored_bytes": self.stored_bytes,
-            "chunks": self.chunks,
-            "packs": self.packs,
-            "dedup_ratio": round(self.dedup_ratio, 3),
-            "compression_ratio": round(self.compression_ratio, 3),
-        }
+Target = Version | str  # a ref in any form, or a version already resolved
 
 
 def init(path: str | os.PathLike[str] = ".") -> Repo:
@@ -192,13 +77,53 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     return repo
 
 
+def load_model(
+    ref: Target,
+    *,
+    repo: Repo | str | os.PathLike[str] | None = None,
+    trust: bool | Sequence[str] = False,
+) -> Any:
+    """`mk.load_model("fraud@production")`: the model a ref names, from the repository at repo
+    (a path or an open Repo; default: the `modelkeep run` around this process, else the
+    working directory and its parents)."""
+    if isinstance(repo, Repo):
+        return repo.load_model(ref, trust=trust)
+    if repo is None:
+        found = config.run_from_env()
+        repo = found[1] if found is not None and found[1] is not None else Path.cwd()
+    with open(repo) as opened:
+        return opened.load_model(ref, trust=trust)
+
+
 class Repo:
     def __init__(self, settings: config.Settings) -> None:
-        self.settings = settings
-        self.root = settings.root
-        self.db = meta.Database(settings.database_url)
-        self.store = ObjectStore(settings.store_dir)
+        self.parts = Parts(
+            settings, meta.Database(settings.database_url), ObjectStore(settings.store_dir)
+        )
         self._wire_fetcher()
+
+    # -- the parts --------------------------------------------------------------------
+
+    @property
+    def settings(self) -> config.Settings:
+        return self.parts.settings
+
+    @property
+    def root(self) -> Path:
+        return self.parts.root
+
+    @property
+    def db(self) -> meta.Database:
+        return self.parts.db
+
+    @property
+    def store(self) -> ObjectStore:
+        return self.parts.store
+
+    @property
+    def user(self) -> str:
+        """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
+        return self.parts.user
 
     def _wire_fetcher(self) -> None:
         """Objects missing here come from the default remote, on their own (get, open,
@@ -220,13 +145,6 @@ class Repo:
         self.store.close()
         self.db.close()
 
-    @functools.cached_property
-    def user(self) -> str:
-        """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
-        from modelkeep.capture.git import user_identity
-
-        return self.settings.user or user_identity(self.root) or config.os_user()
-
     def __enter__(self) -> Repo:
         return self
 
@@ -246,7 +164,6 @@ class Repo:
         progress: Progress = NULL_PROGRESS,
         run_id: str | None = None,
         track: bool = True,
-        _model_spec: Mapping[str, Any] | None = None,
     ) -> AddResult:
         """Store a file or folder as the next version of name (unless it equals the latest).
 
@@ -254,57 +171,22 @@ class Repo:
         (track=False leaves both alone). run_id links the new version to the run that made
         it; by default, the run active in this process (or the `modelkeep run` around it).
         """
-        run_id = run_id if run_id is not None else config.active_run(self.root)
         validate_name(name)
-        if type is not None:
-            meta.check_type(type)
-            existing = meta.artifact_type(self.db, name)
-            if existing is not None and existing != type:
-                raise TypeMismatch(name, existing, type)  # before any byte is stored
-        fields = dict(metadata or {})
-        if MODEL_KEY in fields:  # load_model trusts it to say how to load: log_model's alone
-            raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
-        if _model_spec is not None:  # internal: only log_model passes it
-            fields[MODEL_KEY] = dict(_model_spec)
-        try:
-            json.dumps(fields)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(
-                f"metadata must be JSON values (numbers, text, lists): {exc}"
-            ) from exc
-        source = Path(path)
-        if not os.path.lexists(source):
-            raise PathNotFound(str(path))
-        source = self._addable(path)
+        source = content.addable(self.parts, path)
         where = worktree.place(source) if track else None
-        ownership.require_own(self.store, self.db)  # never mix two databases' objects
-        with self.store.writing():
-            exclude = _placed(self.settings.control_dir)
-            put = store.put(self.store, source, progress, exclude=exclude)
-            new = NewVersion(
-                kind=_KIND_NAMES[put.root.kind],
-                digest=put.root.id.hex(),
-                size=put.size,
-                file_count=put.file_count,
-                mode=put.mode,
-                source_name=source.name or "root",
-                user=self.user,
-                message=message,
-                metadata=fields,
-                run_id=run_id,
-                host=self.settings.host,
-            )
-            added: Added = meta.add_version(self.db, name, type, new)
-        if where is not None:
-            worktree.track(self, where, added.version)
-        return AddResult(
-            added.version,
-            added.created,
-            new_bytes=put.new_bytes,
-            reused_bytes=max(put.size - put.new_bytes, 0),
-            stored_bytes=put.stored_bytes,
-            same_as=added.same_as,
+        result = content.add(
+            self.parts,
+            source,
+            name,
+            type=type,
+            message=message,
+            metadata=metadata,
+            run_id=self.parts.active_run(run_id),
+            progress=progress,
         )
+        if where is not None:
+            worktree.track(self.parts, where, result.version)
+        return result
 
     # -- reading ----------------------------------------------------------------
 
@@ -315,17 +197,17 @@ class Repo:
         validate_name(name)
         return meta.versions(self.db, name)
 
-    def show(self, ref: str, *, at: datetime | None = None) -> Version:
+    def show(self, ref: Target, *, at: datetime | None = None) -> Version:
         """The version ref names, or named at a past moment (from the registry's event log)."""
-        if at is not None:
-            return meta.resolve_at(self.db, parse_ref(ref), at)
-        return meta.resolve(self.db, parse_ref(ref))
+        if isinstance(ref, Version):
+            return ref if at is None else meta.resolve(self.db, ref.ref, at=at)
+        return meta.resolve(self.db, ref, at=at)
 
-    def files(self, ref: str) -> list[FileInfo]:
+    def files(self, ref: Target) -> list[FileInfo]:
         """Every entry of a version, folders first then their contents, sorted by path."""
         version = self.show(ref)
-        root = _root(version)
-        with self.explained(version):
+        root = content.root_of(version)
+        with content.explained(self.parts, version):
             if root.kind != Kind.DIR:
                 return [
                     FileInfo(
@@ -337,13 +219,13 @@ class Repo:
                     )
                 ]
             return [
-                FileInfo(os.fsdecode(path), _KIND_NAMES[kind], size, mode, f"b3:{oid.hex()}")
+                FileInfo(os.fsdecode(path), content.KIND_NAMES[kind], size, mode, content_id(oid))
                 for path, kind, mode, size, oid in self.store.walk(root)
             ]
 
     def get(
         self,
-        ref: str,
+        ref: Target,
         dest: str | os.PathLike[str] | None = None,
         *,
         path: str | None = None,
@@ -359,26 +241,26 @@ class Repo:
         run_id records the version as an input of that run (by default, the run active in
         this process or the `modelkeep run` around it); at resolves ref as it was then.
         """
-        run_id = run_id if run_id is not None else config.active_run(self.root)
+        run_id = self.parts.active_run(run_id)
         version = self.show(ref, at=at)
-        with self.explained(version):
-            entry = self._restorable(version, path)
-        name = os.fsdecode(entry.name)
+        found = content.restorable(self.parts, version, path)
+        name = os.fsdecode(found.name)
         if dest is None:
             target = Path.cwd() / name
         else:
             target = Path(dest)
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
-            if entry.kind != Kind.DIR and into and not target.is_symlink():
+            if found.kind != Kind.DIR and into and not target.is_symlink():
                 target = target / name
-        self._restore_entry(version, entry, target.absolute(), force, progress)
-        if run_id is not None:
-            meta.add_input(self.db, run_id, version.name, version.number)
+        content.restore_entry(
+            self.parts, version, found, target.absolute(), force=force, progress=progress
+        )
+        self._record_input(run_id, version)
         return target
 
     def restore(
         self,
-        ref: str,
+        ref: Target,
         target: str | os.PathLike[str],
         *,
         path: str | None = None,
@@ -386,90 +268,38 @@ class Repo:
         progress: Progress = NULL_PROGRESS,
     ) -> Path:
         """Restore a version (or one path in it) to exactly target, which it becomes."""
-        version = self.show(ref)
-        with self.explained(version):
-            entry = self._restorable(version, path)
-        target = Path(target).absolute()
-        self._restore_entry(version, entry, target, force, progress)
-        return target
+        return content.restore(
+            self.parts, self.show(ref), Path(target), path=path, force=force, progress=progress
+        )
 
-    def local_copy(self, ref: str, path: str | None = None, *, run_id: str | None = None) -> Path:
+    def local_copy(
+        self, ref: Target, path: str | None = None, *, run_id: str | None = None
+    ) -> Path:
         """A path holding a version (or one path in it): a copy under `.modelkeep/checkouts`,
         restored once per content id and shared by every reader. It is read-only, and
-        verified before each reuse: a copy someone changed is restored afresh (see
-        modelkeep.checkouts)."""
-        run_id = run_id if run_id is not None else config.active_run(self.root)
+        verified before each reuse: a copy someone changed is restored afresh."""
+        run_id = self.parts.active_run(run_id)
         version = self.show(ref)
-        with self.explained(version):
-            entry = self._restorable(version, path)
-        folder = self.settings.control_dir / "checkouts" / entry.id.hex()[:16]
-        target = folder / (os.fsdecode(entry.name) or "content")
-        with self.explained(version):
-            checkouts.ensure(
-                self.store,
-                entry,
-                target,
-                lambda force: self._restore_entry(version, entry, target, force, NULL_PROGRESS),
-            )
+        copy = content.local_copy(self.parts, version, path)
+        self._record_input(run_id, version)
+        return copy
+
+    def _record_input(self, run_id: str | None, version: Version) -> None:
         if run_id is not None:
             meta.add_input(self.db, run_id, version.name, version.number)
-        return target
 
-    def _restorable(self, version: Version, path: str | None) -> TreeEntry:
-        """The entry to restore, once the version's record is known to be safe to follow:
-        its source name becomes a path and its mode a file's mode (UnsafeRecord if not)."""
-        check_paths(version)
-        return self._entry(version, path)
-
-    def _addable(self, path: str | os.PathLike[str]) -> Path:
-        """The path add stores: absolute, '..' and symlinked folders resolved (a final
-        symlink is stored as itself). Refused (ControlPath) when it, or what it leads to, is
-        the control folder or inside it, or inside any '.git' or '.modelkeep' folder, so the
-        store never stores itself and Git's or modelkeep's files are never versioned."""
-        placed = _placed(Path(path))
-        real = Path(os.path.realpath(placed))
-        control = Path(os.path.realpath(self.settings.control_dir))
-        if real == control or control in real.parents:
-            raise ControlPath(str(path), str(self.settings.control_dir))
-        for candidate in (placed, real):
-            folder = control_folder(list(candidate.parts))
-            if folder is not None:
-                inside = candidate.parts[: candidate.parts.index(folder) + 1]
-                raise ControlPath(str(path), str(Path(*inside)))
-        return placed
-
-    def _restore_entry(
-        self, version: Version, entry: TreeEntry, target: Path, force: bool, progress: Progress
-    ) -> None:
-        with self.explained(version):
-            store.restore(
-                self.store,
-                Root(entry.kind, entry.id),
-                target,
-                size=entry.size,
-                mode=entry.mode,
-                force=force,
-                progress=progress,
-            )
-
-    def open(self, ref: str, path: str | None = None) -> BinaryIO:
+    def open(self, ref: Target, path: str | None = None) -> BinaryIO:
         """A read-only binary file object over one file of a version, streamed and verified."""
-        version = self.show(ref)
-        with self.explained(version):
-            entry = self._entry(version, path)
-            if entry.kind != Kind.FILE:
-                where = f"{version.ref} {path}" if path else version.ref
-                raise InvalidArgument(
-                    f"{where} is a {_KIND_NAMES[entry.kind]}, not a file; give --path"
-                )
-            explain = functools.partial(self._explain, version=version)
-            reader = self.store.open_blob(entry.id, explain, entry.size)
-        return io.BufferedReader(reader, buffer_size=1 << 20)
+        return content.open_file(self.parts, self.show(ref), path)
 
-    def diff(self, old_ref: str, new_ref: str) -> Diff:
+    def diff(self, old_ref: Target, new_ref: Target) -> Diff:
         old, new = self.show(old_ref), self.show(new_ref)
-        with self.explained():
-            changes = diff_roots(self.store, self._entry(old, None), self._entry(new, None))
+        with content.explained(self.parts):
+            changes = diff_roots(
+                self.store,
+                content.entry(self.parts, old, None),
+                content.entry(self.parts, new, None),
+            )
         return Diff(
             old,
             new,
@@ -502,10 +332,13 @@ class Repo:
         """Objects that cache prune dropped, and a remote holds, are not problems; nor are
         those of versions added on another machine or pushed, when a remote holds them."""
         ownership.require_own(self.store, self.db)
-        elsewhere = functools.partial(sync.known_on_remotes, self.settings, refresh=True)
+
+        def elsewhere(keys: list[bytes]) -> set[bytes]:
+            return sync.known_on_remotes(self.settings, keys, refresh=True)
+
         # writing() keeps gc from moving objects while they are checked
         with self.store.writing(), self.store.offline():
-            roots = self._roots()
+            roots = content.roots(self.db)
             theirs = self._not_only_here(roots)
             away: dict[str, set[bytes]] = {}
             for label in theirs:
@@ -519,7 +352,7 @@ class Repo:
         extra = [
             store.Problem(
                 oid.hex(),
-                f"object b3:{oid.hex()} is missing",
+                f"object {content_id(oid)} is missing",
                 tuple(label for label, ids in away.items() if oid in ids),
             )
             for oid in sorted(nowhere)
@@ -535,7 +368,7 @@ class Repo:
         ownership.require_own(self.store, self.db)
         # exclusive() waits for adds in flight to commit their versions
         with self.store.exclusive(), self.store.offline():
-            roots = self._roots()
+            roots = content.roots(self.db)
             theirs = self._not_only_here(roots)
             return store.gc(
                 self.store,
@@ -598,31 +431,32 @@ class Repo:
 
     def _save_remotes(self, remotes: tuple[config.RemoteConfig, ...]) -> None:
         config.save_remotes(self.root, remotes)
-        self.settings = dataclasses.replace(self.settings, remotes=remotes)
+        self.parts.settings = dataclasses.replace(self.settings, remotes=remotes)
         self._wire_fetcher()
 
     def push(
         self,
-        refs: Sequence[str] = (),
+        refs: Sequence[Target] = (),
         *,
         remote: str | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> sync.PushResult:
         """Upload what the remote lacks for refs (default: every version here not yet
         pushed to it); the versions are then recorded as pushed, for the whole team."""
-        return sync.push(self, list(refs), remote, progress)
+        versions = [self.show(r) for r in refs] if refs else None
+        return sync.push(self.parts, versions, remote, progress)
 
     def pull(
         self,
-        refs: Sequence[str],
+        refs: Sequence[Target],
         *,
         remote: str | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> sync.PullResult:
         """Fetch (verified) what refs need and this store lacks."""
-        return sync.pull(self, list(refs), remote, progress)
+        return sync.pull(self.parts, [self.show(r) for r in refs], remote, progress)
 
-    def pushed_to(self, ref: str) -> tuple[str, ...]:
+    def pushed_to(self, ref: Target) -> tuple[str, ...]:
         """The remotes (URLs) every object of a version is on, as recorded when pushed."""
         v = self.show(ref)
         return meta.push_state(self.db, v.name, v.number).remotes
@@ -631,32 +465,15 @@ class Repo:
         """Shrink the local store towards max_size bytes by dropping, least recently used
         first, chunks a remote holds (read back and verified); never the only copy."""
         ownership.require_own(self.store, self.db)
-        return sync.prune_cache(self, max_size, dry_run=dry_run)
+        return sync.prune_cache(self.parts, max_size, dry_run=dry_run)
 
     def digest_of(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """The content id a path would get if added, and its mode; stores nothing."""
-        source = Path(path)
-        if not os.path.lexists(source):
-            raise PathNotFound(str(path))
-        put = store.put(self.store, source, exclude=self.settings.control_dir, dry=True)
-        return f"b3:{put.root.id.hex()}", put.mode
-
-    def holds(self, digest: str) -> bool:
-        """Whether some version has exactly this content, and the store has its root (or
-        can fetch it from the default remote: a lock file committed on another machine)."""
-        try:
-            self.show(digest)
-        except DigestNotFound:
-            return False
-        root = bytes.fromhex(digest.removeprefix("b3:"))
-        if not self.store.has(root):
-            with contextlib.suppress(MissingObject):  # on no remote either
-                self.store.ensure([root])
-        return self.store.has(root)
+        return content.digest_of(self.parts, path)
 
     # -- lineage and runs -------------------------------------------------------
 
-    def lineage(self, ref: str, *, upstream: bool = True, downstream: bool = True) -> Lineage:
+    def lineage(self, ref: Target, *, upstream: bool = True, downstream: bool = True) -> Lineage:
         """The runs and versions upstream (what made it) and downstream (what used it)."""
         v = self.show(ref)
         return meta.lineage(self.db, v.name, v.number, upstream=upstream, downstream=downstream)
@@ -670,57 +487,39 @@ class Repo:
         limit: int | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; where holds conditions like "metrics.auc > 0.9"."""
-        from modelkeep import run as runs_mod
-
-        runs_mod.reap(self)
-        if status is not None and status not in meta.RUN_STATUSES:
-            raise InvalidArgument(
-                f"unknown run status {status!r}; use one of {', '.join(meta.RUN_STATUSES)}"
-            )
-        tests = [runs_mod.parse_condition(c) for c in where]
-        if not tests:
-            return meta.runs(self.db, name=name, status=status, limit=limit)
-        found: list[RunRecord] = []
-        page, offset = 500, 0
-        while limit is None or len(found) < limit:  # newest first, a page at a time
-            batch = meta.runs(self.db, name=name, status=status, limit=page, offset=offset)
-            found += [r for r in batch if all(t(r) for t in tests)]
-            if len(batch) < page:
-                break
-            offset += page
-        return found[:limit] if limit is not None else found
+        meta.reap(self.db, alive)
+        return meta.find_runs(self.db, name=name, status=status, where=where, limit=limit)
 
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
-        from modelkeep import run as runs_mod
-
-        runs_mod.reap(self)
+        meta.reap(self.db, alive)
         return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
 
     def metric_history(self, ref: str) -> list[Metric]:
         return meta.metric_history(self.db, self.run(ref).id)
 
-    def environment(self, ref: str) -> dict[str, Any]:
+    def environment(self, ref: Target) -> dict[str, Any]:
         """The environment of a run, or of the run that produced a version."""
         run = self._run_or_producer(ref)
         if run.env_id is None:
             raise InvalidArgument(f"run {run.short_id} recorded no environment")
         return meta.run_environment(self.db, run.env_id)
 
-    def env_diff(self, a: str, b: str) -> EnvDiff:
+    def env_diff(self, a: Target, b: Target) -> EnvDiff:
+        """How the environments of two runs differ (a version stands for its run)."""
         from modelkeep.capture.environment import diff_environments
 
         return diff_environments(self.environment(a), self.environment(b))
 
-    def compare_runs(self, refs: Sequence[str]) -> meta.Comparison:
+    def compare_runs(self, refs: Sequence[Target]) -> meta.Comparison:
         """Params and latest metrics of several runs side by side; each ref is a run id (or
         prefix) or a version ref, which stands for the run that made that version."""
         return meta.compare([self._run_or_producer(ref) for ref in refs])
 
-    def _run_or_producer(self, ref: str) -> RunRecord:
+    def _run_or_producer(self, ref: Target) -> RunRecord:
         """A run by id (or prefix), else the run that made the version ref names."""
         no_run: RunNotFound | None = None
-        if ":" not in ref and "@" not in ref:
+        if isinstance(ref, str) and ":" not in ref and "@" not in ref:
             try:
                 return self.run(ref)
             except RunNotFound as exc:
@@ -730,7 +529,7 @@ class Repo:
         try:
             v = self.show(ref)
         except ArtifactNotFound:
-            if no_run is not None and re.fullmatch(r"[0-9a-f]{4,}", ref):
+            if no_run is not None and re.fullmatch(r"[0-9a-f]{4,}", str(ref)):
                 raise no_run from None  # it reads as a run id: say that no run has it
             raise
         if v.run_id is None:
@@ -760,10 +559,8 @@ class Repo:
         and arrays, …); input_example records the signature; init_kwargs rebuild a torch
         module; register makes the version a registry candidate at once.
         """
-        from modelkeep import model
-
         version = model.log(
-            self,
+            self.parts,
             obj,
             name,
             format=format,
@@ -771,70 +568,69 @@ class Repo:
             init_kwargs=init_kwargs,
             message=message,
             metadata=metadata,
-            run_id=run_id if run_id is not None else config.active_run(self.root),
+            run_id=self.parts.active_run(run_id),
         )
-        return self.register(version.ref, name) if register else version
+        return self.register(version, name) if register else version
 
-    def load_model(self, ref: str, *, trust: bool | Sequence[str] = False) -> Any:
+    def load_model(self, ref: Target, *, trust: bool | Sequence[str] = False) -> Any:
         """The object a model version holds, ready to use; never unpickles unless trusted.
 
         trust=True allows pickle-based formats and every skops type; a list of type names
         allows just those. `.modelkeep/config.toml` can set trust_pickle and trusted_types.
+        The version is recorded as an input of the active run, if any.
         """
-        from modelkeep import model
+        version = self.show(ref)
+        loaded = model.load(self.parts, version, trust=trust)
+        self._record_input(self.parts.active_run(None), version)
+        return loaded
 
-        return model.load(self, ref, trust=trust)
-
-    def model_spec(self, ref: str) -> ModelSpec:
+    def model_spec(self, ref: Target) -> ModelSpec:
         """What a model version records: format, libraries, requirements, signature."""
-        from modelkeep import model
-
         return model.spec_of(self.show(ref))
 
-    def input_example(self, ref: str) -> Any:
-        from modelkeep import model
+    def input_example(self, ref: Target) -> Any:
+        return model.input_example(self.parts, self.show(ref))
 
-        return model.input_example(self, ref)
-
-    def card(self, ref: str) -> str:
+    def card(self, ref: Target) -> str:
         """The Markdown model card of a model version, from what was recorded."""
-        from modelkeep.card import card
-
-        return card(self, ref)
+        version = self.show(ref)
+        meta.reap(self.db, alive)
+        return cards.card(self.parts, version)
 
     # -- model registry ---------------------------------------------------------
 
-    def register(self, source_ref: str, name: str, *, reason: str = "") -> Version:
+    def register(self, source_ref: Target, name: str, *, reason: str = "") -> Version:
         """Make the version source_ref names the next version of model name (no bytes copied)."""
-        return registry.register(self, source_ref, name, reason)[0]
+        validate_name(name)
+        return registry.register(self.parts, self.show(source_ref), name, reason)[0]
 
     def promote(
-        self, ref: str, stage: str, *, reason: str = "", force: bool = False
+        self, ref: Target, stage: str, *, reason: str = "", force: bool = False
     ) -> registry.Promotion:
         """Move a registered version to staging, production or archived, through the policy."""
-        return registry.promote(self, ref, stage, reason=reason, force=force)
+        return registry.promote(self.parts, self.show(ref), stage, reason=reason, force=force)
 
-    def archive(self, ref: str, *, reason: str = "") -> Version:
-        return registry.archive(self, ref, reason)
+    def archive(self, ref: Target, *, reason: str = "") -> Version:
+        return registry.archive(self.parts, self.show(ref), reason)
 
     def rollback(self, name: str, *, to: str | None = None, reason: str) -> registry.Promotion:
         """Put back the previous production version (or `to`); `displaced` is the one archived."""
-        restored, archived = registry.rollback(self, name, to, reason)
+        restored, archived = registry.rollback(self.parts, name, to, reason)
         return registry.Promotion(restored, "production", archived, (), ())
 
-    def approve(self, ref: str, stage: str, *, reason: str = "") -> meta.Approvals:
-        return registry.approve(self, ref, stage, reason)
+    def approve(self, ref: Target, stage: str, *, reason: str = "") -> meta.Approvals:
+        return registry.approve(self.parts, self.show(ref), stage, reason)
 
-    def set_alias(self, alias: str, target: str, *, reason: str = "") -> Version:
+    def set_alias(self, alias: str, target: Target, *, reason: str = "") -> Version:
         """Point NAME@ALIAS at a version of NAME."""
-        return registry.set_alias(self, alias, target, reason)
+        return registry.set_alias(self.parts, alias, self.show(target), reason)
 
     def remove_alias(self, alias: str, *, reason: str = "") -> None:
-        registry.remove_alias(self, alias, reason)
+        registry.remove_alias(self.parts, alias, reason)
 
-    def delete(self, ref: str, *, reason: str) -> Version:
+    def delete(self, ref: Target, *, reason: str) -> Version:
         """Tombstone a version (never one in staging or production); gc frees its bytes."""
-        return registry.delete(self, ref, reason)
+        return registry.delete(self.parts, self.show(ref), reason)
 
     def models(self) -> list[meta.Model]:
         return meta.models(self.db)
@@ -857,71 +653,39 @@ class Repo:
 
     def status(self) -> list[worktree.PathStatus]:
         """Tracked paths of the Git work tree and how they compare with modelkeep.lock."""
-        return worktree.status(self)
+        return worktree.status(self.parts)
 
     def checkout(
         self, paths: Sequence[str] = (), *, force: bool = False, progress: Progress = NULL_PROGRESS
     ) -> list[worktree.PathStatus]:
         """Make tracked paths match modelkeep.lock; returns the paths that were restored."""
-        return worktree.checkout(self, paths, force=force, progress=progress)
+        return worktree.checkout(self.parts, paths, force=force, progress=progress)
 
     def install_hooks(self, *, force: bool = False) -> Path:
         """A Git post-checkout hook that runs `modelkeep checkout`; returns its path."""
-        return worktree.install_hooks(self, force=force)
+        return worktree.install_hooks(self.parts, force=force)
 
-    # -- helpers ----------------------------------------------------------------
-
-    def _roots(self) -> dict[str, Root]:
-        return {v.ref: _root(v) for v in meta.all_versions(self.db)}
-
-    def _entry(self, version: Version, path: str | None) -> TreeEntry:
-        top = root_entry(
-            _root(version), os.fsencode(version.source_name), version.size, version.mode
-        )
-        if not path:
-            return top
-        try:
-            return self.store.find(top, os.fsencode(path))
-        except KeyError:
-            raise PathNotFound(path, version.ref) from None
+    # -- deprecated: helpers that served the old circle between Repo and its parts ---
 
     def root_of(self, version: Version) -> Root:
-        return _root(version)
+        """Deprecated: use `modelkeep.content.root_of`."""
+        _deprecated("Repo.root_of", "modelkeep.content.root_of(version)")
+        return content.root_of(version)
 
-    def _explain(self, exc: ModelkeepError, version: Version | None = None) -> ModelkeepError:
-        """Name the versions that need a damaged or missing object; for a version whose
-        content was never here, say where it was added and whether it was pushed."""
-        if isinstance(exc, MissingObject) and version is not None:
-            state = meta.push_state(self.db, version.name, version.number)
-            default = self.settings.default_remote
-            if not state.remotes and state.host != self.settings.host:
-                url = default.url if default is not None else None
-                return NotPushed(version.ref, state.host, state.user, url)
-            if state.remotes and (default is None or default.url not in state.remotes):
-                return PushedElsewhere(version.ref, state.remotes)
-        if isinstance(exc, ObjectError):
-            oid = bytes.fromhex(exc.object_id)
-            with self.store.offline():
-                holders = store.needed_by(self.store, self._roots(), [oid]).get(oid, [])
-            return exc.with_versions(holders)
-        return exc
+    def holds(self, digest: str) -> bool:
+        """Deprecated: use `modelkeep.content.holds`."""
+        _deprecated("Repo.holds", "modelkeep.content.holds(repo.parts, digest)")
+        return content.holds(self.parts, digest)
 
-    @contextmanager
     def explained(self, version: Version | None = None) -> Iterator[None]:
-        try:
-            yield
-        except ObjectError as exc:
-            raise self._explain(exc, version) from None
+        """Deprecated: use `modelkeep.content.explained`."""
+        _deprecated("Repo.explained", "modelkeep.content.explained(repo.parts, version)")
+        return content.explained(self.parts, version)  # type: ignore[return-value]
 
 
-def _placed(path: Path) -> Path:
-    """path absolute, its folders' symlinks and '..' resolved as the system does (a '..'
-    after a symlink leaves the link's target); a final symlink is kept as itself."""
-    absolute = path.absolute()  # drops '.' segments, keeps '..'
-    if absolute.name == "..":
-        return Path(os.path.realpath(absolute))
-    return Path(os.path.realpath(absolute.parent)) / absolute.name
-
-
-def _root(version: Version) -> Root:
-    return Root(_KINDS[version.kind], bytes.fromhex(version.digest.removeprefix("b3:")))
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is deprecated and goes in the next release; use {new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import numbers
 import os
 import re
@@ -23,16 +22,16 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from modelkeep import config, lockfile, meta
 from modelkeep.capture import code as code_capture
 from modelkeep.capture import git
 from modelkeep.capture.environment import canonical_json, environment, environment_id
+from modelkeep.capture.process import proc_start
 from modelkeep.errors import CommandFailed, InvalidArgument, RunNotActive
 from modelkeep.meta import Version
 from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
@@ -41,10 +40,8 @@ from modelkeep.repo import Repo
 from modelkeep.repo import open as open_repo
 
 HEARTBEAT = 60.0  # seconds between an owner's signs of life
-STALE = timedelta(minutes=10)  # a run on another host silent this long is taken as killed
 
-_lock = threading.Lock()
-_active: Run | None = None
+_lock = threading.Lock()  # guards the active run (kept in modelkeep.config)
 # The next default step of each metric key, per run id: shared by every Run object of one
 # run in this process, so joining again (after a `with` block) does not restart at 0.
 _steps: dict[str, dict[str, int]] = {}
@@ -160,7 +157,6 @@ class Run:
 
     def end(self, status: str = FINISHED, error: str = "", exit_code: int | None = None) -> None:
         """End an owned run (finished, failed or killed); a joined run is left to its owner."""
-        global _active
         if self._ended:
             return
         self._ended = True
@@ -172,8 +168,8 @@ class Run:
                 meta.set_error(self.repo.db, self.id, error)
         finally:
             with _lock:
-                if _active is self:
-                    _active = None
+                now = config.active()
+                if now is not None and now.handle is self:
                     config.set_active_run(None)
             if self._own_repo:
                 self.repo.close()
@@ -212,7 +208,6 @@ def start_run(
     repo is a Repo or a path; by default the repository is found from the working
     directory upward.
     """
-    global _active
     joined = current_run()
     if joined is not None:
         if joined.owner:
@@ -242,17 +237,16 @@ def start_run(
         raise
     run = Run(the_repo, run_id, run_name, owner=True, own_repo=own)
     with _lock:
-        _active = run
-        config.set_active_run(run_id, the_repo.root)
+        config.set_active_run(config.ActiveRun(run_id, the_repo.root, run))
     return run
 
 
 def current_run() -> Run | None:
     """The run active in this process, or the one `modelkeep run` started it in; else None."""
-    global _active
     with _lock:
-        if _active is not None:
-            return _active
+        now = config.active()
+        if now is not None:
+            return cast(Run, now.handle)
     found = config.run_from_env()
     if found is None:
         return None
@@ -267,7 +261,7 @@ def current_run() -> Run | None:
         raise
     run = Run(repo, record.id, record.name, owner=False, own_repo=True)
     with _lock:
-        _active = run
+        config.set_active_run(config.ActiveRun(record.id, repo.root, run))
     return run
 
 
@@ -278,9 +272,10 @@ def _end_at_exit() -> None:
     Unless the process is exiting because of an uncaught exception (the interpreter keeps
     it in sys.last_value): then the run failed, with that error, or was interrupted.
     """
-    run = _active
-    if run is None:
+    now = config.active()
+    if now is None:
         return
+    run = cast(Run, now.handle)
     exc = getattr(sys, "last_value", None)
     with contextlib.suppress(Exception):
         if exc is None:
@@ -335,36 +330,6 @@ def _metric_value(key: str, value: Any) -> float:
         raise InvalidArgument(
             f"metric {key!r} is too large to store as a float; log it scaled or as a param"
         ) from exc
-
-
-def _proc_start(pid: int) -> tuple[int, str] | None:
-    """(start time in clock ticks, state) of a process, from /proc; None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[19]), fields[0].decode()
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _alive(host: str, pid: int, started: int | None, beat: datetime) -> bool:
-    if host != socket.gethostname():
-        return datetime.now(UTC) - beat < STALE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    now = _proc_start(pid)
-    if now is None:
-        return True
-    return now[1] != "Z" and (started is None or now[0] == started)
-
-
-def reap(repo: Repo) -> None:
-    """Mark killed the runs whose owning process is gone."""
-    meta.reap(repo.db, _alive)
 
 
 def _code_name(top: Path) -> str:
@@ -424,7 +389,7 @@ def _create(
     code, code_version = _capture_code(repo, globs, script) if capture_code else ({}, None)
     env = environment()
     pid = os.getpid()
-    started = _proc_start(pid)
+    started = proc_start(pid)
     new = meta.NewRun(
         id=uuid.uuid4().hex,
         name=name,
@@ -524,59 +489,3 @@ def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
         previous[sig] = signal.signal(sig, forward)
     previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
     return previous
-
-
-# -- filtering --------------------------------------------------------------------
-
-_CONDITION = re.compile(
-    r"\s*(?P<kind>params?|metrics?)\.(?P<key>[^\s=!<>]+)\s*(?P<op>==|=|!=|<=|>=|<|>)\s*(?P<value>.*?)\s*"
-)
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def parse_condition(text: str) -> Callable[[meta.RunRecord], bool]:
-    """`metrics.auc > 0.9`, `params.depth = 6`, `params.model != "rf"` as a run predicate."""
-    import json
-
-    m = _CONDITION.fullmatch(text)
-    if m is None or not m["value"]:
-        raise InvalidArgument(
-            f'cannot read condition {text!r}; write e.g. "metrics.auc > 0.9" or '
-            '"params.model = rf" (operators = != < <= > >=)'
-        )
-    raw = m["value"]
-    try:
-        wanted = json.loads(raw)
-    except ValueError:
-        wanted = raw.strip("'\"")
-    key, test = m["key"], _OPS[m["op"]]
-    metric = m["kind"].startswith("metric")
-    if metric and not _number(wanted):
-        raise InvalidArgument(f"condition {text!r}: a metric compares with a number")
-
-    def check(run: meta.RunRecord) -> bool:
-        values: Mapping[str, Any] = run.metrics if metric else run.params
-        if key not in values:
-            return False
-        have = values[key]
-        if _number(have) and _number(wanted):
-            if isinstance(have, float) and math.isnan(have):
-                return m["op"] == "!="
-            return test(have, wanted)
-        if m["op"] in ("=", "==", "!="):
-            return test(str(have) if not isinstance(have, str) else have, str(wanted))
-        return False
-
-    return check

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import config, meta
+from modelkeep import config, content, meta
 from modelkeep.errors import (
     CorruptObject,
     CorruptRemoteIndex,
@@ -57,7 +57,7 @@ from modelkeep.store.prune import prune as prune_store
 
 if TYPE_CHECKING:
     from modelkeep.meta import Version
-    from modelkeep.repo import Repo
+    from modelkeep.parts import Parts
 
 REMOTE_PACK_TARGET = PACK_TARGET
 TRANSFERS = 4  # packs uploaded, or indexes downloaded, at once
@@ -189,30 +189,30 @@ def cache_dir(settings: config.Settings) -> Path:
 
 
 def push(
-    repo: Repo,
-    refs: list[str],
+    parts: Parts,
+    versions: list[Version] | None,
     remote_name: str | None,
     progress: Progress = NULL_PROGRESS,
 ) -> PushResult:
-    cfg = remote_config(repo.settings, remote_name)
+    """Upload what the remote lacks for versions (None: every version whose content is
+    here and that was not pushed to it yet), then record them as pushed."""
+    cfg = remote_config(parts.settings, remote_name)
     remote = open_remote(cfg)
-    store = repo.store
-    if refs:
-        versions = [repo.show(r) for r in refs]
-    else:  # every version whose content is here and not yet on that remote
-        done = meta.pushed(repo.db, remote.url)
+    store = parts.store
+    if versions is None:
+        done = meta.pushed(parts.db, remote.url)
         versions = [
             v
-            for v in meta.all_versions(repo.db)
-            if (v.name, v.number) not in done and store.has(repo.root_of(v).id)
+            for v in meta.all_versions(parts.db)
+            if (v.name, v.number) not in done and store.has(content.root_of(v).id)
         ]
-    rindex = RemoteIndex(remote, cache_dir(repo.settings))
+    rindex = RemoteIndex(remote, cache_dir(parts.settings))
     try:
         with store.writing(), store.offline():
             need: dict[bytes, None] = {}
             for v in versions:
-                with repo.explained(v):
-                    need.update(dict.fromkeys(store.closure(repo.root_of(v))))
+                with content.explained(parts, v):
+                    need.update(dict.fromkeys(store.closure(content.root_of(v))))
             rindex.refresh()
             keys = list(need)
             on_remote = rindex.known(keys)
@@ -221,7 +221,7 @@ def push(
     finally:
         rindex.close()
     refs_done = [(v.name, v.number) for v in versions]
-    meta.mark_pushed(repo.db, refs_done, remote.url, repo.settings.host)
+    meta.mark_pushed(parts.db, refs_done, remote.url, parts.settings.host)
     return PushResult(remote.url, tuple(v.ref for v in versions), objects, remote.bytes_sent, packs)
 
 
@@ -400,18 +400,22 @@ def _rounds(ranges: list[_Range]) -> Iterator[list[_Range]]:
 
 
 def pull(
-    repo: Repo, refs: list[str], remote_name: str | None, progress: Progress = NULL_PROGRESS
+    parts: Parts,
+    versions: list[Version],
+    remote_name: str | None,
+    progress: Progress = NULL_PROGRESS,
 ) -> PullResult:
-    cfg = remote_config(repo.settings, remote_name)
-    versions: list[Version] = [repo.show(r) for r in refs]
-    fetcher = RemoteFetcher(repo.store, cfg, cache_dir(repo.settings), progress)
+    """Fetch (verified) what versions need and this store lacks."""
+    cfg = remote_config(parts.settings, remote_name)
+    fetcher = RemoteFetcher(parts.store, cfg, cache_dir(parts.settings), progress)
     progress.start(None, "pulling")
     try:
-        with repo.store.fetching(fetcher):
+        with parts.store.fetching(fetcher):
             for v in versions:
-                with repo.explained(v):
-                    repo.store.prefetch(repo.root_of(v))
-                    _check_fetched_files(repo.store, repo.root_of(v), v.size, fetcher.manifests)
+                root = content.root_of(v)
+                with content.explained(parts, v):
+                    parts.store.prefetch(root)
+                    _check_fetched_files(parts.store, root, v.size, fetcher.manifests)
     finally:
         progress.finish()
         fetcher.close()
@@ -436,22 +440,22 @@ def _check_fetched_files(store: ObjectStore, root: Root, size: int, fetched: set
 # -- cache prune ------------------------------------------------------------------------
 
 
-def prune_cache(repo: Repo, max_size: int, *, dry_run: bool = False) -> PruneReport:
+def prune_cache(parts: Parts, max_size: int, *, dry_run: bool = False) -> PruneReport:
     """Drop local chunks that a remote confirms it holds (listed afresh), LRU first."""
-    if not repo.settings.remotes:
+    if not parts.settings.remotes:
         raise RemoteNotFound(None)
     indexes = [
-        RemoteIndex(open_remote(cfg), cache_dir(repo.settings)) for cfg in repo.settings.remotes
+        RemoteIndex(open_remote(cfg), cache_dir(parts.settings)) for cfg in parts.settings.remotes
     ]
     try:
         for rindex in indexes:
             rindex.refresh()
 
         def on_remote(keys: list[bytes]) -> RemoteCopies:
-            return verified_on_remotes(repo.store, indexes, keys)
+            return verified_on_remotes(parts.store, indexes, keys)
 
-        with repo.store.exclusive(), repo.store.offline():
-            return prune_store(repo.store, max_size, on_remote, dry_run=dry_run)
+        with parts.store.exclusive(), parts.store.offline():
+            return prune_store(parts.store, max_size, on_remote, dry_run=dry_run)
     finally:
         for rindex in indexes:
             rindex.close()

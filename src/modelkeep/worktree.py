@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import lockfile
+from modelkeep import content, lockfile, meta
 from modelkeep.capture import git
 from modelkeep.config import REPO_DIR
 from modelkeep.errors import (
@@ -28,7 +28,7 @@ from modelkeep.meta import Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
-    from modelkeep.repo import Repo
+    from modelkeep.parts import Parts
 
 HOOK_MARK = "# installed by `modelkeep install-hooks`"
 OK, MODIFIED, MISSING, NOT_IN_STORE = "ok", "modified", "missing", "not-in-store"
@@ -52,9 +52,9 @@ class PathStatus:
         }
 
 
-def _top(repo: Repo) -> Path:
+def _top(parts: Parts) -> Path:
     """The Git work tree holding the lock: the working directory's, else the repository's."""
-    top = git.work_tree(Path.cwd()) or git.work_tree(repo.root)
+    top = git.work_tree(Path.cwd()) or git.work_tree(parts.root)
     if top is None:
         raise InvalidArgument(
             f"neither {str(Path.cwd())!r} nor the repository is inside a Git work tree; "
@@ -94,8 +94,8 @@ def ignore_control_dir(root: Path) -> None:
         git.ignore(top, rel)
 
 
-def _guard(repo: Repo) -> Path:
-    return repo.settings.control_dir / "lockfile.flock"
+def _guard(parts: Parts) -> Path:
+    return parts.settings.control_dir / "lockfile.flock"
 
 
 def place(source: Path) -> tuple[Path, str] | None:
@@ -113,65 +113,70 @@ def place(source: Path) -> tuple[Path, str] | None:
     return top, rel
 
 
-def track(repo: Repo, where: tuple[Path, str], version: Version) -> LockEntry:
+def track(parts: Parts, where: tuple[Path, str], version: Version) -> LockEntry:
     """Record the version at its place in the lock file, and make Git ignore the path."""
     top, rel = where
     entry = LockEntry(rel, version.ref, version.digest)
-    with lockfile.locked(_guard(repo)):  # .gitignore too: concurrent adds append to it
+    with lockfile.locked(_guard(parts)):  # .gitignore too: concurrent adds append to it
         lockfile.update(top, entry)
         git.ignore(top, rel)
     return entry
 
 
-def _state(repo: Repo, top: Path, entry: LockEntry) -> PathStatus:
+def _state(parts: Parts, top: Path, entry: LockEntry) -> PathStatus:
     target = top / entry.path
     if not os.path.lexists(target):
         state, current = MISSING, None
     else:
-        current, _mode = repo.digest_of(target)
+        current, _mode = content.digest_of(parts, target)
         state = OK if current == entry.digest else MODIFIED
-    if state != OK and not repo.holds(entry.digest):  # checkout needs a version and its bytes
+    if state != OK and not content.holds(
+        parts, entry.digest
+    ):  # checkout needs a version and its bytes
         state = NOT_IN_STORE
     return PathStatus(entry.path, entry.ref, entry.digest, state, current if state != OK else None)
 
 
-def status(repo: Repo) -> list[PathStatus]:
-    top = _top(repo)
+def status(parts: Parts) -> list[PathStatus]:
+    top = _top(parts)
     entries = lockfile.read(top).values()
     for e in entries:
-        _check_target(repo, top, e)  # nothing is hashed through a link that leads away
-    return [_state(repo, top, e) for e in entries]
+        _check_target(parts, top, e)  # nothing is hashed through a link that leads away
+    return [_state(parts, top, e) for e in entries]
 
 
 def checkout(
-    repo: Repo, paths: Sequence[str], *, force: bool, progress: Progress = NULL_PROGRESS
+    parts: Parts, paths: Sequence[str], *, force: bool, progress: Progress = NULL_PROGRESS
 ) -> list[PathStatus]:
     """Restore every tracked path (or those named) that differs from the lock.
 
     Everything is checked first: if any path cannot be restored, or holds changes that no
     version has, nothing is touched.
     """
-    top = _top(repo)
+    top = _top(parts)
     entries = lockfile.read(top)
     chosen = _choose(top, entries, paths) if paths else list(entries.values())
     lines = {e.path: e.line for e in chosen}
     for e in chosen:
-        _check_target(repo, top, e)  # before anything is read through a link
-    todo = [s for s in (_state(repo, top, e) for e in chosen) if s.state != OK]
+        _check_target(parts, top, e)  # before anything is read through a link
+    todo = [s for s in (_state(parts, top, e) for e in chosen) if s.state != OK]
     for s in todo:
         if s.state == NOT_IN_STORE:
             raise NotInStore(s.path, s.ref, s.digest)
-    unsaved = [s.path for s in todo if s.current is not None and not repo.holds(s.current)]
+    unsaved = [
+        s.path for s in todo if s.current is not None and not content.holds(parts, s.current)
+    ]
     if unsaved and not force:
         raise UncommittedChanges(unsaved)
     for s in todo:
         # again: a folder restored just before may have brought a link on this path's way
-        _check_target(repo, top, LockEntry(s.path, s.ref, s.digest, lines[s.path]))
-        repo.restore(s.digest, top / s.path, force=True, progress=progress)
+        _check_target(parts, top, LockEntry(s.path, s.ref, s.digest, lines[s.path]))
+        version = meta.resolve(parts.db, s.digest)
+        content.restore(parts, version, top / s.path, force=True, progress=progress)
     return todo
 
 
-def _check_target(repo: Repo, top: Path, entry: LockEntry) -> None:
+def _check_target(parts: Parts, top: Path, entry: LockEntry) -> None:
     """Refuse a lock entry that, through a symbolic link on its way, leads outside the work
     tree, into '.git' or '.modelkeep' (any case), or into this repository's control folder;
     or that no file system can hold. The entry itself may be a link: a restore replaces it.
@@ -180,14 +185,14 @@ def _check_target(repo: Repo, top: Path, entry: LockEntry) -> None:
     if "\0" in entry.path:
         raise InvalidArgument(f"{where} holds a NUL character; nothing was restored: fix that line")
     rel = _relative(top, top / entry.path)
-    control = Path(os.path.realpath(repo.settings.control_dir))
+    control = Path(os.path.realpath(parts.settings.control_dir))
     place = _place(top / entry.path)
     if rel is None:
         leads = "outside the work tree"
     elif _in_git_dir(rel):
         leads = f"into {lockfile.control_folder(rel.split('/'))}"
     elif place == control or control in place.parents:
-        leads = f"into {repo.settings.control_dir}"
+        leads = f"into {parts.settings.control_dir}"
     else:
         return
     raise InvalidArgument(
@@ -222,8 +227,8 @@ exec {python} -m modelkeep --repo {root} checkout
 """
 
 
-def install_hooks(repo: Repo, *, force: bool) -> Path:
-    top = _top(repo)
+def install_hooks(parts: Parts, *, force: bool) -> Path:
+    top = _top(parts)
     hook = git.hooks_dir(top) / "post-checkout"
     if hook.exists() and HOOK_MARK not in hook.read_text("utf-8", "replace") and not force:
         raise InvalidArgument(
@@ -232,7 +237,7 @@ def install_hooks(repo: Repo, *, force: bool) -> Path:
         )
     hook.parent.mkdir(parents=True, exist_ok=True)
     hook.write_text(
-        _HOOK.format(mark=HOOK_MARK, python=_quote(sys.executable), root=_quote(str(repo.root))),
+        _HOOK.format(mark=HOOK_MARK, python=_quote(sys.executable), root=_quote(str(parts.root))),
         "utf-8",
     )
     hook.chmod(0o755)

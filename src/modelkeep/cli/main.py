@@ -189,8 +189,8 @@ def show(ctx: click.Context, ref: str, at: str | None, as_json: bool) -> None:
     """Everything known about one version, with the file list of a folder."""
     repo = open_repo(ctx)
     v = repo.show(ref, at=parse_time(at))
-    files = repo.files(v.ref)
-    pushed_to = repo.pushed_to(v.ref)
+    files = repo.files(v)
+    pushed_to = repo.pushed_to(v)
     if as_json:
         render.emit_json(
             {**v.to_json(), "pushed_to": list(pushed_to), "files": [f.to_json() for f in files]}
@@ -247,7 +247,7 @@ def get(
     repo = open_repo(ctx)
     version = repo.show(ref, at=parse_time(at))
     dest = repo.get(
-        version.ref,
+        version,
         output,
         path=inner,
         force=force,
@@ -312,17 +312,7 @@ def fsck(ctx: click.Context, as_json: bool) -> None:
     """Verify every object and every version; exit 1 naming what is damaged."""
     report = open_repo(ctx).fsck(progress=progress_for(as_json))
     if as_json:
-        render.emit_json(
-            {
-                "ok": report.ok,
-                "objects": report.objects,
-                "bytes": report.bytes,
-                "problems": [
-                    {"object": p.object, "reason": p.reason, "versions": list(p.roots)}
-                    for p in report.problems
-                ],
-            }
-        )
+        render.emit_json(report.to_json())
     elif report.ok:
         click.echo(f"ok: {report.objects} objects, {render.size(report.bytes)} verified")
     else:
@@ -346,15 +336,7 @@ def gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Remove stored data that no version references."""
     r = open_repo(ctx).gc(dry_run=dry_run)
     if as_json:
-        render.emit_json(
-            {
-                "dry_run": r.dry_run,
-                "objects_removed": r.objects_removed,
-                "bytes_freed": r.bytes_freed,
-                "packs_removed": r.packs_removed,
-                "packs_rewritten": r.packs_rewritten,
-            }
-        )
+        render.emit_json(r.to_json())
         return
     verb = "would free" if dry_run else "freed"
     click.echo(f"{verb} {render.size(r.bytes_freed)} ({r.objects_removed} unreferenced objects)")

@@ -1,6 +1,6 @@
 """docs/cli.md, generated from the click commands, so the reference cannot drift.
 
-`python -m modelkeep.cli.reference > docs/cli.md` rewrites it; a test fails when the file
+`python -m modelkeep.cli.docs > docs/cli.md` rewrites it; a test fails when the file
 differs from what this module renders. Each command's example lives here and is also
 shown at the end of its `--help`.
 """
@@ -56,7 +56,7 @@ EXAMPLES: dict[str, str] = {
 _HEAD = """\
 # Command-line reference
 
-Generated from the commands by `python -m modelkeep.cli.reference > docs/cli.md`; a test
+Generated from the commands by `python -m modelkeep.cli.docs > docs/cli.md`; a test
 fails when this file is stale. `modelkeep COMMAND --help` prints the same.
 
 ## The grammar
@@ -124,9 +124,3 @@ def _section(root: click.Group, path: str, command: click.Command) -> str:
 def render(root: click.Group) -> str:
     sections = [_section(root, path, command) for path, command in commands(root)]
     return _HEAD + "\n" + "\n".join(sections)
-
-
-if __name__ == "__main__":
-    from modelkeep.cli.main import cli
-
-    click.echo(render(cli), nl=False)

@@ -265,13 +265,13 @@ def delete(ctx: click.Context, ref: str, reason: str, as_json: bool) -> None:
 def card(ctx: click.Context, ref: str, output: str | None, as_json: bool) -> None:
     """Print the Markdown model card of REF (NAME:vN, NAME@production, …)."""
     repo = open_repo(ctx)
-    text = repo.card(ref)
+    version = repo.show(ref)
+    text = repo.card(version)
     if output is not None:
         write_atomically(output, text)
     if as_json:
-        version = repo.show(ref)
         render.emit_json(
-            {"version": version.ref, "model": repo.model_spec(ref).to_json(), "card": text}
+            {"version": version.ref, "model": repo.model_spec(version).to_json(), "card": text}
         )
     elif output is None:
         click.echo(text, nl=False)

@@ -8,7 +8,6 @@ from modelkeep.meta.catalog import (
     artifact_type,
     artifacts,
     check_type,
-    resolve,
     versions,
 )
 from modelkeep.meta.db import Database
@@ -28,10 +27,10 @@ from modelkeep.meta.registry import (
     record_event,
     register,
     remove_alias,
-    resolve_at,
     rollback,
     set_alias,
 )
+from modelkeep.meta.resolve import resolve
 from modelkeep.meta.runs import (
     STATUSES as RUN_STATUSES,
 )
@@ -43,12 +42,14 @@ from modelkeep.meta.runs import (
     add_input,
     compare,
     create_run,
+    find_runs,
     finish_run,
     heartbeat,
     last_metrics,
     log_metrics,
     log_params,
     metric_history,
+    parse_condition,
     reap,
     resolve_run,
     runs,
@@ -89,6 +90,7 @@ __all__ = [
     "create_run",
     "delete",
     "events",
+    "find_runs",
     "finish_run",
     "heartbeat",
     "holders",
@@ -100,6 +102,7 @@ __all__ = [
     "metric_history",
     "models",
     "move",
+    "parse_condition",
     "push_state",
     "pushed",
     "pushed_anywhere",
@@ -108,7 +111,6 @@ __all__ = [
     "register",
     "remove_alias",
     "resolve",
-    "resolve_at",
     "resolve_run",
     "rollback",
     "run_environment",

@@ -15,21 +15,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import blake3
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import CorruptEvent, NothingAtTime
-from modelkeep.meta.catalog import _artifact
+from modelkeep.meta.chain import GENESIS, event_hash
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import AliasRow, ArtifactRow, ChainHeadRow, EventRow, VersionRow
+from modelkeep.meta.rows import artifact
 
-GENESIS = "0" * 64
 # Actions whose `after.stage` sets a version's stage when the log is replayed.
 STAGE_ACTIONS = ("register", "promote", "archive", "rollback")
-_CHAIN_LOCK = 7160250516
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,114 +76,6 @@ def _event(row: EventRow) -> Event:
     )
 
 
-def event_hash(row: EventRow) -> str:
-    """The hash of an event's content and its predecessor's hash."""
-    fields = [
-        row.id,
-        row.at.astimezone(UTC).isoformat(timespec="microseconds"),
-        row.actor,
-        row.action,
-        row.model,
-        row.target,
-        row.before_json,
-        row.after_json,
-        row.reason,
-        row.prev_hash,
-    ]
-    data = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
-    return str(blake3.blake3(data).hexdigest())
-
-
-def _lock_chain(s: Session) -> None:
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
-
-
-def _head(s: Session) -> tuple[int, str, datetime | None]:
-    """The newest event's (id, hash, time), read once per transaction under the lock."""
-    head = s.info.get("chain_head")
-    if head is None:
-        row = s.execute(
-            select(ChainHeadRow.last_id, ChainHeadRow.last_hash, ChainHeadRow.last_at)
-        ).first()
-        head = (row.last_id, row.last_hash, row.last_at) if row else (0, GENESIS, None)
-        s.info["chain_head"] = head
-    return head
-
-
-def _append(
-    s: Session,
-    actor: str,
-    action: str,
-    model: str,
-    target: str,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    reason: str,
-    now: datetime,
-) -> None:
-    """Append one event; the caller holds the chain lock (see `_Write`).
-
-    Plain INSERT and UPDATE statements, not ORM objects: every registry change pays for
-    this, and the unit of work would cost more than the change itself.
-    """
-    last_id, prev, _ = _head(s)
-    row = EventRow(
-        id=last_id + 1,
-        at=now,
-        actor=actor,
-        action=action,
-        model=model,
-        target=target,
-        before_json=json.dumps(before, sort_keys=True),
-        after_json=json.dumps(after, sort_keys=True),
-        reason=reason,
-        prev_hash=prev,
-    )
-    row.hash = event_hash(row)
-    events, heads = cast(Table, EventRow.__table__), cast(Table, ChainHeadRow.__table__)
-    conn = s.connection()  # Core, past the ORM's bulk-insert machinery
-    conn.execute(insert(events).values({c.key: getattr(row, c.key) for c in events.c}))
-    head = {"last_id": row.id, "last_hash": row.hash, "last_at": now}
-    if last_id == 0:
-        conn.execute(insert(heads).values(id=1, **head))
-    else:
-        conn.execute(update(heads).where(heads.c.id == 1).values(**head))
-    s.info["chain_head"] = (row.id, row.hash, now)
-
-
-def _clock(s: Session) -> datetime:
-    """The time of a change, read under the chain lock: never before the newest event.
-
-    Taken after the lock, not before waiting for it, and never behind the previous event
-    (a clock stepped back, another host's clock), so event times rise with event ids and
-    `--at`, which replays events up to a time, never sees a state that did not exist.
-    """
-    # The query comes first: on SQLite it is what begins the write transaction (the lock).
-    last = _head(s)[2]
-    now = datetime.now(UTC)
-    return max(now, last) if last is not None else now
-
-
-class _Write:
-    """One registry change: the chain lock, then the model's row lock, then the change.
-
-    Take the time of the change with `_clock` inside, once the lock is held.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def __enter__(self) -> Session:
-        self._cm = self.db.write()
-        s = self._cm.__enter__()
-        _lock_chain(s)
-        return s
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
-
-
 def events(
     db: Database,
     model: str | None = None,
@@ -196,7 +86,7 @@ def events(
     with db.read() as s:
         query = select(EventRow).order_by(EventRow.id)
         if model is not None:
-            art = _artifact(s, model)
+            art = artifact(s, model)
             if until is not None and art.created_at > until:
                 when = until.astimezone(UTC).isoformat(timespec="seconds")
                 raise NothingAtTime(model, when, f"{model!r} did not exist yet")
@@ -414,7 +304,7 @@ def _model_problems(
 
 
 def _db_holder(art: ArtifactRow, rows: list[VersionRow], stage: str) -> int | None:
-    """The version `NAME@stage` resolves to from the rows (as meta.registry._holders)."""
+    """The version `NAME@stage` resolves to from the rows (as meta.rows.holders)."""
     held = [v for v in rows if v.stage == stage]
     if not held:
         return None

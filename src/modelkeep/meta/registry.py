@@ -9,60 +9,32 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from modelkeep.errors import (
-    AliasNotFound,
-    NothingAtTime,
-    RegistryRefused,
-    VersionDeleted,
-    VersionNotFound,
-)
-from modelkeep.meta.catalog import _artifact, artifact_row_locked, resolve_in
+from modelkeep.errors import AliasNotFound, RegistryRefused
+from modelkeep.meta.chain import Write, append, clock
 from modelkeep.meta.db import Database
-from modelkeep.meta.events import STAGE_ACTIONS, Replayed, _append, _clock, _Write
+from modelkeep.meta.events import STAGE_ACTIONS
 from modelkeep.meta.models import AliasRow, ArtifactRow, EventRow, VersionRow
 from modelkeep.meta.records import Version, version_of
-from modelkeep.refs import AliasRef, DigestRef, Ref
+from modelkeep.meta.resolve import resolve_in
+from modelkeep.meta.rows import (
+    alias_names,
+    artifact,
+    artifact_locked,
+    create_version,
+    latest_row,
+    ref_of,
+    version_row,
+)
+from modelkeep.meta.rows import holders as holders_of
+from modelkeep.refs import Ref, content_hex
 
 TARGET_STAGES = ("staging", "production", "archived")
-
-
-def _version(s: Session, art: ArtifactRow, number: int) -> VersionRow:
-    row = s.scalars(
-        select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
-    ).one_or_none()
-    if row is None:
-        raise VersionNotFound(art.name, number, art.latest_number)
-    if row.deleted_at is not None:
-        raise VersionDeleted(f"{art.name}:v{number}", row.deleted_at.isoformat())
-    return row
-
-
-def _holders(s: Session, art: ArtifactRow) -> dict[str, VersionRow]:
-    """The versions holding staging and production: the only one in production, the
-    most recently moved one in staging. One query for both."""
-    rows = s.scalars(
-        select(VersionRow).where(
-            VersionRow.artifact_id == art.id, VersionRow.stage.in_(("staging", "production"))
-        )
-    ).all()
-    found: dict[str, VersionRow] = {}
-    for row in sorted(rows, key=lambda r: (r.stage_changed_at or art.created_at, r.id)):
-        found[row.stage] = row  # the newest wins
-    return found
-
-
-def _holder(s: Session, art: ArtifactRow, stage: str) -> VersionRow | None:
-    return _holders(s, art).get(stage)
-
-
-def _ref(art: ArtifactRow, row: VersionRow) -> str:
-    return f"{art.name}:v{row.number}"
 
 
 # -- registering --------------------------------------------------------------------
@@ -77,61 +49,51 @@ def register(
     A version of name itself, or content equal to name's latest version, is marked a
     registry candidate without a new number.
     """
-    with _Write(db) as s:
-        now = _clock(s)
+    with Write(db) as s:
+        now = clock(s)
         source = resolve_in(s, source_ref)
-        art = s.scalars(
-            select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
-        ).one_or_none()
-        if art is None:
-            art = ArtifactRow(name=name, type="model", created_at=now, latest_number=0)
-            s.add(art)
-            s.flush()
-        digest = source.digest.removeprefix("b3:")
+        art = artifact_locked(s, name, create="model", now=now)
+        digest = content_hex(source.digest)
         row = None
         if source.name == name:
-            row = _version(s, art, source.number)
-        elif art.latest_number:
-            latest = s.scalars(
-                select(VersionRow).where(
-                    VersionRow.artifact_id == art.id, VersionRow.number == art.latest_number
-                )
-            ).one()
-            same = (latest.digest, latest.kind, latest.mode) == (digest, source.kind, source.mode)
-            row = latest if same and latest.deleted_at is None else None
+            row = version_row(s, art, source.number)
+        else:
+            latest = latest_row(s, art)
+            same = latest is not None and (latest.digest, latest.kind, latest.mode) == (
+                digest,
+                source.kind,
+                source.mode,
+            )
+            row = latest if latest is not None and same and latest.deleted_at is None else None
         art.registered = True
         if row is not None and row.registered:
             return version_of(art, row), False
         created = row is None
         if row is None:
-            art.latest_number += 1
-            row = VersionRow(
-                artifact_id=art.id,
-                number=art.latest_number,
+            row = create_version(
+                s,
+                art,
                 kind=source.kind,
                 digest=digest,
                 size=source.size,
                 file_count=source.file_count,
                 mode=source.mode,
-                source_name=source.source_name.encode("utf-8", "surrogateescape"),
-                created_at=now,
+                source_name=source.source_name,
                 user=actor,
                 message=source.message,
-                metadata_json=json.dumps(source.metadata, sort_keys=True),
+                metadata=source.metadata,
                 run_id=source.run_id,
-                stage="none",
-                deleted_at=None,
                 host=source.host,  # the bytes are where the source's are
+                now=now,
             )
-            s.add(row)
         row.registered = True
         row.stage_changed_at = now
-        _append(
+        append(
             s,
             actor,
             "register",
             name,
-            _ref(art, row),
+            ref_of(art, row),
             {},
             {"stage": row.stage, "source": source.ref},
             reason,
@@ -157,9 +119,9 @@ class Holders:
 def holders(db: Database, name: str, number: int) -> tuple[Holders, Version]:
     """The holders of each stage, and name:vN as it stands now, read together."""
     with db.read() as s:
-        art = _artifact(s, name)
-        found = {stage: version_of(art, row) for stage, row in _holders(s, art).items()}
-        current = version_of(art, _version(s, art, number))
+        art = artifact(s, name)
+        found = {stage: version_of(art, row) for stage, row in holders_of(s, art).items()}
+        current = version_of(art, version_row(s, art, number))
     return Holders(found.get("staging"), found.get("production")), current
 
 
@@ -190,11 +152,11 @@ def move(
     """
     if stage not in TARGET_STAGES:
         raise RegistryRefused(f"unknown stage {stage!r}; use one of {', '.join(TARGET_STAGES)}")
-    with _Write(db) as s:
-        now = _clock(s)
-        art = artifact_row_locked(s, name)
-        row = _version(s, art, number)
-        ref = _ref(art, row)
+    with Write(db) as s:
+        now = clock(s)
+        art = artifact_locked(s, name)
+        row = version_row(s, art, number)
+        ref = ref_of(art, row)
         if not row.registered:
             raise RegistryRefused(
                 f"{ref} is not registered; run `modelkeep register {ref} --as {name}` first"
@@ -203,13 +165,13 @@ def move(
             raise StaleCheck()
         if row.stage == stage:
             raise RegistryRefused(f"{ref} is already in {stage}")
-        now_held = _holders(s, art)
+        now_held = holders_of(s, art)
         for held, seen in (checked or {}).items():
             now_holder = now_held.get(held)
             if (now_holder.number if now_holder else None) != seen:
                 raise StaleCheck()
         if overridden:
-            _append(
+            append(
                 s,
                 actor,
                 "override",
@@ -264,8 +226,16 @@ def _set_stage(
         update(VersionRow).where(VersionRow.id == row.id).values(stage=stage, stage_changed_at=now)
     )
     s.refresh(row)
-    _append(
-        s, actor, action, art.name, _ref(art, row), {"stage": before}, {"stage": stage}, reason, now
+    append(
+        s,
+        actor,
+        action,
+        art.name,
+        ref_of(art, row),
+        {"stage": before},
+        {"stage": stage},
+        reason,
+        now,
     )
 
 
@@ -286,10 +256,10 @@ def rollback(
     db: Database, name: str, to: int | None, actor: str, reason: str
 ) -> tuple[Version, Version]:
     """Put back the previous production version (or `to`); returns it and the one archived."""
-    with _Write(db) as s:
-        now = _clock(s)
-        art = artifact_row_locked(s, name)
-        current = _holder(s, art, "production")
+    with Write(db) as s:
+        now = clock(s)
+        art = artifact_locked(s, name)
+        current = holders_of(s, art).get("production")
         if current is None:
             raise RegistryRefused(f"no version of {name!r} is in production; nothing to roll back")
         history = production_history(s, name)
@@ -311,7 +281,7 @@ def rollback(
                     "in production; there is nothing earlier to roll back to"
                 )
         else:
-            target = _version(s, art, to)
+            target = version_row(s, art, to)
             if to == current.number:
                 raise RegistryRefused(f"{name}:v{to} is already in production")
             if to not in history:
@@ -338,10 +308,10 @@ def rollback(
 def set_alias(
     db: Database, name: str, alias: str, number: int, actor: str, reason: str = ""
 ) -> Version:
-    with _Write(db) as s:
-        now = _clock(s)
-        art = artifact_row_locked(s, name)
-        row = _version(s, art, number)
+    with Write(db) as s:
+        now = clock(s)
+        art = artifact_locked(s, name)
+        row = version_row(s, art, number)
         existing = s.get(AliasRow, (art.id, alias))
         before = None
         if existing is not None:
@@ -352,7 +322,7 @@ def set_alias(
             existing.version_id = row.id
         else:
             s.add(AliasRow(artifact_id=art.id, alias=alias, version_id=row.id))
-        _append(
+        append(
             s,
             actor,
             "alias-set",
@@ -367,16 +337,16 @@ def set_alias(
 
 
 def remove_alias(db: Database, name: str, alias: str, actor: str, reason: str = "") -> int:
-    with _Write(db) as s:
-        now = _clock(s)
-        art = artifact_row_locked(s, name)
+    with Write(db) as s:
+        now = clock(s)
+        art = artifact_locked(s, name)
         existing = s.get(AliasRow, (art.id, alias))
         if existing is None:
-            raise AliasNotFound(name, alias, _aliases(s, art))
+            raise AliasNotFound(name, alias, alias_names(s, art))
         old = s.get(VersionRow, existing.version_id)
         number = old.number if old else 0
         s.delete(existing)
-        _append(
+        append(
             s,
             actor,
             "alias-remove",
@@ -390,19 +360,15 @@ def remove_alias(db: Database, name: str, alias: str, actor: str, reason: str = 
         return number
 
 
-def _aliases(s: Session, art: ArtifactRow) -> list[str]:
-    return sorted(s.scalars(select(AliasRow.alias).where(AliasRow.artifact_id == art.id)))
-
-
 def record_event(
     db: Database, name: str, number: int, action: str, stage: str, actor: str, reason: str = ""
 ) -> None:
     """Append an `approve` or `request` event for moving name:vN to stage."""
-    with _Write(db) as s:
-        now = _clock(s)
-        art = artifact_row_locked(s, name)
-        row = _version(s, art, number)
-        _append(s, actor, action, name, _ref(art, row), {}, {"for": stage}, reason, now)
+    with Write(db) as s:
+        now = clock(s)
+        art = artifact_locked(s, name)
+        row = version_row(s, art, number)
+        append(s, actor, action, name, ref_of(art, row), {}, {"for": stage}, reason, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,11 +401,11 @@ def approvals(db: Database, name: str, number: int, stage: str) -> Approvals:
 
 
 def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Version:
-    with _Write(db) as s:
-        now = _clock(s)
-        art = artifact_row_locked(s, name)
-        row = _version(s, art, number)
-        ref = _ref(art, row)
+    with Write(db) as s:
+        now = clock(s)
+        art = artifact_locked(s, name)
+        row = version_row(s, art, number)
+        ref = ref_of(art, row)
         if row.stage in ("staging", "production"):
             raise RegistryRefused(
                 f"{ref} is in {row.stage} and cannot be deleted; archive it first "
@@ -449,72 +415,8 @@ def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Ver
             s.delete(alias)
         s.execute(update(VersionRow).where(VersionRow.id == row.id).values(deleted_at=now))
         s.refresh(row)
-        _append(s, actor, "delete", name, ref, {"stage": row.stage}, {"deleted": True}, reason, now)
+        append(s, actor, "delete", name, ref, {"stage": row.stage}, {"deleted": True}, reason, now)
         return version_of(art, row)
-
-
-# -- resolving ---------------------------------------------------------------------------
-
-
-def resolve_alias(s: Session, art: ArtifactRow, alias: str) -> VersionRow:
-    if alias in ("staging", "production"):
-        row = _holder(s, art, alias)
-    else:
-        link = s.get(AliasRow, (art.id, alias))
-        row = s.get(VersionRow, link.version_id) if link else None
-    if row is None:
-        raise AliasNotFound(art.name, alias, _aliases(s, art))
-    return row
-
-
-def _replay(s: Session, name: str, at: datetime) -> Replayed:
-    state = Replayed()
-    for e in s.scalars(
-        select(EventRow).where(EventRow.model == name, EventRow.at <= at).order_by(EventRow.id)
-    ):
-        state.apply(e)
-    return state
-
-
-def resolve_at(db: Database, ref: Ref, at: datetime) -> Version:
-    """The version ref named at a moment in the past, from the event log."""
-    when = at.astimezone(UTC).isoformat(timespec="seconds")
-    with db.read() as s:
-        if isinstance(ref, DigestRef):
-            raise NothingAtTime(str(ref), when, "a content id names the same bytes at any time")
-        art = _artifact(s, ref.name)
-        if art.created_at > at:
-            raise NothingAtTime(str(ref), when, f"{ref.name!r} did not exist yet")
-        if isinstance(ref, AliasRef):
-            state = _replay(s, ref.name, at)
-            if ref.alias in ("staging", "production"):
-                number = state.holder(ref.alias)
-            else:
-                number = state.aliases.get(ref.alias)
-            if number is None:
-                raise NothingAtTime(str(ref), when, f"no version held {ref.alias!r} then")
-        else:
-            query = select(VersionRow.number).where(
-                VersionRow.artifact_id == art.id, VersionRow.created_at <= at
-            )
-            if ref.number is not None:
-                query = query.where(VersionRow.number == ref.number)
-            else:  # the newest version then: one already deleted then does not count
-                query = query.where(VersionRow.deleted_at.is_(None) | (VersionRow.deleted_at > at))
-            number = s.scalars(query.order_by(VersionRow.number.desc()).limit(1)).one_or_none()
-            if number is None:
-                raise NothingAtTime(str(ref), when, "that version did not exist yet")
-        row = s.scalars(
-            select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
-        ).one()
-        if row.deleted_at is not None and row.deleted_at <= at:
-            raise VersionDeleted(_ref(art, row), row.deleted_at.isoformat())
-        version = version_of(art, row)
-        state = _replay(s, ref.name, at)
-    # Show the version as it stood then: its stage at that moment.
-    from dataclasses import replace
-
-    return replace(version, stage=state.stages.get(number, "none"), deleted_at=None)
 
 
 # -- reading the registry ---------------------------------------------------------------

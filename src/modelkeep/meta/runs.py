@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from modelkeep.errors import ParamConflict, RunNotActive, RunNotFound, VersionNotFound
+from modelkeep.errors import (
+    InvalidArgument,
+    ParamConflict,
+    RunNotActive,
+    RunNotFound,
+    VersionNotFound,
+)
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import (
     ArtifactRow,
@@ -434,3 +441,82 @@ def environment(db: Database, env_id: str) -> dict[str, Any]:
         doc = s.scalars(select(EnvironmentRow.doc_json).where(EnvironmentRow.id == env_id)).one()
     loaded: dict[str, Any] = json.loads(doc)
     return loaded
+
+
+# -- filtering --------------------------------------------------------------------
+
+_CONDITION = re.compile(
+    r"\s*(?P<kind>params?|metrics?)\.(?P<key>[^\s=!<>]+)\s*(?P<op>==|=|!=|<=|>=|<|>)\s*(?P<value>.*?)\s*"
+)
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_condition(text: str) -> Callable[[RunRecord], bool]:
+    """`metrics.auc > 0.9`, `params.depth = 6`, `params.model != "rf"` as a run predicate."""
+    m = _CONDITION.fullmatch(text)
+    if m is None or not m["value"]:
+        raise InvalidArgument(
+            f'cannot read condition {text!r}; write e.g. "metrics.auc > 0.9" or '
+            '"params.model = rf" (operators = != < <= > >=)'
+        )
+    raw = m["value"]
+    try:
+        wanted = json.loads(raw)
+    except ValueError:
+        wanted = raw.strip("'\"")
+    key, test = m["key"], _OPS[m["op"]]
+    metric = m["kind"].startswith("metric")
+    if metric and not _number(wanted):
+        raise InvalidArgument(f"condition {text!r}: a metric compares with a number")
+
+    def check(run: RunRecord) -> bool:
+        values: Mapping[str, Any] = run.metrics if metric else run.params
+        if key not in values:
+            return False
+        have = values[key]
+        if _number(have) and _number(wanted):
+            if isinstance(have, float) and math.isnan(have):
+                return m["op"] == "!="
+            return test(have, wanted)
+        if m["op"] in ("=", "==", "!="):
+            return test(str(have) if not isinstance(have, str) else have, str(wanted))
+        return False
+
+    return check
+
+
+def find_runs(
+    db: Database,
+    *,
+    name: str | None = None,
+    status: str | None = None,
+    where: Sequence[str] = (),
+    limit: int | None = None,
+) -> list[RunRecord]:
+    """Runs, newest first, that match every condition in where ("metrics.auc > 0.9")."""
+    if status is not None and status not in STATUSES:
+        raise InvalidArgument(f"unknown run status {status!r}; use one of {', '.join(STATUSES)}")
+    tests = [parse_condition(c) for c in where]
+    if not tests:
+        return runs(db, name=name, status=status, limit=limit)
+    found: list[RunRecord] = []
+    page, offset = 500, 0
+    while limit is None or len(found) < limit:  # newest first, a page at a time
+        batch = runs(db, name=name, status=status, limit=page, offset=offset)
+        found += [r for r in batch if all(t(r) for t in tests)]
+        if len(batch) < page:
+            break
+        offset += page
+    return found[:limit] if limit is not None else found

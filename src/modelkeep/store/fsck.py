@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelkeep.errors import ObjectError, UnsafeEntry
 from modelkeep.progress import NULL_PROGRESS, Progress
@@ -30,6 +31,17 @@ class FsckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "problems": [
+                {"object": p.object, "reason": p.reason, "versions": list(p.roots)}
+                for p in self.problems
+            ],
+        }
 
 
 _Closure = set[bytes] | ObjectError | UnsafeEntry  # ids, or what stopped the walk

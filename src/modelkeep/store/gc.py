@@ -10,8 +10,10 @@ what is not. Every other root must be whole here, as before.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from modelkeep.store.objects import ObjectStore, Root, remove_tree
 from modelkeep.store.packs import KIND_BLOB, PackEntry, PackWriter, read_index
@@ -25,6 +27,9 @@ class GcReport:
     bytes_freed: int
     packs_removed: int
     packs_rewritten: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def reachable(store: ObjectStore, roots: Iterable[Root]) -> set[bytes]:

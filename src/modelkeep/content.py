@@ -1,0 +1,288 @@
+"""A version's content: adding it, finding it in the store, restoring it, explaining what
+is missing. The one place that joins a version row to the objects it names; below `Repo`,
+on `Parts`, so sync, the work tree, model packaging and runs share it."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from modelkeep import checkouts, meta, ownership, store
+from modelkeep.errors import (
+    ControlPath,
+    DigestNotFound,
+    InvalidArgument,
+    MissingObject,
+    ModelkeepError,
+    NotPushed,
+    ObjectError,
+    PathNotFound,
+    PushedElsewhere,
+    TypeMismatch,
+)
+from modelkeep.formats.spec import MODEL_KEY
+from modelkeep.lockfile import control_folder
+from modelkeep.meta import NewVersion, Version
+from modelkeep.meta.records import check_paths
+from modelkeep.parts import Parts
+from modelkeep.progress import NULL_PROGRESS, Progress
+from modelkeep.refs import content_bytes, content_id, validate_name
+from modelkeep.results import AddResult
+from modelkeep.store import Kind, Root
+from modelkeep.store.diff import root_entry
+from modelkeep.store.trees import TreeEntry
+
+KIND_NAMES = {Kind.FILE: "file", Kind.DIR: "dir", Kind.LINK: "link"}
+_KINDS = {v: k for k, v in KIND_NAMES.items()}
+
+
+def root_of(version: Version) -> Root:
+    """The object a version points at."""
+    return Root(_KINDS[version.kind], content_bytes(version.digest))
+
+
+def roots(db: meta.Database) -> dict[str, Root]:
+    """Every live version's root, by ref."""
+    return {v.ref: root_of(v) for v in meta.all_versions(db)}
+
+
+# -- adding ----------------------------------------------------------------------------
+
+
+def add(
+    parts: Parts,
+    source: Path,
+    name: str,
+    *,
+    type: str | None,
+    message: str,
+    metadata: Mapping[str, Any] | None,
+    run_id: str | None,
+    progress: Progress = NULL_PROGRESS,
+    model_spec: Mapping[str, Any] | None = None,
+) -> AddResult:
+    """Store source (made absolute by `addable`) as the next version of name, unless it
+    equals the latest. model_spec is log_model's alone: it says how to load the model."""
+    validate_name(name)
+    if type is not None:
+        meta.check_type(type)
+        existing = meta.artifact_type(parts.db, name)
+        if existing is not None and existing != type:
+            raise TypeMismatch(name, existing, type)  # before any byte is stored
+    fields = dict(metadata or {})
+    if MODEL_KEY in fields:  # load_model trusts it to say how to load: log_model's alone
+        raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
+    if model_spec is not None:
+        fields[MODEL_KEY] = dict(model_spec)
+    try:
+        json.dumps(fields)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"metadata must be JSON values (numbers, text, lists): {exc}"
+        ) from exc
+    ownership.require_own(parts.store, parts.db)  # never mix two databases' objects
+    with parts.store.writing():
+        exclude = placed(parts.settings.control_dir)
+        put = store.put(parts.store, source, progress, exclude=exclude)
+        new = NewVersion(
+            kind=KIND_NAMES[put.root.kind],
+            digest=put.root.id.hex(),
+            size=put.size,
+            file_count=put.file_count,
+            mode=put.mode,
+            source_name=source.name or "root",
+            user=parts.user,
+            message=message,
+            metadata=fields,
+            run_id=run_id,
+            host=parts.settings.host,
+        )
+        added = meta.add_version(parts.db, name, type, new)
+    return AddResult(
+        added.version,
+        added.created,
+        new_bytes=put.new_bytes,
+        reused_bytes=max(put.size - put.new_bytes, 0),
+        stored_bytes=put.stored_bytes,
+        same_as=added.same_as,
+    )
+
+
+def addable(parts: Parts, path: str | os.PathLike[str]) -> Path:
+    """The path add stores: absolute, '..' and symlinked folders resolved (a final
+    symlink is stored as itself). Refused (ControlPath) when it, or what it leads to, is
+    the control folder or inside it, or inside any '.git' or '.modelkeep' folder, so the
+    store never stores itself and Git's or modelkeep's files are never versioned."""
+    if not os.path.lexists(path):
+        raise PathNotFound(str(path))
+    where = placed(Path(path))
+    real = Path(os.path.realpath(where))
+    control = Path(os.path.realpath(parts.settings.control_dir))
+    if real == control or control in real.parents:
+        raise ControlPath(str(path), str(parts.settings.control_dir))
+    for candidate in (where, real):
+        folder = control_folder(list(candidate.parts))
+        if folder is not None:
+            inside = candidate.parts[: candidate.parts.index(folder) + 1]
+            raise ControlPath(str(path), str(Path(*inside)))
+    return where
+
+
+def placed(path: Path) -> Path:
+    """path absolute, its folders' symlinks and '..' resolved as the system does (a '..'
+    after a symlink leaves the link's target); a final symlink is kept as itself."""
+    absolute = path.absolute()  # drops '.' segments, keeps '..'
+    if absolute.name == "..":
+        return Path(os.path.realpath(absolute))
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def digest_of(parts: Parts, path: str | os.PathLike[str]) -> tuple[str, int]:
+    """The content id a path would get if added, and its mode; stores nothing."""
+    source = Path(path)
+    if not os.path.lexists(source):
+        raise PathNotFound(str(path))
+    put = store.put(parts.store, source, exclude=parts.settings.control_dir, dry=True)
+    return content_id(put.root.id), put.mode
+
+
+def holds(parts: Parts, digest: str) -> bool:
+    """Whether some version has exactly this content, and the store has its root (or
+    can fetch it from the default remote: a lock file committed on another machine)."""
+    try:
+        meta.resolve(parts.db, digest)
+    except DigestNotFound:
+        return False
+    root = content_bytes(digest)
+    if not parts.store.has(root):
+        with contextlib.suppress(MissingObject):  # on no remote either
+            parts.store.ensure([root])
+    return parts.store.has(root)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def entry(parts: Parts, version: Version, path: str | None) -> TreeEntry:
+    """The tree entry of a version, or of one path inside it."""
+    top = root_entry(root_of(version), os.fsencode(version.source_name), version.size, version.mode)
+    if not path:
+        return top
+    try:
+        return parts.store.find(top, os.fsencode(path))
+    except KeyError:
+        raise PathNotFound(path, version.ref) from None
+
+
+def restorable(parts: Parts, version: Version, path: str | None) -> TreeEntry:
+    """The entry to restore, once the version's record is known to be safe to follow:
+    its source name becomes a path and its mode a file's mode (UnsafeRecord if not)."""
+    check_paths(version)
+    with explained(parts, version):
+        return entry(parts, version, path)
+
+
+def restore_entry(
+    parts: Parts,
+    version: Version,
+    found: TreeEntry,
+    target: Path,
+    *,
+    force: bool,
+    progress: Progress = NULL_PROGRESS,
+) -> None:
+    with explained(parts, version):
+        store.restore(
+            parts.store,
+            Root(found.kind, found.id),
+            target,
+            size=found.size,
+            mode=found.mode,
+            force=force,
+            progress=progress,
+        )
+
+
+def restore(
+    parts: Parts,
+    version: Version,
+    target: Path,
+    *,
+    path: str | None = None,
+    force: bool = False,
+    progress: Progress = NULL_PROGRESS,
+) -> Path:
+    """Restore a version (or one path in it) to exactly target, which it becomes."""
+    found = restorable(parts, version, path)
+    target = target.absolute()
+    restore_entry(parts, version, found, target, force=force, progress=progress)
+    return target
+
+
+def local_copy(parts: Parts, version: Version, path: str | None = None) -> Path:
+    """A path holding a version (or one path in it): a copy under `.modelkeep/checkouts`,
+    restored once per content id and shared by every reader. It is read-only, and
+    verified before each reuse: a copy someone changed is restored afresh (see
+    modelkeep.checkouts)."""
+    found = restorable(parts, version, path)
+    folder = parts.settings.control_dir / "checkouts" / found.id.hex()[:16]
+    target = folder / (os.fsdecode(found.name) or "content")
+    with explained(parts, version):
+        checkouts.ensure(
+            parts.store,
+            found,
+            target,
+            lambda force: restore_entry(parts, version, found, target, force=force),
+        )
+    return target
+
+
+def open_file(parts: Parts, version: Version, path: str | None = None) -> BinaryIO:
+    """A read-only binary file object over one file of a version, streamed and verified."""
+    with explained(parts, version):
+        found = entry(parts, version, path)
+        if found.kind != Kind.FILE:
+            where = f"{version.ref} {path}" if path else version.ref
+            raise InvalidArgument(f"{where} is a {KIND_NAMES[found.kind]}, not a file; give --path")
+        reader = parts.store.open_blob(
+            found.id, functools.partial(explain, parts, version=version), found.size
+        )
+    return io.BufferedReader(reader, buffer_size=1 << 20)
+
+
+# -- explaining ---------------------------------------------------------------------------
+
+
+def explain(parts: Parts, exc: ModelkeepError, version: Version | None = None) -> ModelkeepError:
+    """Name the versions that need a damaged or missing object; for a version whose
+    content was never here, say where it was added and whether it was pushed."""
+    if isinstance(exc, MissingObject) and version is not None:
+        state = meta.push_state(parts.db, version.name, version.number)
+        default = parts.settings.default_remote
+        if not state.remotes and state.host != parts.settings.host:
+            url = default.url if default is not None else None
+            return NotPushed(version.ref, state.host, state.user, url)
+        if state.remotes and (default is None or default.url not in state.remotes):
+            return PushedElsewhere(version.ref, state.remotes)
+    if isinstance(exc, ObjectError):
+        oid = bytes.fromhex(exc.object_id)
+        with parts.store.offline():
+            holders = store.needed_by(parts.store, roots(parts.db), [oid]).get(oid, [])
+        return exc.with_versions(holders)
+    return exc
+
+
+@contextmanager
+def explained(parts: Parts, version: Version | None = None) -> Iterator[None]:
+    """Errors about objects raised inside name the versions they concern."""
+    try:
+        yield
+    except ObjectError as exc:
+        raise explain(parts, exc, version) from None

@@ -1,0 +1,151 @@
+"""Row helpers every metadata writer and reader shares: finding an artifact, a version,
+the holders of its stages, and the one way a version row is made."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelkeep.errors import AliasNotFound, ArtifactNotFound, VersionDeleted, VersionNotFound
+from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
+
+
+def artifact(s: Session, name: str) -> ArtifactRow:
+    """The artifact called name; ArtifactNotFound naming similar names if there is none."""
+    art: ArtifactRow | None = s.scalars(
+        select(ArtifactRow).where(ArtifactRow.name == name)
+    ).one_or_none()
+    if art is None:
+        names = list(s.scalars(select(ArtifactRow.name)))
+        similar = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        similar += [n for n in names if n.startswith(name) and n not in similar][:3]
+        raise ArtifactNotFound(name, similar[:3], len(names))
+    return art
+
+
+def artifact_locked(
+    s: Session, name: str, *, create: str | None = None, now: datetime | None = None
+) -> ArtifactRow:
+    """The artifact's row, locked for this transaction (PostgreSQL; SQLite locks it all).
+
+    create is the type of a new artifact made when none exists (made at now); without it,
+    a missing artifact is ArtifactNotFound.
+    """
+    art: ArtifactRow | None = s.scalars(
+        select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
+    ).one_or_none()
+    if art is not None:
+        return art
+    if create is None or now is None:
+        return artifact(s, name)
+    art = ArtifactRow(name=name, type=create, created_at=now, latest_number=0)
+    s.add(art)
+    s.flush()
+    return art
+
+
+def ref_of(art: ArtifactRow, row: VersionRow) -> str:
+    return f"{art.name}:v{row.number}"
+
+
+def version_row(s: Session, art: ArtifactRow, number: int) -> VersionRow:
+    """name:vN's row; VersionNotFound or VersionDeleted when it cannot be used."""
+    row = s.scalars(
+        select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
+    ).one_or_none()
+    if row is None:
+        raise VersionNotFound(art.name, number, art.latest_number)
+    if row.deleted_at is not None:
+        raise VersionDeleted(f"{art.name}:v{number}", row.deleted_at.isoformat())
+    return row
+
+
+def latest_row(s: Session, art: ArtifactRow) -> VersionRow | None:
+    """The row of the artifact's highest number (deleted or not), None for a new artifact."""
+    if not art.latest_number:
+        return None
+    row: VersionRow = s.scalars(
+        select(VersionRow).where(
+            VersionRow.artifact_id == art.id, VersionRow.number == art.latest_number
+        )
+    ).one()
+    return row
+
+
+def create_version(
+    s: Session,
+    art: ArtifactRow,
+    *,
+    kind: str,
+    digest: str,
+    size: int,
+    file_count: int,
+    mode: int,
+    source_name: str,
+    user: str,
+    message: str,
+    metadata: dict[str, Any],
+    run_id: str | None,
+    host: str | None,
+    now: datetime,
+) -> VersionRow:
+    """The one way a version row is made (add and register): the next number of art, at
+    now, which the caller read with `chain.clock` under the chain lock."""
+    art.latest_number += 1
+    row = VersionRow(
+        artifact_id=art.id,
+        number=art.latest_number,
+        kind=kind,
+        digest=digest,
+        size=size,
+        file_count=file_count,
+        mode=mode,
+        source_name=os.fsencode(source_name),
+        created_at=now,
+        user=user,
+        message=message,
+        metadata_json=json.dumps(metadata, sort_keys=True),
+        run_id=run_id,
+        stage="none",
+        deleted_at=None,
+        host=host,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def holders(s: Session, art: ArtifactRow) -> dict[str, VersionRow]:
+    """The versions holding staging and production: the only one in production, the
+    most recently moved one in staging. One query for both."""
+    rows = s.scalars(
+        select(VersionRow).where(
+            VersionRow.artifact_id == art.id, VersionRow.stage.in_(("staging", "production"))
+        )
+    ).all()
+    found: dict[str, VersionRow] = {}
+    for row in sorted(rows, key=lambda r: (r.stage_changed_at or art.created_at, r.id)):
+        found[row.stage] = row  # the newest wins
+    return found
+
+
+def alias_names(s: Session, art: ArtifactRow) -> list[str]:
+    return sorted(s.scalars(select(AliasRow.alias).where(AliasRow.artifact_id == art.id)))
+
+
+def alias_row(s: Session, art: ArtifactRow, alias: str) -> VersionRow:
+    """The version NAME@alias names now: a stage's holder or a free alias's target."""
+    if alias in ("staging", "production"):
+        row = holders(s, art).get(alias)
+    else:
+        link = s.get(AliasRow, (art.id, alias))
+        row = s.get(VersionRow, link.version_id) if link else None
+    if row is None:
+        raise AliasNotFound(art.name, alias, alias_names(s, art))
+    return row

@@ -1,0 +1,37 @@
+"""The parts every operation below Repo works on: settings, database, object store, actor.
+
+Sync, the registry, the work tree, model packaging and cards take a `Parts` (and resolved
+versions), never a `Repo`: `Repo` composes them, and nothing below it reaches back up.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelkeep import config, meta
+from modelkeep.store import ObjectStore
+
+
+@dataclass(eq=False)
+class Parts:
+    settings: config.Settings
+    db: meta.Database
+    store: ObjectStore
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @functools.cached_property
+    def user(self) -> str:
+        """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
+        from modelkeep.capture.git import user_identity
+
+        return self.settings.user or user_identity(self.root) or config.os_user()
+
+    def active_run(self, run_id: str | None) -> str | None:
+        """run_id, or by default the run active in this process (or the `modelkeep run`
+        around it) for this repository."""
+        return run_id if run_id is not None else config.active_run(self.root)
