@@ -133,11 +133,11 @@ def test_the_policy_can_require_a_reason(parts: Parts, tmp_path: Path) -> None:
     ['[reasons]\nrequire = ["promote", "deploy"]\n', "[reasons]\nrequire = 1\n", "reasons = 2\n"],
 )
 def test_a_bad_reasons_table_is_one_policy_error(parts: Parts, tmp_path: Path, text: str) -> None:
-    (parts.root / "modelkeep.toml").write_text(text)
     v = content.add(
         parts, write(tmp_path / "m", b"m"), "m", type=None, message="", metadata=None, run_id=None
     ).version
     v, _ = registry.register(parts, v, "m")
+    (parts.root / "modelkeep.toml").write_text(text)
     with pytest.raises(PolicyError, match="reasons"):
         registry.promote(parts, v, "staging", reason="x")
 
