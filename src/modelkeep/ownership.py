@@ -20,6 +20,7 @@ from __future__ import annotations
 from modelkeep import meta
 from modelkeep.errors import BadStoreBinding, WrongDatabase
 from modelkeep.meta.identity import database_id, version_count
+from modelkeep.refs import content_bytes
 from modelkeep.store import ObjectStore, identity
 from modelkeep.store.identity import Binding
 
@@ -73,6 +74,4 @@ def require_own(store: ObjectStore, db: meta.Database) -> None:
 
 
 def _holds_some_version(store: ObjectStore, db: meta.Database) -> bool:
-    return any(
-        store.has(bytes.fromhex(v.digest.removeprefix("b3:"))) for v in meta.all_versions(db)
-    )
+    return any(store.has(content_bytes(v.digest)) for v in meta.all_versions(db))

@@ -12,7 +12,8 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -677,10 +678,10 @@ class Repo:
         _deprecated("Repo.holds", "modelkeep.content.holds(repo.parts, digest)")
         return content.holds(self.parts, digest)
 
-    def explained(self, version: Version | None = None) -> Iterator[None]:
+    def explained(self, version: Version | None = None) -> AbstractContextManager[None]:
         """Deprecated: use `modelkeep.content.explained`."""
         _deprecated("Repo.explained", "modelkeep.content.explained(repo.parts, version)")
-        return content.explained(self.parts, version)  # type: ignore[return-value]
+        return content.explained(self.parts, version)
 
 
 def _deprecated(old: str, new: str) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ArtifactRow, RunInputRow, RunRow, VersionRow
+from modelkeep.refs import content_id
 
 _BATCH = 500
 
@@ -209,7 +210,7 @@ class _Walk:
                 .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
                 .where(VersionRow.id.in_(batch))
             ):
-                node = VersionNode(f"{name}:v{number}", kind, f"b3:{digest}", created)
+                node = VersionNode(f"{name}:v{number}", kind, content_id(digest), created)
                 self.versions[vid] = node
                 self.version_keys[vid] = node.ref
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from modelkeep.errors import UnsafeRecord
 from modelkeep.meta.models import ArtifactRow, VersionRow
+from modelkeep.refs import content_id
 
 ARTIFACT_TYPES = ("model", "dataset", "code", "other")
 KINDS = ("file", "dir", "link")
@@ -123,7 +124,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         number=row.number,
         type=artifact.type,
         kind=row.kind,
-        digest=f"b3:{row.digest}",
+        digest=content_id(row.digest),
         size=row.size,
         file_count=row.file_count,
         mode=row.mode,

@@ -10,6 +10,7 @@ from typing import Any
 
 from modelkeep.errors import ObjectError, UnsafeEntry
 from modelkeep.progress import NULL_PROGRESS, Progress
+from modelkeep.refs import content_id
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import CorruptIndex, read_index
 from modelkeep.store.trees import Kind
@@ -165,7 +166,7 @@ def fsck(
     if absent:
         absent -= elsewhere(sorted(absent))
     for oid in sorted(absent):
-        problems.setdefault(oid.hex(), f"object b3:{oid.hex()} is missing")
+        problems.setdefault(oid.hex(), f"object {content_id(oid)} is missing")
     ids = [bytes.fromhex(k) for k in problems if not k.startswith("pack-")]
     holders = _holders(closures, ids)
     report = tuple(
