@@ -13,16 +13,17 @@ import re
 import socket
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from modelkeep.errors import BadConfigFile, ModelkeepError, RepoNotFound
-from modelkeep.redact import mask_options, mask_url
+from modelkeep.redact import WHERE_ANY, has_credentials, is_secret_key, mask_options, mask_url
 
 REPO_DIR = ".modelkeep"
 CONFIG_FILE = "config.toml"
 REMOTES_FILE = "remotes.toml"  # written by `modelkeep remote add/remove`
+PROJECT_FILE = "modelkeep.toml"  # committed: the policy, and remotes the team shares
 # Set by `modelkeep run` for the command it starts, so the command joins that run.
 RUN_ID_ENV = "MODELKEEP_RUN_ID"
 REPO_ENV = "MODELKEEP_REPO"
@@ -35,6 +36,7 @@ class RemoteConfig:
     url: str  # canonical (see remotes.parse_url)
     options: tuple[tuple[str, str], ...] = ()
     default: bool = False
+    scope: str = "local"  # "local" (.modelkeep/remotes.toml) or "project" (modelkeep.toml)
 
     def shown(self) -> RemoteConfig:
         """This remote fit to print: credentials in its URL or options masked.
@@ -42,7 +44,9 @@ class RemoteConfig:
         New remotes never hold any (`parse_url` refuses them), but an old or hand-edited
         remotes.toml may, and listing it must not spread them.
         """
-        return RemoteConfig(self.name, mask_url(self.url), mask_options(self.options), self.default)
+        return RemoteConfig(
+            self.name, mask_url(self.url), mask_options(self.options), self.default, self.scope
+        )
 
     def to_json(self) -> dict[str, object]:
         shown = self.shown()
@@ -51,6 +55,7 @@ class RemoteConfig:
             "url": shown.url,
             "options": dict(shown.options),
             "default": shown.default,
+            "scope": shown.scope,
         }
 
 
@@ -82,6 +87,22 @@ class Settings:
     @property
     def store_dir(self) -> Path:
         return self.control_dir / "store"
+
+
+def project_root(root: Path) -> Path:
+    """Where modelkeep.toml lives: the repository root, else the top of its Git work tree.
+
+    The work tree is found by looking for `.git` upward, not by running git: promotions
+    are hot paths, and a subprocess costs more than the whole promotion. Only those two
+    folders count: a modelkeep.toml in some folder above a repository that is not in a
+    work tree (a home folder, /tmp) is not its project's.
+    """
+    if (root / PROJECT_FILE).exists():
+        return root
+    for folder in (root, *root.parents):
+        if (folder / ".git").exists():
+            return folder
+    return root
 
 
 def find_root(start: Path) -> Path:
@@ -207,7 +228,7 @@ def load(root: Path) -> Settings:
         code_globs=tuple(globs),
         trust_pickle=trust,
         trusted_types=frozenset(types),
-        remotes=load_remotes(control / REMOTES_FILE),
+        remotes=remotes_of(root),
         host=os.environ.get("MODELKEEP_HOST") or socket.gethostname(),
     )
 
@@ -215,23 +236,26 @@ def load(root: Path) -> Settings:
 REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def load_remotes(path: Path) -> tuple[RemoteConfig, ...]:
-    """The remotes in remotes.toml, every value type-checked (it may be hand-edited)."""
+def load_remotes(path: Path, *, project: bool = False) -> tuple[RemoteConfig, ...]:
+    """The remotes in remotes.toml (`[remote.NAME]`) or, with project, in the committed
+    modelkeep.toml (`[remotes.NAME]`), every value type-checked: both may be hand-edited.
+    A committed file must hold no credential: one there is refused, saying where it goes."""
     read = read_toml(path)
     if read is None:
         return ()
     text, doc = read
-    tables = doc.get("remote", {})
+    key = "remotes" if project else "remote"
+    tables = doc.get(key, {})
     if not isinstance(tables, dict):
         raise BadConfigFile(
-            str(path), key_line(text, "remote"), "remote must be tables: [remote.NAME] url = …"
+            str(path), key_line(text, key), f"{key} must be tables: [{key}.NAME] url = …"
         )
     out = []
     for name, table in tables.items():
-        where = f"remote.{json.dumps(name)}"
+        where = f"{key}.{json.dumps(name)}"
 
-        def bad(key: str | None, reason: str, where: str = where) -> BadConfigFile:
-            line = key_line(text, key, where) or key_line(text, None, where)
+        def bad(field: str | None, reason: str, where: str = where) -> BadConfigFile:
+            line = key_line(text, field, where) or key_line(text, None, where)
             return BadConfigFile(str(path), line, reason)
 
         if not REMOTE_NAME.match(name):
@@ -246,15 +270,79 @@ def load_remotes(path: Path) -> tuple[RemoteConfig, ...]:
         default = table.get("default", False)
         if not isinstance(default, bool):
             raise bad("default", f"{where}.default must be true or false, not {default!r}")
+        if project:
+            secret = (
+                "url"
+                if has_credentials(url)
+                else next((k for k in options if is_secret_key(k)), None)
+            )
+            if secret is not None:
+                raise bad(
+                    secret if secret == "url" else "options",
+                    f"{where}: {'the url' if secret == 'url' else repr(secret)} holds a "
+                    f"credential, and {PROJECT_FILE} is committed; {WHERE_ANY}",
+                )
         pairs = tuple(sorted(options.items()))
-        out.append(RemoteConfig(name, url, pairs, default))
+        out.append(RemoteConfig(name, url, pairs, default, "project" if project else "local"))
     return tuple(out)
+
+
+def remotes_of(root: Path) -> tuple[RemoteConfig, ...]:
+    """The remotes of the repository at root: its project's, with its own over them."""
+    return merge_remotes(
+        load_remotes(project_root(root) / PROJECT_FILE, project=True),
+        load_remotes(root / REPO_DIR / REMOTES_FILE),
+    )
+
+
+def merge_remotes(
+    project: tuple[RemoteConfig, ...], local: tuple[RemoteConfig, ...]
+) -> tuple[RemoteConfig, ...]:
+    """The project's remotes with the local ones over them: a local remote replaces a
+    project one of the same name, and a local default outranks the project's default."""
+    mine = {r.name for r in local}
+    shared = [r for r in project if r.name not in mine]
+    if any(r.default for r in local):
+        shared = [replace(r, default=False) for r in shared]
+    return (*shared, *local)
+
+
+def save_project_remote(root: Path, remote: RemoteConfig | None, name: str) -> Path:
+    """Write (or, remote None, remove) `[remotes.NAME]` in the committed modelkeep.toml,
+    keeping the rest of the file (the policy, comments) as it is. Atomic."""
+    import tomlkit
+
+    path = project_root(root) / PROJECT_FILE
+    read = read_toml(path)  # refuses a file that is not TOML before it is rewritten
+    doc = tomlkit.parse(read[0]) if read is not None else tomlkit.document()
+    tables = doc.get("remotes")
+    if tables is None:
+        tables = tomlkit.table(is_super_table=True)
+        doc["remotes"] = tables
+    if remote is None:
+        tables.pop(name, None)
+    else:
+        if remote.default:
+            for other in tables.values():
+                if isinstance(other, dict):
+                    other.pop("default", None)
+        table = tomlkit.table()
+        table["url"] = remote.url
+        if remote.default:
+            table["default"] = True
+        if remote.options:
+            table["options"] = dict(remote.options)
+        tables[name] = table
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomlkit.dumps(doc), "utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def save_remotes(root: Path, remotes: tuple[RemoteConfig, ...]) -> None:
     """Rewrite remotes.toml (atomically): one table per remote. JSON strings are TOML strings."""
     lines = ["# modelkeep remotes: edit with `modelkeep remote add/remove`"]
-    for r in remotes:
+    for r in (r for r in remotes if r.scope == "local"):
         lines += ["", f"[remote.{json.dumps(r.name)}]", f"url = {json.dumps(r.url)}"]
         if r.default:
             lines.append("default = true")

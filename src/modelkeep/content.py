@@ -33,10 +33,11 @@ from modelkeep.meta import NewVersion, Version
 from modelkeep.meta.records import check_paths
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.refs import content_bytes, content_id, validate_name
+from modelkeep.refs import content_bytes, content_hex, content_id, validate_name
 from modelkeep.results import AddResult
 from modelkeep.store import Kind, Root
 from modelkeep.store.diff import root_entry
+from modelkeep.store.packs import KIND_TREE
 from modelkeep.store.trees import TreeEntry
 
 KIND_NAMES = {Kind.FILE: "file", Kind.DIR: "dir", Kind.LINK: "link"}
@@ -154,17 +155,69 @@ def digest_of(parts: Parts, path: str | os.PathLike[str]) -> tuple[str, int]:
 
 
 def holds(parts: Parts, digest: str) -> bool:
-    """Whether some version has exactly this content, and the store has its root (or
-    can fetch it from the default remote: a lock file committed on another machine)."""
+    """Whether the content can be restored here: a version records it, or its full id names
+    an object the store has or can fetch from the default remote (a lock file committed on
+    another machine, in a clone that never added it)."""
     try:
         meta.resolve(parts.db, digest)
     except DigestNotFound:
-        return False
+        if len(content_hex(digest)) != 64:
+            return False
     root = content_bytes(digest)
     if not parts.store.has(root):
         with contextlib.suppress(MissingObject):  # on no remote either
             parts.store.ensure([root])
     return parts.store.has(root)
+
+
+def unrecorded(parts: Parts, digest: str, name: str) -> TreeEntry:
+    """The entry a full content id names when no version here records it: its object, from
+    the store or fetched from the default remote. Whether it is a folder or a file comes
+    from the object found, and restoring checks it against the id either way (a folder's
+    listing hashes to it, or the file's bytes do); a file comes back with mode 0644."""
+    hexid = content_hex(digest)
+    if len(hexid) != 64:
+        raise DigestNotFound(hexid)
+    oid = bytes.fromhex(hexid)
+    if not parts.store.has(oid):
+        with contextlib.suppress(MissingObject):
+            parts.store.ensure([oid])
+    located = parts.store.index.locate(oid)
+    if located is None:
+        raise DigestNotFound(hexid)
+    if located.entry.kind == KIND_TREE:
+        size = sum(e.size for e in parts.store.tree(oid).entries)
+        return TreeEntry(os.fsencode(name), Kind.DIR, 0, size, oid)
+    return TreeEntry(os.fsencode(name), Kind.FILE, 0o644, parts.store.manifest(oid).size, oid)
+
+
+def restore_content(
+    parts: Parts,
+    digest: str,
+    target: Path,
+    *,
+    force: bool = False,
+    progress: Progress = NULL_PROGRESS,
+) -> Path:
+    """Restore the content a content id names to target: through the version that records
+    it, else (a full id, in a clone that never added it) from the object itself."""
+    try:
+        version = meta.resolve(parts.db, digest)
+    except DigestNotFound:
+        found = unrecorded(parts, digest, target.name)
+        target = target.absolute()
+        with explained(parts):
+            store.restore(
+                parts.store,
+                Root(found.kind, found.id),
+                target,
+                size=found.size,
+                mode=found.mode,
+                force=force,
+                progress=progress,
+            )
+        return target
+    return restore(parts, version, target, force=force, progress=progress)
 
 
 # -- reading -----------------------------------------------------------------------------

@@ -24,6 +24,14 @@ def content_hex(cid: str) -> str:
     return cid.removeprefix(CONTENT_PREFIX)
 
 
+def is_full_id(text: object) -> bool:
+    """A whole content id (`b3:` and 64 hex digits): it names content even where no
+    version records it, so it can be fetched from a remote by id alone."""
+    return (
+        isinstance(text, str) and re.fullmatch(r"b3:[0-9a-f]{64}", text.strip().lower()) is not None
+    )
+
+
 def content_bytes(cid: str) -> bytes:
     """The id a content id names, as the object store keys it."""
     return bytes.fromhex(content_hex(cid))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelkeep import meta, policy
+from modelkeep import config, meta, policy
 from modelkeep.errors import InvalidArgument, PromotionRefused, ReasonRequired, RegistryRefused
 from modelkeep.meta import Version
 from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
@@ -43,19 +43,8 @@ class Promotion:
 
 
 def policy_root(root: Path) -> Path:
-    """Where modelkeep.toml lives: the repository root, else the top of its Git work tree.
-
-    The work tree is found by looking for `.git` upward, not by running git: promotions
-    are hot paths, and a subprocess costs more than the whole promotion. Only those two
-    folders count: a modelkeep.toml in some folder above a repository that is not in a
-    work tree (a home folder, /tmp) is not its policy.
-    """
-    if (root / policy.FILE).exists():
-        return root
-    for folder in (root, *root.parents):
-        if (folder / ".git").exists():
-            return folder
-    return root
+    """Where modelkeep.toml lives (see `config.project_root`)."""
+    return config.project_root(root)
 
 
 def _policy(parts: Parts) -> tuple[Path, policy.Policy]:

@@ -23,6 +23,7 @@ from modelkeep import config, content, meta, model, ownership, registry, store, 
 from modelkeep.capture.process import alive
 from modelkeep.errors import (
     ArtifactNotFound,
+    DigestNotFound,
     InvalidArgument,
     RemoteExists,
     RemoteNotFound,
@@ -32,7 +33,7 @@ from modelkeep.errors import (
 from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.refs import content_id, validate_name
+from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
 from modelkeep.store.diff import diff as diff_roots
@@ -243,7 +244,16 @@ class Repo:
         this process or the `modelkeep run` around it); at resolves ref as it was then.
         """
         run_id = self.parts.active_run(run_id)
-        version = self.show(ref, at=at)
+        try:
+            version = self.show(ref, at=at)
+        except DigestNotFound:
+            if not is_full_id(ref) or path or at is not None:
+                raise
+            # No version here records it: a lock file's id, fetched from the default remote.
+            target = Path(dest) if dest is not None else Path.cwd() / content_hex(str(ref))[:16]
+            return content.restore_content(
+                self.parts, str(ref), target, force=force, progress=progress
+            )
         found = content.restorable(self.parts, version, path)
         name = os.fsdecode(found.name)
         if dest is None:
@@ -401,9 +411,14 @@ class Repo:
         *,
         default: bool = False,
         options: Mapping[str, str] | None = None,
+        project: bool = False,
     ) -> config.RemoteConfig:
         """Remember a remote (checked, not contacted). The default remote (`default=True`;
-        at most one) is where push goes and missing objects come from on their own."""
+        at most one) is where push goes and missing objects come from on their own.
+
+        project=True writes it to the committed modelkeep.toml, so every clone has it;
+        otherwise it is this repository's own (`.modelkeep/remotes.toml`), and overrides a
+        project remote of the same name. Credentials go in neither: they are refused."""
         from modelkeep.remotes import parse_url, require_backend
 
         if not config.REMOTE_NAME.match(name):
@@ -411,28 +426,52 @@ class Repo:
                 f"invalid remote name {name!r}: use letters, digits, '-', '_' and '.', "
                 "up to 64 characters"
             )
-        existing = self.settings.remote(name)
+        scope = "project" if project else "local"
+        existing = self._remote_in(scope, name)
         if existing is not None:
             raise RemoteExists(name, existing.shown().url)
         spec = parse_url(url, options)
         require_backend(spec)
-        made = config.RemoteConfig(name, spec.url, tuple(sorted(spec.options.items())), default)
-        others = tuple(
-            dataclasses.replace(r, default=False) if default else r for r in self.settings.remotes
-        )
-        self._save_remotes((*others, made))
+        options_ = tuple(sorted(spec.options.items()))
+        made = config.RemoteConfig(name, spec.url, options_, default, scope)
+        if project:
+            config.save_project_remote(self.root, made, name)
+        else:
+            mine = [r for r in self.settings.remotes if r.scope == "local"]
+            if default:
+                mine = [dataclasses.replace(r, default=False) for r in mine]
+            config.save_remotes(self.root, (*mine, made))
+        self._reload_remotes()
         return made
 
-    def remove_remote(self, name: str) -> config.RemoteConfig:
-        found = self.settings.remote(name)
+    def remove_remote(self, name: str, *, project: bool = False) -> config.RemoteConfig:
+        """Forget a remote: this repository's own of that name (then a project remote of the
+        same name shows again), or with project=True the one in modelkeep.toml."""
+        found = self._remote_in("project" if project else "local", name)
+        if found is None and not project:
+            found = self._remote_in("project", name)
         if found is None:
             raise RemoteNotFound(name, [r.name for r in self.settings.remotes])
-        self._save_remotes(tuple(r for r in self.settings.remotes if r.name != name))
+        if found.scope == "project":
+            config.save_project_remote(self.root, None, name)
+        else:
+            mine = (r for r in self.settings.remotes if r.scope == "local" and r.name != name)
+            config.save_remotes(self.root, tuple(mine))
+        self._reload_remotes()
         return found.shown()  # what went, fit to print: a hand-edited URL may hold a token
 
-    def _save_remotes(self, remotes: tuple[config.RemoteConfig, ...]) -> None:
-        config.save_remotes(self.root, remotes)
-        self.parts.settings = dataclasses.replace(self.settings, remotes=remotes)
+    def _remote_in(self, scope: str, name: str) -> config.RemoteConfig | None:
+        if scope == "project":
+            path = config.project_root(self.root) / config.PROJECT_FILE
+            found = config.load_remotes(path, project=True)
+        else:
+            found = tuple(r for r in self.settings.remotes if r.scope == "local")
+        return next((r for r in found if r.name == name), None)
+
+    def _reload_remotes(self) -> None:
+        self.parts.settings = dataclasses.replace(
+            self.settings, remotes=config.remotes_of(self.root)
+        )
         self._wire_fetcher()
 
     def push(
@@ -454,8 +493,17 @@ class Repo:
         remote: str | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> sync.PullResult:
-        """Fetch (verified) what refs need and this store lacks."""
-        return sync.pull(self.parts, [self.show(r) for r in refs], remote, progress)
+        """Fetch (verified) what refs need and this store lacks. A full content id that no
+        version here records (`b3:` and 64 hex digits, from a lock file) is fetched by id."""
+        versions, digests = [], []
+        for r in refs:
+            try:
+                versions.append(self.show(r))
+            except DigestNotFound:
+                if not is_full_id(r):
+                    raise
+                digests.append(str(r))
+        return sync.pull(self.parts, versions, remote, progress, digests)
 
     def pushed_to(self, ref: Target) -> tuple[str, ...]:
         """The remotes (URLs) every object of a version is on, as recorded when pushed."""

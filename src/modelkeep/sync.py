@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,8 +404,10 @@ def pull(
     versions: list[Version],
     remote_name: str | None,
     progress: Progress = NULL_PROGRESS,
+    digests: Sequence[str] = (),
 ) -> PullResult:
-    """Fetch (verified) what versions need and this store lacks."""
+    """Fetch (verified) what versions need and this store lacks; digests are full content
+    ids no version here records (a lock file from another clone), fetched by id alone."""
     cfg = remote_config(parts.settings, remote_name)
     fetcher = RemoteFetcher(parts.store, cfg, cache_dir(parts.settings), progress)
     progress.start(None, "pulling")
@@ -416,11 +418,18 @@ def pull(
                 with content.explained(parts, v):
                     parts.store.prefetch(root)
                     _check_fetched_files(parts.store, root, v.size, fetcher.manifests)
+            for digest in digests:
+                found = content.unrecorded(parts, digest, "content")
+                root = Root(found.kind, found.id)
+                with content.explained(parts):
+                    parts.store.prefetch(root)
+                    _check_fetched_files(parts.store, root, found.size, fetcher.manifests)
     finally:
         progress.finish()
         fetcher.close()
     received = fetcher.remote.bytes_received if fetcher.objects else 0
-    return PullResult(fetcher.cfg.url, tuple(v.ref for v in versions), fetcher.objects, received)
+    refs = (*(v.ref for v in versions), *digests)
+    return PullResult(fetcher.cfg.url, refs, fetcher.objects, received)
 
 
 def _check_fetched_files(store: ObjectStore, root: Root, size: int, fetched: set[bytes]) -> None:

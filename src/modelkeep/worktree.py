@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import content, lockfile, meta
+from modelkeep import content, lockfile
 from modelkeep.capture import git
 from modelkeep.config import REPO_DIR
 from modelkeep.errors import (
@@ -171,8 +171,7 @@ def checkout(
     for s in todo:
         # again: a folder restored just before may have brought a link on this path's way
         _check_target(parts, top, LockEntry(s.path, s.ref, s.digest, lines[s.path]))
-        version = meta.resolve(parts.db, s.digest)
-        content.restore(parts, version, top / s.path, force=True, progress=progress)
+        content.restore_content(parts, s.digest, top / s.path, force=True, progress=progress)
     return todo
 
 

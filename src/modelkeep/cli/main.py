@@ -30,6 +30,8 @@ from modelkeep.cli.common import (
     parse_time,
 )
 from modelkeep.cli.progress import progress_for
+from modelkeep.errors import DigestNotFound
+from modelkeep.refs import is_full_id
 
 if TYPE_CHECKING:
     from modelkeep.meta import Version
@@ -245,18 +247,19 @@ def get(
     Under `modelkeep run`, the version is recorded as an input of that run.
     """
     repo = open_repo(ctx)
-    version = repo.show(ref, at=parse_time(at))
-    dest = repo.get(
-        version,
-        output,
-        path=inner,
-        force=force,
-        progress=progress_for(as_json),
-    )
+    when = parse_time(at)
+    target: Version | str = ref
+    try:
+        target = repo.show(ref, at=when)
+    except DigestNotFound:
+        if when is not None or inner or not is_full_id(ref):
+            raise  # else a lock file's id no version here records: fetched by id
+    dest = repo.get(target, output, path=inner, force=force, progress=progress_for(as_json))
+    shown = ref if isinstance(target, str) else target.ref
     if as_json:
-        render.emit_json({"ref": version.ref, "path": str(dest)})
+        render.emit_json({"ref": shown, "path": str(dest)})
     else:
-        click.echo(f"restored {version.ref}{' ' + inner if inner else ''} to {dest}")
+        click.echo(f"restored {shown}{' ' + inner if inner else ''} to {dest}")
 
 
 @cli.command()

@@ -25,6 +25,11 @@ def remote() -> None:
     metavar="KEY=VALUE",
     help="Backend option: endpoint_url, region, profile (s3); project (gs); account_name (az).",
 )
+@click.option(
+    "--project",
+    is_flag=True,
+    help="Write it to the committed modelkeep.toml, for every clone (default: this repository).",
+)
 @json_option
 @click.pass_context
 def remote_add(
@@ -33,23 +38,29 @@ def remote_add(
     url: str,
     default: bool,
     options: tuple[str, ...],
+    project: bool,
     as_json: bool,
 ) -> None:
-    """Add remote NAME at URL: a folder, file:///PATH, s3://BUCKET/PREFIX, gs://…, az://…"""
+    """Add remote NAME at URL: a folder, file:///PATH, s3://BUCKET/PREFIX, gs://…, az://…
+
+    Credentials never go in the URL or options: they come from the environment or the
+    provider's own configuration (AWS profiles, GOOGLE_APPLICATION_CREDENTIALS, AZURE_*)."""
     pairs = {k: str(v) for k, v in parse_metadata(options, "--option").items()}
-    made = open_repo(ctx).add_remote(name, url, default=default, options=pairs)
+    made = open_repo(ctx).add_remote(name, url, default=default, options=pairs, project=project)
     if as_json:
         render.emit_json(made.to_json())
     else:
         shown = made.shown()
-        click.echo(f"added remote {shown.name} {shown.url}{' (default)' if shown.default else ''}")
+        where = " in modelkeep.toml" if project else ""
+        mark = " (default)" if shown.default else ""
+        click.echo(f"added remote {shown.name} {shown.url}{mark}{where}")
 
 
 @remote.command("list")
 @json_option
 @click.pass_context
 def remote_list(ctx: click.Context, as_json: bool) -> None:
-    """List remotes; the default one is marked."""
+    """List remotes: the project's (modelkeep.toml) and this repository's; the default is marked."""
     # Masked: an old or hand-edited remotes.toml may hold a credential; never print it.
     remotes = [r.shown() for r in open_repo(ctx).remotes()]
     if as_json:
@@ -59,9 +70,15 @@ def remote_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("no remotes; add one with `modelkeep remote add NAME URL --default`")
         return
     render.table(
-        ["name", "url", "default", "options"],
+        ["name", "url", "default", "scope", "options"],
         [
-            [r.name, r.url, "*" if r.default else "", " ".join(f"{k}={v}" for k, v in r.options)]
+            [
+                r.name,
+                r.url,
+                "*" if r.default else "",
+                r.scope,
+                " ".join(f"{k}={v}" for k, v in r.options),
+            ]
             for r in remotes
         ],
     )
@@ -69,11 +86,15 @@ def remote_list(ctx: click.Context, as_json: bool) -> None:
 
 @remote.command("remove")
 @click.argument("name")
+@click.option("--project", is_flag=True, help="Remove it from the committed modelkeep.toml.")
 @json_option
 @click.pass_context
-def remote_remove(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Forget remote NAME (nothing on it is deleted; `remote rm` also works)."""
-    gone = open_repo(ctx).remove_remote(name)
+def remote_remove(ctx: click.Context, name: str, project: bool, as_json: bool) -> None:
+    """Forget remote NAME (nothing on it is deleted; `remote rm` also works).
+
+    This repository's own remote of that name goes first; a project one with --project,
+    or when there is no own one."""
+    gone = open_repo(ctx).remove_remote(name, project=project)
     if as_json:
         render.emit_json({"removed": gone.to_json()})
     else:
