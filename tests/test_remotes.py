@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -160,7 +161,7 @@ class RemoteContract:
         assert all(np.array_equal(loaded[k], weights[k]) for k in weights)
         assert b.input_example("tiny:v1") == [[0.0] * 3] * 2
         b.log_model(np.ones(2), "local")  # never pushed: the other machine says so
-        with pytest.raises(NotPushed, match="added on host host-b"):
+        with pytest.raises(NotPushed, match=r"added by \S+ in store [0-9a-f]{12} on host host-b"):
             a.load_model("local:v1")
 
     def test_a_second_push_uploads_nothing(
@@ -552,7 +553,10 @@ def test_team_mode_postgres_and_s3_end_to_end(
     write(machines["b"][0] / "mine.bin", rand(MiB, 42))
     run("b", "add", "mine.bin", "--name", "experiment")
     failed = run("a", "get", "experiment:v1", "-o", "x.bin", fails=True)
-    assert "added on host laptop-b by bob, not pushed" in failed.stderr
+    assert re.search(
+        r"added by bob in store [0-9a-f]{12} on host laptop-b, not pushed", failed.stderr
+    )
+    assert "run `modelkeep push experiment:v1` there" in failed.stderr
     assert failed.stderr.count("\n") == 1
     assert not (machines["a"][0] / "x.bin").exists()
     run("b", "push", "experiment:v1")
@@ -570,7 +574,9 @@ def test_a_version_pushed_to_another_remote_names_it(
     b.remove_remote("origin")
     with pytest.raises(PushedElsewhere, match="add that remote"):
         b.get("w:v1", tmp_path / "o")
-    with pytest.raises(NotPushed, match=r"host-a by tester, not pushed.*no default remote"):
+    with pytest.raises(
+        NotPushed, match=r"by tester in store \w+ on host host-a, not pushed.*no def"
+    ):
         b.get("u:v1", tmp_path / "o")
     b.add_remote("other", str(tmp_path / "two"), default=True)
     with pytest.raises(PushedElsewhere, match=pushed.remote):

@@ -104,6 +104,7 @@ def add(
             metadata=fields,
             run_id=run_id,
             host=parts.settings.host,
+            store_id=parts.store_id,
         )
         added = meta.add_version(parts.db, name, type, new)
     return AddResult(
@@ -319,9 +320,10 @@ def explain(parts: Parts, exc: ModelkeepError, version: Version | None = None) -
     if isinstance(exc, MissingObject) and version is not None:
         state = meta.push_state(parts.db, version.name, version.number)
         default = parts.settings.default_remote
-        if not state.remotes and state.host != parts.settings.host:
+        other_store = state.store_id is not None and state.store_id != parts.store_id
+        if not state.remotes and (other_store or state.host != parts.settings.host):
             url = default.url if default is not None else None
-            return NotPushed(version.ref, state.host, state.user, url)
+            return NotPushed(version.ref, state.host, state.user, url, state.store_id)
         if state.remotes and (default is None or default.url not in state.remotes):
             return PushedElsewhere(version.ref, state.remotes)
     if isinstance(exc, ObjectError):

@@ -530,16 +530,21 @@ class CorruptRemoteIndex(RemoteError):
 class NotPushed(ModelkeepError, LookupError):
     """A version's objects are not here, and nobody pushed them anywhere."""
 
-    def __init__(self, ref: str, host: str | None, user: str, remote: str | None) -> None:
+    def __init__(
+        self, ref: str, host: str | None, user: str, remote: str | None, store: str | None = None
+    ) -> None:
         self.ref = ref
         self.host = host
         self.user = user
         self.remote = remote
+        self.store = store
         where = f"on host {host}" if host else "on another machine"
+        if store:
+            where = f"in store {store[:12]} {where}"
         looked = f"nor on remote {remote}" if remote else "and no default remote is configured"
         super().__init__(
-            f"{ref} was added {where} by {user}, not pushed: its content is not in this "
-            f"store {looked}; run `modelkeep push {ref}` {where}"
+            f"{ref} was added by {user} {where}, not pushed: its content is not in this "
+            f"store {looked}; run `modelkeep push {ref}` there"
         )
 
 

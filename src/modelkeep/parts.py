@@ -25,6 +25,13 @@ class Parts:
         return self.settings.root
 
     @functools.cached_property
+    def store_id(self) -> str:
+        """This store's id, recorded on the versions it adds."""
+        from modelkeep.store.identity import store_id
+
+        return store_id(self.store.root)
+
+    @functools.cached_property
     def user(self) -> str:
         """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
         from modelkeep.capture.git import user_identity

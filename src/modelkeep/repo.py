@@ -266,6 +266,8 @@ class Repo:
         content.restore_entry(
             self.parts, version, found, target.absolute(), force=force, progress=progress
         )
+        if not path:  # a whole version on a tracked path: the lock now names it
+            worktree.follow(self.parts, target.absolute(), version)
         self._record_input(run_id, version)
         return target
 
@@ -392,10 +394,12 @@ class Repo:
         """Refs of versions whose content another machine or a remote is responsible for:
         pushed somewhere, or added on another host (in team mode)."""
         pushed = {f"{name}:v{number}" for name, number in meta.pushed_anywhere(self.db)}
+        mine = self.parts.store_id
         other = {
             v.ref
             for v in meta.all_versions(self.db)
-            if v.host is not None and v.host != self.settings.host
+            if (v.host is not None and v.host != self.settings.host)
+            or (v.store_id is not None and v.store_id != mine)
         }
         return (pushed | other) & set(roots)
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelkeep import content, lockfile
+from modelkeep import content, lockfile, meta
 from modelkeep.capture import git
 from modelkeep.config import REPO_DIR
 from modelkeep.errors import (
     InvalidArgument,
+    ModelkeepError,
     NotInStore,
     UncommittedChanges,
 )
@@ -41,6 +42,7 @@ class PathStatus:
     digest: str  # what the lock says
     state: str  # ok, modified, missing or not-in-store
     current: str | None = None  # the digest the path has now, when it differs
+    holds: str | None = None  # the version of the same name whose content it has, if any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class PathStatus:
             "digest": self.digest,
             "state": self.state,
             "current": self.current,
+            "holds": self.holds,
         }
 
 
@@ -123,6 +126,17 @@ def track(parts: Parts, where: tuple[Path, str], version: Version) -> LockEntry:
     return entry
 
 
+def follow(parts: Parts, target: Path, version: Version) -> LockEntry | None:
+    """After a version was restored to target: if the lock tracks that path, point it at
+    the version (`get NAME@production -o data` then commits as that version)."""
+    path = _place(target)
+    top = git.work_tree(path.parent)
+    rel = None if top is None else _relative(top, path)
+    if top is None or not rel or rel not in lockfile.read(top):
+        return None
+    return track(parts, (top, rel), version)
+
+
 def _state(parts: Parts, top: Path, entry: LockEntry) -> PathStatus:
     target = top / entry.path
     if not os.path.lexists(target):
@@ -130,11 +144,25 @@ def _state(parts: Parts, top: Path, entry: LockEntry) -> PathStatus:
     else:
         current, _mode = content.digest_of(parts, target)
         state = OK if current == entry.digest else MODIFIED
-    if state != OK and not content.holds(
-        parts, entry.digest
-    ):  # checkout needs a version and its bytes
+    if state != OK and not content.holds(parts, entry.digest):  # checkout needs its bytes
         state = NOT_IN_STORE
-    return PathStatus(entry.path, entry.ref, entry.digest, state, current if state != OK else None)
+    if state == OK:
+        return PathStatus(entry.path, entry.ref, entry.digest, state)
+    return PathStatus(
+        entry.path, entry.ref, entry.digest, state, current, _held(parts, entry, current)
+    )
+
+
+def _held(parts: Parts, entry: LockEntry, current: str | None) -> str | None:
+    """The version of the lock entry's name whose content the path has now (after a
+    `git checkout` of another commit, the one the other lock named), if any."""
+    if current is None:
+        return None
+    name = entry.ref.rpartition(":")[0]
+    try:
+        return next(v.ref for v in meta.versions(parts.db, name) if v.digest == current)
+    except (ModelkeepError, StopIteration):
+        return None
 
 
 def status(parts: Parts) -> list[PathStatus]:
@@ -222,7 +250,11 @@ _HOOK = """#!/bin/sh
 {mark}
 # After a branch checkout (or a clone), make tracked data and models match modelkeep.lock.
 [ "$3" = "1" ] || exit 0
-exec {python} -m modelkeep --repo {root} checkout
+{python} -m modelkeep --repo {root} checkout && exit 0
+echo "modelkeep: Git has switched commits, but the tracked data above was left as it was." \
+  "Keep its changes with \\`modelkeep add PATH --name NAME\\`, or drop them with" \
+  "\\`modelkeep checkout --force\\`; then \\`modelkeep checkout\\` finishes the switch." >&2
+exit 1
 """
 
 

@@ -32,7 +32,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     elif not changed:
         click.echo(f"{len(found)} tracked path(s) match modelkeep.lock")
     for s in changed:
-        click.echo(f"{s.state + ':':<14} {s.path}  ({s.ref}; {_HINT[s.state]})")
+        if s.holds is not None and s.state == "modified":
+            hint = f"holds {s.holds}, the lock says {s.ref}: run `modelkeep checkout`"
+            click.echo(f"{'other version:':<14} {s.path}  ({hint})")
+        else:
+            click.echo(f"{s.state + ':':<14} {s.path}  ({s.ref}; {_HINT[s.state]})")
 
 
 @click.command()

@@ -36,6 +36,7 @@ class NewVersion:
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None  # the run that produced it
     host: str | None = None  # the machine that added it
+    store_id: str | None = None  # the store that added it
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
             metadata=new.metadata,
             run_id=new.run_id,
             host=new.host,
+            store_id=new.store_id,
             now=now,
         )
         same = version_of(art, earlier) if earlier is not None else None

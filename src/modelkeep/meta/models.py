@@ -93,6 +93,8 @@ class VersionRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The machine that added it: where its bytes are until it is pushed (NULL before 0004).
     host: Mapped[str | None] = mapped_column(String(255), default=None)
+    # The store that added it (its id, store/identity.py; NULL before 0006).
+    store_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class PushRow(Base):

@@ -20,6 +20,7 @@ from modelkeep.meta.models import ArtifactRow, PushRow, VersionRow
 class PushState:
     ref: str
     host: str | None  # the machine that added it
+    store_id: str | None  # the store that added it
     user: str
     remotes: tuple[str, ...]  # URLs it was pushed to
 
@@ -68,14 +69,14 @@ def pushed(db: Database, remote: str) -> set[tuple[str, int]]:
 def push_state(db: Database, name: str, number: int) -> PushState:
     with db.read() as s:
         row = s.execute(
-            select(VersionRow.id, VersionRow.host, VersionRow.user)
+            select(VersionRow.id, VersionRow.host, VersionRow.user, VersionRow.store_id)
             .join(ArtifactRow, VersionRow.artifact_id == ArtifactRow.id)
             .where(ArtifactRow.name == name, VersionRow.number == number)
         ).one()
         urls = s.scalars(
             select(PushRow.remote).where(PushRow.version_id == row.id).order_by(PushRow.remote)
         )
-        return PushState(f"{name}:v{number}", row.host, row.user, tuple(urls))
+        return PushState(f"{name}:v{number}", row.host, row.store_id, row.user, tuple(urls))
 
 
 def pushed_anywhere(db: Database) -> set[tuple[str, int]]:

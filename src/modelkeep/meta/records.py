@@ -39,6 +39,7 @@ class Version:
     stage: str = "none"  # none, staging, production or archived
     deleted_at: datetime | None = None  # a tombstone: the version is gone, its record stays
     host: str | None = None  # the machine that added it (unknown for versions before 0.2)
+    store_id: str | None = None  # the store that added it (unknown before migration 0006)
 
     @property
     def ref(self) -> str:
@@ -68,6 +69,7 @@ class Version:
             "stage": self.stage,
             "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
             "host": self.host,
+            "store": self.store_id,
         }
 
 
@@ -138,6 +140,7 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         stage=row.stage,
         deleted_at=row.deleted_at,
         host=row.host,
+        store_id=row.store_id if isinstance(row.store_id, str) else None,
     )
 
 

@@ -84,6 +84,7 @@ def register(
                 metadata=source.metadata,
                 run_id=source.run_id,
                 host=source.host,  # the bytes are where the source's are
+                store_id=source.store_id,
                 now=now,
             )
         row.registered = True

@@ -93,6 +93,7 @@ def create_version(
     metadata: dict[str, Any],
     run_id: str | None,
     host: str | None,
+    store_id: str | None,
     now: datetime,
 ) -> VersionRow:
     """The one way a version row is made (add and register): the next number of art, at
@@ -115,6 +116,7 @@ def create_version(
         stage="none",
         deleted_at=None,
         host=host,
+        store_id=store_id,
     )
     s.add(row)
     s.flush()

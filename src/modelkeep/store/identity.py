@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,39 @@ def write(store_root: Path, binding: Binding) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+STORE_ID_FILE = "store-id"
+
+
+def store_id(store_root: Path) -> str:
+    """This store's own id: random, made on first use, kept in the store folder. Versions
+    record it, so one added by another store (on this machine or another) is known as
+    such, even in a shared database."""
+    path = store_root / STORE_ID_FILE
+    try:
+        found = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        found = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadStoreBinding(str(path), "unreadable store id") from exc
+    if len(found) == 32 and all(c in "0123456789abcdef" for c in found):
+        return found
+    if found:
+        raise BadStoreBinding(str(path), "not a store id (32 hex digits)")
+    made = uuid.uuid4().hex
+    fd, tmp = tempfile.mkstemp(dir=store_root, prefix=".store-id-")
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(made + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)  # first writer wins; a racing one reads the winner's id
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return store_id(store_root)
 
 
 def has_packs(packs_dir: Path) -> bool:
