@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -170,3 +171,88 @@ def test_a_malformed_project_remote_is_one_error_line(tmp_path: Path) -> None:
     (proj / "modelkeep.toml").write_text('[remotes.nas]\nurl = "/srv"\ndefault = "yes"\n')
     r = cli("ls", cwd=proj)
     assert r.returncode == 1 and "default must be true or false" in one_error_line(r)
+
+
+def test_status_names_the_version_a_path_holds_after_git_checkout(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    git(proj, "init", "-q")
+    ok("init", cwd=proj)
+    (proj / "w.bin").write_bytes(b"one" * 1000)
+    ok("add", "w.bin", "--name", "w", cwd=proj)
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "v1")
+    (proj / "w.bin").write_bytes(b"two" * 1000)
+    ok("add", "w.bin", "--name", "w", cwd=proj)
+    git(proj, "commit", "-qam", "v2")
+    git(proj, "checkout", "-q", "HEAD~1")  # the lock says v1; the file still holds v2
+    paths = jcli("status", cwd=proj)["paths"]
+    assert [(p["state"], p["ref"], p["holds"]) for p in paths] == [("modified", "w:v1", "w:v2")]
+    line = ok("status", cwd=proj).stdout
+    assert "holds w:v2, the lock says w:v1: run `modelkeep checkout`" in line
+    ok("checkout", cwd=proj)
+    assert (proj / "w.bin").read_bytes() == b"one" * 1000
+
+
+def test_get_onto_a_tracked_path_moves_the_lock(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    git(proj, "init", "-q")
+    ok("init", cwd=proj)
+    (proj / "m.bin").write_bytes(b"one" * 1000)
+    ok("add", "m.bin", "--name", "m", cwd=proj)
+    (proj / "m.bin").write_bytes(b"two" * 1000)
+    ok("add", "m.bin", "--name", "m", cwd=proj)
+    ok("register", "m:v1", "--as", "m", cwd=proj)
+    ok("promote", "m:v1", "production", cwd=proj)
+    ok("get", "m@production", "-o", "m.bin", "--force", cwd=proj)
+    assert "m.bin -> m:v1 (" in (proj / "modelkeep.lock").read_text()
+    assert {p["state"] for p in jcli("status", cwd=proj)["paths"]} == {"ok"}
+    ok("get", "m:v2", "-o", str(tmp_path / "elsewhere.bin"), cwd=proj)  # untracked: lock stays
+    assert "m.bin -> m:v1 (" in (proj / "modelkeep.lock").read_text()
+
+
+def test_the_hook_says_how_to_finish_when_data_changes_would_be_lost(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    git(proj, "init", "-q")
+    ok("init", cwd=proj)
+    ok("install-hooks", cwd=proj)
+    (proj / "d.bin").write_bytes(b"one" * 1000)
+    ok("add", "d.bin", "--name", "d", cwd=proj)
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "v1")
+    (proj / "d.bin").write_bytes(b"two" * 1000)
+    ok("add", "d.bin", "--name", "d", cwd=proj)
+    git(proj, "commit", "-qam", "v2")
+    (proj / "d.bin").write_bytes(b"unsaved work" * 100)  # in no version
+    switched = subprocess.run(
+        ["git", "checkout", "-q", "HEAD~1"], cwd=proj, capture_output=True, text=True, check=False
+    )
+    assert "modelkeep add PATH --name NAME" in switched.stderr
+    assert "modelkeep checkout --force" in switched.stderr
+    assert (proj / "d.bin").read_bytes() == b"unsaved work" * 100  # nothing lost
+
+
+def test_another_store_on_this_host_says_it_did_not_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stores on one machine share a database: a version one of them added and did
+    not push is named as that store's, not as damage in this one."""
+    monkeypatch.setenv("MODELKEEP_DATABASE_URL", f"sqlite:///{tmp_path / 'shared.sqlite'}")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        root.mkdir()
+        ok("init", cwd=root)
+    (a / "x.bin").write_bytes(b"x" * 5000)
+    ok("add", "x.bin", "--name", "x", cwd=a)
+    r = cli("get", "x:v1", "-o", str(tmp_path / "out.bin"), cwd=b)
+    line = one_error_line(r)
+    assert r.returncode == 1
+    assert re.search(
+        r"x:v1 was added by tester in store [0-9a-f]{12} on host \S+, not pushed", line
+    )
+    assert "run `modelkeep push x:v1` there" in line
+    assert not (tmp_path / "out.bin").exists()
+    assert jcli("fsck", cwd=a)["ok"]
+    ok("get", "x:v1", "-o", str(tmp_path / "out.bin"), cwd=a)
