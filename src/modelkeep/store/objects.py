@@ -447,7 +447,8 @@ class ObjectStore:
         last run is held back until the whole hash matches, so a consumer never gets a
         complete file that is not the one named; on a mismatch the chunks are checked one
         by one to name the culprit, and a manifest they all agree with is the liar: it is
-        dropped and the error names the file. A run that cannot be read in one go (a pack
+        dropped and the error names the file. A piece handed out is valid until the next
+        one is asked for (its buffer is then reused). A run that cannot be read in one go (a pack
         gone or short, a chunk not here) is read chunk by chunk, which fetches, looks
         again, or names the chunk at fault.
         """
@@ -477,11 +478,12 @@ class ObjectStore:
             except (ObjectError, OSError):
                 n = None
             if n is None:
+                free.append(buf)
                 return memoryview(read_chunks(run)), None
             return memoryview(buf)[:n], buf
 
         whole = blake3.blake3()
-        held: tuple[memoryview, bytearray | None, Future[object]] | None = None
+        held: tuple[memoryview, bytearray | None, Future[blake3.blake3]] | None = None
         with (
             ThreadPoolExecutor(READERS, thread_name_prefix="modelkeep-read") as pool,
             ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash") as hasher,
@@ -497,7 +499,7 @@ class ObjectStore:
                 held = (data, buf, hashing)
 
             def hand_out(
-                data: memoryview, buf: bytearray | None, hashing: Future[object]
+                data: memoryview, buf: bytearray | None, hashing: Future[blake3.blake3]
             ) -> Iterator[memoryview]:
                 hashing.result()
                 yield data
@@ -547,13 +549,14 @@ class ObjectStore:
         data = os.pread(fd, stored, start)
         if len(data) != stored:
             return None
-        at = 0
+        out = 0
         for entry in entries:
             where = f"{first.pack} offset {entry.offset}"
-            raw = self._decode(entry, data[entry.offset - start :][: entry.length], where)
-            buf[at : at + len(raw)] = raw
-            at += len(raw)
-        return at
+            at = entry.offset - start
+            raw = self._decode(entry, data[at : at + entry.length], where)
+            buf[out : out + len(raw)] = raw
+            out += len(raw)
+        return out
 
     def _refute(
         self, blob_id: bytes, chunks: list[tuple[bytes, int]], located: dict[bytes, Located]
@@ -728,22 +731,19 @@ def _runs(
     pack, end, total = "", -1, 0
     for cid, n in chunks:
         loc = located.get(cid)
-        alone = loc is None or loc.entry.kind == KIND_BLOB
-        if run and (
-            alone
-            or loc.pack != pack
-            or loc.entry.offset != end
-            or total + max(loc.entry.length, loc.entry.raw_length) > RUN_BYTES
-        ):
-            yield run
-            run, total = [], 0
-        if alone:
+        if loc is None or loc.entry.kind == KIND_BLOB:
+            if run:
+                yield run
+                run, total = [], 0
             yield [(cid, n)]
             continue
-        assert loc is not None
+        span = max(loc.entry.length, loc.entry.raw_length)
+        if run and (loc.pack != pack or loc.entry.offset != end or total + span > RUN_BYTES):
+            yield run
+            run, total = [], 0
         run.append((cid, n))
         pack, end = loc.pack, loc.entry.offset + loc.entry.length
-        total += max(loc.entry.length, loc.entry.raw_length)
+        total += span
     if run:
         yield run
 
