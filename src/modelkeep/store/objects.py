@@ -38,7 +38,7 @@ import zstandard
 
 from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, ObjectError, UnsafeEntry
 from modelkeep.store.chunking import MIN_SIZE, digest
-from modelkeep.store.index import Index, Located
+from modelkeep.store.index import Index, Located, Place
 from modelkeep.store.limits import (
     MAX_CHUNK,
     MAX_MANIFEST_BYTES,
@@ -458,12 +458,14 @@ class ObjectStore:
             return
         chunks = list(found.chunks)
         self.ensure([cid for cid, _ in chunks])
-        located = self.index.locate_many([cid for cid, _ in chunks])
+        places = self.index.places([cid for cid, _ in chunks])
 
         def read_chunks(part: list[tuple[bytes, int]]) -> bytes:
             out = []
             for cid, n in part:
-                data = self.read(cid, located.get(cid), AS_PART)
+                place = places.get(cid)
+                located = None if place is None else Located(place[0], PackEntry(cid, *place[1:]))
+                data = self.read(cid, located, AS_PART)
                 if len(data) != n:
                     raise CorruptObject(cid.hex(), f"{len(data):,} bytes where the file has {n:,}")
                 out.append(data)
@@ -474,7 +476,7 @@ class ObjectStore:
         def read_run(run: list[tuple[bytes, int]]) -> tuple[memoryview, bytearray | None]:
             buf = free.pop() if free else bytearray(RUN_BYTES)  # list.pop is atomic
             try:
-                n = self._read_run(run, located, buf)
+                n = self._read_run(run, places, buf)
             except (ObjectError, OSError):
                 n = None
             if n is None:
@@ -507,7 +509,7 @@ class ObjectStore:
                 if buf is not None:  # the caller is done with it, and so is the hasher
                     free.append(buf)
 
-            for run in _runs(chunks, located):
+            for run in _runs(chunks, places):
                 ahead.append(pool.submit(read_run, run))
                 if len(ahead) > READ_AHEAD:
                     yield from take()
@@ -516,23 +518,24 @@ class ObjectStore:
             if held is not None:
                 held[2].result()
         if whole.digest() != blob_id:
-            self._refute(blob_id, chunks, located)
+            self._refute(blob_id, chunks, self.index.locate_many([cid for cid, _ in chunks]))
         if held is not None:
             yield from hand_out(*held)
 
     def _read_run(
-        self, run: list[tuple[bytes, int]], located: dict[bytes, Located], buf: bytearray
+        self, run: list[tuple[bytes, int]], places: dict[bytes, Place], buf: bytearray
     ) -> int | None:
         """Read into buf the raw bytes of a run of chunks stored back to back in one pack,
         at once, and return their length (None: read it chunk by chunk). Each chunk's
         lengths are checked as before, and its raw bytes must have the length the
         manifest gives it; the caller's whole-file hash verifies the content."""
-        first = located.get(run[0][0])
-        if first is None:
+        first = places.get(run[0][0])
+        if first is None or first[1] == KIND_BLOB:  # the chunk-by-chunk read fetches or refuses
             return None
+        pack = first[0]
         entries = []
         for cid, n in run:
-            entry = located[cid].entry
+            entry = PackEntry(cid, *places[cid][1:])
             self.check_lengths(entry, AS_PART)
             if entry.raw_length != n:
                 return None
@@ -541,8 +544,8 @@ class ObjectStore:
         stored = entries[-1].offset + entries[-1].length - start
         if sum(n for _, n in run) > len(buf):
             return None
-        fd = self._pack_fd(first.pack)
-        if all(e.codec == CODEC_RAW for e in entries):
+        fd = self._pack_fd(pack)
+        if all(e.codec == CODEC_RAW and e.length == e.raw_length for e in entries):
             if os.preadv(fd, [memoryview(buf)[:stored]], start) != stored:
                 return None  # short: the chunk-by-chunk read names the chunk past the end
             return stored
@@ -551,7 +554,7 @@ class ObjectStore:
             return None
         out = 0
         for entry in entries:
-            where = f"{first.pack} offset {entry.offset}"
+            where = f"{pack} offset {entry.offset}"
             at = entry.offset - start
             raw = self._decode(entry, data[at : at + entry.length], where)
             buf[out : out + len(raw)] = raw
@@ -722,7 +725,7 @@ class BlobReader(io.RawIOBase):
 
 
 def _runs(
-    chunks: list[tuple[bytes, int]], located: dict[bytes, Located]
+    chunks: list[tuple[bytes, int]], places: dict[bytes, Place]
 ) -> Iterator[list[tuple[bytes, int]]]:
     """Chunks grouped into runs that lie back to back in one pack, up to RUN_BYTES each;
     a chunk not located here, or labelled a manifest, is a run of its own (read alone,
@@ -730,19 +733,20 @@ def _runs(
     run: list[tuple[bytes, int]] = []
     pack, end, total = "", -1, 0
     for cid, n in chunks:
-        loc = located.get(cid)
-        if loc is None or loc.entry.kind == KIND_BLOB:
+        place = places.get(cid)
+        if place is None or place[1] == KIND_BLOB:
             if run:
                 yield run
                 run, total = [], 0
             yield [(cid, n)]
             continue
-        span = max(loc.entry.length, loc.entry.raw_length)
-        if run and (loc.pack != pack or loc.entry.offset != end or total + span > RUN_BYTES):
+        where, _kind, _codec, offset, length, raw_length = place
+        span = max(length, raw_length)
+        if run and (where != pack or offset != end or total + span > RUN_BYTES):
             yield run
             run, total = [], 0
         run.append((cid, n))
-        pack, end = loc.pack, loc.entry.offset + loc.entry.length
+        pack, end = where, offset + length
         total += span
     if run:
         yield run
