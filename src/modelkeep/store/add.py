@@ -10,7 +10,8 @@ import errno
 import os
 import stat
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,7 @@ import zstandard
 
 from modelkeep.errors import PathNotFound, UnreadablePath, UnsupportedFileType
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.store.chunking import digest, iter_blocks
+from modelkeep.store.chunking import BUFFERS, digest, iter_blocks
 from modelkeep.store.index import FileStamp
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import (
@@ -85,10 +86,11 @@ class _Compressor:
 class Writer:
     """One writing session: new objects go to this session's own packs.
 
-    The main thread reads, chunks, deduplicates and appends to the pack; a hasher thread
-    hashes each block (chunk ids and the whole-file id) while the main thread reads and
-    cuts the next one; a sealer thread fsyncs full packs while writing goes on. BLAKE3 and
-    file I/O release the GIL, so the stages overlap on separate cores.
+    The main thread reads and chunks; a hasher thread hashes each block (chunk ids and the
+    whole-file id) while the next one is read and cut; a storer thread deduplicates,
+    compresses and appends hashed blocks to the pack; a sealer thread fsyncs full packs
+    while writing goes on. BLAKE3, the chunker and file I/O release the GIL, so the stages
+    overlap on both cores.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class Writer:
         self._started_ns = time.time_ns()
         self._cache: dict[bytes, tuple[FileStamp, bytes]] = {}
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash")
+        self._storer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-store")
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-seal")
         self.new_bytes = 0
         self.stored_bytes = 0
@@ -169,7 +172,7 @@ class Writer:
             self._pack = None
 
     def close(self) -> None:
-        for pool in (self._hasher, self._sealer):
+        for pool in (self._hasher, self._storer, self._sealer):
             pool.shutdown(wait=True)
 
     # -- files and folders ------------------------------------------------------
@@ -191,7 +194,13 @@ class Writer:
         self.progress.advance(sum(length for _, length in spans))
 
     def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, list[tuple[bytes, int]]]:
-        """Chunk, hash and store one open file; return its id and chunk list."""
+        """Chunk, hash and store one open file; return its id and chunk list.
+
+        Three stages run at once on a file of several blocks: this thread reads block i+2
+        and cuts it into chunks, the hasher hashes block i+1 (its chunks' ids and the
+        whole-file id), and the storer looks up, compresses and appends block i to the
+        pack. Reading, cutting, hashing and writing release the GIL, so both cores work.
+        """
         whole = blake3.blake3()
         chunks: list[tuple[bytes, int]] = []
 
@@ -199,23 +208,32 @@ class Writer:
             whole.update(block)
             return [digest(block[start : start + length]) for start, length in spans]
 
-        # Block i is hashed on the hasher thread while block i+1 is read and cut here;
-        # iter_blocks keeps a block valid until two more have been asked for.
-        waiting: tuple[memoryview, Spans, Future[list[bytes]]] | None = None
-        for block, spans, single in iter_blocks(f, size):
-            if single:  # a small file: a hand-off would cost more than it saves
-                if len(spans) == 1:  # one chunk: its id is the file's id, hashed once
-                    file_id = digest(block)
-                    self._store_block(block, spans, [file_id], chunks)
-                    return file_id, chunks
-                self._store_block(block, spans, hash_block(block, spans), chunks)
-                continue
-            hashing = self._hasher.submit(hash_block, block, spans)
-            if waiting is not None:
-                self._store_block(waiting[0], waiting[1], waiting[2].result(), chunks)
-            waiting = (block, spans, hashing)
-        if waiting is not None:
-            self._store_block(waiting[0], waiting[1], waiting[2].result(), chunks)
+        def store_block(block: memoryview, spans: Spans, hashing: Future[list[bytes]]) -> None:
+            self._store_block(block, spans, hashing.result(), chunks)
+
+        # A block stays valid until BUFFERS more have been read (iter_blocks), so no more
+        # than BUFFERS - 1 wait to be stored while the next one is read.
+        storing: deque[Future[None]] = deque()
+        try:
+            for block, spans, single in iter_blocks(f, size):
+                if single:  # a small file: a hand-off would cost more than it saves
+                    if len(spans) == 1:  # one chunk: its id is the file's id, hashed once
+                        file_id = digest(block)
+                        self._store_block(block, spans, [file_id], chunks)
+                        return file_id, chunks
+                    self._store_block(block, spans, hash_block(block, spans), chunks)
+                    continue
+                hashing = self._hasher.submit(hash_block, block, spans)
+                storing.append(self._storer.submit(store_block, block, spans, hashing))
+                while len(storing) >= BUFFERS:
+                    storing.popleft().result()
+            while storing:
+                storing.popleft().result()
+        except BaseException:
+            for future in storing:
+                future.cancel()
+            wait(storing)  # no stage may still use a buffer or the pack after this
+            raise
         return whole.digest(), chunks
 
     def put_file(self, path: bytes, st: os.stat_result) -> bytes:

@@ -18,6 +18,7 @@ AVG_SIZE = 48 * 1024
 MIN_SIZE = 16 * 1024
 MAX_SIZE = 256 * 1024
 BLOCK = 8 * 1024 * 1024
+BUFFERS = 4  # blocks in flight: one being read, the others hashed and written
 SMALL_READ = 64 * 1024
 
 _CDC = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
@@ -32,9 +33,10 @@ def iter_blocks(
 ) -> Iterator[tuple[memoryview, list[tuple[int, int]], bool]]:
     """Yield (block, chunk spans, whole_file) for a stream, in blocks of up to BLOCK bytes.
 
-    Two buffers are used in turn, so a block stays valid until two more have been asked
-    for (the caller may hash one block while the next is read); the caller copies what it
-    keeps longer. The last chunk of a block that is not the end of the stream is carried
+    BUFFERS buffers are used in turn, so a block stays valid until BUFFERS more have been
+    asked for (the caller may hash and write earlier blocks while the next is read); the
+    caller copies what it keeps longer. A buffer is allocated only when a block needs it.
+    The last chunk of a block that is not the end of the stream is carried
     into the next block, which gives exactly the boundaries of chunking the stream in one
     go. Reading (not mmap) keeps resident memory bounded whatever the file size, and
     size_hint (the file's size) keeps a small file from costing a whole block.
@@ -50,7 +52,7 @@ def iter_blocks(
         if turn == len(buffers):
             buffers.append(memoryview(bytearray(capacity)))
         buf = buffers[turn]
-        turn = 1 - turn
+        turn = (turn + 1) % BUFFERS
         end = len(carry)
         buf[:end] = carry
         limit = min(capacity, end + BLOCK)

@@ -44,6 +44,10 @@ class Located:
     entry: PackEntry
 
 
+# (pack name, kind, codec, offset, length, raw_length): a PackEntry's fields without its key
+Place = tuple[str, int, int, int, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class FileStamp:
     """What the stat cache compares: any change to the file changes one of these."""
@@ -186,6 +190,19 @@ class Index:
             keys,
         )
         return {row[0]: Located(row[1], PackEntry(row[0], *row[2:])) for row in rows}
+
+    def places(self, keys: list[bytes]) -> dict[bytes, Place]:
+        """Where each of keys is, as plain tuples: locate_many without an object per key,
+        for a reader of a whole file's chunks (tens of thousands of them)."""
+        rows = list(
+            self._rows_for(
+                "SELECT e.key, e.pack, e.kind, e.codec, e.offset, e.length, e.raw_length "
+                "FROM entries e",
+                keys,
+            )
+        )
+        names = dict(self._db.execute("SELECT id, name FROM packs"))  # after: none missing
+        return {row[0]: (names[row[1]], *row[2:]) for row in rows if row[1] in names}
 
     def entries(self) -> Iterator[Located]:
         """Every indexed object, in pack order, so a scan reads each pack sequentially."""

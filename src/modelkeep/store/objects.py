@@ -38,7 +38,7 @@ import zstandard
 
 from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, ObjectError, UnsafeEntry
 from modelkeep.store.chunking import MIN_SIZE, digest
-from modelkeep.store.index import Index, Located
+from modelkeep.store.index import Index, Located, Place
 from modelkeep.store.limits import (
     MAX_CHUNK,
     MAX_MANIFEST_BYTES,
@@ -69,10 +69,9 @@ from modelkeep.store.trees import (
 )
 
 READERS = 2
-READ_BATCH = 16  # chunks per task: about 1 MiB
-READ_AHEAD = 4  # batches verified ahead of the writer
+RUN_BYTES = 4 << 20  # at most this much (stored) is read at once: about 64 chunks
+READ_AHEAD = 4  # runs read ahead of the writer
 FETCH_WINDOW = 64  # chunks a file reader fetches at once when it finds one missing: 4 MiB
-HASH_AHEAD = 8  # batches read ahead of the whole-file hasher at most
 
 # What a reader expects an object to be (from the tree that names it, never the index).
 AS_CHUNK = 0  # bytes that hash to the id: a chunk, a one-chunk file, a link target
@@ -308,29 +307,34 @@ class ObjectStore:
 
     # -- reading ----------------------------------------------------------------
 
+    def _pack_fd(self, pack: str) -> int:
+        """An open descriptor of a pack, opened once per store (FileNotFoundError if gone)."""
+        fd = self._fds.get(pack)
+        if fd is None:
+            fd = os.open(self.packs_dir / f"{pack}.pack", os.O_RDONLY)
+            with self._fds_lock:  # two readers may open the same pack at once
+                if pack in self._fds:
+                    os.close(fd)
+                    fd = self._fds[pack]
+                else:
+                    self._fds[pack] = fd
+                    self._touch(pack)
+        return fd
+
     def _pread(self, located: Located, want: int | None = None) -> bytes:
         entry = located.entry
         self.check_lengths(entry, want)  # a sparse pack or a lying index allocates nothing
         for _attempt in range(2):
-            fd = self._fds.get(located.pack)
-            if fd is None:
-                try:
-                    fd = os.open(self.packs_dir / f"{located.pack}.pack", os.O_RDONLY)
-                except FileNotFoundError:
-                    # gc or cache prune may have moved it since we looked it up: look again.
-                    fresh = self.index.locate(entry.key)
-                    if fresh is None or fresh.pack == located.pack:
-                        raise MissingObject(entry.key.hex()) from None
-                    located, entry = fresh, fresh.entry
-                    self.check_lengths(entry, want)
-                    continue
-                with self._fds_lock:  # two readers may open the same pack at once
-                    if located.pack in self._fds:
-                        os.close(fd)
-                        fd = self._fds[located.pack]
-                    else:
-                        self._fds[located.pack] = fd
-                        self._touch(located.pack)
+            try:
+                fd = self._pack_fd(located.pack)
+            except FileNotFoundError:
+                # gc or cache prune may have moved it since we looked it up: look again.
+                fresh = self.index.locate(entry.key)
+                if fresh is None or fresh.pack == located.pack:
+                    raise MissingObject(entry.key.hex()) from None
+                located, entry = fresh, fresh.entry
+                self.check_lengths(entry, want)
+                continue
             data = os.pread(fd, entry.length, entry.offset)
             if len(data) != entry.length:
                 raise CorruptObject(entry.key.hex(), f"{located.pack} is truncated")
@@ -432,15 +436,21 @@ class ObjectStore:
             raise CorruptObject(tree_id.hex(), "tree: entry sizes do not add up to its size")
         return tree
 
-    def iter_blob(self, blob_id: bytes, size: int | None = None) -> Iterator[bytes]:
+    def iter_blob(self, blob_id: bytes, size: int | None = None) -> Iterator[bytes | memoryview]:
         """The bytes of a file, in order, verified against the file's id.
 
-        A multi-chunk file is hashed whole on a thread of its own while its chunks are read
-        (BLAKE3 releases the GIL: the second core), instead of hashing each chunk: one pass
-        of hashing, as before. The last chunk is held back until the whole hash matches, so
-        a consumer never gets a complete file that is not the one named; on a mismatch the
-        chunks are checked one by one to name the culprit, and a manifest they all agree
-        with is the liar: it is dropped and the error names the file.
+        A multi-chunk file is read in runs: chunks that lie one after another in one pack
+        (as add writes them) come in with one read of up to RUN_BYTES, not one read and one
+        index lookup each. Reader threads read and decode runs ahead; the whole file is
+        hashed on a thread of its own while the caller writes (BLAKE3 and file I/O release
+        the GIL: the second core), instead of hashing each chunk: one pass of hashing. The
+        last run is held back until the whole hash matches, so a consumer never gets a
+        complete file that is not the one named; on a mismatch the chunks are checked one
+        by one to name the culprit, and a manifest they all agree with is the liar: it is
+        dropped and the error names the file. A piece handed out is valid until the next
+        one is asked for (its buffer is then reused). A run that cannot be read in one go (a pack
+        gone or short, a chunk not here) is read chunk by chunk, which fetches, looks
+        again, or names the chunk at fault.
         """
         found = self.manifest(blob_id, size)
         if len(found.chunks) == 1 and found.chunks[0][0] == blob_id:
@@ -448,55 +458,108 @@ class ObjectStore:
             return
         chunks = list(found.chunks)
         self.ensure([cid for cid, _ in chunks])
-        located = self.index.locate_many([cid for cid, _ in chunks])
+        places = self.index.places([cid for cid, _ in chunks])
 
-        def read_batch(part: list[tuple[bytes, int]]) -> list[bytes]:
+        def read_chunks(part: list[tuple[bytes, int]]) -> bytes:
             out = []
             for cid, n in part:
-                data = self.read(cid, located.get(cid), AS_PART)
+                place = places.get(cid)
+                located = None if place is None else Located(place[0], PackEntry(cid, *place[1:]))
+                data = self.read(cid, located, AS_PART)
                 if len(data) != n:
                     raise CorruptObject(cid.hex(), f"{len(data):,} bytes where the file has {n:,}")
                 out.append(data)
-            return out
+            return out[0] if len(out) == 1 else b"".join(out)
+
+        free: list[bytearray] = []  # buffers runs are read into, reused: no page faults
+
+        def read_run(run: list[tuple[bytes, int]]) -> tuple[memoryview, bytearray | None]:
+            buf = free.pop() if free else bytearray(RUN_BYTES)  # list.pop is atomic
+            try:
+                n = self._read_run(run, places, buf)
+            except (ObjectError, OSError):
+                n = None
+            if n is None:
+                free.append(buf)
+                return memoryview(read_chunks(run)), None
+            return memoryview(buf)[:n], buf
 
         whole = blake3.blake3()
-
-        def hash_batch(datas: list[bytes]) -> None:
-            for data in datas:
-                whole.update(data)
-
-        batches = [chunks[i : i + READ_BATCH] for i in range(0, len(chunks), READ_BATCH)]
-        held: bytes | None = None
+        held: tuple[memoryview, bytearray | None, Future[blake3.blake3]] | None = None
         with (
             ThreadPoolExecutor(READERS, thread_name_prefix="modelkeep-read") as pool,
             ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash") as hasher,
         ):
-            ahead: deque[Future[list[bytes]]] = deque()
-            hashing: deque[Future[None]] = deque()
+            ahead: deque[Future[tuple[memoryview, bytearray | None]]] = deque()
 
-            def take() -> Iterator[bytes]:
+            def take() -> Iterator[memoryview]:
                 nonlocal held
-                datas = ahead.popleft().result()
-                hashing.append(hasher.submit(hash_batch, datas))
-                while len(hashing) > HASH_AHEAD:  # bound what waits to be hashed
-                    hashing.popleft().result()
-                for data in datas:
-                    if held is not None:
-                        yield held
-                    held = data
+                data, buf = ahead.popleft().result()
+                hashing = hasher.submit(whole.update, data)
+                if held is not None:
+                    yield from hand_out(*held)
+                held = (data, buf, hashing)
 
-            for batch in batches:
-                ahead.append(pool.submit(read_batch, batch))
+            def hand_out(
+                data: memoryview, buf: bytearray | None, hashing: Future[blake3.blake3]
+            ) -> Iterator[memoryview]:
+                hashing.result()
+                yield data
+                data.release()
+                if buf is not None:  # the caller is done with it, and so is the hasher
+                    free.append(buf)
+
+            for run in _runs(chunks, places):
+                ahead.append(pool.submit(read_run, run))
                 if len(ahead) > READ_AHEAD:
                     yield from take()
             while ahead:
                 yield from take()
-            while hashing:
-                hashing.popleft().result()
+            if held is not None:
+                held[2].result()
         if whole.digest() != blob_id:
-            self._refute(blob_id, chunks, located)
+            self._refute(blob_id, chunks, self.index.locate_many([cid for cid, _ in chunks]))
         if held is not None:
-            yield held
+            yield from hand_out(*held)
+
+    def _read_run(
+        self, run: list[tuple[bytes, int]], places: dict[bytes, Place], buf: bytearray
+    ) -> int | None:
+        """Read into buf the raw bytes of a run of chunks stored back to back in one pack,
+        at once, and return their length (None: read it chunk by chunk). Each chunk's
+        lengths are checked as before, and its raw bytes must have the length the
+        manifest gives it; the caller's whole-file hash verifies the content."""
+        first = places.get(run[0][0])
+        if first is None or first[1] == KIND_BLOB:  # the chunk-by-chunk read fetches or refuses
+            return None
+        pack = first[0]
+        entries = []
+        for cid, n in run:
+            entry = PackEntry(cid, *places[cid][1:])
+            self.check_lengths(entry, AS_PART)
+            if entry.raw_length != n:
+                return None
+            entries.append(entry)
+        start = entries[0].offset
+        stored = entries[-1].offset + entries[-1].length - start
+        if sum(n for _, n in run) > len(buf):
+            return None
+        fd = self._pack_fd(pack)
+        if all(e.codec == CODEC_RAW and e.length == e.raw_length for e in entries):
+            if os.preadv(fd, [memoryview(buf)[:stored]], start) != stored:
+                return None  # short: the chunk-by-chunk read names the chunk past the end
+            return stored
+        data = os.pread(fd, stored, start)
+        if len(data) != stored:
+            return None
+        out = 0
+        for entry in entries:
+            where = f"{pack} offset {entry.offset}"
+            at = entry.offset - start
+            raw = self._decode(entry, data[at : at + entry.length], where)
+            buf[out : out + len(raw)] = raw
+            out += len(raw)
+        return out
 
     def _refute(
         self, blob_id: bytes, chunks: list[tuple[bytes, int]], located: dict[bytes, Located]
@@ -659,6 +722,34 @@ class BlobReader(io.RawIOBase):
         while chunk := self.read(1 << 20):
             parts.append(chunk)
         return b"".join(parts)
+
+
+def _runs(
+    chunks: list[tuple[bytes, int]], places: dict[bytes, Place]
+) -> Iterator[list[tuple[bytes, int]]]:
+    """Chunks grouped into runs that lie back to back in one pack, up to RUN_BYTES each;
+    a chunk not located here, or labelled a manifest, is a run of its own (read alone,
+    it is fetched, or refused as the chunk-by-chunk read refuses it)."""
+    run: list[tuple[bytes, int]] = []
+    pack, end, total = "", -1, 0
+    for cid, n in chunks:
+        place = places.get(cid)
+        if place is None or place[1] == KIND_BLOB:
+            if run:
+                yield run
+                run, total = [], 0
+            yield [(cid, n)]
+            continue
+        where, _kind, _codec, offset, length, raw_length = place
+        span = max(length, raw_length)
+        if run and (where != pack or offset != end or total + span > RUN_BYTES):
+            yield run
+            run, total = [], 0
+        run.append((cid, n))
+        pack, end = where, offset + length
+        total += span
+    if run:
+        yield run
 
 
 def remove_tree(path: Path) -> None:

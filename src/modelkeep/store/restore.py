@@ -32,14 +32,9 @@ def _write_file(
         if size > 1 << 20:
             with contextlib.suppress(OSError):  # allocating up front makes writes cheaper
                 os.posix_fallocate(fd, 0, size)
-        pending: list[bytes] = []
-        for data in store.iter_blob(blob_id, size):
-            pending.append(data)
-            if len(pending) == 64:
-                write_all(fd, pending)
-                pending = []
+        for data in store.iter_blob(blob_id, size):  # runs of a few MiB: one write each
+            write_all(fd, [data])
             progress.advance(len(data))
-        write_all(fd, pending)
     finally:
         os.close(fd)
 
