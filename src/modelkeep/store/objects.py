@@ -124,7 +124,6 @@ class ObjectStore:
         self.index = Index(root / "index.sqlite")
         self._fds: dict[str, int] = {}
         self._fds_lock = threading.Lock()
-        self._local = threading.local()  # zstd contexts are not shared between threads
         self._lock_path = root / "lock"
         self.fetcher: Fetcher = NULL_FETCHER
         self.reconcile()
