@@ -93,7 +93,10 @@ class Result:
     dvc_stored: int | None = None
 
     def rate(self, seconds: Sequence[float]) -> str:
-        return f"{self.raw / statistics.median(seconds) / MiB:,.0f}" if seconds else "—"
+        if not seconds:
+            return "—"
+        rate = self.raw / statistics.median(seconds) / MiB
+        return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
 
 
 # -- the files ----------------------------------------------------------------
