@@ -12,21 +12,19 @@ import stat
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import blake3
-import zstandard
 
 from modelkeep.errors import PathNotFound, UnreadablePath, UnsupportedFileType
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.store.chunking import BUFFERS, digest, iter_blocks
+from modelkeep.store.codec import Compressor
 from modelkeep.store.index import FileStamp
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import (
-    CODEC_RAW,
-    CODEC_ZSTD,
     KIND_BLOB,
     KIND_CHUNK,
     KIND_TREE,
@@ -35,8 +33,6 @@ from modelkeep.store.packs import (
 )
 from modelkeep.store.trees import Kind, Manifest, Tree, TreeEntry
 
-SAMPLE = 2048
-_MAX_SKIP = 64
 _Item = tuple[bytes, int, int, bytes | memoryview, int]
 Spans = list[tuple[int, int]]
 
@@ -53,34 +49,6 @@ class PutResult:
     file_count: int = 0
     new_bytes: int = 0  # raw bytes of objects this put wrote
     stored_bytes: int = 0  # bytes those objects take in packs
-
-
-@dataclass(slots=True)
-class _Compressor:
-    """Compress only what shrinks; sample cheaply and back off on incompressible data."""
-
-    cctx: zstandard.ZstdCompressor = field(default_factory=lambda: zstandard.ZstdCompressor(3))
-    sampler: zstandard.ZstdCompressor = field(default_factory=lambda: zstandard.ZstdCompressor(1))
-    skip: int = 0
-    backoff: int = 1
-
-    def encode(self, data: bytes | memoryview) -> tuple[int, bytes | memoryview]:
-        n = len(data)
-        if n < 64:
-            return CODEC_RAW, data
-        if self.skip > 0:
-            self.skip -= 1
-            return CODEC_RAW, data
-        sample = data[: min(SAMPLE, n)]
-        if len(self.sampler.compress(sample)) > len(sample) * 0.9:
-            self.skip = self.backoff
-            self.backoff = min(self.backoff * 2, _MAX_SKIP)
-            return CODEC_RAW, data
-        self.backoff = 1
-        packed = self.cctx.compress(data)
-        if len(packed) < n * 0.95:
-            return CODEC_ZSTD, packed
-        return CODEC_RAW, data
 
 
 class Writer:
@@ -108,7 +76,7 @@ class Writer:
         self._sealed: list[PackWriter] = []
         self._seals: list[Future[object]] = []
         self._seen: set[bytes] = set()
-        self._compressor = _Compressor()
+        self._compressor = Compressor()
         self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
         self._started_ns = time.time_ns()
         self._cache: dict[bytes, tuple[FileStamp, bytes]] = {}

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Protocol
 
 import blake3
-import zstandard
 
 from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, ObjectError, UnsafeEntry
+from modelkeep.store import codec
 from modelkeep.store.chunking import MIN_SIZE, digest
 from modelkeep.store.index import Index, Located, Place
 from modelkeep.store.limits import (
@@ -44,11 +44,9 @@ from modelkeep.store.limits import (
     MAX_MANIFEST_BYTES,
     MAX_TREE_BYTES,
     manifest_bytes,
-    stored_bound,
 )
 from modelkeep.store.packs import (
     CODEC_RAW,
-    CODEC_ZSTD,
     KIND_BLOB,
     KIND_CHUNK,
     KIND_TREE,
@@ -126,7 +124,6 @@ class ObjectStore:
         self.index = Index(root / "index.sqlite")
         self._fds: dict[str, int] = {}
         self._fds_lock = threading.Lock()
-        self._local = threading.local()  # zstd contexts are not shared between threads
         self._lock_path = root / "lock"
         self.fetcher: Fetcher = NULL_FETCHER
         self.reconcile()
@@ -234,33 +231,16 @@ class ObjectStore:
         raw, stored = entry.raw_length, entry.length
         if raw > cap:
             raise CorruptObject(entry.key.hex(), f"claims {raw:,} bytes, over the {cap:,} limit")
-        if entry.codec not in (CODEC_RAW, CODEC_ZSTD):
+        limit = codec.stored_limit(entry.codec, raw)
+        if limit is None:
             raise CorruptObject(entry.key.hex(), f"unknown codec {entry.codec}")
-        if stored > (raw if entry.codec == CODEC_RAW else stored_bound(raw)):
+        if stored > limit:
             raise CorruptObject(entry.key.hex(), f"stored as {stored:,} bytes for {raw:,}")
 
     def _decode(self, entry: PackEntry, data: bytes, where: str) -> bytes:
-        """The raw bytes of a stored object, exactly raw_length of them: zstd never inflates
-        past raw_length (checked against the limits before), whatever its frame claims."""
-        if entry.codec == CODEC_RAW:
-            raw = data
-        else:
-            try:
-                claimed = zstandard.frame_content_size(data)
-            except zstandard.ZstdError as exc:
-                raise CorruptObject(entry.key.hex(), f"{where}: {exc}") from exc
-            if claimed > entry.raw_length:  # -1 (not stated) is capped by max_output_size
-                raise CorruptObject(entry.key.hex(), f"{where}: inflates past its length")
-            dctx = getattr(self._local, "dctx", None)
-            if dctx is None:
-                dctx = self._local.dctx = zstandard.ZstdDecompressor()
-            try:
-                raw = dctx.decompress(data, max_output_size=max(entry.raw_length, 1))
-            except zstandard.ZstdError as exc:
-                raise CorruptObject(entry.key.hex(), f"{where}: {exc}") from exc
-        if len(raw) != entry.raw_length:
-            raise CorruptObject(entry.key.hex(), f"{where}: wrong length")
-        return raw
+        """The raw bytes of a stored object, exactly raw_length of them: nothing inflates
+        past raw_length (checked against the limits before), whatever its payload claims."""
+        return codec.decode(entry, data, where)
 
     def verify(self, entry: PackEntry, data: bytes, where: str, want: int | None = None) -> bytes:
         """The raw bytes of an object as stored (data), after checking them against its id.

@@ -27,6 +27,8 @@ KIND_BLOB = 1  # manifest of a multi-chunk file, keyed by the file's content id
 KIND_TREE = 2
 CODEC_RAW = 0
 CODEC_ZSTD = 1
+CODEC_BG2 = 2  # byte-grouped by 2 (fp16, bf16), see codec.py
+CODEC_BG4 = 3  # byte-grouped by 4 (fp32)
 
 
 @dataclass(frozen=True, slots=True)

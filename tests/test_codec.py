@@ -1,0 +1,315 @@
+"""The pack codecs (issue 14, item 4): byte-grouped zstd for float tensors beside raw and
+zstd. Every codec round-trips any bytes; a damaged or crafted payload is refused with
+CorruptObject and never decodes to a wrong length; an unknown codec byte is refused; packs
+written before the new codecs still read; real float tensors get the grouping and shrink
+more than under plain zstd."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import save_file
+
+import modelkeep as mk
+from modelkeep.errors import CorruptObject, CorruptRemoteObject
+from modelkeep.store import Kind, ObjectStore, Root, put, restore
+from modelkeep.store.chunking import chunk_bytes, digest
+from modelkeep.store.codec import GROUPS, MIN_GROUPED, Compressor, decode, encode_as
+from modelkeep.store.limits import MAX_CHUNK, stored_bound
+from modelkeep.store.packs import (
+    CODEC_BG2,
+    CODEC_BG4,
+    CODEC_RAW,
+    CODEC_ZSTD,
+    KIND_CHUNK,
+    PackEntry,
+    read_index,
+)
+
+FAST = settings(max_examples=40, deadline=None)
+STORE = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+CODECS = [CODEC_RAW, CODEC_ZSTD, CODEC_BG2, CODEC_BG4]
+OLD_PACK = Path(__file__).parent / "data" / "pack-codec-0-1"
+
+
+def _entry(data: bytes, codec: int, payload: bytes | bytearray | memoryview) -> PackEntry:
+    return PackEntry(digest(data), KIND_CHUNK, codec, 0, len(payload), len(data))
+
+
+def _floats(values: list[float], fmt: str) -> bytes:
+    """Values as little-endian fp32, fp16 or bf16 (fp32's upper half) bytes."""
+    if fmt == "bf16":
+        return b"".join(struct.pack("<f", v)[2:] for v in values)
+    return struct.pack(f"<{len(values)}{'f' if fmt == 'f32' else 'e'}", *values)
+
+
+def _weights(n: int, seed: int, dtype: str = "f32") -> bytes:
+    """n values like trained weights (small, normal), as fp32, fp16 or bf16 bytes."""
+    w = (np.random.default_rng(seed).standard_normal(n) * 0.05).astype(np.float32)
+    if dtype == "f16":
+        return w.astype(np.float16).tobytes()
+    if dtype == "bf16":
+        return (w.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    return w.tobytes()
+
+
+weights_like = st.lists(
+    st.floats(-4.0, 4.0, allow_nan=False, width=32), min_size=1, max_size=3000
+).map(lambda v: [x * 0.01 for x in v])
+float_bytes = st.tuples(weights_like, st.sampled_from(["f32", "f16", "bf16"])).map(
+    lambda t: _floats(*t)
+)
+any_bytes = st.one_of(
+    st.binary(max_size=5000),
+    float_bytes,
+    st.integers(0, 70_000).map(lambda n: random.Random(n).randbytes(n)),
+)
+
+
+# -- round trips ----------------------------------------------------------------
+
+
+@FAST
+@given(any_bytes, st.sampled_from(CODECS))
+def test_every_codec_round_trips(data: bytes, codec: int) -> None:
+    payload = encode_as(codec, data)
+    entry = _entry(data, codec, payload)
+    assert decode(entry, bytes(payload), "here") == data
+
+
+@FAST
+@given(st.lists(st.one_of(float_bytes, any_bytes), min_size=1, max_size=8))
+def test_the_compressor_round_trips_a_mixed_stream(pieces: list[bytes]) -> None:
+    """One Compressor over float, random and empty pieces in turn (its state carries on)."""
+    compressor = Compressor()
+    for data in pieces:
+        codec, payload = compressor.encode(data)
+        assert len(payload) <= len(data) or codec == CODEC_RAW
+        assert decode(_entry(data, codec, payload), bytes(payload), "here") == data
+
+
+@pytest.mark.parametrize(("dtype", "codec"), [("f32", CODEC_BG4), ("f16", CODEC_BG2)])
+def test_float_chunks_are_grouped_and_smaller_than_zstd(dtype: str, codec: int) -> None:
+    data = _weights(200_000, 1, dtype)
+    compressor = Compressor()
+    grouped = plain = 0
+    for chunk in chunk_bytes(data):
+        got, payload = compressor.encode(chunk)
+        assert got == codec
+        assert decode(_entry(chunk, got, payload), bytes(payload), "here") == chunk
+        grouped += len(payload)
+        plain += min(len(encode_as(CODEC_ZSTD, chunk)), len(chunk))
+    assert grouped < plain * 0.95
+    assert grouped < len(data) * 0.9
+
+
+def test_bf16_is_grouped_by_two() -> None:
+    data = _weights(200_000, 2, "bf16")
+    codec, payload = Compressor().encode(data[:65536])
+    assert codec == CODEC_BG2
+    assert len(payload) < 65536 * 0.8
+
+
+def test_text_and_random_bytes_keep_their_codecs() -> None:
+    words = [b"alpha", b"beta", b"gamma", b"delta"]
+    rng = random.Random(3)
+    text = b" ".join(rng.choice(words) for _ in range(20_000))
+    assert Compressor().encode(text[:65536])[0] == CODEC_ZSTD
+    assert Compressor().encode(rng.randbytes(65536))[0] == CODEC_RAW
+    assert Compressor().encode(_weights(1000, 3)[: MIN_GROUPED - 1])[0] == CODEC_RAW
+
+
+# -- damaged and crafted payloads --------------------------------------------------
+
+
+def _decoded_or_refused(entry: PackEntry, payload: bytes) -> bytes | None:
+    """decode's answer: exactly raw_length bytes, or None after a CorruptObject."""
+    try:
+        raw = decode(entry, payload, "here")
+    except CorruptObject as exc:
+        assert entry.key.hex() in str(exc)
+        assert "\n" not in str(exc)
+        return None
+    assert len(raw) == entry.raw_length
+    return raw
+
+
+@FAST
+@given(any_bytes, st.sampled_from(CODECS[1:]), st.data())
+def test_truncated_payloads_are_refused(data: bytes, codec: int, draw: st.DataObject) -> None:
+    payload = bytes(encode_as(codec, data))
+    cut = draw.draw(st.integers(0, max(len(payload) - 1, 0)))
+    entry = _entry(data, codec, payload[:cut])
+    if len(payload) == 0:
+        return
+    got = _decoded_or_refused(entry, payload[:cut])
+    # A shorter payload cannot give back all of the object: refused, or (a raw group of
+    # a frame-less tail) never the original bytes.
+    assert got is None or got != data
+
+
+@FAST
+@given(any_bytes, st.sampled_from(CODECS), st.data())
+def test_flipped_payloads_are_refused_or_caught_by_the_hash(
+    data: bytes, codec: int, draw: st.DataObject
+) -> None:
+    payload = bytearray(encode_as(codec, data))
+    if not payload:
+        return
+    at = draw.draw(st.integers(0, len(payload) - 1))
+    payload[at] ^= 1 << draw.draw(st.integers(0, 7))
+    entry = _entry(data, codec, payload)
+    got = _decoded_or_refused(entry, bytes(payload))
+    if got is not None and got != data:
+        assert digest(got) != entry.key  # what ObjectStore.verify then refuses
+
+
+@FAST
+@given(
+    st.sampled_from([CODEC_BG2, CODEC_BG4, CODEC_ZSTD]),
+    st.binary(max_size=300),
+    st.integers(0, 4096),
+)
+def test_crafted_payloads_never_decode_to_a_wrong_length(
+    codec: int, payload: bytes, raw_length: int
+) -> None:
+    entry = PackEntry(b"\x01" * 32, KIND_CHUNK, codec, 0, len(payload), raw_length)
+    _decoded_or_refused(entry, payload)
+
+
+def test_a_group_claiming_more_than_its_share_is_refused() -> None:
+    """A zstd group whose frame inflates past its group's length, or lengths that lie."""
+    data = _weights(4096, 4)
+    group = bytes(bytearray(data)[3::4])
+    bomb = encode_as(CODEC_ZSTD, group + bytes(1000))
+    header = struct.pack("<4I", 4096, 4096, 4096, len(bomb))
+    fake = header + bytes(bytearray(data)[0::4] + bytearray(data)[1::4] + bytearray(data)[2::4])
+    with pytest.raises(CorruptObject, match="inflates past"):
+        decode(_entry(data, CODEC_BG4, fake + bomb), fake + bomb, "here")
+    lying = struct.pack("<4I", 4096, 4096, 4096, 5000) + bytes(16384 - 4)
+    with pytest.raises(CorruptObject, match="do not add up"):
+        decode(_entry(data, CODEC_BG4, lying), lying, "here")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    opened = ObjectStore(tmp_path_factory.mktemp("codec") / "store")
+    yield opened
+    opened.close()
+
+
+@STORE
+@given(st.integers(0, 255), st.integers(0, MAX_CHUNK), st.integers(0, MAX_CHUNK + 4096))
+def test_check_lengths_bounds_every_codec(
+    store: ObjectStore, codec: int, raw: int, stored: int
+) -> None:
+    entry = PackEntry(b"\x02" * 32, KIND_CHUNK, codec, 0, stored, raw)
+    limit = {CODEC_RAW: raw, CODEC_ZSTD: stored_bound(raw)}.get(codec)
+    if codec in GROUPS:
+        limit = raw + 4 * GROUPS[codec]
+    if limit is not None and stored <= limit:
+        store.check_lengths(entry)
+        return
+    with pytest.raises(CorruptObject, match="unknown codec" if limit is None else "stored as"):
+        store.check_lengths(entry)
+    if limit is None:
+        with pytest.raises(CorruptObject, match="unknown codec"):
+            decode(entry, bytes(stored), "here")
+
+
+# -- packs on disk ----------------------------------------------------------------
+
+
+def test_a_pack_from_before_the_new_codecs_still_reads(tmp_path: Path) -> None:
+    """tests/data/pack-codec-0-1 was written by modelkeep before codecs 2 and 3: a folder
+    of a zstd text file and a raw random one (regenerated here from the same seed)."""
+    store = ObjectStore(tmp_path / "store")
+    for f in OLD_PACK.iterdir():
+        shutil.copy(f, store.packs_dir / f.name)
+    store.reconcile()
+    assert {e.codec for e in read_index(next(OLD_PACK.glob("*.idx")))} == {CODEC_RAW, CODEC_ZSTD}
+    root = Root(
+        Kind.DIR, bytes.fromhex("42a8a0137e529dad01a5b6083aaf04bf5ed0bca02e89c71a29e3a5517f1cfc36")
+    )
+    restore(store, root, tmp_path / "out", size=9466 + 300)
+    rng = random.Random(14)
+    words = [b"weights", b"bias", b"layer", b"norm", b"attention", b"query", b"key", b"value"]
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b" ".join(
+        rng.choice(words) for _ in range(1500)
+    )
+    assert (tmp_path / "out" / "b.bin").read_bytes() == rng.randbytes(300)
+    store.close()
+
+
+def test_a_real_tensor_file_is_stored_grouped_and_reads_back(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    tensors = {
+        "encoder.weight": (rng.standard_normal((256, 384)) * 0.04).astype(np.float32),
+        "encoder.bias": (rng.standard_normal(384) * 0.01).astype(np.float32),
+        "head.weight": (rng.standard_normal((384, 128)) * 0.06).astype(np.float32),
+    }
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path))
+    data = path.read_bytes()
+    store = ObjectStore(tmp_path / "store")
+    with store.writing():
+        added = put(store, path)
+    manifest = store.manifest(added.root.id, len(data))
+    codecs = []
+    for cid, _ in manifest.chunks:
+        located = store.index.locate(cid)
+        assert located is not None
+        codecs.append(located.entry.codec)
+    assert codecs.count(CODEC_BG4) >= len(codecs) - 1  # the header's chunk may differ
+    plain = sum(min(len(encode_as(CODEC_ZSTD, c)), len(c)) for c in chunk_bytes(data))
+    assert added.stored_bytes < plain * 0.95
+    assert added.stored_bytes < len(data) * 0.88
+    restore(store, added.root, tmp_path / "out.safetensors", size=len(data))
+    assert (tmp_path / "out.safetensors").read_bytes() == data
+    store.close()
+
+
+def test_grouped_objects_travel_through_a_remote_and_damage_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Push and pull carry codec 3 as stored (verified on both sides); a bit flipped in a
+    grouped payload on the remote is refused, and nothing is written."""
+    monkeypatch.setenv("MODELKEEP_DATABASE_URL", f"sqlite:///{tmp_path}/team.db")
+    data = _weights(300_000, 9)
+    path = tmp_path / "w.bin"
+    path.write_bytes(data)
+    remote = tmp_path / "remote"
+    with mk.init(tmp_path / "a") as a:
+        a.add_remote("origin", str(remote), default=True)
+        a.add(path, "w", track=False)
+        a.push()
+    with mk.init(tmp_path / "b") as b:
+        b.add_remote("origin", str(remote), default=True)
+        assert b.get("w:v1", tmp_path / "out-b").read_bytes() == data
+    grouped = [
+        (idx.with_suffix(".pack"), e)
+        for idx in (remote / "packs").glob("*.idx")
+        for e in read_index(idx)
+        if e.codec == CODEC_BG4
+    ]
+    assert grouped
+    pack, entry = grouped[0]
+    body = bytearray(pack.read_bytes())
+    body[entry.offset + entry.length - 1] ^= 0x40
+    pack.chmod(0o644)
+    pack.write_bytes(body)
+    with mk.init(tmp_path / "c") as c:
+        c.add_remote("origin", str(remote), default=True)
+        with pytest.raises(CorruptRemoteObject, match="damaged on remote"):
+            c.get("w:v1", tmp_path / "out-c")
+    assert not (tmp_path / "out-c").exists()
