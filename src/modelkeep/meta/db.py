@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.errors import DatabaseError, ModelkeepError
 
-HEAD = "0005"  # the newest migration; checked cheaply so alembic is imported only to migrate
+HEAD = "0006"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
