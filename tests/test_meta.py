@@ -384,3 +384,11 @@ def test_the_migrations_build_exactly_the_models_schema(backend_repo: mk.Repo) -
     finally:
         engine.dispose()
     assert diffs == []
+
+
+def test_head_is_the_newest_migration() -> None:
+    """db.HEAD lets an up-to-date database skip importing alembic: it must name the newest."""
+    from modelkeep.meta.db import HEAD, MIGRATIONS
+
+    newest = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("0*.py"))
+    assert newest == HEAD
