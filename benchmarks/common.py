@@ -112,12 +112,16 @@ def process_env() -> dict[str, str]:
     """The environment for the processes a benchmark starts (and for modelkeep in-process).
 
     MODELKEEP_* variables that point at another repository, run or database are dropped from
-    os.environ. Child processes get Python's bytecode cache, as an installed package has it
-    (PYTHONDONTWRITEBYTECODE would make every CLI start recompile), under WORK/pycache.
+    os.environ, and Git looks for no repository above the work folder. Child processes get
+    Python's bytecode cache, as an installed package has it (PYTHONDONTWRITEBYTECODE would
+    make every CLI start recompile), under WORK/pycache.
     """
     for var in ("MODELKEEP_DATABASE_URL", config.RUN_ID_ENV, config.REPO_ENV):
         if os.environ.pop(var, None) is not None:
             log(f"ignoring {var} from the environment")
+    # The work folder sits inside the project's Git work tree: without a ceiling, a
+    # benchmark repository's `add` would track its workload in the project's modelkeep.lock.
+    os.environ["GIT_CEILING_DIRECTORIES"] = str(WORK)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
