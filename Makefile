@@ -43,8 +43,9 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# --durations: the slowest tests in every CI log, to keep the run inside its budget.
 test: lint emulators
-	$(BIN)/pytest -q -n auto
+	$(BIN)/pytest -q -n auto --durations=25
 
 # docs/cli.md is generated from the commands (tests/test_cli_grammar.py fails when stale)
 docs: venv

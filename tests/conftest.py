@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import subprocess
@@ -17,6 +18,24 @@ import modelkeep as mk
 pytest_plugins = ["tests.azure", "tests.gcs", "tests.pg", "tests.s3"]
 
 MODELKEEP = str(Path(sys.executable).with_name("modelkeep"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile modelkeep to bytecode once, before the tests start their CLI processes.
+
+    Most tests run the real CLI in a new process. Where PYTHONDONTWRITEBYTECODE is set (as
+    on this project's CI machines) no process caches what it compiles, so each one compiled
+    the whole package again: about 0.15 s of CPU per command, over a thousand commands. The
+    controller compiles before pytest-xdist starts its workers; stale files are recompiled.
+    """
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(Path(mk.__file__).parent, quiet=1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests (marked slow) first: under -n they overlap the short ones, instead of one
+    worker finishing a minute-long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

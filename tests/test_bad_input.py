@@ -76,15 +76,18 @@ def assert_untouched(root: Path, before: State) -> None:
 
 @pytest.fixture
 def proj(tmp_path: Path) -> Path:
-    """A repository with one artifact, fraud-detector:v1 (a file), and one folder, ckpt:v1."""
+    """A repository with one artifact, fraud-detector:v1 (a file), and one folder, ckpt:v1.
+
+    Made through the library, not three CLI processes: the tests are about the command
+    each one runs next (test_cli.py covers init and add through the CLI).
+    """
     root = tmp_path / "proj"
-    root.mkdir()
-    ok("init", cwd=root)
     write(root / "model.bin", b"fraud model weights" * 1000)
-    ok("add", "model.bin", "--name", "fraud-detector", "--type", "model", cwd=root)
     write(root / "ckpt" / "weights.bin", b"w" * 5000)
     write(root / "ckpt" / "sub" / "config.json", b'{"layers": 2}')
-    ok("add", "ckpt", "--name", "ckpt", cwd=root)
+    with mk.init(root) as repo:
+        repo.add(root / "model.bin", "fraud-detector", type="model")
+        repo.add(root / "ckpt", "ckpt")
     return root
 
 

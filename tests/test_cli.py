@@ -32,9 +32,11 @@ def b3(data: bytes) -> str:
 
 
 def new_repo(tmp_path: Path) -> Path:
+    """An empty repository, made through the library: `modelkeep init` itself is tested
+    by the test_init_* tests; the others are about the commands they run next."""
     root = tmp_path / "proj"
     root.mkdir()
-    ok("init", cwd=root)
+    mk.init(root).close()
     return root
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
+import modelkeep as mk
 from modelkeep.cli.common import ALIASES, RENAMED_SHORT
 from modelkeep.cli.main import cli as root_command
 from modelkeep.cli.reference import commands
@@ -19,12 +20,14 @@ LEAVES = [(path, c) for path, c in commands(root_command) if not isinstance(c, c
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    """fraud:v1 registered as fraud-model:v1, made through the library (the tests are about
+    the grammar of the commands they run next, not about init, add and register)."""
     root = tmp_path / "proj"
     root.mkdir()
-    ok("init", cwd=root)
     (root / "w.bin").write_bytes(b"weights" * 1000)
-    ok("add", "w.bin", "--name", "fraud", "--type", "model", cwd=root)
-    ok("register", "fraud:v1", "--as", "fraud-model", cwd=root)
+    with mk.init(root) as repo:
+        repo.add(root / "w.bin", "fraud", type="model")
+        repo.register("fraud:v1", "fraud-model")
     return root
 
 

@@ -807,8 +807,9 @@ def test_an_approver_cannot_count_for_their_own_promotion(backend_repo: mk.Repo)
     assert stage_of(repo, "fraud:v1") == "staging"
 
 
-def test_policy_syntax_error_names_the_line(backend_repo: mk.Repo) -> None:
-    repo = backend_repo
+def test_policy_syntax_error_names_the_line(repo: mk.Repo) -> None:
+    # Reading modelkeep.toml happens before any row is read: SQLite alone, like the
+    # other policy-mistake tests below.
     candidate(repo, "one", {"auc": 0.9})
     path = policy(repo, "# policy\n[policy.default.staging]\nrequire_stage = none\ngates = []\n")
     before = state(repo)
@@ -893,10 +894,8 @@ def test_policy_mistakes_are_clear_errors(
     assert state(repo) == before
 
 
-def test_policy_outside_the_repository_and_its_git_work_tree_is_ignored(
-    backend_repo: mk.Repo,
-) -> None:
-    repo = backend_repo
+def test_policy_outside_the_repository_and_its_git_work_tree_is_ignored(repo: mk.Repo) -> None:
+    # Where the policy file is looked for is a question of folders: SQLite alone.
     stray = repo.root.parent / "modelkeep.toml"
     stray.write_text('[policy.default.staging]\nmovers = ["nobody"]\n')
     candidate(repo, "one")
@@ -1173,8 +1172,11 @@ def test_audit_verify_detects_tampering(backend_repo: mk.Repo, tamper: str) -> N
 
 
 def test_actor_is_the_setting_else_git_else_the_os_user(
-    backend_repo: mk.Repo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    repo: mk.Repo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # Who the actor is comes from settings and Git, not the database (storing it on both
+    # databases is test_every_change_is_a_chained_event's): SQLite alone.
+    backend_repo = repo
     root = backend_repo.root
     empty = tmp_path / "empty-gitconfig"
     empty.write_text("")
