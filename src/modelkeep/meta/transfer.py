@@ -51,7 +51,7 @@ class Holdings:
         return not self.rows and not self.foreign
 
     def describe(self) -> str:
-        parts = [f"{n} {name}" for name, n in self.rows]
+        parts = [", ".join(f"{name}: {n}" for name, n in self.rows)] if self.rows else []
         if self.foreign:
             shown = ", ".join(self.foreign[:5]) + (", …" if len(self.foreign) > 5 else "")
             parts.append(f"tables modelkeep does not know: {shown}")
