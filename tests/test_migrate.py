@@ -311,3 +311,41 @@ def test_a_migrate_killed_half_way_leaves_the_source_in_use(
     doc = jcli("migrate", "--to", fresh_postgres_url, cwd=root)
     assert doc["rows"]["metrics"] == METRIC_ROWS + 10
     assert jcli("audit", "--verify", cwd=root)["ok"]
+
+
+# -- database_url in config.toml -----------------------------------------------------------
+
+
+def test_set_database_url_rewrites_one_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    from modelkeep import config
+    from modelkeep.errors import BadConfigFile
+
+    control = tmp_path / ".modelkeep"
+    control.mkdir()
+    path = control / "config.toml"
+    text = (
+        "# modelkeep repository settings\n"
+        '# database_url = "postgresql+psycopg://user@host/db"  # default: meta.sqlite here\n'
+        "trust_pickle = true  # mine\n"
+        "\n"
+        "[extra]\n"
+        'database_url = "not the top-level one"\n'
+    )
+    path.write_text(text)
+    url = 'postgresql+psycopg://db.example.com/models?application_name="mk"'
+    config.set_database_url(tmp_path, url)
+    assert config.load(tmp_path).database_url == url
+    lines = path.read_text().splitlines()
+    assert lines[3] == f"database_url = {json.dumps(url)}"  # after the settings at the top
+    assert lines[:3] + lines[4:] == text.splitlines()  # every other line as it was
+    config.set_database_url(tmp_path, "sqlite:////elsewhere/meta.sqlite")
+    assert path.read_text().count("\ndatabase_url = ") == 2  # the new one and [extra]'s
+    config.set_database_url(tmp_path, None)
+    assert path.read_text() == text  # back to the file the user wrote
+    path.write_text('database_url = """\npostgresql://a/b"""\n')
+    with pytest.raises(BadConfigFile, match="write database_url on one line"):
+        config.set_database_url(tmp_path, "sqlite:////x/meta.sqlite")
+    assert path.read_text() == 'database_url = """\npostgresql://a/b"""\n'
+    (control / "config.toml").unlink()
+    config.set_database_url(tmp_path, "sqlite:////y/meta.sqlite")  # no file yet: made
+    assert config.load(tmp_path).database_url == "sqlite:////y/meta.sqlite"

@@ -300,7 +300,11 @@ def set_database_url(root: Path, url: str | None) -> None:
     want = {k: v for k, v in before.items() if k != "database_url"}
     if url is not None:
         want["database_url"] = url
-    if tomllib.loads(out) != want:
+    try:
+        same = tomllib.loads(out) == want
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:
         raise BadConfigFile(
             str(path),
             key_line(text, "database_url"),
