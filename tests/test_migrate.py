@@ -349,3 +349,45 @@ def test_set_database_url_rewrites_one_line_and_keeps_the_rest(tmp_path: Path) -
     (control / "config.toml").unlink()
     config.set_database_url(tmp_path, "sqlite:////y/meta.sqlite")  # no file yet: made
     assert config.load(tmp_path).database_url == "sqlite:////y/meta.sqlite"
+
+
+@pytest.mark.slow
+def test_a_migrate_back_to_sqlite_killed_half_way_leaves_postgresql_in_use(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    root = _big_project(tmp_path)
+    jcli("migrate", "--to", fresh_postgres_url, cwd=root)
+    config, bound = _config(root), _bound(root)
+    before = jcli("audit", "--verify", cwd=root)
+    target = tmp_path / "back.sqlite"
+    wal = Path(f"{target}-wal")
+    proc = subprocess.Popen(
+        [MODELKEEP, "migrate", "--to", f"sqlite:///{target}", "--json"],
+        cwd=root,
+        env={**os.environ, "MODELKEEP_USER": "tester"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        # uncommitted pages spill into the WAL once they outgrow SQLite's page cache
+        while not wal.exists() or wal.stat().st_size < 3 << 20:
+            assert proc.poll() is None, "the copy ended before it could be killed"
+            assert time.monotonic() < deadline, "the copy never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert _config(root) == config and _bound(root) == bound
+    assert jcli("audit", "--verify", cwd=root) == before
+    _gets_exact(root, tmp_path / "out")
+    half = meta.Database(f"sqlite:///{target}")
+    try:
+        assert transfer.holdings(half).empty  # the half-written transaction is gone
+    finally:
+        half.close()
+    doc = jcli("migrate", "--to", f"sqlite:///{target}", cwd=root)
+    assert doc["rows"]["metrics"] == METRIC_ROWS + 10
+    assert f'database_url = "sqlite:///{target}"' in _config(root).decode()
+    assert jcli("audit", "--verify", cwd=root) == before
