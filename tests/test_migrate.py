@@ -346,6 +346,14 @@ def test_set_database_url_rewrites_one_line_and_keeps_the_rest(tmp_path: Path) -
     with pytest.raises(BadConfigFile, match="write database_url on one line"):
         config.set_database_url(tmp_path, "sqlite:////x/meta.sqlite")
     assert path.read_text() == 'database_url = """\npostgresql://a/b"""\n'
+    repo_root = tmp_path / "proj"  # and migrate refuses before it copies anything
+    mk.init(repo_root).close()
+    (repo_root / ".modelkeep" / "config.toml").write_text(
+        'database_url = """\nsqlite:///%s"""\n' % (repo_root / ".modelkeep" / "meta.sqlite")
+    )
+    target = tmp_path / "new.sqlite"
+    line = one_error_line(cli("migrate", "--to", f"sqlite:///{target}", cwd=repo_root))
+    assert "write database_url on one line" in line and not target.exists()
     (control / "config.toml").unlink()
     config.set_database_url(tmp_path, "sqlite:////y/meta.sqlite")  # no file yet: made
     assert config.load(tmp_path).database_url == "sqlite:////y/meta.sqlite"

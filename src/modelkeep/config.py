@@ -276,13 +276,14 @@ def database_url_from_env() -> str | None:
     return os.environ.get(DATABASE_URL_ENV) or None
 
 
-def set_database_url(root: Path, url: str | None) -> None:
+def set_database_url(root: Path, url: str | None, *, dry_run: bool = False) -> None:
     """Point the repository at another metadata database (`modelkeep migrate`).
 
     Rewrites only the top-level `database_url` line of config.toml (None removes it: the
     default SQLite file), keeping every other line and comment, and checks the result
     parses to the same settings but that one; written through a fsynced temporary
     sibling and a rename, so a crash leaves the old file or the new one, never half.
+    dry_run only checks that the file can be rewritten so (migrate asks before copying).
     """
     path = root / REPO_DIR / CONFIG_FILE
     read = read_toml(path)
@@ -311,7 +312,8 @@ def set_database_url(root: Path, url: str | None) -> None:
             "cannot rewrite database_url here (is it spelled over several lines?); write "
             "database_url on one line and migrate again",
         )
-    _replace(path, out)
+    if not dry_run:
+        _replace(path, out)
 
 
 def _replace(path: Path, text: str) -> None:

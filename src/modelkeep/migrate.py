@@ -5,8 +5,8 @@ server; `--to sqlite` (or `--to sqlite:///PATH`) brings it back. The steps, and 
 failure or a kill leaves after each:
 
 1. Checks, changing nothing: MODELKEEP_DATABASE_URL is not set (it would override the
-   switch), no run is still running (its metrics would go to the old database), the
-   target is another database and holds no records.
+   switch), config.toml can be rewritten, no run is still running (its metrics would go
+   to the old database), the target is another database and holds no records.
 2. The target's schema is made: it still counts as empty.
 3. Every record is copied in one target transaction (`meta/transfer.py`) and committed.
    Killed before the commit, the target is empty again; the source was only read.
@@ -141,6 +141,8 @@ def move(parts: Parts, to: str, progress: Progress = NULL_PROGRESS) -> Moved:
             ".modelkeep/config.toml), then migrate",
         )
     url = target_url(parts.settings, to)
+    setting = None if url == default_url(parts.settings) else url
+    config.set_database_url(parts.root, setting, dry_run=True)  # refused now, not after
     source = parts.db
     target = meta.Database(url)
     try:
