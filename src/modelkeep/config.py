@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -353,6 +354,75 @@ def save_remotes(root: Path, remotes: tuple[RemoteConfig, ...]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n", "utf-8")
     os.replace(tmp, path)
+
+
+DATABASE_URL_ENV = "MODELKEEP_DATABASE_URL"
+
+
+def database_url_from_env() -> str | None:
+    """MODELKEEP_DATABASE_URL when set: it overrides database_url in config.toml."""
+    return os.environ.get(DATABASE_URL_ENV) or None
+
+
+def set_database_url(root: Path, url: str | None, *, dry_run: bool = False) -> None:
+    """Point the repository at another metadata database (`modelkeep migrate`).
+
+    Rewrites only the top-level `database_url` line of config.toml (None removes it: the
+    default SQLite file), keeping every other line and comment, and checks the result
+    parses to the same settings but that one; written through a fsynced temporary
+    sibling and a rename, so a crash leaves the old file or the new one, never half.
+    dry_run only checks that the file can be rewritten so (migrate asks before copying).
+    """
+    path = root / REPO_DIR / CONFIG_FILE
+    read = read_toml(path)
+    text, before = read if read is not None else ("", {})
+    lines = text.splitlines()
+    top = next((i for i, ln in enumerate(lines) if _HEADER.fullmatch(ln)), len(lines))
+    setting = re.compile(r"^\s*[\"']?database_url[\"']?\s*=")
+    found = [i for i in range(top) if setting.match(lines[i])]
+    at = found[0] if found else top
+    while not found and at > 0 and not lines[at - 1].strip():
+        at -= 1  # after the settings and comments at the top, before the blank lines
+    kept = [ln for i, ln in enumerate(lines) if i not in found]
+    new = [f"database_url = {json.dumps(url)}"] if url is not None else []
+    out = "\n".join(kept[:at] + new + kept[at:]) + "\n"
+    want = {k: v for k, v in before.items() if k != "database_url"}
+    if url is not None:
+        want["database_url"] = url
+    try:
+        same = tomllib.loads(out) == want
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:
+        raise BadConfigFile(
+            str(path),
+            key_line(text, "database_url"),
+            "cannot rewrite database_url here (is it spelled over several lines?); write "
+            "database_url on one line and migrate again",
+        )
+    if not dry_run:
+        _replace(path, out)
+
+
+def _replace(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 @dataclass(frozen=True, slots=True)

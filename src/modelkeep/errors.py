@@ -738,3 +738,52 @@ class IndexUnreadable(ModelkeepError):
             f"cannot open the store index {path}: {reason}; check its permissions and free "
             "space (it is a cache: moving it away makes modelkeep rebuild it from the packs)"
         )
+
+
+# -- issue 13, migrate: move a store between metadata databases ------------------------------
+
+
+class BadMigrateTarget(InvalidArgument):
+    """`migrate --to` names no database modelkeep can move to (its password never shown)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"cannot migrate to {url!r}: {reason}; write --to postgresql://HOST/DB, "
+            "--to sqlite (the default file) or --to sqlite:///PATH"
+        )
+
+
+class TargetNotEmpty(ModelkeepError):
+    """migrate copies into an empty database only: it never merges two histories."""
+
+    def __init__(self, database: str, holds: str) -> None:
+        self.database = database
+        self.holds = holds
+        super().__init__(
+            f"target database {database} is not empty ({holds}); migrate copies into an "
+            "empty database only: create a new one, or choose another"
+        )
+
+
+class MigrateRefused(ModelkeepError):
+    """migrate cannot start now (a live run, an overriding variable, the same database)."""
+
+    def __init__(self, reason: str, step: str) -> None:
+        self.reason = reason
+        self.step = step
+        super().__init__(f"not migrating: {reason}; {step}")
+
+
+class MigrateCheckFailed(ModelkeepError):
+    """The copy does not match the source: nothing was switched, the source stays in use."""
+
+    def __init__(self, database: str, detail: str) -> None:
+        self.database = database
+        self.detail = detail
+        super().__init__(
+            f"the copy in {database} does not match this store's records ({detail}); nothing "
+            "was switched and the old database stays in use: report this with the output of "
+            "`modelkeep audit --verify`"
+        )

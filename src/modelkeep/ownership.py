@@ -75,3 +75,10 @@ def require_own(store: ObjectStore, db: meta.Database) -> None:
 
 def _holds_some_version(store: ObjectStore, db: meta.Database) -> bool:
     return any(store.has(content_bytes(v.digest)) for v in meta.all_versions(db))
+
+
+def move(store: ObjectStore, db: meta.Database) -> None:
+    """Bind store to db, whatever it recorded before: only `modelkeep migrate` does this,
+    once db holds a checked copy of every record of the store's old database. From then
+    on gc, prune, fsck and add refuse the old database with this store."""
+    identity.write(store.root, Binding(database_id(db), db.display_url))

@@ -31,6 +31,8 @@ from modelkeep.errors import (
     RunNotFound,
 )
 from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
+from modelkeep.migrate import Moved
+from modelkeep.migrate import move as move_database
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
@@ -701,6 +703,20 @@ class Repo:
     def verify_audit(self) -> meta.Verification:
         """Recompute the event chain; name every event edited, removed or reordered."""
         return meta.verify(self.db)
+
+    # -- the metadata database -------------------------------------------------
+
+    def migrate(self, to: str, *, progress: Progress = NULL_PROGRESS) -> Moved:
+        """Copy every record to the empty database `to` (`postgresql://HOST/DB`, `sqlite`
+        for the default file, `sqlite:///PATH`), check it, and switch this repository to
+        it: the store's binding and database_url in .modelkeep/config.toml. A failure
+        leaves the old database in use, untouched (see `modelkeep/migrate.py`)."""
+        moved = move_database(self.parts, to, progress)
+        self.db.close()
+        settings = config.load(self.root)
+        self.parts = Parts(settings, meta.Database(settings.database_url), self.store)
+        self.db.migrate()
+        return moved
 
     # -- Git work tree ----------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from modelkeep.cli import database as database_cli
 from modelkeep.cli import reference, render
 from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
@@ -356,6 +357,7 @@ cli.add_command(runs_cli.lineage)
 cli.add_command(worktree_cli.status)
 cli.add_command(worktree_cli.checkout)
 cli.add_command(worktree_cli.install_hooks)
+cli.add_command(database_cli.migrate)
 reference.attach_examples(cli)
 
 

@@ -49,6 +49,7 @@ EXAMPLES: dict[str, str] = {
     "status": "modelkeep status",
     "checkout": "modelkeep checkout",
     "install-hooks": "modelkeep install-hooks",
+    "migrate": "modelkeep migrate --to postgresql://db.example.com/modelkeep",
     # groups that do something of their own
     "runs": 'modelkeep runs --where "metrics.auc > 0.9"',
 }
