@@ -192,7 +192,7 @@ def test_readd_identical_creates_no_version(tmp_path: Path) -> None:
     assert again["version"]["ref"] == "fraud-detector:v1"
 
 
-def test_readd_older_content_says_same_as(tmp_path: Path) -> None:
+def test_readd_older_content_returns_the_older_version(tmp_path: Path) -> None:
     root = new_repo(tmp_path)
     a, b = rand(100_000, 3), rand(100_000, 4)
     write(root / "m.bin", a)
@@ -202,8 +202,9 @@ def test_readd_older_content_says_same_as(tmp_path: Path) -> None:
     assert r2.stdout.startswith("m:v2  ")
     write(root / "m.bin", a)
     r3 = ok("add", "m.bin", "--name", "m", cwd=root)
-    assert r3.stdout.startswith("m:v3  ")
-    assert "same content as m:v1" in r3.stdout
+    assert r3.stdout.startswith("m:v1  ")
+    assert "same content as m:v1, an older version: no new number" in r3.stdout
+    assert jcli("versions", "m", cwd=root)["versions"][-1]["number"] == 2
     assert "(0 B new, 97.7 KiB reused)" in r3.stdout
 
 

@@ -256,3 +256,15 @@ def test_another_store_on_this_host_says_it_did_not_push(
     assert not (tmp_path / "out.bin").exists()
     assert jcli("fsck", cwd=a)["ok"]
     ok("get", "x:v1", "-o", str(tmp_path / "out.bin"), cwd=a)
+
+
+def test_adding_an_older_content_again_points_the_lock_back(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    git(proj, "init", "-q")
+    ok("init", cwd=proj)
+    for content in (b"one" * 1000, b"two" * 1000, b"one" * 1000):
+        (proj / "d.bin").write_bytes(content)
+        ok("add", "d.bin", "--name", "d", cwd=proj)
+    assert "d.bin -> d:v1 (" in (proj / "modelkeep.lock").read_text()
+    assert [v["number"] for v in jcli("versions", "d", cwd=proj)["versions"]] == [1, 2]

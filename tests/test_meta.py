@@ -250,24 +250,24 @@ def test_identical_readd_returns_existing(backend_repo: mk.Repo, tmp_path: Path)
     assert [v.number for v in backend_repo.versions("m")] == [1]
 
 
-def test_readding_older_content_creates_version_with_same_as(
-    backend_repo: mk.Repo, tmp_path: Path
-) -> None:
+def test_readding_older_content_returns_that_version(backend_repo: mk.Repo, tmp_path: Path) -> None:
+    """Content equal to an older version of the name is that version: no second number
+    (as W&B does), and `same_as` says it was an older one."""
     v1 = _add(backend_repo, tmp_path, "m", b"A").version
     r2 = _add(backend_repo, tmp_path, "m", b"B")
-    assert r2.same_as is None
+    assert r2.same_as is None and r2.created
     r3 = _add(backend_repo, tmp_path, "m", b"A")
-    assert r3.created is True
-    assert r3.version.number == 3
-    assert r3.version.digest == v1.digest
-    assert r3.same_as is not None
-    assert r3.same_as.ref == "m:v1"
-    assert r3.same_as == v1
-    # same_as is per artifact: equal content elsewhere does not count.
+    assert r3.created is False
+    assert r3.version == v1 and r3.same_as == v1
+    assert backend_repo.show("m").number == 2  # latest stays the newest number
+    # per artifact: equal content under another name is a version of its own.
     r = _add(backend_repo, tmp_path, "other", b"B")
-    assert r.same_as is None
-    r4 = _add(backend_repo, tmp_path, "m", b"B")
-    assert r4.same_as is not None and r4.same_as.ref == "m:v2"
+    assert r.created and r.same_as is None
+    r4 = _add(backend_repo, tmp_path, "m", b"B")  # the latest itself: unchanged
+    assert r4.created is False and r4.same_as is None and r4.version.number == 2
+    backend_repo.delete("m:v1", reason="bad data")
+    r5 = _add(backend_repo, tmp_path, "m", b"A")  # a deleted version is not returned
+    assert r5.created and r5.version.number == 3
 
 
 def test_artifacts_lists_latest(backend_repo: mk.Repo, tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ from modelkeep.meta import Version
 @dataclass(frozen=True, slots=True)
 class AddResult:
     version: Version
-    created: bool  # False when the content equals the latest version (returned instead)
+    created: bool  # False when the content equals a version of this name (returned instead)
     new_bytes: int  # bytes of content this add stored for the first time
     reused_bytes: int  # bytes already in the store
     stored_bytes: int  # what the new content takes on disk, after compression
-    same_as: Version | None = None  # an older version with identical content
+    same_as: Version | None = None  # that version, when it is an older one (not the latest)
 
     def to_json(self) -> dict[str, Any]:
         return {

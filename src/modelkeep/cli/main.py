@@ -111,16 +111,18 @@ def add(
         render.emit_json(result.to_json())
         return
     v = result.version
+    if result.same_as is not None:
+        click.echo(
+            f"{v.ref}  {v.short_digest}  same content as {v.ref}, an older version: no new number"
+        )
+        return
     if not result.created:
         click.echo(f"{v.ref}  {v.short_digest}  unchanged: the content is already {v.ref}")
         return
-    line = (
+    click.echo(
         f"{v.ref}  {v.short_digest}  {render.size(v.size)}  "
         f"({render.size(result.new_bytes)} new, {render.size(result.reused_bytes)} reused)"
     )
-    if result.same_as is not None:
-        line += f"  same content as {result.same_as.ref}"
-    click.echo(line)
 
 
 @cli.command("ls")

@@ -19,7 +19,7 @@ from modelkeep.meta.chain import Write, clock
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ArtifactRow, VersionRow
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version, version_of
-from modelkeep.meta.rows import artifact, artifact_locked, create_version, latest_row
+from modelkeep.meta.rows import artifact, artifact_locked, create_version
 from modelkeep.meta.runs import check_running
 
 
@@ -42,8 +42,8 @@ class NewVersion:
 @dataclass(frozen=True, slots=True)
 class Added:
     version: Version
-    created: bool  # False: the content equals the latest version, which is returned
-    same_as: Version | None = None  # an older version with the same content, if any
+    created: bool  # False: the content equals a version of this name, which is returned
+    same_as: Version | None = None  # that version, when it is an older one (not the latest)
 
 
 def check_type(type_: str) -> str:
@@ -64,19 +64,24 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
         art = artifact_locked(s, name, create=type_ or "other", now=now)
         if type_ is not None and type_ != art.type:
             raise TypeMismatch(name, art.type, type_)
-        latest = latest_row(s, art)
-        if (
-            latest is not None
-            and latest.deleted_at is None
-            and (latest.kind, latest.digest, latest.mode) == (new.kind, new.digest, new.mode)
-        ):
-            return Added(version_of(art, latest), created=False)
-        earlier = s.scalars(
+        # Content equal to a version of this name (the latest or an older one, not deleted)
+        # is that version: no second number for the same bytes, and a work tree's lock
+        # points back at it.
+        same = s.scalars(
             select(VersionRow)
-            .where(VersionRow.artifact_id == art.id, VersionRow.digest == new.digest)
+            .where(
+                VersionRow.artifact_id == art.id,
+                VersionRow.digest == new.digest,
+                VersionRow.kind == new.kind,
+                VersionRow.mode == new.mode,
+                VersionRow.deleted_at.is_(None),
+            )
             .order_by(VersionRow.number.desc())
             .limit(1)
         ).one_or_none()
+        if same is not None:
+            older = None if same.number == art.latest_number else version_of(art, same)
+            return Added(version_of(art, same), created=False, same_as=older)
         row = create_version(
             s,
             art,
@@ -94,8 +99,7 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
             store_id=new.store_id,
             now=now,
         )
-        same = version_of(art, earlier) if earlier is not None else None
-        return Added(version_of(art, row), created=True, same_as=same)
+        return Added(version_of(art, row), created=True)
 
 
 def artifact_type(db: Database, name: str) -> str | None:
