@@ -800,6 +800,7 @@ class ModelkeepClonePeer(ClonePeer):
 class DvcClonePeer(ClonePeer):
     tool = "dvc"
     steps = ("git clone", "dvc pull")
+    verify = False  # DVC's remote option: re-hash what a pull downloads (default false)
 
     def init(self, repo: Path) -> None:
         """`dvc init`, with the settings a team commits: copies (what ext4 gets anyway), no
@@ -810,6 +811,8 @@ class DvcClonePeer(ClonePeer):
 
     def track(self, repo: Path, remote: Remote) -> None:
         run_([*self.argv, "remote", "add", "-d", remote.name, remote.url], repo)
+        if self.verify:
+            run_([*self.argv, "remote", "modify", remote.name, "verify", "true"], repo)
         run_([*self.argv, "add", "-q", self.workspace_name], repo)
         run_([*self.argv, "push", "-q"], repo)
 
@@ -820,46 +823,64 @@ class DvcClonePeer(ClonePeer):
         return repo / ".dvc" / "cache"
 
 
+class DvcVerifyClonePeer(DvcClonePeer):
+    """DVC with `verify = true` on the remote: it hashes what it pulls, as modelkeep always does."""
+
+    verify = True
+
+
 def bench_clone(ctx: Ctx, repeat: int) -> None:
     """Each tool's repository is set up and pushed once; then `repeat` timed clones of each,
-    the tools in alternating order, each into an empty folder, page cache dropped before."""
+    the tools in alternating order, each into an empty folder, page cache dropped before.
+
+    A second row compares the same modelkeep runs with DVC verifying what it pulls.
+    """
     label = "W1 git clone + checkout ← folder"
     row = ctx.rows.setdefault(label, Row(label, "time"))
+    vlabel = f"{label}, DVC remote with `verify = true`"
+    vrow = ctx.rows.setdefault(
+        vlabel, Row(vlabel, "time", {"modelkeep": row.cells["modelkeep"], "dvc": Cell()})
+    )
+    variants: dict[str, tuple[type[ClonePeer], Row]] = {
+        "modelkeep": (ModelkeepClonePeer, row),
+        "dvc": (DvcClonePeer, row),
+        "dvc-verify": (DvcVerifyClonePeer, vrow),
+    }
     ready: dict[str, tuple[ClonePeer, Remote, Path]] = {}
-    for tool in (t for t in TOOLS if t in ARGV):
-        d = ctx.runs / "clone" / tool
-        peer: ClonePeer = (ModelkeepClonePeer if tool == "modelkeep" else DvcClonePeer)(
-            ARGV[tool], ctx.files["w1"], "w1"
-        )
+    for key, (cls, r) in variants.items():
+        if cls.tool not in ARGV:
+            continue
+        d = ctx.runs / "clone" / key
+        peer = cls(ARGV[cls.tool], ctx.files["w1"], "w1")
         remote = Remote("folder", "nas", str(d / "remote"), folder=d / "remote")
         bs.rmtree(d)
         (d / "remote").mkdir(parents=True)
-        log(f"clone [{tool}]: setting up and pushing (untimed) ...")
+        log(f"clone [{key}]: setting up and pushing (untimed) ...")
         try:
             peer.setup(d / "src", [remote])
         except FAILURES as exc:
-            ctx.fail([row], tool, "clone set-up", exc)
+            ctx.fail([r], peer.tool, f"clone set-up ({key})", exc)
             continue
-        ready[tool] = peer, remote, d
+        ready[key] = peer, remote, d
     for rep in range(repeat):
-        for tool in list(ready)[:: 1 if rep % 2 == 0 else -1]:
-            peer, remote, d = ready[tool]
+        for key in list(ready)[:: 1 if rep % 2 == 0 else -1]:
+            (peer, remote, d), r = ready[key], variants[key][1]
             dest = d / f"clone-r{rep}"
             try:
-                log(f"clone run {rep + 1} [{tool}]: git clone + checkout ...")
+                log(f"clone run {rep + 1} [{key}]: git clone + checkout ...")
                 peer.fresh(d / "src", dest, remote)
                 cmds = peer.pull(dest, remote)
                 timing, moved, notes = transfer(ctx, peer, remote, cmds, dest, False)
                 peer.check(dest)
                 stored = bs.du_sb(peer.store(dest))
-                row.cells[tool].add(timing, moved, [*notes, f"local store {stored} bytes"])
+                r.cells[peer.tool].add(timing, moved, [*notes, f"local store {stored} bytes"])
             except FAILURES as exc:
-                ctx.fail([row], tool, f"clone run {rep + 1}", exc)
+                ctx.fail([r], peer.tool, f"clone run {rep + 1} ({key})", exc)
             if not ctx.keep_runs:
                 bs.rmtree(dest)
-    for tool, (peer, _, _) in ready.items():
+    for key, (peer, _, _) in ready.items():
         if peer.step_seconds:
-            row.cells[tool].notes.append(peer.steps_note())
+            variants[key][1].cells[peer.tool].notes.append(peer.steps_note())
     if not ctx.keep_runs:
         bs.rmtree(ctx.runs / "clone")
 
@@ -939,7 +960,10 @@ def report(ctx: Ctx, args: argparse.Namespace, workdir: Path, elapsed: float) ->
                 "`dvc add FILE`, `dvc push`), then committed. Timed, in an empty folder, page "
                 "cache dropped first: `git clone -q SRC .` + `modelkeep init` + `modelkeep "
                 "checkout` vs `git clone -q SRC .` + `dvc pull`; the restored file is compared "
-                "with W1. Bytes: the remote folder's bytes in the page cache afterwards.",
+                "with W1. Bytes: the remote folder's bytes in the page cache afterwards. modelkeep "
+                "verifies every chunk it fetches; DVC does not re-hash what it pulls unless the "
+                "remote has `verify = true`: the second row compares the same modelkeep runs with "
+                "a DVC repository whose committed remote has it.",
             ]
             if "clone" in args.only
             else []
