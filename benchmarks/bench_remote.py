@@ -13,6 +13,12 @@ copy of the first repository's `meta.sqlite`; DVC: `git clone`), so everything t
 need must cross from the remote, and ends with the newest version as a file in the workspace
 (`modelkeep pull REFS` + `modelkeep get NEWEST`; `dvc pull`, which checks the file out).
 
+The clone section (`--only clone`) shares W1 the way a team shares it with Git and a bucket: a
+Git repository per tool whose commit carries W1's pointer and the folder remote's configuration
+(`modelkeep.toml` + `modelkeep.lock`; `.dvc/config` + `model.safetensors.dvc`), pushed once,
+untimed. Timed: `git clone` into an empty folder + `modelkeep init` + `modelkeep checkout`
+against `git clone` + `dvc pull`, each ending with W1 in the work tree, compared byte for byte.
+
 Bytes transferred are measured outside both tools, the same way for both:
 
 * folder push: the size of every file created or changed in the remote folder by the push
@@ -65,7 +71,7 @@ ENV = bs.ENV  # bench_store's timed/warm/du_sb read it too; main fills it
 STATS_PATH = "/__bench__/stats"
 FAILURES = (BenchError, OSError, ValueError, subprocess.TimeoutExpired)  # a step's, reported
 KINDS = ("folder", "s3")
-WORKLOADS = ("w1", "w2")
+WORKLOADS = ("w1", "w2", "clone")
 TOOLS = ("modelkeep", "dvc")
 BUCKETS = {"modelkeep": "modelkeep-bench", "dvc": "dvc-bench"}
 
@@ -713,6 +719,172 @@ def check_older(ctx: Ctx, peer: ModelkeepPeer, repo: Path, remote: Remote) -> No
         raise BenchError(f"restoring the older versions read {extra} more bytes from the remote")
 
 
+# --- a fresh clone ------------------------------------------------------------------------
+
+
+class ClonePeer(Peer):
+    """A Git repository that carries W1's pointer and the remote's configuration, and clones.
+
+    The source repository is built and pushed once (untimed); each timed run clones it into an
+    empty folder and restores W1 from the folder remote, as a second person would.
+    """
+
+    workspace_name = "model.safetensors"
+    steps: tuple[str, ...] = ()  # what each timed command is called in the details
+
+    def __init__(self, argv: list[str], files: list[Path], name: str) -> None:
+        super().__init__(argv, files, name)
+        self.step_seconds: list[list[float]] = []  # per run: each timed command's seconds
+
+    def init(self, repo: Path) -> None:
+        raise NotImplementedError
+
+    def track(self, repo: Path, remote: Remote) -> None:
+        """Declare the remote in committed configuration, track the file, push it."""
+        raise NotImplementedError
+
+    def setup(self, repo: Path, remotes: Sequence[Remote]) -> None:
+        (remote,) = remotes
+        repo.mkdir(parents=True)
+        run_(["git", "init", "-q"], repo)
+        self.init(repo)
+        shutil.copyfile(self.files[0], repo / self.workspace_name)
+        self.track(repo, remote)
+        run_(["git", "add", "-A"], repo)
+        run_(["git", "commit", "-q", "-m", "w1"], repo)
+        if self.workspace_name in run_(["git", "ls-files"], repo).split():
+            raise BenchError(f"{self.tool}: Git tracks the data file itself, not its pointer")
+
+    def fresh(self, src: Path, dest: Path, remote: Remote) -> None:
+        dest.mkdir(parents=True)  # `git clone SRC .` from inside it: one cwd for every step
+
+    def clone(self, src: Path) -> list[Arg]:
+        return ["git", "clone", "-q", src, "."]
+
+    def notes(self, cmds: list[list[Arg]], seconds: list[float], outs: list[str]) -> list[str]:
+        self.step_seconds.append(seconds)  # summed up by steps_note() after the last run
+        return []
+
+    def steps_note(self) -> str:
+        medians = [statistics.median(runs) for runs in zip(*self.step_seconds, strict=True)]
+        each = " + ".join(f"{n} {s:.3f} s" for n, s in zip(self.steps, medians, strict=True))
+        return f"median of each step: {each}"
+
+    def check(self, repo: Path) -> None:
+        bs.same_file(self.files[0], repo / self.workspace_name)
+
+
+class ModelkeepClonePeer(ClonePeer):
+    tool = "modelkeep"
+    steps = ("git clone", "init", "checkout")
+
+    def init(self, repo: Path) -> None:
+        run_([*self.argv, "init"], repo)
+
+    def track(self, repo: Path, remote: Remote) -> None:
+        run_([*self.argv, "remote", "add", remote.name, remote.url, "--default", "--project"], repo)
+        run_([*self.argv, "add", self.workspace_name, "--name", self.name], repo)
+        run_([*self.argv, "push"], repo)
+        for committed in ("modelkeep.toml", "modelkeep.lock"):
+            if not (repo / committed).is_file():
+                raise BenchError(f"modelkeep wrote no {committed} in {repo}")
+
+    def pull(self, repo: Path, remote: Remote) -> list[list[Arg]]:
+        src = repo.parent / "src"
+        return [self.clone(src), [*self.argv, "init"], [*self.argv, "checkout"]]
+
+    def store(self, repo: Path) -> Path:
+        return repo / ".modelkeep" / "store"
+
+
+class DvcClonePeer(ClonePeer):
+    tool = "dvc"
+    steps = ("git clone", "dvc pull")
+    verify = False  # DVC's remote option: re-hash what a pull downloads (default false)
+
+    def init(self, repo: Path) -> None:
+        """`dvc init`, with the settings a team commits: copies (what ext4 gets anyway), no
+        update check."""
+        run_([*self.argv, "init", "-q"], repo)
+        run_([*self.argv, "config", "core.check_update", "false"], repo)
+        run_([*self.argv, "config", "cache.type", "copy"], repo)
+
+    def track(self, repo: Path, remote: Remote) -> None:
+        run_([*self.argv, "remote", "add", "-d", remote.name, remote.url], repo)
+        if self.verify:
+            run_([*self.argv, "remote", "modify", remote.name, "verify", "true"], repo)
+        run_([*self.argv, "add", "-q", self.workspace_name], repo)
+        run_([*self.argv, "push", "-q"], repo)
+
+    def pull(self, repo: Path, remote: Remote) -> list[list[Arg]]:
+        return [self.clone(repo.parent / "src"), [*self.argv, "pull", "-q"]]
+
+    def store(self, repo: Path) -> Path:
+        return repo / ".dvc" / "cache"
+
+
+class DvcVerifyClonePeer(DvcClonePeer):
+    """DVC with `verify = true` on the remote: it hashes what it pulls, as modelkeep always does."""
+
+    verify = True
+
+
+def bench_clone(ctx: Ctx, repeat: int) -> None:
+    """Each tool's repository is set up and pushed once; then `repeat` timed clones of each,
+    the tools in alternating order, each into an empty folder, page cache dropped before.
+
+    A second row compares the same modelkeep runs with DVC verifying what it pulls.
+    """
+    label = "W1 git clone + checkout ← folder"
+    row = ctx.rows.setdefault(label, Row(label, "time"))
+    vlabel = f"{label}, DVC remote with `verify = true`"
+    vrow = ctx.rows.setdefault(
+        vlabel, Row(vlabel, "time", {"modelkeep": row.cells["modelkeep"], "dvc": Cell()})
+    )
+    variants: dict[str, tuple[type[ClonePeer], Row]] = {
+        "modelkeep": (ModelkeepClonePeer, row),
+        "dvc": (DvcClonePeer, row),
+        "dvc-verify": (DvcVerifyClonePeer, vrow),
+    }
+    ready: dict[str, tuple[ClonePeer, Remote, Path]] = {}
+    for key, (cls, r) in variants.items():
+        if cls.tool not in ARGV:
+            continue
+        d = ctx.runs / "clone" / key
+        peer = cls(ARGV[cls.tool], ctx.files["w1"], "w1")
+        remote = Remote("folder", "nas", str(d / "remote"), folder=d / "remote")
+        bs.rmtree(d)
+        (d / "remote").mkdir(parents=True)
+        log(f"clone [{key}]: setting up and pushing (untimed) ...")
+        try:
+            peer.setup(d / "src", [remote])
+        except FAILURES as exc:
+            ctx.fail([r], peer.tool, f"clone set-up ({key})", exc)
+            continue
+        ready[key] = peer, remote, d
+    for rep in range(repeat):
+        for key in list(ready)[:: 1 if rep % 2 == 0 else -1]:
+            (peer, remote, d), r = ready[key], variants[key][1]
+            dest = d / f"clone-r{rep}"
+            try:
+                log(f"clone run {rep + 1} [{key}]: git clone + checkout ...")
+                peer.fresh(d / "src", dest, remote)
+                cmds = peer.pull(dest, remote)
+                timing, moved, notes = transfer(ctx, peer, remote, cmds, dest, False)
+                peer.check(dest)
+                stored = bs.du_sb(peer.store(dest))
+                r.cells[peer.tool].add(timing, moved, [*notes, f"local store {stored} bytes"])
+            except FAILURES as exc:
+                ctx.fail([r], peer.tool, f"clone run {rep + 1} ({key})", exc)
+            if not ctx.keep_runs:
+                bs.rmtree(dest)
+    for key, (peer, _, _) in ready.items():
+        if peer.step_seconds:
+            variants[key][1].cells[peer.tool].notes.append(peer.steps_note())
+    if not ctx.keep_runs:
+        bs.rmtree(ctx.runs / "clone")
+
+
 # --- the run --------------------------------------------------------------------------------
 
 ARGV: dict[str, list[str]] = {}  # the command of modelkeep and DVC, when they run
@@ -725,7 +897,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--skip-dvc", action="store_true", help="do not install or run DVC")
     add("--skip-modelkeep", action="store_true", help="do not run modelkeep")
     add("--workdir", type=Path, default=common.WORK, help="workloads, repos, DVC venv, results")
-    add("--only", default=",".join(WORKLOADS), help="w1, w2 or both (default)")
+    add("--only", default=",".join(WORKLOADS), help="w1, w2, clone or all (default)")
     add("--kinds", default=",".join(KINDS), help="folder, s3 or both (default)")
     add("--repeat", type=int, help="runs of each workload (default 3, or 1 with --quick)")
     add("--keep-runs", action="store_true", help="keep the repos and remote folders of this run")
@@ -779,6 +951,23 @@ def report(ctx: Ctx, args: argparse.Namespace, workdir: Path, elapsed: float) ->
         "pull = bytes of the remote folder in the page cache after the pull (dropped before; "
         "`fincore`); S3 push / pull = HTTP body bytes the server received / sent during the "
         "command (request Content-Length, response bodies; headers not counted).",
+        *(
+            [
+                "- Clone: one Git repository per tool, built and pushed once (untimed), carrying "
+                "W1's pointer and the folder remote's configuration (modelkeep: `remote add nas DIR"
+                " --default --project` into `modelkeep.toml`, `add FILE --name w1` into "
+                "`modelkeep.lock`, `push`; DVC: `dvc remote add -d nas DIR`, `cache.type copy`, "
+                "`dvc add FILE`, `dvc push`), then committed. Timed, in an empty folder, page "
+                "cache dropped first: `git clone -q SRC .` + `modelkeep init` + `modelkeep "
+                "checkout` vs `git clone -q SRC .` + `dvc pull`; the restored file is compared "
+                "with W1. Bytes: the remote folder's bytes in the page cache afterwards. modelkeep "
+                "verifies every chunk it fetches; DVC does not re-hash what it pulls unless the "
+                "remote has `verify = true`: the second row compares the same modelkeep runs with "
+                "a DVC repository whose committed remote has it.",
+            ]
+            if "clone" in args.only
+            else []
+        ),
         f"- S3: moto {common.version('moto')} in server mode on 127.0.0.1 (objects over 16 MiB "
         f"spill to temporary files on {fs}; one-range GETs read only the range, as S3 does, not "
         "the whole object as moto does); modelkeep through `AWS_ENDPOINT_URL`, DVC through "
@@ -822,11 +1011,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ARGV["dvc"] = [str(dvc.parent / "dvc")]
     ctx = Ctx(scale, files, runs, args.kinds, args.keep_runs)
     try:
-        if "s3" in args.kinds:
+        if "s3" in args.kinds and set(args.only) - {"clone"}:  # the clone's remote is a folder
             ctx.s3 = S3Server(runs / "moto")
             ENV["AWS_ENDPOINT_URL"] = ctx.s3.url
             ctx.s3.reset()
         for workload in args.only:
+            if workload == "clone":
+                bench_clone(ctx, args.repeat)
+                continue
             for rep in range(args.repeat):
                 log(f"{workload} (run {rep + 1}) ...")
                 bench_workload(ctx, workload, rep)
