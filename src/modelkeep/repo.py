@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelkeep import card as cards
-from modelkeep import config, content, meta, model, ownership, registry, store, sync, worktree
+from modelkeep import (
+    config,
+    content,
+    meta,
+    model,
+    ownership,
+    registry,
+    sharing,
+    store,
+    sync,
+    worktree,
+)
 from modelkeep.capture.process import alive
 from modelkeep.errors import (
     ArtifactNotFound,
@@ -33,6 +44,7 @@ from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_id, validate_name
+from modelkeep.remotes import Remote
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
 from modelkeep.store.diff import diff as diff_roots
@@ -445,17 +457,30 @@ class Repo:
         """Upload what the remote lacks for refs (default: every version here not yet
         pushed to it); the versions are then recorded as pushed, for the whole team."""
         versions = [self.show(r) for r in refs] if refs else None
-        return sync.push(self.parts, versions, remote, progress)
+        if versions:  # a number another store published is refused before any upload
+            to = sync.open_remote(sync.remote_config(self.settings, remote))
+            sharing.check(self.parts, to, versions)
+
+        def publish(to: Remote, pushed: list[Version]) -> None:
+            sharing.publish(self.parts, to, pushed)
+
+        return sync.push(self.parts, versions, remote, progress, publish)
 
     def pull(
         self,
-        refs: Sequence[Target],
+        refs: Sequence[Target] = (),
         *,
         remote: str | None = None,
+        all: bool = False,
         progress: Progress = NULL_PROGRESS,
     ) -> sync.PullResult:
-        """Fetch (verified) what refs need and this store lacks."""
-        return sync.pull(self.parts, [self.show(r) for r in refs], remote, progress)
+        """Bring refs' versions from the remote with their records (runs, registry
+        events), even where this store has no row for them yet, and fetch (verified) what
+        they need; with all, every version the remote holds records of."""
+        if not all and any(isinstance(r, Version) for r in refs):
+            return sync.pull(self.parts, [self.show(r) for r in refs], remote, progress)
+        texts = [r.ref if isinstance(r, Version) else r for r in refs]
+        return sharing.pull(self.parts, texts, remote, everything=all, progress=progress)
 
     def pushed_to(self, ref: Target) -> tuple[str, ...]:
         """The remotes (URLs) every object of a version is on, as recorded when pushed."""
