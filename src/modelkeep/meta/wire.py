@@ -196,7 +196,7 @@ def _iso(when: datetime) -> str:
 
 def load(data: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadRecord(f"not JSON ({str(exc)[:80]})") from None
     if not isinstance(doc, dict):
@@ -206,6 +206,13 @@ def load(data: bytes) -> dict[str, Any]:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
 
 
 def _get(doc: dict[str, Any], key: str) -> Any:
