@@ -318,14 +318,32 @@ def test_a_version_record_round_trips_and_damage_is_a_clear_error(
     assert wire.canonical(again.to_json()) == wire.canonical(wire.load(flipped))
 
 
-def test_s3_records_are_exclusive_and_pull_by_stage(
-    tmp_path: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("backend", ["folder", "s3", "azure"])
+def test_record_writes_are_create_exclusive(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
-    url = f"s3://{s3_bucket}/team"
+    """The second write of a name loses and changes nothing. (The GCS emulator of the
+    suite ignores ifGenerationMatch, so GCS is not checked here; real GCS honours it.)"""
+    if backend == "folder":
+        url = str(tmp_path / "remote")
+    elif backend == "s3":
+        url = f"s3://{request.getfixturevalue('s3_bucket')}/team"
+    else:
+        url = f"az://{request.getfixturevalue('azure_container')}/team"
     remote = Remote(url)
-    assert remote.put_exclusive("records/x/V-1.json", b"first")
-    assert not remote.put_exclusive("records/x/V-1.json", b"second")
-    assert remote.read_files(["records/x/V-1.json"]) == {"records/x/V-1.json": b"first"}
+    path = "records/team/x/V-1.json"
+    assert remote.put_exclusive(path, b"first")
+    assert not remote.put_exclusive(path, b"second")
+    assert remote.read_files([path, "records/none.json"]) == {
+        path: b"first",
+        "records/none.json": None,
+    }
+    assert remote.existing([path, "records/team/x/V-2.json"]) == {path}
+    assert remote.list_files("records", recursive=True) == {path: 5}
+
+
+def test_s3_pull_by_stage_and_conflicts(tmp_path: Path, s3_bucket: str) -> None:
+    url = f"s3://{s3_bucket}/team"
     a = origin_store(tmp_path, url)
     b = Store(tmp_path / "bob", url, "bob", "host-b")
     assert b.json("pull", "fraud@production")["versions"] == ["fraud:v1"]

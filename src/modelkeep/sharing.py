@@ -110,21 +110,24 @@ def publish(parts: Parts, remote: Remote, versions: Sequence[meta.Version]) -> N
     store = database_id(db)
     recs = exchange.version_records(db, [(v.name, v.number) for v in versions], store)
     runs = exchange.run_docs(db, {r.run_id for r in recs if r.run_id})
+    paths = [run_path(r.id) for r in runs] + [version_path(r.name, r.number) for r in recs]
+    there = remote.existing(paths)  # a re-push reads listings only, and writes nothing
     for run in runs:
-        remote.put_exclusive(run_path(run.id), wire.canonical(run.to_json()))
+        if run_path(run.id) not in there:
+            remote.put_exclusive(run_path(run.id), wire.canonical(run.to_json()))
     for rec in recs:
         path = version_path(rec.name, rec.number)
-        if not remote.put_exclusive(path, wire.canonical(rec.to_json())):
+        if path in there or not remote.put_exclusive(path, wire.canonical(rec.to_json())):
             problem = _conflict(remote, rec, path, remote.read_files([path])[path])
             if problem is not None:
                 raise problem
     on_remote = meta.pushed(db, remote.url) | {(r.name, r.number) for r in recs}
     models = sorted({r.name for r in recs})
     for model, events in exchange.native_events(db, models, store).items():
-        there = remote.list_files(f"{RECORDS}/{model}")
+        listed = remote.list_files(f"{RECORDS}/{model}")
         for e in exchange.pushable(events, on_remote):
             path = event_path(model, store, e.id)
-            if path not in there:
+            if path not in listed:
                 remote.put_exclusive(path, wire.canonical(e.to_json()))
 
 

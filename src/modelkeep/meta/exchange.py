@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import VersionConflict
@@ -232,16 +232,18 @@ def import_bundle(db: Database, bundle: Bundle, *, store: str, remote: str, host
 def _import_versions(
     s: Session, bundle: Bundle, remote: str, now: datetime
 ) -> tuple[list[str], list[tuple[str, str]]]:
-    runs = {r.id: r for r in bundle.runs}
+    """Insert the versions this store lacks (bulk: a pull may bring thousands), after the
+    runs they name and before the runs' inputs that name them."""
     made: list[str] = []
     renumbered: list[tuple[str, str]] = []
+    values: list[dict[str, object]] = []
     by_name: dict[str, list[VersionRecord]] = {}
     for rec in bundle.versions:
         by_name.setdefault(rec.name, []).append(rec)
     for name in sorted(by_name):
         recs = sorted(by_name[name], key=lambda r: r.number)
         art = artifact_locked(s, name, create=recs[0].type, now=min(r.created_at for r in recs))
-        if art.type != recs[0].type or any(r.type != art.type for r in recs):
+        if any(r.type != art.type for r in recs):
             raise VersionConflict(
                 name,
                 remote,
@@ -249,26 +251,32 @@ def _import_versions(
                 f"a {art.type}",
                 "add one of them again under another name",
             )
-        rows = {
-            v.number: v
-            for v in s.scalars(select(VersionRow).where(VersionRow.artifact_id == art.id))
+        here = {
+            number: (vid, digest, kind)
+            for vid, number, digest, kind in s.execute(
+                select(VersionRow.id, VersionRow.number, VersionRow.digest, VersionRow.kind).where(
+                    VersionRow.artifact_id == art.id
+                )
+            )
         }
         top = max([art.latest_number, *(r.number for r in recs)])
         for rec in recs:
-            row = rows.get(rec.number)
-            if row is not None and row.digest == rec.digest and row.kind == rec.kind:
+            found = here.get(rec.number)
+            if found is not None and found[1:] == (rec.digest, rec.kind):
                 continue  # the same version, already here
-            if row is not None:
+            if found is not None:
                 top += 1
+                row = s.get(VersionRow, found[0])
+                assert row is not None
                 renumbered.append(_renumber(s, art.name, row, top, rec, remote))
-            _insert_run(s, runs.get(rec.run_id) if rec.run_id else None)
-            s.add(_version_row(art.id, rec))
+            values.append(_version_values(art.id, rec))
             made.append(rec.ref)
         art.latest_number = top
-        s.flush()
-    for run in bundle.runs:  # runs whose versions were here already: lineage inputs
-        _insert_run(s, run)
     s.flush()
+    fresh = _insert_runs(s, bundle.runs)
+    if values:
+        s.execute(insert(VersionRow), values)
+    _insert_inputs(s, fresh)
     return made, renumbered
 
 
@@ -298,85 +306,136 @@ def _renumber(
     return ref, f"{name}:v{number}"
 
 
-def _version_row(artifact_id: int, rec: VersionRecord) -> VersionRow:
-    return VersionRow(
-        artifact_id=artifact_id,
-        number=rec.number,
-        kind=rec.kind,
-        digest=rec.digest,
-        size=rec.size,
-        file_count=rec.file_count,
-        mode=rec.mode,
-        source_name=os.fsencode(rec.source_name),
-        created_at=rec.created_at,
-        user=rec.user,
-        message=rec.message,
-        metadata_json=json.dumps(rec.metadata, sort_keys=True),
-        run_id=rec.run_id,
-        registered=False,
-        stage="none",
-        deleted_at=None,
-        host=rec.host,
-    )
+def _version_values(artifact_id: int, rec: VersionRecord) -> dict[str, object]:
+    return {
+        "artifact_id": artifact_id,
+        "number": rec.number,
+        "kind": rec.kind,
+        "digest": rec.digest,
+        "size": rec.size,
+        "file_count": rec.file_count,
+        "mode": rec.mode,
+        "source_name": os.fsencode(rec.source_name),
+        "created_at": rec.created_at,
+        "user": rec.user,
+        "message": rec.message,
+        "metadata_json": json.dumps(rec.metadata, sort_keys=True),
+        "run_id": rec.run_id,
+        "registered": False,
+        "stage": "none",
+        "deleted_at": None,
+        "host": rec.host,
+    }
 
 
-def _insert_run(s: Session, run: RunDoc | None) -> None:
-    """A run and its parameters, metrics, environment and inputs, unless it is here."""
-    if run is None or s.get(RunRow, run.id) is not None:
-        return
-    if run.env_id and run.environment is not None and s.get(EnvironmentRow, run.env_id) is None:
-        s.add(EnvironmentRow(id=run.env_id, doc_json=json.dumps(run.environment, sort_keys=True)))
-    s.add(
-        RunRow(
-            id=run.id,
-            name=run.name,
-            status=run.status,
-            user=run.user,
-            host=run.host,
-            pid=0,
-            pid_started=None,
-            started_at=run.started_at,
-            heartbeat_at=run.ended_at or run.started_at,
-            ended_at=run.ended_at,
-            exit_code=run.exit_code,
-            error=run.error,
-            command_json=json.dumps(run.command, sort_keys=True),
-            code_json=json.dumps(run.code, sort_keys=True),
-            env_id=run.env_id,
-        )
+def _insert_runs(s: Session, runs: Sequence[RunDoc]) -> list[RunDoc]:
+    """The runs this store lacks, with parameters, metrics and environments; returned so
+    their inputs can be linked once the versions are in."""
+    ids = [r.id for r in runs]
+    have = set(s.scalars(select(RunRow.id).where(RunRow.id.in_(ids)))) if ids else set()
+    fresh = [r for r in runs if r.id not in have]
+    if not fresh:
+        return []
+    envs = {r.env_id: r.environment for r in fresh if r.env_id and r.environment is not None}
+    have_envs = set(s.scalars(select(EnvironmentRow.id).where(EnvironmentRow.id.in_(list(envs)))))
+    env_rows = [
+        {"id": k, "doc_json": json.dumps(v, sort_keys=True)}
+        for k, v in envs.items()
+        if k not in have_envs
+    ]
+    if env_rows:
+        s.execute(insert(EnvironmentRow), env_rows)
+    s.execute(
+        insert(RunRow),
+        [
+            {
+                "id": run.id,
+                "name": run.name,
+                "status": run.status,
+                "user": run.user,
+                "host": run.host,
+                "pid": 0,
+                "pid_started": None,
+                "started_at": run.started_at,
+                "heartbeat_at": run.ended_at or run.started_at,
+                "ended_at": run.ended_at,
+                "exit_code": run.exit_code,
+                "error": run.error,
+                "command_json": json.dumps(run.command, sort_keys=True),
+                "code_json": json.dumps(run.code, sort_keys=True),
+                "env_id": run.env_id,
+            }
+            for run in fresh
+        ],
     )
-    s.flush()
-    s.add_all(ParamRow(run_id=run.id, key=k, value_json=v) for k, v in run.params.items())
-    s.add_all(
-        MetricRow(run_id=run.id, key=m.key, value=m.value, step=m.step, logged_at=m.logged_at)
+    params = [
+        {"run_id": run.id, "key": k, "value_json": v}
+        for run in fresh
+        for k, v in run.params.items()
+    ]
+    if params:
+        s.execute(insert(ParamRow), params)
+    metrics = [
+        {"run_id": run.id, "key": m.key, "value": m.value, "step": m.step, "logged_at": m.logged_at}
+        for run in fresh
         for m in run.metrics
-    )
-    for inp in run.inputs:  # an input this store does not have is left out of lineage
-        vid = s.scalar(
-            select(VersionRow.id)
-            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-            .where(
-                ArtifactRow.name == inp.name,
-                VersionRow.number == inp.number,
-                VersionRow.digest == inp.digest,
-            )
+    ]
+    if metrics:
+        s.execute(insert(MetricRow), metrics)
+    return fresh
+
+
+def _insert_inputs(s: Session, runs: Sequence[RunDoc]) -> None:
+    """Link each run to the versions it used that this store has (with the same content);
+    an input it does not have is left out of lineage."""
+    wanted = {(i.name, i.number, i.digest) for run in runs for i in run.inputs}
+    if not wanted:
+        return
+    ids = {
+        (name, number, digest): vid
+        for name, number, digest, vid in s.execute(
+            select(ArtifactRow.name, VersionRow.number, VersionRow.digest, VersionRow.id)
+            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
+            .where(ArtifactRow.name.in_(sorted({n for n, _, _ in wanted})))
         )
-        if vid is not None:
-            s.add(RunInputRow(run_id=run.id, version_id=vid))
+    }
+    links = {
+        (run.id, ids[(i.name, i.number, i.digest)])
+        for run in runs
+        for i in run.inputs
+        if (i.name, i.number, i.digest) in ids
+    }
+    if links:
+        s.execute(insert(RunInputRow), [{"run_id": r, "version_id": v} for r, v in sorted(links)])
 
 
 def _mark_pushed(
     s: Session, recs: Sequence[VersionRecord], remote: str, host: str, now: datetime
 ) -> None:
     """What came from a remote is on it: recorded as pushed there, as a push would."""
-    for rec in recs:
-        vid = s.scalar(
-            select(VersionRow.id)
-            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-            .where(ArtifactRow.name == rec.name, VersionRow.number == rec.number)
+    wanted = {(r.name, r.number) for r in recs}
+    if not wanted:
+        return
+    ids = [
+        vid
+        for name, number, vid in s.execute(
+            select(ArtifactRow.name, VersionRow.number, VersionRow.id)
+            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
+            .where(ArtifactRow.name.in_(sorted({n for n, _ in wanted})))
         )
-        if vid is not None and s.get(PushRow, (vid, remote)) is None:
-            s.add(PushRow(version_id=vid, remote=remote, pushed_at=now, host=host))
+        if (name, number) in wanted
+    ]
+    done = set(
+        s.scalars(
+            select(PushRow.version_id).where(PushRow.remote == remote, PushRow.version_id.in_(ids))
+        )
+    )
+    rows = [
+        {"version_id": vid, "remote": remote, "pushed_at": now, "host": host}
+        for vid in sorted(set(ids) - done)
+    ]
+    if rows:
+        s.execute(insert(PushRow), rows)
 
 
 def _known_origins(s: Session, models: set[str], store: str) -> set[tuple[str, int]]:

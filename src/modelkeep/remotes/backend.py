@@ -290,6 +290,17 @@ class Remote:
                 self._count(received=len(data))
         return out
 
+    def existing(self, paths: list[str]) -> set[str]:
+        """Which of paths (relative) exist: one listing per folder they are in."""
+        folders: dict[str, list[str]] = {}
+        for path in paths:
+            folders.setdefault(path.rpartition("/")[0], []).append(path)
+        found: set[str] = set()
+        for folder, inside in folders.items():
+            listed = self.list_files(folder)
+            found.update(p for p in inside if p in listed)
+        return found
+
     def list_files(self, prefix: str, *, recursive: bool = False) -> dict[str, int]:
         """Files under prefix (relative to the root), with their sizes; {} if none."""
         fs = self.fs
