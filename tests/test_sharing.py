@@ -177,9 +177,13 @@ def test_registry_changes_travel_both_ways_and_both_chains_verify(
         assert store.json("audit", "--verify")["ok"]
     a.ok("pull", "fraud")  # again: nothing imported twice, nothing pushed back
     assert len(a.json("history", "fraud")["events"]) == 6
-    a.ok("push")
+    a.ok("alias", "set", "fraud@champion", "fraud:v1")
+    a.ok("push")  # no new version: the registry change goes up all the same
     b.ok("pull", "fraud")
-    assert len(b.json("history", "fraud")["events"]) == 6
+    assert b.json("show", "fraud@champion")["ref"] == "fraud:v1"
+    assert len(b.json("history", "fraud")["events"]) == 7
+    for store in (a, b):
+        assert store.json("audit", "--verify")["ok"]
 
 
 def _two_stores_with_v1(tmp_path: Path, folder: str) -> tuple[Store, Store]:

@@ -101,11 +101,10 @@ def check(parts: Parts, remote: Remote, versions: Sequence[meta.Version]) -> Non
 
 def publish(parts: Parts, remote: Remote, versions: Sequence[meta.Version]) -> None:
     """Write the records of versions (whose packs are on the remote): their runs, then
-    each version create-exclusive, then the registry events of their models that are now
-    about pushed versions only. A number another store claimed first raises
+    each version create-exclusive, then every registry event made here that is about
+    versions on the remote only (with nothing new to push too: a promotion of a version
+    pushed before goes up on the next push). A number another store claimed first raises
     VersionConflict; a record already there with the same content is left as it is."""
-    if not versions:
-        return
     db = parts.db
     store = database_id(db)
     recs = exchange.version_records(db, [(v.name, v.number) for v in versions], store)
@@ -122,8 +121,10 @@ def publish(parts: Parts, remote: Remote, versions: Sequence[meta.Version]) -> N
             if problem is not None:
                 raise problem
     on_remote = meta.pushed(db, remote.url) | {(r.name, r.number) for r in recs}
-    models = sorted({r.name for r in recs})
+    models = sorted({name for name, _ in on_remote})
     for model, events in exchange.native_events(db, models, store).items():
+        if not events:
+            continue
         listed = remote.list_files(f"{RECORDS}/{model}")
         for e in exchange.pushable(events, on_remote):
             path = event_path(model, store, e.id)

@@ -127,6 +127,8 @@ def pull(
         return
     for was, now in result.renumbered:
         click.echo(f"renumbered: this store's unpushed {was} is now {now}")
+    if result.imported:
+        click.echo(f"records of {len(result.imported)} version(s) brought from the remote")
     click.echo(
         f"pulled {', '.join(result.versions) or 'nothing'} from {result.remote}: "
         f"{result.objects} objects, {render.size(result.bytes)}"
