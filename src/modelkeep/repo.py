@@ -477,10 +477,11 @@ class Repo:
         """Bring refs' versions from the remote with their records (runs, registry
         events), even where this store has no row for them yet, and fetch (verified) what
         they need; with all, every version the remote holds records of."""
-        if not all and any(isinstance(r, Version) for r in refs):
-            return sync.pull(self.parts, [self.show(r) for r in refs], remote, progress)
         texts = [r.ref if isinstance(r, Version) else r for r in refs]
-        return sharing.pull(self.parts, texts, remote, everything=all, progress=progress)
+        imported = sharing.pull_records(self.parts, texts, remote, everything=all)
+        targets = sharing.on_remote(self.parts, remote) if all else list(refs)
+        result = sync.pull(self.parts, [self.show(r) for r in targets], remote, progress)
+        return sharing.with_records(result, imported)
 
     def pushed_to(self, ref: Target) -> tuple[str, ...]:
         """The remotes (URLs) every object of a version is on, as recorded when pushed."""

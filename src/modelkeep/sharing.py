@@ -31,7 +31,6 @@ from modelkeep import meta, sync
 from modelkeep.errors import MalformedRemoteRecord, VersionConflict
 from modelkeep.meta import exchange, wire
 from modelkeep.meta.identity import database_id
-from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import DigestRef, parse_ref
 from modelkeep.remotes import Remote
 from modelkeep.remotes.backend import MAX_RECORD
@@ -225,34 +224,29 @@ def targets(refs: Sequence[str], everything: bool) -> Targets:
     return Targets(names, tuple(refs))
 
 
-def pull(
-    parts: Parts,
-    refs: Sequence[str],
-    remote_name: str | None,
-    *,
-    everything: bool = False,
-    progress: Progress = NULL_PROGRESS,
-) -> sync.PullResult:
-    """Bring the records of refs' models from the remote (one transaction), then fetch and
-    verify the bytes of refs (with everything: of every version on the remote)."""
-    cfg = sync.remote_config(parts.settings, remote_name)
-    remote = sync.open_remote(cfg)
+def pull_records(
+    parts: Parts, refs: Sequence[str], remote_name: str | None, *, everything: bool = False
+) -> exchange.Imported:
+    """Bring the records of refs' models (with everything: of all models) from the remote,
+    in one transaction; the bytes are fetched afterwards, by `sync.pull`."""
     want = targets(refs, everything)
-    imported = exchange.Imported((), (), 0)
-    if everything or want.names:
-        bundle = read_bundle(remote, want.names)
-        if bundle.versions or bundle.events:
-            imported = exchange.import_bundle(
-                parts.db,
-                bundle,
-                store=database_id(parts.db),
-                remote=remote.url,
-                host=parts.settings.host,
-            )
-    if everything:
-        on_remote = meta.pushed(parts.db, remote.url)
-        versions = [v for v in meta.all_versions(parts.db) if (v.name, v.number) in on_remote]
-    else:
-        versions = [meta.resolve(parts.db, parse_ref(r)) for r in want.refs]
-    result = sync.pull(parts, versions, remote_name, progress)
+    if not everything and not want.names:
+        return exchange.Imported((), (), 0)
+    remote = sync.open_remote(sync.remote_config(parts.settings, remote_name))
+    bundle = read_bundle(remote, want.names)
+    if not bundle.versions and not bundle.events:
+        return exchange.Imported((), (), 0)
+    return exchange.import_bundle(
+        parts.db, bundle, store=database_id(parts.db), remote=remote.url, host=parts.settings.host
+    )
+
+
+def on_remote(parts: Parts, remote_name: str | None) -> list[meta.Version]:
+    """The versions here that are on the remote (pushed there, or pulled from it)."""
+    url = sync.open_remote(sync.remote_config(parts.settings, remote_name)).url
+    there = meta.pushed(parts.db, url)
+    return [v for v in meta.all_versions(parts.db) if (v.name, v.number) in there]
+
+
+def with_records(result: sync.PullResult, imported: exchange.Imported) -> sync.PullResult:
     return replace(result, imported=imported.versions, renumbered=imported.renumbered)
