@@ -787,3 +787,33 @@ class MigrateCheckFailed(ModelkeepError):
             "was switched and the old database stays in use: report this with the output of "
             "`modelkeep audit --verify`"
         )
+
+
+# -- issue 13 (3, 4): version records on remotes, and conflicts between stores ----------
+
+
+class MalformedRemoteRecord(RemoteError):
+    """A record file on a remote that cannot be read or is not what its format says."""
+
+    def __init__(self, url: str, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            url,
+            f"record {path} is unreadable or malformed ({reason}); nothing was stored locally",
+            "delete it from the remote and push again from the store that made it",
+        )
+
+
+class VersionConflict(ModelkeepError):
+    """Two stores made the same NAME:vN with different content; neither is merged."""
+
+    def __init__(self, ref: str, remote: str, theirs: str, ours: str, step: str) -> None:
+        self.ref = ref
+        self.remote = remote
+        self.theirs = theirs
+        self.ours = ours
+        super().__init__(
+            f"{ref} conflicts: remote {remote} has {ref} = {theirs}, this store has "
+            f"{ref} = {ours}; {step}"
+        )

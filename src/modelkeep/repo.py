@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelkeep import card as cards
-from modelkeep import config, content, meta, model, ownership, registry, store, sync, worktree
+from modelkeep import (
+    config,
+    content,
+    meta,
+    model,
+    ownership,
+    registry,
+    sharing,
+    store,
+    sync,
+    worktree,
+)
 from modelkeep.capture.process import alive
 from modelkeep.errors import (
     ArtifactNotFound,
@@ -36,6 +47,7 @@ from modelkeep.migrate import move as move_database
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
+from modelkeep.remotes import Remote
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
 from modelkeep.store.diff import diff as diff_roots
@@ -490,26 +502,40 @@ class Repo:
         """Upload what the remote lacks for refs (default: every version here not yet
         pushed to it); the versions are then recorded as pushed, for the whole team."""
         versions = [self.show(r) for r in refs] if refs else None
-        return sync.push(self.parts, versions, remote, progress)
+        if versions:  # a number another store published is refused before any upload
+            to = sync.open_remote(sync.remote_config(self.settings, remote))
+            sharing.check(self.parts, to, versions)
+
+        def publish(to: Remote, pushed: list[Version]) -> None:
+            sharing.publish(self.parts, to, pushed)
+
+        return sync.push(self.parts, versions, remote, progress, publish)
 
     def pull(
         self,
-        refs: Sequence[Target],
+        refs: Sequence[Target] = (),
         *,
         remote: str | None = None,
+        all: bool = False,
         progress: Progress = NULL_PROGRESS,
     ) -> sync.PullResult:
-        """Fetch (verified) what refs need and this store lacks. A full content id that no
-        version here records (`b3:` and 64 hex digits, from a lock file) is fetched by id."""
+        """Bring refs' versions from the remote with their records (runs, registry
+        events), even where this store has no row for them yet, and fetch (verified) what
+        they need; with all, every version the remote holds records of. A full content id
+        that no version records (`b3:` and 64 hex digits, from a lock file) is fetched by id."""
+        texts = [r.ref if isinstance(r, Version) else r for r in refs]
+        imported = sharing.pull_records(self.parts, texts, remote, everything=all)
+        targets = sharing.on_remote(self.parts, remote) if all else list(refs)
         versions, digests = [], []
-        for r in refs:
+        for r in targets:
             try:
                 versions.append(self.show(r))
             except DigestNotFound:
                 if not is_full_id(r):
                     raise
                 digests.append(str(r))
-        return sync.pull(self.parts, versions, remote, progress, digests)
+        result = sync.pull(self.parts, versions, remote, progress, digests)
+        return sharing.with_records(result, imported)
 
     def pushed_to(self, ref: Target) -> tuple[str, ...]:
         """The remotes (URLs) every object of a version is on, as recorded when pushed."""

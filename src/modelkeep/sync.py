@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +90,8 @@ class PullResult:
     versions: tuple[str, ...]
     objects: int  # objects fetched
     bytes: int  # bytes downloaded: ranges of packs, and new indexes
+    imported: tuple[str, ...] = ()  # versions whose records came from the remote
+    renumbered: tuple[tuple[str, str], ...] = ()  # this store's unpushed (was, now)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +99,8 @@ class PullResult:
             "versions": list(self.versions),
             "objects": self.objects,
             "bytes": self.bytes,
+            "imported": list(self.imported),
+            "renumbered": [{"was": a, "now": b} for a, b in self.renumbered],
         }
 
 
@@ -193,9 +197,11 @@ def push(
     versions: list[Version] | None,
     remote_name: str | None,
     progress: Progress = NULL_PROGRESS,
+    publish: Callable[[Remote, list[Version]], None] | None = None,
 ) -> PushResult:
     """Upload what the remote lacks for versions (None: every version whose content is
-    here and that was not pushed to it yet), then record them as pushed."""
+    here and that was not pushed to it yet), then record them as pushed; publish (the
+    version records, see sharing.py) runs between the two, once the packs are up."""
     cfg = remote_config(parts.settings, remote_name)
     remote = open_remote(cfg)
     store = parts.store
@@ -220,6 +226,8 @@ def push(
             objects, packs = _upload(store, remote, rindex, missing, progress)
     finally:
         rindex.close()
+    if publish is not None:
+        publish(remote, versions)
     refs_done = [(v.name, v.number) for v in versions]
     meta.mark_pushed(parts.db, refs_done, remote.url, parts.settings.host)
     return PushResult(remote.url, tuple(v.ref for v in versions), objects, remote.bytes_sent, packs)

@@ -122,18 +122,36 @@ def push(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_
 
 
 @click.command()
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
 @click.option("--remote", "remote_name", default=None, help="Remote (default: the default).")
+@click.option(
+    "--all", "everything", is_flag=True, help="Every version the remote holds records of."
+)
 @json_option
 @click.pass_context
-def pull(ctx: click.Context, refs: tuple[str, ...], remote_name: str | None, as_json: bool) -> None:
-    """Fetch what REFS need and this store lacks; every object is verified first."""
-    result = open_repo(ctx).pull(refs, remote=remote_name, progress=progress_for(as_json))
+def pull(
+    ctx: click.Context,
+    refs: tuple[str, ...],
+    remote_name: str | None,
+    everything: bool,
+    as_json: bool,
+) -> None:
+    """Bring REFS from the remote with their records (run, registry history), even when
+    this store has never seen them; every object is verified first."""
+    if not refs and not everything:
+        raise click.UsageError("name the versions to pull (NAME, NAME:vN, NAME@STAGE) or --all")
+    result = open_repo(ctx).pull(
+        refs, remote=remote_name, all=everything, progress=progress_for(as_json)
+    )
     if as_json:
         render.emit_json(result.to_json())
         return
+    for was, now in result.renumbered:
+        click.echo(f"renumbered: this store's unpushed {was} is now {now}")
+    if result.imported:
+        click.echo(f"records of {len(result.imported)} version(s) brought from the remote")
     click.echo(
-        f"pulled {', '.join(result.versions)} from {result.remote}: "
+        f"pulled {', '.join(result.versions) or 'nothing'} from {result.remote}: "
         f"{result.objects} objects, {render.size(result.bytes)}"
     )
 

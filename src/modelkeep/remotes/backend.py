@@ -38,6 +38,7 @@ from modelkeep.remotes.urls import RemoteSpec, parse_url
 
 PACKS = "packs"
 TMP = "tmp"
+MAX_RECORD = 64 * 1024 * 1024  # a record file larger than this is refused unread
 
 
 def _first_line(exc: BaseException) -> str:
@@ -216,6 +217,114 @@ class Remote:
             for path in (f"{tmp}.pack", f"{tmp}.idx"):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+
+    # -- small immutable files (version records) ---------------------------------
+
+    def put_exclusive(self, path: str, data: bytes) -> bool:
+        """Create the file at path (relative to the remote's root) with data, only if no
+        file is there: True if this call created it, False if one already existed.
+
+        Exclusive where the backend can promise it: a folder links a complete, fsynced
+        temporary file to its name (link fails if the name exists); S3, GCS and Azure get
+        a conditional write (If-None-Match: *, ifGenerationMatch=0, overwrite=False). An
+        S3-compatible server that ignores the condition makes this last-writer-wins.
+        """
+        fs = self.fs
+        final = self._path(path)
+        with self._translated():
+            if self.spec.scheme.atomic_put:
+                try:
+                    fs.pipe_file(final, data, mode="create")
+                except FileExistsError:
+                    return False
+            elif not self._link_folder(final, data):
+                return False
+        self._count(sent=len(data))
+        return True
+
+    def _link_folder(self, final: str, data: bytes) -> bool:
+        tmp = self._path(TMP, f"{uuid.uuid4().hex}.rec")
+        os.makedirs(self._path(TMP), exist_ok=True)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, final)  # atomic, and refuses an existing name
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def read_files(self, paths: list[str]) -> dict[str, bytes | None]:
+        """The bytes of each file (relative paths), None where it does not exist; one
+        concurrent batch where the backend is asynchronous."""
+        if not paths:
+            return {}
+        fs = self.fs
+        full = [self._path(p) for p in paths]
+        with self._translated():
+            got = fs.cat(full, on_error="return") if len(full) > 1 else {}
+            if len(full) == 1:
+                try:
+                    got = {full[0]: fs.cat_file(full[0])}
+                except FileNotFoundError:
+                    got = {}
+        got = {str(k).rstrip("/").removeprefix("file://"): v for k, v in got.items()}
+        out: dict[str, bytes | None] = {}
+        for rel, path in zip(paths, full, strict=True):
+            data = got.get(path)
+            if isinstance(data, FileNotFoundError) or data is None:
+                out[rel] = None
+            elif isinstance(data, BaseException):
+                with self._translated():
+                    raise data
+            else:
+                out[rel] = bytes(data)
+                self._count(received=len(data))
+        return out
+
+    def existing(self, paths: list[str]) -> set[str]:
+        """Which of paths (relative) exist: one listing per folder they are in."""
+        folders: dict[str, list[str]] = {}
+        for path in paths:
+            folders.setdefault(path.rpartition("/")[0], []).append(path)
+        found: set[str] = set()
+        for folder, inside in folders.items():
+            listed = self.list_files(folder)
+            found.update(p for p in inside if p in listed)
+        return found
+
+    def list_files(self, prefix: str, *, recursive: bool = False) -> dict[str, int]:
+        """Files under prefix (relative to the root), with their sizes; {} if none."""
+        fs = self.fs
+        base = self._path(prefix).rstrip("/")
+        with self._translated():
+            try:
+                if recursive:
+                    listing = fs.find(base, detail=True)
+                    items = list(listing.values())
+                else:
+                    items = fs.ls(base, detail=True)
+            except FileNotFoundError:
+                if self.spec.bucket and not fs.exists(self.spec.bucket):
+                    raise
+                return {}
+        root = self._path("")
+        found: dict[str, int] = {}
+        for item in items:
+            if item.get("type") != "file":
+                continue
+            name = str(item["name"]).rstrip("/")
+            rel = name[len(root) :] if name.startswith(root) else name
+            found[rel.lstrip("/")] = int(item.get("size") or 0)
+        return found
 
     def _count(self, sent: int = 0, received: int = 0) -> None:
         with self._lock:
