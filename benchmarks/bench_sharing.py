@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sharing benchmark: the metadata of 1,000 versions pulled from a folder remote (issue 13).
+"""Sharing benchmark: the metadata of 1,000 versions pulled from a folder remote.
 
 A store makes N versions (default 1,000) of tiny files across 20 models, one run with
 parameters and metrics per 10 versions, and registers and promotes each model's newest
@@ -7,7 +7,7 @@ version; everything is pushed to a folder remote (packs, then one record file pe
 run and event). Then a fresh store, with no shared database, pulls:
 
 * records: reading and validating every record, and importing them in one transaction
-  (`sharing.read_bundle` + `exchange.import_bundle`, in process) -- the figure the issue
+  (`sharing.read_bundle` + `exchange.import_bundle`, in process) -- the figure the target
   asks to keep under 2 s;
 * `modelkeep pull --all`: the whole command in a subprocess, records and the (tiny) bytes.
 

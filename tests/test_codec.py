@@ -1,4 +1,4 @@
-"""The pack codecs (issue 14, item 4): byte-grouped zstd for float tensors beside raw and
+"""The pack codecs: byte-grouped zstd for float tensors beside raw and
 zstd. Every codec round-trips any bytes; a damaged or crafted payload is refused with
 CorruptObject and never decodes to a wrong length; an unknown codec byte is refused; packs
 written before the new codecs still read; real float tensors get the grouping and shrink

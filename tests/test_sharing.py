@@ -1,4 +1,4 @@
-"""Sharing versions through a remote alone (issue 13, items 3 and 4): no shared database.
+"""Sharing versions through a remote alone: no shared database.
 
 Every store here is its own SQLite database; the only thing they share is the remote (a
 folder, or S3 on a moto server). Real CLI subprocesses throughout.

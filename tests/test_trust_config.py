@@ -1,4 +1,4 @@
-"""Issue 12, secrets, audit and configuration files, attacked as a user or an intruder would:
+"""Secrets, audit and configuration files, attacked as a user or an intruder would:
 credentials in Git and remote URLs, registry rows edited behind the event log, hand-edited
 config.toml, remotes.toml and modelkeep.toml, and names that read as command-line options.
 """

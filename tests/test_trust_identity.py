@@ -1,4 +1,4 @@
-"""Issue 12, "a store knows its database" and "robust remotes": each attack crafted by hand.
+"""A store knows its database, and remotes are robust: each attack crafted by hand.
 
 Every test drives the real CLI and checks the safe outcome: a one-line error and exit 1
 where the command must refuse, a one-line warning where it goes on without the bad part,

@@ -1,4 +1,4 @@
-"""Loading trusts types, not names (issue 12, findings 2 and 3).
+"""Loading trusts types, not names.
 
 Each test crafts what an attacker with write access to the database or the bucket would
 plant (a skops schema, a class path in the model record, a pickle beside safetensors, a

@@ -1,4 +1,4 @@
-"""Paths from records are checked like paths from users (issue 12, findings 4, 6 and 10).
+"""Paths from records are checked like paths from users.
 
 Each test plays the attacker: it edits a row of the metadata database with sqlite3, writes
 lock lines by hand, or writes into a shared checkout copy, then drives the real CLI (or the

@@ -1,4 +1,4 @@
-"""Trust in the store under attack (issue 12, findings 1 and 7): every object is bound to
+"""Trust in the store under attack: every object is bound to
 its id, whatever a remote's index says, and every length is bounded before allocating.
 
 The attacks are crafted as an attacker with write access to a bucket would: a new pack

@@ -403,7 +403,7 @@ class LibraryVersionWarning(UserWarning):
     """A model was saved with a library whose major version differs from the one installed."""
 
 
-# -- remotes ---------------------------------------------------------------------------
+# -- remotes -----------------------------------------------------------------------------------
 
 
 class RemoteNotFound(ModelkeepError, LookupError):
@@ -560,7 +560,7 @@ class PushedElsewhere(ModelkeepError, LookupError):
         )
 
 
-# -- trust-loading (issue 12: loading trusts types, not names) -----------------------------
+# -- loading trusts types, not names -----------------------------------------------------------
 
 
 class ModelSpecInvalid(ModelkeepError, ValueError):
@@ -593,7 +593,7 @@ class ModelLoadFailed(ModelkeepError):
         )
 
 
-# -- issue 12, trust-config: secrets, bad configuration files ---------------------------
+# -- secrets, bad configuration files ----------------------------------------------------------
 
 
 class SecretRefused(ModelkeepError, ValueError):
@@ -634,7 +634,7 @@ class CorruptEvent(ModelkeepError, ValueError):
         )
 
 
-# -- issue 12, trust-paths: paths from records are checked like paths from users -------
+# -- paths from records are checked like paths from users --------------------------------------
 
 
 class UnsafeRecord(ModelkeepError, ValueError):
@@ -668,7 +668,7 @@ class CheckoutCopyWarning(UserWarning):
     """A shared copy under `.modelkeep/checkouts/` was changed and is being restored afresh."""
 
 
-# -- trust-store: objects bound to their ids, bounded lengths (issue 12) -----------------
+# -- objects bound to their ids, bounded lengths -----------------------------------------------
 
 
 class TooLarge(ModelkeepError, ValueError):
@@ -684,7 +684,7 @@ class TooLarge(ModelkeepError, ValueError):
         )
 
 
-# -- A store knows its database; robust remotes (issue 12, trust-identity) ------------------
+# -- a store knows its database; robust remotes ------------------------------------------------
 
 
 class ModelkeepWarning(UserWarning):
@@ -740,7 +740,7 @@ class IndexUnreadable(ModelkeepError):
         )
 
 
-# -- issue 13, migrate: move a store between metadata databases ------------------------------
+# -- migrate: move a store between metadata databases ------------------------------------------
 
 
 class BadMigrateTarget(InvalidArgument):
@@ -789,7 +789,7 @@ class MigrateCheckFailed(ModelkeepError):
         )
 
 
-# -- issue 13 (3, 4): version records on remotes, and conflicts between stores ----------
+# -- version records on remotes, and conflicts between stores ----------------------------------
 
 
 class MalformedRemoteRecord(RemoteError):
