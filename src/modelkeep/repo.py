@@ -18,9 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import card as cards
-from modelkeep import config, content, meta, model, ownership, registry, store, sync, worktree
-from modelkeep.capture.process import alive
+from modelkeep import config, meta, ownership
 from modelkeep.errors import (
     ArtifactNotFound,
     DigestNotFound,
@@ -35,12 +33,30 @@ from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
-from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
-from modelkeep.store.diff import diff as diff_roots
+from modelkeep.store.objects import NULL_FETCHER, ObjectStore, Root
+from modelkeep.store.trees import Kind
 
 if TYPE_CHECKING:
+    # Imported on first use (see modelkeep.lazy): a read command pays for none of these.
+    from modelkeep import card as cards
+    from modelkeep import content, model, registry, store, sync, worktree
+    from modelkeep.capture import process
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
+    from modelkeep.store import FsckReport, GcReport, PruneReport
+    from modelkeep.store import diff as store_diff
+else:
+    from modelkeep.lazy import LazyModule
+
+    cards = LazyModule("modelkeep.card")
+    content = LazyModule("modelkeep.content")
+    model = LazyModule("modelkeep.model")
+    process = LazyModule("modelkeep.capture.process")
+    registry = LazyModule("modelkeep.registry")
+    store = LazyModule("modelkeep.store")
+    store_diff = LazyModule("modelkeep.store.diff")
+    sync = LazyModule("modelkeep.sync")
+    worktree = LazyModule("modelkeep.worktree")
 
 __all__ = ["AddResult", "Change", "Diff", "FileInfo", "Repo", "Usage", "init", "load_model", "open"]
 
@@ -138,8 +154,9 @@ class Repo:
             )
 
     def _close_fetcher(self) -> None:
-        if isinstance(self.store.fetcher, sync.RemoteFetcher):
-            self.store.fetcher.close()
+        fetcher = self.store.fetcher  # only sync wires another one: do not import it to look
+        if fetcher is not NULL_FETCHER and isinstance(fetcher, sync.RemoteFetcher):
+            fetcher.close()
         self.store.fetcher = NULL_FETCHER
 
     def close(self) -> None:
@@ -308,7 +325,7 @@ class Repo:
     def diff(self, old_ref: Target, new_ref: Target) -> Diff:
         old, new = self.show(old_ref), self.show(new_ref)
         with content.explained(self.parts):
-            changes = diff_roots(
+            changes = store_diff.diff(
                 self.store,
                 content.entry(self.parts, old, None),
                 content.entry(self.parts, new, None),
@@ -540,12 +557,12 @@ class Repo:
         limit: int | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; where holds conditions like "metrics.auc > 0.9"."""
-        meta.reap(self.db, alive)
+        meta.reap(self.db, process.alive)
         return meta.find_runs(self.db, name=name, status=status, where=where, limit=limit)
 
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
-        meta.reap(self.db, alive)
+        meta.reap(self.db, process.alive)
         return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
 
     def metric_history(self, ref: str) -> list[Metric]:
@@ -647,7 +664,7 @@ class Repo:
     def card(self, ref: Target) -> str:
         """The Markdown model card of a model version, from what was recorded."""
         version = self.show(ref)
-        meta.reap(self.db, alive)
+        meta.reap(self.db, process.alive)
         return cards.card(self.parts, version)
 
     # -- model registry ---------------------------------------------------------
