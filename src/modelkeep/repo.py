@@ -78,7 +78,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
             "utf-8",
         )
         repo = Repo(config.load(root))
-        repo.db.migrate()
+        repo.db.create()
         ownership.bind(repo.store, repo.db)
         worktree.ignore_control_dir(root)
     except BaseException:
