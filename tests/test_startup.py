@@ -52,11 +52,7 @@ NEVER_ON_READ = (
     "modelkeep.remotes",
     "modelkeep.registry",
     "modelkeep.policy",
-    "modelkeep.store.add",
     "modelkeep.store.export",
-    "modelkeep.store.fsck",
-    "modelkeep.store.gc",
-    "modelkeep.store.restore",
 )
 # Listing rows needs neither the work tree nor the content layer above the store (`show`
 # lists a version's files, so it reads content).
@@ -106,7 +102,7 @@ def test_listing_commands_import_only_the_metadata_and_the_store_reader(
     ("args", "needed"),
     [
         (("show", "m"), "modelkeep.content"),  # lists the version's files
-        (("status",), "modelkeep.store.add"),  # hashes (dry) what the stat cache cannot vouch for
+        (("status",), "modelkeep.worktree"),
     ],
 )
 def test_show_and_status_import_no_sync_formats_or_migrations(
