@@ -18,20 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from modelkeep import card as cards
-from modelkeep import (
-    config,
-    content,
-    meta,
-    model,
-    ownership,
-    registry,
-    sharing,
-    store,
-    sync,
-    worktree,
-)
-from modelkeep.capture.process import alive
+from modelkeep import config, meta, ownership
 from modelkeep.errors import (
     ArtifactNotFound,
     DigestNotFound,
@@ -42,19 +29,38 @@ from modelkeep.errors import (
     RunNotFound,
 )
 from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
-from modelkeep.migrate import Moved
-from modelkeep.migrate import move as move_database
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
-from modelkeep.remotes import Remote
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
-from modelkeep.store import NULL_FETCHER, FsckReport, GcReport, Kind, ObjectStore, PruneReport, Root
-from modelkeep.store.diff import diff as diff_roots
+from modelkeep.store.objects import NULL_FETCHER, ObjectStore, Root
+from modelkeep.store.trees import Kind
 
 if TYPE_CHECKING:
+    # Imported on first use (see modelkeep.lazy): a read command pays for none of these.
+    from modelkeep import card as cards
+    from modelkeep import content, migrate, model, registry, sharing, store, sync, worktree
+    from modelkeep.capture import process
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
+    from modelkeep.migrate import Moved
+    from modelkeep.remotes import Remote
+    from modelkeep.store import FsckReport, GcReport, PruneReport
+    from modelkeep.store import diff as store_diff
+else:
+    from modelkeep.lazy import LazyModule
+
+    cards = LazyModule("modelkeep.card")
+    content = LazyModule("modelkeep.content")
+    migrate = LazyModule("modelkeep.migrate")
+    model = LazyModule("modelkeep.model")
+    process = LazyModule("modelkeep.capture.process")
+    registry = LazyModule("modelkeep.registry")
+    sharing = LazyModule("modelkeep.sharing")
+    store = LazyModule("modelkeep.store")
+    store_diff = LazyModule("modelkeep.store.diff")
+    sync = LazyModule("modelkeep.sync")
+    worktree = LazyModule("modelkeep.worktree")
 
 __all__ = ["AddResult", "Change", "Diff", "FileInfo", "Repo", "Usage", "init", "load_model", "open"]
 
@@ -76,7 +82,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
             "utf-8",
         )
         repo = Repo(config.load(root))
-        repo.db.migrate()
+        repo.db.create()
         ownership.bind(repo.store, repo.db)
         worktree.ignore_control_dir(root)
     except BaseException:
@@ -152,8 +158,9 @@ class Repo:
             )
 
     def _close_fetcher(self) -> None:
-        if isinstance(self.store.fetcher, sync.RemoteFetcher):
-            self.store.fetcher.close()
+        fetcher = self.store.fetcher  # only sync wires another one: do not import it to look
+        if fetcher is not NULL_FETCHER and isinstance(fetcher, sync.RemoteFetcher):
+            fetcher.close()
         self.store.fetcher = NULL_FETCHER
 
     def close(self) -> None:
@@ -322,7 +329,7 @@ class Repo:
     def diff(self, old_ref: Target, new_ref: Target) -> Diff:
         old, new = self.show(old_ref), self.show(new_ref)
         with content.explained(self.parts):
-            changes = diff_roots(
+            changes = store_diff.diff(
                 self.store,
                 content.entry(self.parts, old, None),
                 content.entry(self.parts, new, None),
@@ -568,12 +575,12 @@ class Repo:
         limit: int | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; where holds conditions like "metrics.auc > 0.9"."""
-        meta.reap(self.db, alive)
+        meta.reap(self.db, process.alive)
         return meta.find_runs(self.db, name=name, status=status, where=where, limit=limit)
 
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
-        meta.reap(self.db, alive)
+        meta.reap(self.db, process.alive)
         return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
 
     def metric_history(self, ref: str) -> list[Metric]:
@@ -675,7 +682,7 @@ class Repo:
     def card(self, ref: Target) -> str:
         """The Markdown model card of a model version, from what was recorded."""
         version = self.show(ref)
-        meta.reap(self.db, alive)
+        meta.reap(self.db, process.alive)
         return cards.card(self.parts, version)
 
     # -- model registry ---------------------------------------------------------
@@ -737,7 +744,7 @@ class Repo:
         for the default file, `sqlite:///PATH`), check it, and switch this repository to
         it: the store's binding and database_url in .modelkeep/config.toml. A failure
         leaves the old database in use, untouched (see `modelkeep/migrate.py`)."""
-        moved = move_database(self.parts, to, progress)
+        moved = migrate.move(self.parts, to, progress)
         self.db.close()
         settings = config.load(self.root)
         self.parts = Parts(settings, meta.Database(settings.database_url), self.store)

@@ -21,6 +21,7 @@ from modelkeep.errors import DatabaseError, ModelkeepError
 
 HEAD = "0006"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 7160250515  # PostgreSQL: one machine builds or migrates a shared schema
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:
@@ -119,3 +120,20 @@ class Database:
                     conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
         except sa_exc.SQLAlchemyError as exc:
             raise self._failed(exc) from exc
+
+    def create(self) -> None:
+        """Make a new database's schema at HEAD directly and stamp it, as Alembic documents
+        for a fresh database (create_all, then stamp): running the migration chain to build
+        empty tables costs importing Alembic and every migration. A database that has
+        tables already (a team's shared one) is migrated instead."""
+        from modelkeep.meta.schema import create_at_head
+
+        try:
+            with self._writer.begin() as conn:
+                if conn.dialect.name == "postgresql":  # several machines may init at once
+                    conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+                created = create_at_head(conn, HEAD)
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from exc
+        if not created:
+            self.migrate()

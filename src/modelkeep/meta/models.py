@@ -50,8 +50,12 @@ class ArtifactRow(Base):
     type: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The number of the newest version; bumping it under a row lock allocates numbers.
-    latest_number: Mapped[int] = mapped_column(Integer, default=0)
-    registered: Mapped[bool] = mapped_column(Boolean, default=False)  # a registered model
+    # Server defaults as the migrations made them, so a database created at HEAD (init)
+    # is the one the migration chain builds.
+    latest_number: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    registered: Mapped[bool] = mapped_column(  # a registered model
+        Boolean, default=False, server_default="0"
+    )
 
 
 class VersionRow(Base):
@@ -84,11 +88,13 @@ class VersionRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     # The run that produced this version, if any.
-    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, default=None)
+    run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", name="fk_versions_run_id"), index=True, default=None
+    )
     # Registry state: the current stage, kept here so `NAME@production` is one lookup;
     # its history is in the events table.
-    registered: Mapped[bool] = mapped_column(Boolean, default=False)
-    stage: Mapped[str] = mapped_column(String(16), default="none")
+    registered: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    stage: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     stage_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The machine that added it: where its bytes are until it is pushed (NULL before 0004).

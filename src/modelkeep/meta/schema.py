@@ -1,0 +1,44 @@
+"""A new database's schema, made at HEAD in one transaction instead of by the migration chain.
+
+This is Alembic's documented way to start a database ("create_all, then stamp head"):
+the tables come from the models, which a test holds equal to what the migrations build,
+and the `alembic_version` row says HEAD, so later migrations start from there. Stamping
+writes Alembic's table by hand (the same columns and key Alembic makes), so creating a
+repository does not import Alembic at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, String, Table, insert
+from sqlalchemy import inspect as inspect_db
+
+from modelkeep.meta.models import Base, DatabaseIdentityRow
+
+
+def _alembic_version() -> Table:
+    """Alembic's own bookkeeping table, as `alembic stamp` creates it."""
+    return Table(
+        "alembic_version",
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+    )
+
+
+def create_at_head(conn: Connection, head: str) -> bool:
+    """Build every table and stamp head, inside the caller's transaction; False (and
+    nothing done) when the database already has tables, which the migrations handle."""
+    if inspect_db(conn).get_table_names():
+        return False
+    Base.metadata.create_all(conn)
+    stamp = _alembic_version()
+    stamp.create(conn)
+    conn.execute(insert(stamp).values(version_num=head))
+    # What migration 0005 gives a database: its random id, which every store records.
+    conn.execute(
+        insert(DatabaseIdentityRow).values(id=uuid.uuid4().hex, created_at=datetime.now(UTC))
+    )
+    return True

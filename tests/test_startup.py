@@ -1,0 +1,199 @@
+"""Start-up cost, guarded without timing: what a command imports, and how init builds a schema.
+
+A read command (`ls`, `status`, ...) must not import what only writing, syncing, packaging
+or migrating needs; each is run for real in a fresh interpreter, which then lists
+`sys.modules`. `init` builds a new database at HEAD without Alembic, and that schema must
+be the one the migration chain builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+import modelkeep as mk
+from modelkeep.meta.db import HEAD, Database
+from tests.conftest import ok
+
+# Runs the real command line in this interpreter, then reports what it imported.
+_WRAPPER = """
+import json, sys
+from modelkeep.cli.main import main
+sys.argv = ["modelkeep", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+# Needed by no read command: migrating, remotes, moving packs, model formats, adding bytes.
+NEVER_ON_READ = (
+    "alembic",
+    "fsspec",
+    "numpy",
+    "torch",
+    "sklearn",
+    "onnx",
+    "safetensors",
+    "modelkeep.card",
+    "modelkeep.model",
+    "modelkeep.sync",
+    "modelkeep.remotes",
+    "modelkeep.registry",
+    "modelkeep.policy",
+    "modelkeep.store.export",
+)
+# Listing rows needs neither the work tree nor the content layer above the store (`show`
+# lists a version's files, so it reads content).
+NOT_FOR_LISTING = ("modelkeep.content", "modelkeep.worktree", "modelkeep.checkouts")
+
+
+def imported_by(*args: str, cwd: Path) -> set[str]:
+    r = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *args],
+        cwd=cwd,
+        env={**os.environ, "MODELKEEP_USER": "tester"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report: dict[str, Any] = json.loads(r.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, f"modelkeep {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return set(report["modules"])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A Git work tree with one tracked version, as a user's project looks."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    subprocess.run(["git", "init", "-q", str(proj)], check=True)
+    ok("init", cwd=proj)
+    (proj / "w.bin").write_bytes(os.urandom(4096))
+    ok("add", "w.bin", "--name", "m", "--type", "model", cwd=proj)
+    return proj
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("ls",), ("versions", "m"), ("runs",), ("models",), ("lineage", "m")],
+)
+def test_listing_commands_import_only_the_metadata_and_the_store_reader(
+    project: Path, args: tuple[str, ...]
+) -> None:
+    modules = imported_by(*args, cwd=project)
+    assert "modelkeep.meta" in modules  # the command did run
+    assert sorted(modules & {*NEVER_ON_READ, *NOT_FOR_LISTING}) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needed"),
+    [
+        (("show", "m"), "modelkeep.content"),  # lists the version's files
+        (("status",), "modelkeep.worktree"),
+    ],
+)
+def test_show_and_status_import_no_sync_formats_or_migrations(
+    project: Path, args: tuple[str, ...], needed: str
+) -> None:
+    modules = imported_by(*args, cwd=project)
+    assert needed in modules
+    assert sorted(modules & (set(NEVER_ON_READ) - {needed})) == []
+
+
+def test_init_builds_the_schema_without_alembic(tmp_path: Path) -> None:
+    modules = imported_by("init", str(tmp_path / "new"), cwd=tmp_path)
+    assert "alembic" not in modules
+    with mk.open(tmp_path / "new") as repo:
+        assert repo.db.current_revision() == HEAD
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """Every table's columns (with server defaults), keys, foreign keys and indexes."""
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        return {
+            table: {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                    for c in found.get_columns(table)
+                ],
+                "primary": found.get_pk_constraint(table)["constrained_columns"],
+                "foreign": sorted(
+                    (str(f["name"]), tuple(f["constrained_columns"]), f["referred_table"])
+                    for f in found.get_foreign_keys(table)
+                ),
+                "indexes": sorted(
+                    (
+                        str(i["name"]),
+                        tuple(str(c) for c in i["column_names"]),
+                        bool(i["unique"]),
+                        sorted(str(w) for w in i.get("dialect_options", {}).values()),
+                    )
+                    for i in found.get_indexes(table)
+                ),
+                "unique": sorted(
+                    (str(u["name"]), tuple(u["column_names"]))
+                    for u in found.get_unique_constraints(table)
+                ),
+            }
+            for table in sorted(found.get_table_names())
+        }
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Makes the URL of a new, empty database on either backend."""
+    if request.param == "postgresql":
+        made: Callable[[], str] = request.getfixturevalue("make_fresh_postgres_url")
+        return made
+    count = iter(range(1_000))
+    return lambda: f"sqlite:///{tmp_path / f'db{next(count)}.sqlite'}"
+
+
+def test_a_created_database_is_the_one_the_migrations_build(
+    new_database: Callable[[], str],
+) -> None:
+    chained, created = Database(new_database()), Database(new_database())
+    try:
+        chained.migrate()  # the whole chain, from 0001
+        created.create()
+        assert created.current_revision() == chained.current_revision() == HEAD
+        assert _schema(created.url) == _schema(chained.url)
+    finally:
+        chained.close()
+        created.close()
+
+
+def test_creating_a_database_that_has_tables_migrates_it_instead(
+    new_database: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Init against a team's shared database that another machine made keeps its rows."""
+    url = new_database()
+    first = Database(url)
+    first.migrate()
+    (tmp_path / "a.bin").write_bytes(b"kept")
+    monkeypatch.setenv("MODELKEEP_DATABASE_URL", url)
+    try:
+        with mk.init(tmp_path / "one") as one:
+            one.add(tmp_path / "a.bin", "m", track=False)
+        with mk.init(tmp_path / "two") as two:
+            assert [v.number for v in two.versions("m")] == [1]
+            assert two.db.current_revision() == HEAD
+    finally:
+        first.close()
