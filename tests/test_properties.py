@@ -237,7 +237,7 @@ def test_store_put_restore_file(data: bytes) -> None:
             assert dest.read_bytes() == data
             with store.open_blob(result.root.id) as f:
                 assert f.read() == data
-            assert b"".join(store.iter_blob(result.root.id)) == data
+            assert b"".join(bytes(p) for p in store.iter_blob(result.root.id)) == data
         finally:
             store.close()
 

@@ -692,6 +692,7 @@ def test_cli_remotes_push_pull_and_prune(tmp_path: Path) -> None:
         "url": f"file://{tmp_path / 'remote'}",
         "options": {},
         "default": True,
+        "scope": "local",
     }
     assert jcli("remote", "list", cwd=proj)["remotes"] == [added]
     pushed = jcli("push", cwd=proj)

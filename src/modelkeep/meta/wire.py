@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from modelkeep.errors import ModelkeepError
 from modelkeep.meta.records import ARTIFACT_TYPES, FILE_MODES, KINDS
@@ -287,6 +287,23 @@ def _format(doc: dict[str, Any], expected: str) -> None:
         raise BadRecord(f"'format' is not {expected!r}")
 
 
+class _Record(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+_R = TypeVar("_R", bound=_Record)
+
+
+def _exact(doc: dict[str, Any], record: _R) -> _R:
+    """record, once doc is known to hold exactly its fields: an unknown or misspelt key is
+    refused, never ignored (a flipped byte in a key must not read as a missing field)."""
+    want = set(record.to_json())
+    if set(doc) != want:
+        odd = sorted(set(doc) ^ want)
+        raise BadRecord(f"unknown or missing fields: {', '.join(repr(k[:40]) for k in odd[:5])}")
+    return record
+
+
 def parse_version(data: bytes) -> VersionRecord:
     doc = load(data)
     _format(doc, VERSION_FORMAT)
@@ -298,23 +315,26 @@ def parse_version(data: bytes) -> VersionRecord:
     if source_name in (".", "..") or "/" in source_name:
         raise BadRecord("'source_name' is not a single file name")
     run_id = None if doc.get("run_id") is None else _hex(doc, "run_id", _STORE)
-    return VersionRecord(
-        store=_hex(doc, "store", _STORE),
-        name=_name(doc, "name"),
-        number=_int(doc, "number", 1, 2**31 - 1),
-        type=_choice(doc, "type", ARTIFACT_TYPES),
-        kind=kind,
-        digest=_hex(doc, "digest"),
-        size=_int(doc, "size"),
-        file_count=_int(doc, "file_count", 0, 2**31 - 1),
-        mode=mode,
-        source_name=source_name,
-        created_at=_time(doc, "created_at"),
-        user=_str(doc, "user"),
-        host=_opt_str(doc, "host"),
-        message=_str(doc, "message", _MAX_TEXT),
-        metadata=_obj(doc, "metadata", _MAX_TEXT),
-        run_id=run_id,
+    return _exact(
+        doc,
+        VersionRecord(
+            store=_hex(doc, "store", _STORE),
+            name=_name(doc, "name"),
+            number=_int(doc, "number", 1, 2**31 - 1),
+            type=_choice(doc, "type", ARTIFACT_TYPES),
+            kind=kind,
+            digest=_hex(doc, "digest"),
+            size=_int(doc, "size"),
+            file_count=_int(doc, "file_count", 0, 2**31 - 1),
+            mode=mode,
+            source_name=source_name,
+            created_at=_time(doc, "created_at"),
+            user=_str(doc, "user"),
+            host=_opt_str(doc, "host"),
+            message=_str(doc, "message", _MAX_TEXT),
+            metadata=_obj(doc, "metadata", _MAX_TEXT),
+            run_id=run_id,
+        ),
     )
 
 
@@ -370,23 +390,26 @@ def parse_run(data: bytes) -> RunDoc:
     if (env is None) != (env_id is None):
         raise BadRecord("'env_id' and 'environment' are not both given or both null")
     exit_code = None if doc.get("exit_code") is None else _int(doc, "exit_code", -(2**31), 2**31)
-    return RunDoc(
-        id=_hex(doc, "id", _STORE),
-        name=_str(doc, "name"),
-        status=_choice(doc, "status", RUN_STATUSES),
-        user=_str(doc, "user"),
-        host=_str(doc, "host"),
-        started_at=_time(doc, "started_at"),
-        ended_at=None if doc.get("ended_at") is None else _time(doc, "ended_at"),
-        exit_code=exit_code,
-        error=_str(doc, "error", _MAX_TEXT),
-        command=_obj(doc, "command"),
-        code=_obj(doc, "code"),
-        env_id=env_id,
-        environment=env,
-        params=params,
-        metrics=tuple(_metric(m) for m in _list(doc, "metrics", 1_000_000)),
-        inputs=tuple(_input(i) for i in _list(doc, "inputs", 100_000)),
+    return _exact(
+        doc,
+        RunDoc(
+            id=_hex(doc, "id", _STORE),
+            name=_str(doc, "name"),
+            status=_choice(doc, "status", RUN_STATUSES),
+            user=_str(doc, "user"),
+            host=_str(doc, "host"),
+            started_at=_time(doc, "started_at"),
+            ended_at=None if doc.get("ended_at") is None else _time(doc, "ended_at"),
+            exit_code=exit_code,
+            error=_str(doc, "error", _MAX_TEXT),
+            command=_obj(doc, "command"),
+            code=_obj(doc, "code"),
+            env_id=env_id,
+            environment=env,
+            params=params,
+            metrics=tuple(_metric(m) for m in _list(doc, "metrics", 1_000_000)),
+            inputs=tuple(_input(i) for i in _list(doc, "inputs", 100_000)),
+        ),
     )
 
 
@@ -421,16 +444,19 @@ def parse_event(data: bytes) -> EventRecord:
         type(after.get("version")) is not int or not 0 < after["version"] < 2**31
     ):
         raise BadRecord("an alias-set event's version is not a number")
-    return EventRecord(
-        store=_hex(doc, "store", _STORE),
-        id=_int(doc, "id", 1),
-        hash=_hex(doc, "hash"),
-        at=_time(doc, "at"),
-        actor=_str(doc, "actor"),
-        action=action,
-        model=model,
-        target=target,
-        before=_obj(doc, "before", 64 * 1024),
-        after=after,
-        reason=_str(doc, "reason", _MAX_TEXT),
+    return _exact(
+        doc,
+        EventRecord(
+            store=_hex(doc, "store", _STORE),
+            id=_int(doc, "id", 1),
+            hash=_hex(doc, "hash"),
+            at=_time(doc, "at"),
+            actor=_str(doc, "actor"),
+            action=action,
+            model=model,
+            target=target,
+            before=_obj(doc, "before", 64 * 1024),
+            after=after,
+            reason=_str(doc, "reason", _MAX_TEXT),
+        ),
     )
