@@ -11,16 +11,23 @@ from pathlib import Path
 
 import pytest
 
+import modelkeep as mk
 from tests.conftest import cli, git, jcli, ok, one_error_line
+
+
+def _work_tree(tmp_path: Path) -> Path:
+    """A Git work tree holding a new repository, made through the library."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    git(proj, "init", "-q")
+    mk.init(proj).close()
+    return proj
 
 
 def _project(tmp_path: Path, remote_url: str) -> Path:
     """A Git project whose data is added, pushed to remote_url (a project remote) and
     committed with modelkeep.lock and modelkeep.toml."""
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     (proj / "modelkeep.toml").write_text(
         '# the team\'s policy\n[policy.default.production]\nrequire_stage = "staging"\n'
     )
@@ -136,10 +143,7 @@ def test_a_local_remote_overrides_the_project_one(tmp_path: Path) -> None:
     ],
 )
 def test_a_secret_in_modelkeep_toml_is_refused(tmp_path: Path, table: str, named: str) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     (proj / "modelkeep.toml").write_text(f"[remotes.nas]\n{table}\n")
     r = cli("remote", "list", cwd=proj)
     line = one_error_line(r)
@@ -148,10 +152,7 @@ def test_a_secret_in_modelkeep_toml_is_refused(tmp_path: Path, table: str, named
 
 
 def test_remote_add_project_refuses_a_credential_and_leaves_the_file(tmp_path: Path) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     (proj / "modelkeep.toml").write_text("# policy\n")
     r = cli("remote", "add", "s3", "s3://AKIA:hunter2@b/x", "--project", cwd=proj)
     assert r.returncode == 1 and "credential" in one_error_line(r)
@@ -164,20 +165,14 @@ def test_remote_add_project_refuses_a_credential_and_leaves_the_file(tmp_path: P
 
 
 def test_a_malformed_project_remote_is_one_error_line(tmp_path: Path) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     (proj / "modelkeep.toml").write_text('[remotes.nas]\nurl = "/srv"\ndefault = "yes"\n')
     r = cli("ls", cwd=proj)
     assert r.returncode == 1 and "default must be true or false" in one_error_line(r)
 
 
 def test_status_names_the_version_a_path_holds_after_git_checkout(tmp_path: Path) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     (proj / "w.bin").write_bytes(b"one" * 1000)
     ok("add", "w.bin", "--name", "w", cwd=proj)
     git(proj, "add", "-A")
@@ -195,10 +190,7 @@ def test_status_names_the_version_a_path_holds_after_git_checkout(tmp_path: Path
 
 
 def test_get_onto_a_tracked_path_moves_the_lock(tmp_path: Path) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     (proj / "m.bin").write_bytes(b"one" * 1000)
     ok("add", "m.bin", "--name", "m", cwd=proj)
     (proj / "m.bin").write_bytes(b"two" * 1000)
@@ -213,10 +205,7 @@ def test_get_onto_a_tracked_path_moves_the_lock(tmp_path: Path) -> None:
 
 
 def test_the_hook_says_how_to_finish_when_data_changes_would_be_lost(tmp_path: Path) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     ok("install-hooks", cwd=proj)
     (proj / "d.bin").write_bytes(b"one" * 1000)
     ok("add", "d.bin", "--name", "d", cwd=proj)
@@ -259,10 +248,7 @@ def test_another_store_on_this_host_says_it_did_not_push(
 
 
 def test_adding_an_older_content_again_points_the_lock_back(tmp_path: Path) -> None:
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    ok("init", cwd=proj)
+    proj = _work_tree(tmp_path)
     for content in (b"one" * 1000, b"two" * 1000, b"one" * 1000):
         (proj / "d.bin").write_bytes(content)
         ok("add", "d.bin", "--name", "d", cwd=proj)

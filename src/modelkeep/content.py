@@ -207,16 +207,7 @@ def restore_content(
     except DigestNotFound:
         found = unrecorded(parts, digest, target.name)
         target = target.absolute()
-        with explained(parts):
-            store.restore(
-                parts.store,
-                Root(found.kind, found.id),
-                target,
-                size=found.size,
-                mode=found.mode,
-                force=force,
-                progress=progress,
-            )
+        restore_entry(parts, None, found, target, force=force, progress=progress)
         return target
     return restore(parts, version, target, force=force, progress=progress)
 
@@ -245,7 +236,7 @@ def restorable(parts: Parts, version: Version, path: str | None) -> TreeEntry:
 
 def restore_entry(
     parts: Parts,
-    version: Version,
+    version: Version | None,
     found: TreeEntry,
     target: Path,
     *,
