@@ -421,10 +421,12 @@ def pull(
     progress.start(None, "pulling")
     try:
         with parts.store.fetching(fetcher):
+            with contextlib.suppress(ModelkeepError):  # the pass below names what failed
+                parts.store.prefetch(*(content.root_of(v) for v in versions))
             for v in versions:
                 root = content.root_of(v)
                 with content.explained(parts, v):
-                    parts.store.prefetch(root)
+                    parts.store.prefetch(root)  # nothing left to fetch, unless the batch failed
                     _check_fetched_files(parts.store, root, v.size, fetcher.manifests)
             for digest in digests:
                 found = content.unrecorded(parts, digest, "content")

@@ -203,11 +203,12 @@ class ObjectStore:
         if missing:
             self.fetcher.fetch(missing)
 
-    def prefetch(self, root: Root) -> None:
-        """Fetch everything root needs that is not here, a few batches per folder level."""
+    def prefetch(self, *roots: Root) -> None:
+        """Fetch everything roots need that is not here, a few batches per folder level
+        (for all of them at once: a pull of many versions writes a few packs, not many)."""
         if not self.fetcher.active:
             return
-        level = [root]
+        level = list(roots)
         while level:
             self.ensure([r.id for r in level])
             chunks: list[bytes] = []
