@@ -11,10 +11,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from modelkeep.client import open
     from modelkeep.errors import ModelkeepError
     from modelkeep.formats import ModelSpec
     from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
-    from modelkeep.repo import Repo, init, load_model, open
+    from modelkeep.repo import Repo, init, load_model
     from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
     from modelkeep.run import Run, current_run, start_run
     from modelkeep.store import FsckReport, GcReport, Problem
@@ -63,6 +64,7 @@ _WHERE = {
     "Run": "modelkeep.run",
     "current_run": "modelkeep.run",
     "start_run": "modelkeep.run",
+    "open": "modelkeep.client",
     "FsckReport": "modelkeep.store",
     "GcReport": "modelkeep.store",
     "Problem": "modelkeep.store",

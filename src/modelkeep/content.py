@@ -20,6 +20,7 @@ from modelkeep.errors import (
     DigestNotFound,
     InvalidArgument,
     MissingObject,
+    MissingObjects,
     ModelkeepError,
     NotPushed,
     ObjectError,
@@ -72,22 +73,8 @@ def add(
     """Store source (made absolute by `addable`) as the next version of name, unless it
     equals the latest. model_spec is log_model's alone: it says how to load the model."""
     validate_name(name)
-    if type is not None:
-        meta.check_type(type)
-        existing = meta.artifact_type(parts.db, name)
-        if existing is not None and existing != type:
-            raise TypeMismatch(name, existing, type)  # before any byte is stored
-    fields = dict(metadata or {})
-    if MODEL_KEY in fields:  # load_model trusts it to say how to load: log_model's alone
-        raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
-    if model_spec is not None:
-        fields[MODEL_KEY] = dict(model_spec)
-    try:
-        json.dumps(fields)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(
-            f"metadata must be JSON values (numbers, text, lists): {exc}"
-        ) from exc
+    _check_type(parts, name, type)  # before any byte is stored
+    fields = _fields(metadata, model_spec)
     ownership.require_own(parts.store, parts.db)  # never mix two databases' objects
     with parts.store.writing():
         exclude = placed(parts.settings.control_dir)
@@ -115,6 +102,123 @@ def add(
         stored_bytes=put.stored_bytes,
         same_as=added.same_as,
     )
+
+
+def commit(
+    parts: Parts,
+    name: str,
+    digest: str,
+    kind: str,
+    *,
+    source_name: str,
+    type: str | None,
+    message: str,
+    metadata: Mapping[str, Any] | None,
+    run_id: str | None,
+    model_spec: Mapping[str, Any] | None = None,
+) -> AddResult:
+    """Record content a client uploaded (`modelkeep serve`) as the next version of name.
+
+    Nothing the client says about the content is believed: every object it needs must be
+    in the store (else MissingObjects naming them), every file is read back against its id
+    (a forged manifest fails here, not on a later reader), and size, file count and mode
+    come from the stored objects."""
+    validate_name(name)
+    hexid = content_hex(digest)
+    if kind not in _KINDS or len(hexid) != 64:
+        raise InvalidArgument(f"commit needs a full content id and a kind ({', '.join(_KINDS)})")
+    root = Root(_KINDS[kind], content_bytes(digest))
+    missing = _missing(parts, root)
+    if missing:
+        raise MissingObjects(content_id(root.id), missing)
+    ownership.require_own(parts.store, parts.db)
+    with explained(parts):
+        size, count, mode = _checked(parts, root)
+    _check_type(parts, name, type)
+    fields = _fields(metadata, model_spec)
+    new = NewVersion(
+        kind=kind,
+        digest=root.id.hex(),
+        size=size,
+        file_count=count,
+        mode=mode,
+        source_name=source_name or "root",
+        user=parts.user,
+        message=message,
+        metadata=fields,
+        run_id=run_id,
+        host=parts.settings.host,
+        store_id=parts.store_id,
+    )
+    added = meta.add_version(parts.db, name, type, new)
+    return AddResult(added.version, added.created, 0, size, 0, same_as=added.same_as)
+
+
+def _check_type(parts: Parts, name: str, type: str | None) -> None:
+    if type is not None:
+        meta.check_type(type)
+        existing = meta.artifact_type(parts.db, name)
+        if existing is not None and existing != type:
+            raise TypeMismatch(name, existing, type)
+
+
+def _fields(
+    metadata: Mapping[str, Any] | None, model_spec: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A version's metadata; model_spec is log_model's alone: it says how to load the model."""
+    fields = dict(metadata or {})
+    if MODEL_KEY in fields:  # load_model trusts it to say how to load: log_model's alone
+        raise InvalidArgument(f"metadata key {MODEL_KEY!r} is modelkeep's own; use another")
+    if model_spec is not None:
+        fields[MODEL_KEY] = dict(model_spec)
+    try:
+        json.dumps(fields)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"metadata must be JSON values (numbers, text, lists): {exc}"
+        ) from exc
+    return fields
+
+
+def _missing(parts: Parts, root: Root) -> list[str]:
+    """Ids of the objects root needs that the store does not hold (nor can fetch)."""
+    out: list[str] = []
+    pending = [root]
+    while pending:
+        item = pending.pop()
+        if not parts.store.has(item.id):
+            with contextlib.suppress(MissingObject):
+                parts.store.ensure([item.id])
+        if not parts.store.has(item.id):
+            out.append(item.id.hex())
+            continue
+        if item.kind == Kind.DIR:
+            pending.extend(Root(e.kind, e.id) for e in parts.store.tree(item.id).entries)
+        elif item.kind == Kind.FILE:
+            chunks = [c for c, _ in parts.store.manifest(item.id).chunks if c != item.id]
+            absent = [c for c in chunks if not parts.store.has(c)]
+            if absent:
+                with contextlib.suppress(MissingObject):
+                    parts.store.ensure(absent)
+            out.extend(c.hex() for c in absent if not parts.store.has(c))
+    return out
+
+
+def _checked(parts: Parts, root: Root) -> tuple[int, int, int]:
+    """(size, file count, mode) of a stored root, every file read back against its id."""
+    if root.kind == Kind.LINK:
+        return len(parts.store.link_target(root.id)), 1, 0o777
+    if root.kind == Kind.FILE:
+        size = sum(len(b) for b in parts.store.iter_blob(root.id))
+        return size, 1, 0o644
+    size = count = 0
+    for _path, kind, _mode, entry_size, oid in parts.store.walk(root):
+        if kind == Kind.FILE:
+            read = sum(len(b) for b in parts.store.iter_blob(oid, entry_size))
+            size, count = size + read, count + 1
+        elif kind == Kind.LINK:
+            size, count = size + len(parts.store.link_target(oid, entry_size)), count + 1
+    return size, count, 0
 
 
 def addable(parts: Parts, path: str | os.PathLike[str]) -> Path:

@@ -817,3 +817,89 @@ class VersionConflict(ModelkeepError):
             f"{ref} conflicts: remote {remote} has {ref} = {theirs}, this store has "
             f"{ref} = {ours}; {step}"
         )
+
+
+# -- the server: accounts, tokens, roles, requests ---------------------------------------------
+
+
+class Unauthenticated(ModelkeepError, PermissionError):
+    """A request without a valid token (or one the server refused): HTTP 401."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"not signed in: {reason}; run `modelkeep login URL` or set MODELKEEP_TOKEN"
+        )
+
+
+class Forbidden(ModelkeepError, PermissionError):
+    """An authenticated account without the role an operation needs: HTTP 403."""
+
+    def __init__(self, user: str, role: str, what: str, model: str | None) -> None:
+        self.user = user
+        self.role = role
+        self.model = model
+        where = f" on {model!r}" if model else ""
+        super().__init__(
+            f"{user!r} may not {what}: it needs the {role} role{where}; ask an admin for "
+            f"`modelkeep role grant {user} {role}" + (f" --model {model}`" if model else "`")
+        )
+
+
+class AccountExists(ModelkeepError, FileExistsError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"user {name!r} already exists")
+
+
+class AccountNotFound(ModelkeepError, LookupError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no user {name!r}; see `modelkeep user list`")
+
+
+class TokenNotFound(ModelkeepError, LookupError):
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+        super().__init__(f"no token {token_id!r}; see `modelkeep token list`")
+
+
+class MissingObjects(ModelkeepError):
+    """A version was committed before every object it needs reached the server: HTTP 409."""
+
+    def __init__(self, digest: str, missing: Sequence[str]) -> None:
+        self.digest = digest
+        self.missing = tuple(missing)
+        super().__init__(
+            f"the server lacks {len(self.missing)} object(s) of {digest} (first: "
+            f"{self.missing[0] if self.missing else '-'}); upload them, then commit again"
+        )
+
+
+class ServerError(ModelkeepError):
+    """A failure the server reported in a form this client does not know, or no answer."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(f"server {url}: {message}")
+
+
+class InsecureServer(ModelkeepError, ValueError):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(
+            f"refusing to send a token over plain HTTP to {url}: use https://, or pass "
+            "--insecure (MODELKEEP_INSECURE=1) if the network is trusted"
+        )
+
+
+class RequestTooLarge(ModelkeepError, ValueError):
+    """A request body past the server's limit: HTTP 413, and nothing of it is read further."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} of {size} bytes is over the server's limit of {limit} bytes; "
+            "send less (uploads go in packs of at most the limit)"
+        )

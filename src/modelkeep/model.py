@@ -12,6 +12,7 @@ missing file, a constructor refusing its arguments) become one `ModelLoadFailed`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from modelkeep import content, formats
 from modelkeep.errors import (
@@ -35,8 +36,23 @@ from modelkeep.formats.spec import EXAMPLE_FILE, MODEL_KEY, SPEC_FILE, LoadConte
 from modelkeep.meta import Version
 from modelkeep.parts import Parts
 from modelkeep.refs import validate_name
+from modelkeep.results import AddResult
 
 Trust = bool | Sequence[str]
+
+
+class Adder(Protocol):
+    def __call__(
+        self,
+        source: Path,
+        name: str,
+        *,
+        type: str | None,
+        message: str,
+        metadata: Mapping[str, Any] | None,
+        run_id: str | None,
+        model_spec: Mapping[str, Any] | None = None,
+    ) -> AddResult: ...
 
 
 def log(
@@ -50,7 +66,10 @@ def log(
     message: str = "",
     metadata: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    add: Adder | None = None,
 ) -> Version:
+    """Save obj in its format into a folder with its spec, and add the folder as the next
+    version of name (with `add`: how a server's client adds it instead)."""
     validate_name(name)
     fields = dict(metadata or {})
     if MODEL_KEY in fields:  # before saving anything; Repo.add refuses it too
@@ -78,8 +97,7 @@ def log(
         (folder / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n", "utf-8")
         if example is not None:
             (folder / EXAMPLE_FILE).write_text(json.dumps(example) + "\n", "utf-8")
-        added = content.add(
-            parts,
+        added = (add or functools.partial(content.add, parts))(
             folder,
             name,
             type="model",

@@ -19,6 +19,8 @@ class Parts:
     settings: config.Settings
     db: meta.Database
     store: ObjectStore
+    # The authenticated account a server request acts as; None: this machine's user.
+    actor: str | None = None
 
     @property
     def root(self) -> Path:
@@ -33,7 +35,10 @@ class Parts:
 
     @functools.cached_property
     def user(self) -> str:
-        """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
+        """Who acts: the server's authenticated account; locally MODELKEEP_USER, else Git's
+        user.name and email, else the OS user."""
+        if self.actor is not None:
+            return self.actor
         from modelkeep.capture.git import user_identity
 
         return self.settings.user or user_identity(self.root) or config.os_user()

@@ -147,6 +147,14 @@ class Repo:
         """Who acts: MODELKEEP_USER, else Git's user.name and email, else the OS user."""
         return self.parts.user
 
+    def acting_as(self, actor: str) -> Repo:
+        """This repository (the same database, store and fetcher) acting as actor: what
+        `modelkeep serve` runs each request with, so every event names the authenticated
+        account and never a name the client chose."""
+        repo = Repo.__new__(Repo)
+        repo.parts = dataclasses.replace(self.parts, actor=actor)
+        return repo
+
     def _wire_fetcher(self) -> None:
         """Objects missing here come from the default remote, on their own (get, open,
         restore and everything built on them); nothing is imported or listed until then."""
@@ -320,7 +328,7 @@ class Repo:
 
     def _record_input(self, run_id: str | None, version: Version) -> None:
         if run_id is not None:
-            meta.add_input(self.db, run_id, version.name, version.number)
+            self.add_input(run_id, version)
 
     def open(self, ref: Target, path: str | None = None) -> BinaryIO:
         """A read-only binary file object over one file of a version, streamed and verified."""
@@ -582,6 +590,39 @@ class Repo:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
         meta.reap(self.db, process.alive)
         return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
+
+    # -- writing runs (what a Run calls; the server's clients call them over HTTP) ------
+
+    def create_run(self, new: meta.NewRun, params: Mapping[str, str]) -> None:
+        """Record a new running run; it is this repository's user's, whatever new says,
+        and its environment is stored under the id its JSON hashes to, or refused."""
+        import blake3
+
+        if blake3.blake3(new.env_json.encode()).hexdigest() != new.env_id:
+            raise InvalidArgument("the run's environment does not hash to its env_id")
+        meta.create_run(self.db, dataclasses.replace(new, user=self.user), params)
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        meta.log_params(self.db, run_id, params)
+
+    def log_metrics(self, run_id: str, items: Sequence[tuple[str, float, int]]) -> None:
+        meta.log_metrics(self.db, run_id, items)
+
+    def add_input(self, run_id: str, ref: Target) -> None:
+        """Record a version as an input of a running run."""
+        version = self.show(ref)
+        meta.add_input(self.db, run_id, version.name, version.number)
+
+    def heartbeat(self, run_id: str) -> None:
+        meta.heartbeat(self.db, run_id)
+
+    def end_run(
+        self, run_id: str, status: str, *, exit_code: int | None = None, error: str = ""
+    ) -> None:
+        meta.finish_run(self.db, run_id, status, exit_code=exit_code, error=error)
+
+    def set_run_error(self, run_id: str, error: str) -> None:
+        meta.set_error(self.db, run_id, error)
 
     def metric_history(self, ref: str) -> list[Metric]:
         return meta.metric_history(self.db, self.run(ref).id)

@@ -70,7 +70,7 @@ class Run:
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT):
             try:
-                meta.heartbeat(self.repo.db, self.id)
+                self.repo.heartbeat(self.id)
             except Exception:  # a missed beat only makes the run look stale sooner
                 continue
 
@@ -80,7 +80,7 @@ class Run:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        meta.log_params(self.repo.db, self.id, _encode_params(params))
+        self.repo.log_params(self.id, _encode_params(params))
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         self.log_metrics({key: value}, step=step)
@@ -94,7 +94,7 @@ class Run:
             if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
                 raise InvalidArgument(f"metric {key!r}: step must be an integer, not {step!r}")
             items.append((key, number, step if step is not None else self._steps.get(key, 0)))
-        meta.log_metrics(self.repo.db, self.id, items)
+        self.repo.log_metrics(self.id, items)
         for key, _number, at in items:  # only once written: a refused call uses no step
             self._steps[key] = at + 1
 
@@ -128,7 +128,7 @@ class Run:
         """
         version = self.repo.show(ref)
         local = self._local_copy(version, dest)
-        meta.add_input(self.repo.db, self.id, version.name, version.number)
+        self.repo.add_input(self.id, version)
         return local
 
     def _local_copy(self, version: Version, dest: str | os.PathLike[str] | None) -> Path:
@@ -163,9 +163,9 @@ class Run:
         self._stop.set()
         try:
             if self.owner:
-                meta.finish_run(self.repo.db, self.id, status, exit_code=exit_code, error=error)
+                self.repo.end_run(self.id, status, exit_code=exit_code, error=error)
             elif error:
-                meta.set_error(self.repo.db, self.id, error)
+                self.repo.set_run_error(self.id, error)
         finally:
             with _lock:
                 now = config.active()
@@ -402,9 +402,9 @@ def _create(
         env_id=environment_id(env),
         env_json=canonical_json(env).decode(),
     )
-    meta.create_run(repo.db, new, params)
+    repo.create_run(new, params)
     if code_version is not None:
-        meta.add_input(repo.db, new.id, code_version.name, code_version.number)
+        repo.add_input(new.id, code_version)
     return new.id
 
 

@@ -233,6 +233,19 @@ def push(
     return PushResult(remote.url, tuple(v.ref for v in versions), objects, remote.bytes_sent, packs)
 
 
+def publish_objects(parts: Parts, cfg: config.RemoteConfig, keys: list[bytes]) -> int:
+    """Upload these objects (which the remote is known to lack) to a remote, in packs;
+    what `modelkeep serve` does with an upload when a default remote holds its objects.
+    Returns the number of packs published."""
+    remote = open_remote(cfg)
+    rindex = RemoteIndex(remote, cache_dir(parts.settings))
+    try:
+        with parts.store.offline():
+            return _upload(parts.store, remote, rindex, keys, NULL_PROGRESS)[1]
+    finally:
+        rindex.close()
+
+
 def _upload(
     store: ObjectStore,
     remote: Remote,
@@ -343,41 +356,50 @@ class RemoteFetcher:
                 self.store.check_lengths(loc.entry)
             except CorruptObject as exc:
                 raise CorruptRemoteObject(loc.entry.key.hex(), self.remote.url, exc.where) from None
-        for batch in _rounds(_ranges(list(located.values()))):
+        for batch in fetch_rounds(group_ranges(list(located.values()))):
             self._fetch_round(batch)
 
-    def _fetch_round(self, ranges: list[_Range]) -> None:
+    def _fetch_round(self, ranges: list[Range]) -> None:
         datas = self.remote.read_ranges([(r.pack, r.start, r.end) for r in ranges])
-        items: list[tuple[PackEntry, bytes]] = []
-        for r, data in zip(ranges, datas, strict=True):
-            for e in r.entries:
-                piece = data[e.offset - r.start : e.offset - r.start + e.length]
-                where = f"{r.pack}.pack offset {e.offset}"
-                if len(piece) != e.length:
-                    raise CorruptRemoteObject(e.key.hex(), self.remote.url, f"{where}: truncated")
-                try:
-                    self.store.verify(e, piece, where)
-                except CorruptObject as exc:
-                    raise CorruptRemoteObject(e.key.hex(), self.remote.url, exc.where) from None
-                items.append((e, piece))
-        with self.store.writing():
-            self.store.add_stored(items)
+        items = store_ranges(self.store, ranges, datas, self.remote.url)
         self.objects += len(items)
         self.manifests.update(e.key for e, _ in items if e.kind == KIND_BLOB)
         self.progress.advance(sum(len(d) for d in datas))
 
 
+def store_ranges(
+    store: ObjectStore, ranges: list[Range], datas: list[bytes], source: str
+) -> list[tuple[PackEntry, bytes]]:
+    """Keep the objects read from ranges of another place's packs, each verified against
+    its id first; one that does not match is CorruptRemoteObject and nothing is kept."""
+    items: list[tuple[PackEntry, bytes]] = []
+    for r, data in zip(ranges, datas, strict=True):
+        for e in r.entries:
+            piece = data[e.offset - r.start : e.offset - r.start + e.length]
+            where = f"{r.pack}.pack offset {e.offset}"
+            if len(piece) != e.length:
+                raise CorruptRemoteObject(e.key.hex(), source, f"{where}: truncated")
+            try:
+                store.verify(e, piece, where)
+            except CorruptObject as exc:
+                raise CorruptRemoteObject(e.key.hex(), source, exc.where) from None
+            items.append((e, piece))
+    with store.writing():
+        store.add_stored(items)
+    return items
+
+
 @dataclass(slots=True)
-class _Range:
+class Range:
     pack: str
     start: int
     end: int
     entries: list[PackEntry]
 
 
-def _ranges(located: list[Located]) -> list[_Range]:
+def group_ranges(located: list[Located]) -> list[Range]:
     """Objects grouped into range requests: neighbours in a pack are read together."""
-    out: list[_Range] = []
+    out: list[Range] = []
     for loc in sorted(located, key=lambda loc: (loc.pack, loc.entry.offset)):
         e = loc.entry
         last = out[-1] if out else None
@@ -390,12 +412,12 @@ def _ranges(located: list[Located]) -> list[_Range]:
             last.end = max(last.end, e.offset + e.length)
             last.entries.append(e)
         else:
-            out.append(_Range(loc.pack, e.offset, e.offset + e.length, [e]))
+            out.append(Range(loc.pack, e.offset, e.offset + e.length, [e]))
     return out
 
 
-def _rounds(ranges: list[_Range]) -> Iterator[list[_Range]]:
-    batch: list[_Range] = []
+def fetch_rounds(ranges: list[Range]) -> Iterator[list[Range]]:
+    batch: list[Range] = []
     size = 0
     for r in ranges:
         batch.append(r)
@@ -495,7 +517,7 @@ def verified_on_remotes(
         located = [
             loc for loc in rindex.locate_many(wanted).values() if loc.entry.kind == KIND_CHUNK
         ]
-        for batch in _rounds(_ranges(located)):
+        for batch in fetch_rounds(group_ranges(located)):
             try:
                 datas = rindex.remote.read_ranges([(r.pack, r.start, r.end) for r in batch])
             except (RemoteUnavailable, RemoteAccessDenied):

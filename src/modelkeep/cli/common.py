@@ -146,9 +146,17 @@ def json_option(f: F) -> F:
 
 
 def open_repo(ctx: click.Context) -> Repo:
-    import modelkeep
+    """The repository --repo names (a folder, or a server's URL); else the server that
+    MODELKEEP_SERVER or the project's modelkeep.toml names; else the one found from here."""
+    from pathlib import Path
 
-    repo = modelkeep.open(globals_of(ctx).repo or ".")
+    from modelkeep import client
+
+    given = globals_of(ctx).repo
+    server = given if client.is_url(given) else None
+    if given is None:
+        server = client.configured_server(Path.cwd())
+    repo = client.open_server(server) if server else client.open(given or ".")
     ctx.call_on_close(repo.close)
     return repo
 

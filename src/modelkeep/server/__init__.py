@@ -1,0 +1,1 @@
+"""`modelkeep serve`: the HTTP server (app), its OpenAPI description and password hashing."""
