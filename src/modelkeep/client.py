@@ -357,7 +357,7 @@ class ServerRepo(Repo):
         validate_name(name)
         with self.store.writing():
             put = store.put(self.store, source, progress, exclude=self.settings.control_dir)
-        sent = self.upload(list(dict.fromkeys(self.store.closure(put.root))), progress)
+        new, sent = self.upload(list(dict.fromkeys(self.store.closure(put.root))), progress)
         doc = self.conn.request(
             "POST",
             "/versions",
@@ -377,24 +377,26 @@ class ServerRepo(Repo):
         return AddResult(
             result.version,
             result.created,
-            new_bytes=sent,
-            reused_bytes=max(put.size - sent, 0),
+            new_bytes=new,
+            reused_bytes=max(put.size - new, 0),
             stored_bytes=sent,
             same_as=result.same_as,
         )
 
-    def upload(self, keys: list[bytes], progress: Progress = NULL_PROGRESS) -> int:
-        """Send the server the objects among keys it lacks, in packs; the bytes sent."""
+    def upload(self, keys: list[bytes], progress: Progress = NULL_PROGRESS) -> tuple[int, int]:
+        """Send the server the objects among keys it lacks, in packs: (the raw bytes of the
+        file chunks sent, the bytes of the packs sent)."""
         missing: list[bytes] = []
         for start in range(0, len(keys), KEYS_PER_REQUEST):
             batch = [k.hex() for k in keys[start : start + KEYS_PER_REQUEST]]
             doc = self.conn.request("POST", "/objects/missing", json={"keys": batch})
             missing.extend(bytes.fromhex(k) for k in doc["missing"])
         if not missing:
-            return 0
+            return 0, 0
         from modelkeep.store.export import Exporter
+        from modelkeep.store.packs import KIND_CHUNK
 
-        sent = 0
+        new = sent = 0
         exporter = Exporter(self.store)
         try:
             for pack in exporter.packs(missing):
@@ -406,11 +408,12 @@ class ServerRepo(Repo):
                     headers={"Content-Type": "application/octet-stream"},
                 )
                 sent += pack.size
+                new += sum(e.raw_length for e in pack.entries if e.kind == KIND_CHUNK)
                 progress.advance(pack.size)
                 exporter.discard(pack)
         finally:
             exporter.close()
-        return sent
+        return new, sent
 
     def log_model(
         self,

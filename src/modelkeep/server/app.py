@@ -273,6 +273,8 @@ class Server:
                     hint = hints.get(key, (str, None))[0]
                     many = getattr(hint, "__origin__", None) in (list, tuple)
                     given[key] = values if many else values[-1]
+            # an account without the role on any model is refused before its input is read
+            self.require(who, op.role, _what(op), anywhere=True)
             args = api.decode_args(op, given)
             return await run_in_threadpool(self.call, op, args, who)
 
