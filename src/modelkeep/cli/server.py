@@ -44,6 +44,7 @@ def _server(repo: Repo) -> Any:
 @click.option("--rate-limit", default=1200, show_default=True, help="Requests/minute/account.")
 @click.option("--max-upload", default="80M", show_default=True, help="Largest upload (a pack).")
 @click.option("--no-webhooks", is_flag=True, help="Do not deliver webhooks from this process.")
+@json_option
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -55,6 +56,7 @@ def serve(
     rate_limit: int,
     max_upload: str,
     no_webhooks: bool,
+    as_json: bool,
 ) -> None:
     """Serve this repository over HTTP (JSON API at /api/v1, OpenAPI at /api/openapi.json).
 
@@ -66,6 +68,11 @@ def serve(
     repo = open_repo(ctx)
     if _server(repo) is not None:
         raise click.UsageError("serve runs on the server's own store, not through a server")
+    url = f"http://{host}:{port}"
+    if as_json:
+        render.emit_json({"serving": str(repo.root), "url": url, "workers": workers})
+    else:
+        click.echo(f"serving {repo.root} at {url} (API {url}/api/v1, press Ctrl-C to stop)")
     run_server(
         repo.root,
         host=host,
@@ -109,13 +116,17 @@ def login(url: str, token: str | None, insecure: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("url")
-def logout(url: str) -> None:
+@json_option
+def logout(url: str, as_json: bool) -> None:
     """Forget the token kept for URL."""
     from modelkeep import client
 
     url = client.normalize(url)
     client.save_token(url, None)
-    click.echo(f"forgot the token for {url}")
+    if as_json:
+        render.emit_json({"server": url, "forgotten": True})
+    else:
+        click.echo(f"forgot the token for {url}")
 
 
 # -- users -------------------------------------------------------------------------------
@@ -222,8 +233,9 @@ def user_enable(ctx: click.Context, name: str, as_json: bool) -> None:
 
 @user.command("password")
 @click.argument("name")
+@json_option
 @click.pass_context
-def user_password(ctx: click.Context, name: str) -> None:
+def user_password(ctx: click.Context, name: str, as_json: bool) -> None:
     """Set an account's password (for the web UI's sign-in), read from the terminal."""
     password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     repo, conn = _users(ctx)
@@ -237,7 +249,10 @@ def user_password(ctx: click.Context, name: str) -> None:
         if not 8 <= len(password) <= 1024:
             raise InvalidArgument("a password has 8 to 1024 characters")
         accounts.set_password_hash(repo.db, name, hash_password(password))
-    click.echo(f"password set for {name}")
+    if as_json:
+        render.emit_json({"user": name, "password": "set"})
+    else:
+        click.echo(f"password set for {name}")
 
 
 # -- tokens ------------------------------------------------------------------------------
