@@ -20,7 +20,9 @@ def _options_from_env() -> Options:
 
 
 def app_from_env() -> object:
-    """The app for each uvicorn worker process (--workers N), from the parent's options."""
+    """The app for each uvicorn worker process (--workers N), from the parent's options;
+    each process logs its requests (one line each, with the account) to standard error."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     return create_app(_options_from_env())
 
 
@@ -47,7 +49,6 @@ def serve(
         "deliver_webhooks": webhooks,
     }
     os.environ[_ENV] = json.dumps(options)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     uvicorn.run(
         "modelkeep.server.run:app_from_env",
         factory=True,
