@@ -90,24 +90,20 @@ BY_NAME = {op.name: op for op in OPS}
 RUN_WRITES = frozenset(
     {"log_params", "log_metrics", "add_input", "heartbeat", "end_run", "set_run_error"}
 )
-# Repo methods that work on this machine's files or the server's own store: run them on
-# the server machine (an admin's shell), not through the API.
+# Repo methods a server's client does not offer, and why (the message it raises).
+_ON_SERVER = "works on the store's own files: run it on the server's machine"
+_WORK_TREE = (
+    "keeps a Git work tree in step with modelkeep.lock, which a server's client does not do "
+    "yet: restore with `modelkeep get REF -o PATH`"
+)
 LOCAL_ONLY = {
-    "fsck": "checks the server's store",
-    "gc": "removes objects from the server's store",
-    "du": "measures the server's store",
-    "migrate": "moves the server's store",
-    "prune_cache": "trims the server's cache",
-    "push": "sends the server's objects to its remotes",
-    "pull": "fetches into the server's store",
-    "add_remote": "changes the server's remotes",
-    "remove_remote": "changes the server's remotes",
-    "remotes": "lists the server's remotes",
-    "install_hooks": "installs Git hooks in a work tree",
-    "status": "compares a work tree with modelkeep.lock",
-    "checkout": "restores a work tree from modelkeep.lock",
-    "digest_of": "hashes a local path",
-}
+    **dict.fromkeys(
+        ("fsck", "gc", "du", "migrate", "prune_cache", "push", "pull", "add_remote",
+         "remove_remote", "remotes"),
+        _ON_SERVER,
+    ),
+    **dict.fromkeys(("status", "checkout", "install_hooks"), _WORK_TREE),
+}  # fmt: skip
 
 
 @functools.cache

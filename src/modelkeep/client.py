@@ -463,10 +463,7 @@ def _remote(name: str) -> Callable[..., Any]:
 
 def _local_only(name: str, why: str) -> Callable[..., Any]:
     def method(self: ServerRepo, *args: Any, **kwargs: Any) -> Any:
-        raise InvalidArgument(
-            f"`{name.replace('_', ' ')}` {why}: run it on the server's machine, not through "
-            f"{self.url}"
-        )
+        raise InvalidArgument(f"`{name.replace('_', ' ')}` {why} (this is {self.url})")
 
     method.__name__ = name
     return method
