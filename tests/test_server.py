@@ -547,3 +547,40 @@ def test_a_proxy_header_names_the_account_only_from_the_proxy(
         assert r.status_code == 401  # off by default
     finally:
         off.stop()
+
+
+def test_concurrent_clients_get_gap_free_numbers_and_one_production(
+    served: mkserve.Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads of one process, each its own client, on a cache none of them made yet (the
+    first ones race to make it): adding, registering, promoting and resolving at once."""
+    import threading
+
+    for key, value in served.client_env(None, tmp_path / "home").items():
+        monkeypatch.setenv(key, value)
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        try:
+            with mk.open(served.url, token=served.tokens["bob"]) as repo:
+                path = tmp_path / f"c{i}.bin"
+                path.write_bytes(os.urandom(20_000))
+                version = repo.add(path, "concurrent").version
+                repo.register(version, "concurrent")
+                repo.promote(version, "production")
+                assert repo.show("concurrent@production").name == "concurrent"
+        except Exception as exc:  # collected: an assertion in a thread would be lost
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with mk.open(served.url, token=served.tokens["vic"]) as repo:
+        versions = repo.versions("concurrent")
+        assert sorted(v.number for v in versions) == list(range(1, 21))
+        assert [v.stage for v in versions].count("production") == 1
+        assert repo.verify_audit().ok
+    assert " 500 " not in served.log.read_text()

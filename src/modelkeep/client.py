@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import os
 import stat
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,12 +271,7 @@ class ServerRepo(Repo):
     def __init__(self, url: str, token: str | None = None, *, insecure: bool = False) -> None:
         self.conn = Connection(url, token, insecure=insecure)
         self.url = self.conn.url
-        cache = cache_root(self.url)
-        local = (
-            Repo(config.load(cache)) if (cache / config.REPO_DIR).is_dir() else _init_cache(cache)
-        )
-        local.db.migrate()
-        self.parts = local.parts
+        self.parts = _open_cache(cache_root(self.url)).parts
         self.store.fetcher = ServerFetcher(self.conn, self.store)
 
     def close(self) -> None:
@@ -445,10 +441,28 @@ class ServerRepo(Repo):
         return self.register(version, name) if register else version
 
 
-def _init_cache(folder: Path) -> Repo:
+_CACHE_LOCK = threading.Lock()
+
+
+def _open_cache(folder: Path) -> Repo:
+    """The local cache repository for one server, made on first use; one thread and one
+    process at a time makes or upgrades it (a lock file beside it)."""
+    import fcntl
+
     from modelkeep.repo import init
 
-    return init(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder.with_name(folder.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with _CACHE_LOCK:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not (folder / config.REPO_DIR).is_dir():
+                return init(folder)
+            local = Repo(config.load(folder))
+            local.db.migrate()
+            return local
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _remote(name: str) -> Callable[..., Any]:
