@@ -289,6 +289,47 @@ def test_every_operation_needs_its_role_and_no_more(served: mkserve.Served, tmp_
     assert r.json()["role"] == "maintainer" and "maintainer" in r.json()["message"]
 
 
+# The endpoints outside the operation table: (method, path, body, role needed).
+OTHER_ENDPOINTS: list[tuple[str, str, Any, str]] = [
+    ("POST", "/api/v1/objects/missing", {"keys": ["0" * 64]}, "editor"),
+    ("POST", "/api/v1/objects/locate", {"keys": ["0" * 64]}, "viewer"),
+    ("POST", "/api/v1/objects", None, "editor"),
+    ("GET", "/api/v1/packs/pack-0", None, "viewer"),
+    (
+        "POST",
+        "/api/v1/versions",
+        {"name": "perm2", "digest": "b3:" + "0" * 64, "kind": "file"},
+        "editor",
+    ),
+    ("GET", "/api/v1/policy", None, "viewer"),
+    ("GET", "/api/v1/users", None, "admin"),
+    ("POST", "/api/v1/users", {"name": "made-by-matrix"}, "admin"),
+    ("PATCH", "/api/v1/users/nobody", {"disabled": False}, "admin"),
+    ("PUT", "/api/v1/users/nobody/grants", {"role": "viewer", "model": "nothing-*"}, "admin"),
+    ("GET", "/api/v1/tokens?user=alice", None, "admin"),
+    ("POST", "/api/v1/tokens", {"user": "alice"}, "admin"),
+]
+
+
+def test_the_other_endpoints_need_their_role(served: mkserve.Served) -> None:
+    for user, role in ROLE_USERS.items():
+        with served.http(user) as h:
+            for method, path, body, needed in OTHER_ENDPOINTS:
+                r = h.request(method, path, json=body, headers={"Range": "bytes=0-0"})
+                allowed = role is not None and ROLES.index(role) >= ROLES.index(needed)
+                assert r.status_code < 500, (user, path, r.status_code)
+                if allowed:
+                    assert r.status_code not in (401, 403), (user, method, path, r.text)
+                else:
+                    assert r.status_code == 403, (user, method, path, r.status_code)
+            # every account reads itself and makes its own tokens
+            assert h.get("/api/v1/account").json()["name"] == user
+            assert h.post("/api/v1/tokens", json={"label": "mine"}).status_code == 201
+    with httpx.Client(base_url=served.url) as anonymous:
+        for method, path, body, _ in OTHER_ENDPOINTS:
+            assert anonymous.request(method, path, json=body).status_code == 401
+
+
 def test_a_grant_on_a_model_glob_reaches_only_those_models(
     served: mkserve.Served, tmp_path: Path
 ) -> None:
@@ -584,3 +625,33 @@ def test_concurrent_clients_get_gap_free_numbers_and_one_production(
         assert [v.stage for v in versions].count("production") == 1
         assert repo.verify_audit().ok
     assert " 500 " not in served.log.read_text()
+
+
+def test_accounts_are_managed_through_the_server_by_an_admin_only(
+    served: mkserve.Served, tmp_path: Path
+) -> None:
+    work = client_dir(tmp_path)
+    admin_env = served.client_env(served.tokens["alice"])
+    made = json.loads(mk_cli(admin_env, "user", "add", "remote-made", "--json", cwd=work).stdout)
+    assert made["name"] == "remote-made" and not made["admin"]
+    mk_cli(admin_env, "role", "grant", "remote-made", "editor", "--model", "team/*", cwd=work)
+    token = json.loads(
+        mk_cli(admin_env, "token", "create", "--user", "remote-made", "--json", cwd=work).stdout
+    )
+    listed = mk_cli(admin_env, "user", "list", cwd=work).stdout
+    assert "remote-made" in listed and "editor:team/*" in listed
+    mk_cli(admin_env, "token", "revoke", token["id"], cwd=work)
+    r = httpx.get(
+        served.url + "/api/v1/account", headers={"Authorization": f"Bearer {token['token']}"}
+    )
+    assert r.status_code == 401
+    # a maintainer may make tokens for itself, not for others, and may not add users
+    bob_env = served.client_env(served.tokens["bob"])
+    own = json.loads(mk_cli(bob_env, "token", "create", "--json", cwd=work).stdout)
+    assert own["user"] == "bob"
+    for args in (("token", "create", "--user", "alice"), ("user", "add", "sneaky"),
+                 ("role", "grant", "bob", "admin"), ("user", "disable", "alice")):  # fmt: skip
+        refused = mk_cli(bob_env, *args, cwd=work, ok=False)
+        assert refused.returncode == 1 and "needs the admin role" in refused.stderr, args
+    bad = mk_cli(admin_env, "token", "create", "--expires", "forever", cwd=work, ok=False)
+    assert bad.returncode == 1 and "90d" in bad.stderr
