@@ -18,6 +18,7 @@ from modelkeep.cli import reference, render
 from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
 from modelkeep.cli import runs as runs_cli
+from modelkeep.cli import webhooks as webhooks_cli
 from modelkeep.cli import worktree as worktree_cli
 from modelkeep.cli.common import (
     TYPES,
@@ -360,6 +361,7 @@ cli.add_command(worktree_cli.status)
 cli.add_command(worktree_cli.checkout)
 cli.add_command(worktree_cli.install_hooks)
 cli.add_command(database_cli.migrate)
+cli.add_command(webhooks_cli.webhook)
 reference.attach_examples(cli)
 
 

@@ -50,6 +50,12 @@ EXAMPLES: dict[str, str] = {
     "checkout": "modelkeep checkout",
     "install-hooks": "modelkeep install-hooks",
     "migrate": "modelkeep migrate --to postgresql://db.example.com/modelkeep",
+    "webhook add": "modelkeep webhook add https://ci.example.com/hooks/modelkeep "
+    "--events stage.changed,rollback --model 'fraud*' --secret-env MODELKEEP_WEBHOOK_SECRET",
+    "webhook list": "modelkeep webhook list",
+    "webhook remove": "modelkeep webhook remove 3",
+    "webhook deliveries": "modelkeep webhook deliveries --status failed",
+    "webhook deliver": "modelkeep webhook deliver --watch",
     # groups that do something of their own
     "runs": 'modelkeep runs --where "metrics.auc > 0.9"',
 }
