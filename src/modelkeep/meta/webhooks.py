@@ -238,9 +238,9 @@ def check_events(events: Iterable[str]) -> tuple[str, ...]:
 
 def _check_secret_env(name: str | None) -> str | None:
     if name is not None and not _ENV_NAME.fullmatch(name):
-        raise InvalidArgument(
-            f"--secret-env {name!r} is not an environment variable name; give the NAME of "
-            "the variable that holds the secret (e.g. MODELKEEP_WEBHOOK_SECRET), not the secret"
+        raise InvalidArgument(  # the value is not shown: it may be the secret itself
+            "--secret-env takes the NAME of the environment variable holding the secret "
+            "(letters, digits and _, e.g. MODELKEEP_WEBHOOK_SECRET), not the secret"
         )
     return name
 
