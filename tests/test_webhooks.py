@@ -340,8 +340,8 @@ def test_a_missing_secret_holds_deliveries_back_instead_of_sending_them_unsigned
     assert receiver.seen() == []
     (d,) = listed(root)
     assert "environment variable HOOK_SECRET" in d["last_error"]
-    time.sleep(0.1)
-    assert deliver(root, "--backoff", "0.05", env={"HOOK_SECRET": SECRET})["delivered"] == 1
+    env = {"HOOK_SECRET": SECRET}
+    wait_for("delivery", lambda: deliver(root, "--backoff", "0.05", env=env)["delivered"] == 1)
     (g,) = receiver.seen()
     assert g.verified
 

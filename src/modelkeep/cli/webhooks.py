@@ -70,7 +70,8 @@ def webhook_add(
     signed = f", signed with ${hook.secret_env}" if hook.secret_env else ", unsigned"
     click.echo(
         f"added webhook {hook.id}: {shown['url']} on {','.join(hook.events)} "
-        f"for models {hook.model_glob!r}{signed}"
+        f"for models {hook.model_glob!r}{signed}; `modelkeep serve` or "
+        "`modelkeep webhook deliver --watch` sends them"
     )
 
 
