@@ -655,3 +655,37 @@ def test_accounts_are_managed_through_the_server_by_an_admin_only(
         assert refused.returncode == 1 and "needs the admin role" in refused.stderr, args
     bad = mk_cli(admin_env, "token", "create", "--expires", "forever", cwd=work, ok=False)
     assert bad.returncode == 1 and "90d" in bad.stderr
+
+
+def test_the_server_delivers_webhooks_signed_naming_the_account(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.test_webhooks import SECRET, Receiver, wait_for
+
+    receiver = Receiver()
+    base = tmp_path_factory.mktemp("hooks")
+    store = base / "store"
+    store.mkdir()
+    mkserve.admin(store, "init", "-q")
+    mkserve.admin(
+        store, "webhook", "add", receiver.url(), "--events", "version.created,stage.changed",
+        "--secret-env", "HOOK_SECRET",
+    )  # fmt: skip
+    s = mkserve.start(store, env={"HOOK_SECRET": SECRET})
+    try:
+        mkserve.with_accounts(s, {"bob": "maintainer"})
+        env = s.client_env(s.tokens["bob"])
+        work = client_dir(tmp_path)
+        (work / "m.bin").write_bytes(b"hooked")
+        mk_cli(env, "add", "m.bin", "-n", "hooked", cwd=work)
+        mk_cli(env, "register", "hooked:v1", "--as", "hooked", cwd=work)
+        wait_for("two deliveries", lambda: len(receiver.seen()) >= 2)
+        got = receiver.seen()
+        assert {g.event for g in got} == {"version.created", "stage.changed"}
+        assert all(g.verified for g in got)
+        assert json.dumps([g.doc for g in got]).count('"bob"') >= 2
+        refused = mk_cli(env, "webhook", "list", cwd=work, ok=False)
+        assert refused.returncode == 1 and "on the server's machine" in refused.stderr
+    finally:
+        s.stop()
+        receiver.stop()

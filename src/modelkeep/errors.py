@@ -903,3 +903,29 @@ class RequestTooLarge(ModelkeepError, ValueError):
             f"{what} of {size} bytes is over the server's limit of {limit} bytes; "
             "send less (uploads go in packs of at most the limit)"
         )
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+class InvalidWebhookUrl(ModelkeepError, ValueError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url  # as shown: a query string masked
+        self.reason = reason
+        super().__init__(f"invalid webhook URL {url!r}: {reason}")
+
+
+class UnknownEventKind(ModelkeepError, ValueError):
+    def __init__(self, kind: str, kinds: Sequence[str]) -> None:
+        self.kind = kind
+        self.kinds = list(kinds)
+        what = f"unknown event kind {kind!r}" if kind else "no event kinds given"
+        super().__init__(f"{what}; use one or more of {', '.join(kinds)} (or * for every kind)")
+
+
+class WebhookNotFound(ModelkeepError, LookupError):
+    def __init__(self, webhook_id: int, existing: Sequence[int] = ()) -> None:
+        self.webhook_id = webhook_id
+        self.existing = [str(i) for i in existing]
+        there = f"webhooks: {', '.join(self.existing)}" if existing else "there are none"
+        super().__init__(f"no webhook {webhook_id} ({there}); see `modelkeep webhook list`")

@@ -161,6 +161,18 @@ def open_repo(ctx: click.Context) -> Repo:
     return repo
 
 
+def store_db(ctx: click.Context, what: str) -> Any:
+    """The metadata database of a local store, for commands that change it directly
+    (webhooks): refused with one line when the repository is a server's."""
+    repo = open_repo(ctx)
+    conn = getattr(repo, "conn", None)
+    if conn is not None:
+        from modelkeep.errors import InvalidArgument
+
+        raise InvalidArgument(f"{what} on the server's machine, not through {conn.url}")
+    return repo.db
+
+
 def parse_metadata(pairs: tuple[str, ...], option: str = "--meta") -> dict[str, Any]:
     """KEY=VALUE pairs; a value that parses as JSON (0.01, true, [1,2]) keeps its type."""
     from modelkeep.errors import InvalidArgument

@@ -19,6 +19,7 @@ from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import server as server_cli
+from modelkeep.cli import webhooks as webhooks_cli
 from modelkeep.cli import worktree as worktree_cli
 from modelkeep.cli.common import (
     TYPES,
@@ -363,6 +364,7 @@ cli.add_command(worktree_cli.install_hooks)
 cli.add_command(database_cli.migrate)
 for command in server_cli.COMMANDS:
     cli.add_command(command)
+cli.add_command(webhooks_cli.webhook)
 reference.attach_examples(cli)
 
 

@@ -63,6 +63,12 @@ EXAMPLES: dict[str, str] = {
     "token revoke": "modelkeep token revoke 3fa85f6457b2",
     "role grant": "modelkeep role grant bob maintainer --model 'fraud-*'",
     "role revoke": "modelkeep role revoke bob --model 'fraud-*'",
+    "webhook add": "modelkeep webhook add https://ci.example.com/hooks/modelkeep "
+    "--events stage.changed,rollback --model 'fraud*' --secret-env MODELKEEP_WEBHOOK_SECRET",
+    "webhook list": "modelkeep webhook list",
+    "webhook remove": "modelkeep webhook remove 3",
+    "webhook deliveries": "modelkeep webhook deliveries --status failed",
+    "webhook deliver": "modelkeep webhook deliver --watch",
     # groups that do something of their own
     "runs": 'modelkeep runs --where "metrics.auc > 0.9"',
 }

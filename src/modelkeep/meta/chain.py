@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ChainHeadRow, EventRow
+from modelkeep.meta.webhooks import event_appended
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = 7160250516
@@ -97,6 +98,7 @@ def append(
     else:
         conn.execute(update(heads).where(heads.c.id == 1).values(**head))
     s.info["chain_head"] = (row.id, row.hash, now)
+    event_appended(s, row, before, after)  # its webhook deliveries, in this transaction
 
 
 def clock(s: Session) -> datetime:

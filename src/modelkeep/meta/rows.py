@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.errors import AliasNotFound, ArtifactNotFound, VersionDeleted, VersionNotFound
 from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
+from modelkeep.meta.webhooks import version_created
 
 
 def artifact(s: Session, name: str) -> ArtifactRow:
@@ -120,6 +121,7 @@ def create_version(
     )
     s.add(row)
     s.flush()
+    version_created(s, art, row)  # its webhook deliveries, in this transaction
     return row
 
 

@@ -18,7 +18,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -341,9 +342,36 @@ def create_app(options: Options) -> Starlette:
         # -- the table ---------------------------------------------------------------------
         *(server.op_route(op) for op in api.OPS),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=_lifespan(server))
     app.state.server = server
     return app
+
+
+def _lifespan(server: Server) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Webhook deliveries go out from a thread of each server process (the outbox's leases
+    keep two processes or replicas from sending one delivery at once)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not server.options.deliver_webhooks:
+            yield
+            return
+        from modelkeep.webhooks import Dispatcher
+
+        stop = threading.Event()
+        dispatcher = Dispatcher(server.repo.db)
+        thread = threading.Thread(
+            target=dispatcher.run_forever, args=(stop,), name="modelkeep-webhooks", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            await run_in_threadpool(thread.join, 30)
+            dispatcher.close()
+
+    return lifespan
 
 
 # -- endpoints outside the table ----------------------------------------------------------
