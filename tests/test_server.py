@@ -689,3 +689,24 @@ def test_the_server_delivers_webhooks_signed_naming_the_account(
     finally:
         s.stop()
         receiver.stop()
+
+
+def test_modelkeep_run_through_a_server_links_what_the_script_logs(
+    served: mkserve.Served, tmp_path: Path
+) -> None:
+    work = client_dir(tmp_path)
+    (work / "train.py").write_text(
+        "import modelkeep as mk\n"
+        "with mk.start_run(params={'depth': 4}) as run:\n"
+        "    run.log_metric('loss', 0.25)\n"
+        "    open('out.bin', 'wb').write(b'trained')\n"
+        "    print(run.log_artifact('out.bin', 'cli-run-out').ref)\n"
+    )
+    env = served.client_env(served.tokens["eddie"])
+    python = str(Path(MODELKEEP).with_name("python"))
+    r = mk_cli(env, "run", "--", python, "train.py", cwd=work)
+    assert "cli-run-out:v1" in r.stdout
+    shown = json.loads(mk_cli(env, "show", "cli-run-out:v1", "--json", cwd=work).stdout)
+    run = json.loads(mk_cli(env, "runs", "show", shown["run_id"], "--json", cwd=work).stdout)
+    assert run["status"] == "finished" and run["user"] == "eddie"
+    assert run["params"] == {"depth": 4} and run["metrics"]["loss"] == 0.25

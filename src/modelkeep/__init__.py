@@ -11,11 +11,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modelkeep.client import open
+    from modelkeep.client import load_model, open
     from modelkeep.errors import ModelkeepError
     from modelkeep.formats import ModelSpec
     from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
-    from modelkeep.repo import Repo, init, load_model
+    from modelkeep.repo import Repo, init
     from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
     from modelkeep.run import Run, current_run, start_run
     from modelkeep.store import FsckReport, GcReport, Problem
@@ -65,6 +65,7 @@ _WHERE = {
     "current_run": "modelkeep.run",
     "start_run": "modelkeep.run",
     "open": "modelkeep.client",
+    "load_model": "modelkeep.client",
     "FsckReport": "modelkeep.store",
     "GcReport": "modelkeep.store",
     "Problem": "modelkeep.store",

@@ -16,13 +16,14 @@ Where the server is and who is asking: `mk.open("https://…", token=…)`; for 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import ipaddress
 import os
 import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -271,7 +272,8 @@ class ServerRepo(Repo):
     def __init__(self, url: str, token: str | None = None, *, insecure: bool = False) -> None:
         self.conn = Connection(url, token, insecure=insecure)
         self.url = self.conn.url
-        self.parts = _open_cache(cache_root(self.url)).parts
+        cache = _open_cache(cache_root(self.url)).parts
+        self.parts = dataclasses.replace(cache, origin=self.url)
         self.store.fetcher = ServerFetcher(self.conn, self.store)
 
     def close(self) -> None:
@@ -496,6 +498,24 @@ def open_server(url: str, token: str | None = None, *, insecure: bool | None = N
     if insecure is None:
         insecure = os.environ.get("MODELKEEP_INSECURE", "") not in ("", "0")
     return ServerRepo(url, token, insecure=insecure)
+
+
+def load_model(
+    ref: Version | str,
+    *,
+    repo: Repo | str | os.PathLike[str] | None = None,
+    trust: bool | Sequence[str] = False,
+) -> Any:
+    """`mk.load_model("fraud@production")`: the model a ref names, from repo (a path, a
+    server's URL or an open Repo; default: the `modelkeep run` around this process, else
+    the working directory and its parents)."""
+    if isinstance(repo, Repo):
+        return repo.load_model(ref, trust=trust)
+    if repo is None:
+        found = config.run_from_env()
+        repo = found[1] if found is not None and found[1] is not None else Path.cwd()
+    with open(repo) as opened:
+        return opened.load_model(ref, trust=trust)
 
 
 def open(

@@ -446,21 +446,22 @@ def active() -> ActiveRun | None:
     return _active_run
 
 
-def active_run(root: Path) -> str | None:
-    """The run that versions added or gotten in the repository at root belong to: the one
-    active in this process, else the one `modelkeep run` started this process in."""
+def active_run(root: Path, origin: str | None = None) -> str | None:
+    """The run that versions added or gotten in the repository at root (a server's client:
+    origin, the server's URL) belong to: the one active in this process, else the one
+    `modelkeep run` started this process in."""
     if _active_run is not None and _active_run.root == root:
         return _active_run.id
     found = run_from_env()
-    if found is not None and (found[1] is None or found[1] == root):
+    if found is not None and (found[1] is None or found[1] in (str(root), origin)):
         return found[0]
     return None
 
 
-def run_from_env() -> tuple[str, Path | None] | None:
-    """The run (and repository) `modelkeep run` started this process in, if any."""
+def run_from_env() -> tuple[str, str | None] | None:
+    """The run `modelkeep run` started this process in, if any, and its repository: a
+    folder, or the URL of a server."""
     run_id = os.environ.get(RUN_ID_ENV)
     if not run_id:
         return None
-    repo = os.environ.get(REPO_ENV)
-    return run_id, Path(repo) if repo else None
+    return run_id, os.environ.get(REPO_ENV) or None

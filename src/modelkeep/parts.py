@@ -21,6 +21,8 @@ class Parts:
     store: ObjectStore
     # The authenticated account a server request acts as; None: this machine's user.
     actor: str | None = None
+    # A server's client: the server's URL (the store and database are its local cache).
+    origin: str | None = None
 
     @property
     def root(self) -> Path:
@@ -46,4 +48,4 @@ class Parts:
     def active_run(self, run_id: str | None) -> str | None:
         """run_id, or by default the run active in this process (or the `modelkeep run`
         around it) for this repository."""
-        return run_id if run_id is not None else config.active_run(self.root)
+        return run_id if run_id is not None else config.active_run(self.root, self.origin)

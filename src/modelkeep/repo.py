@@ -62,7 +62,7 @@ else:
     sync = LazyModule("modelkeep.sync")
     worktree = LazyModule("modelkeep.worktree")
 
-__all__ = ["AddResult", "Change", "Diff", "FileInfo", "Repo", "Usage", "init", "load_model", "open"]
+__all__ = ["AddResult", "Change", "Diff", "FileInfo", "Repo", "Usage", "init", "open"]
 
 Target = Version | str  # a ref in any form, or a version already resolved
 
@@ -97,24 +97,6 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     repo.db.migrate()
     ownership.bind(repo.store, repo.db)
     return repo
-
-
-def load_model(
-    ref: Target,
-    *,
-    repo: Repo | str | os.PathLike[str] | None = None,
-    trust: bool | Sequence[str] = False,
-) -> Any:
-    """`mk.load_model("fraud@production")`: the model a ref names, from the repository at repo
-    (a path or an open Repo; default: the `modelkeep run` around this process, else the
-    working directory and its parents)."""
-    if isinstance(repo, Repo):
-        return repo.load_model(ref, trust=trust)
-    if repo is None:
-        found = config.run_from_env()
-        repo = found[1] if found is not None and found[1] is not None else Path.cwd()
-    with open(repo) as opened:
-        return opened.load_model(ref, trust=trust)
 
 
 class Repo:

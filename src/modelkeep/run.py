@@ -32,12 +32,12 @@ from modelkeep.capture import code as code_capture
 from modelkeep.capture import git
 from modelkeep.capture.environment import canonical_json, environment, environment_id
 from modelkeep.capture.process import proc_start
+from modelkeep.client import open as open_repo
 from modelkeep.errors import CommandFailed, InvalidArgument, RunNotActive
 from modelkeep.meta import Version
 from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
 from modelkeep.refs import validate_name
 from modelkeep.repo import Repo
-from modelkeep.repo import open as open_repo
 
 HEARTBEAT = 60.0  # seconds between an owner's signs of life
 
@@ -438,7 +438,8 @@ def run_command(
         code_globs=None,
     )
     run = Run(repo, run_id, run_name, owner=True, own_repo=False)
-    env = {**os.environ, config.RUN_ID_ENV: run_id, config.REPO_ENV: str(repo.root)}
+    where = repo.parts.origin or str(repo.root)  # a server's client: the server's URL
+    env = {**os.environ, config.RUN_ID_ENV: run_id, config.REPO_ENV: where}
     try:
         child = subprocess.Popen(list(argv), env=env)
     except OSError as exc:
