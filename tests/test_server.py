@@ -710,3 +710,21 @@ def test_modelkeep_run_through_a_server_links_what_the_script_logs(
     run = json.loads(mk_cli(env, "runs", "show", shown["run_id"], "--json", cwd=work).stdout)
     assert run["status"] == "finished" and run["user"] == "eddie"
     assert run["params"] == {"depth": 4} and run["metrics"]["loss"] == 0.25
+
+
+def test_a_committed_modelkeep_toml_names_the_server(
+    served: mkserve.Served, tmp_path: Path
+) -> None:
+    project = client_dir(tmp_path)
+    (project / "modelkeep.toml").write_text(f'server = "{served.url}"\n')
+    (project / "sub").mkdir()
+    env = served.client_env(served.tokens["vic"])
+    env.pop("MODELKEEP_SERVER")
+    me = json.loads(mk_cli(env, "models", "--json", cwd=project / "sub").stdout)
+    assert isinstance(me, dict)
+    (project / "modelkeep.toml").write_text("server = 42\n")
+    bad = mk_cli(env, "models", cwd=project, ok=False)
+    assert bad.returncode == 1 and "server must be a URL" in bad.stderr
+    (project / "modelkeep.toml").write_text('server = "ftp://example.com"\n')
+    bad = mk_cli(env, "models", cwd=project, ok=False)
+    assert bad.returncode == 1 and "not a server URL" in bad.stderr
