@@ -314,31 +314,9 @@ class ServerRepo(Repo):
 
     # -- content: chunked and hashed here, only what the server lacks goes up ---------------
 
-    def add(
-        self,
-        path: str | os.PathLike[str],
-        name: str,
-        *,
-        type: str | None = None,
-        message: str = "",
-        metadata: Mapping[str, Any] | None = None,
-        progress: Progress = NULL_PROGRESS,
-        run_id: str | None = None,
-        track: bool = True,
-    ) -> AddResult:
-        """As Repo.add; the lock file of a Git work tree is not written against a server."""
-        source = content.addable(self.parts, path)
-        return self._upload_add(
-            source,
-            name,
-            type=type,
-            message=message,
-            metadata=metadata,
-            run_id=self.parts.active_run(run_id),
-            progress=progress,
-        )
+    tracks_work_tree = False
 
-    def _upload_add(
+    def add_content(
         self,
         source: Path,
         name: str,
@@ -350,9 +328,7 @@ class ServerRepo(Repo):
         model_spec: Mapping[str, Any] | None = None,
         progress: Progress = NULL_PROGRESS,
     ) -> AddResult:
-        from modelkeep.refs import validate_name
-
-        validate_name(name)
+        """Chunk and hash source into the cache, upload what the server lacks, commit."""
         with self.store.writing():
             put = store.put(self.store, source, progress, exclude=self.settings.control_dir)
         new, sent = self.upload(list(dict.fromkeys(self.store.closure(put.root))), progress)
@@ -412,35 +388,6 @@ class ServerRepo(Repo):
         finally:
             exporter.close()
         return new, sent
-
-    def log_model(
-        self,
-        obj: Any,
-        name: str,
-        *,
-        format: str | None = None,
-        input_example: Any = None,
-        init_kwargs: Mapping[str, Any] | None = None,
-        message: str = "",
-        metadata: Mapping[str, Any] | None = None,
-        register: bool = False,
-        run_id: str | None = None,
-    ) -> Version:
-        from modelkeep import model
-
-        version = model.log(
-            self.parts,
-            obj,
-            name,
-            format=format,
-            input_example=input_example,
-            init_kwargs=init_kwargs,
-            message=message,
-            metadata=metadata,
-            run_id=self.parts.active_run(run_id),
-            add=self._upload_add,
-        )
-        return self.register(version, name) if register else version
 
 
 _CACHE_LOCK = threading.Lock()

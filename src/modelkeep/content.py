@@ -79,21 +79,8 @@ def add(
     with parts.store.writing():
         exclude = placed(parts.settings.control_dir)
         put = store.put(parts.store, source, progress, exclude=exclude)
-        new = NewVersion(
-            kind=KIND_NAMES[put.root.kind],
-            digest=put.root.id.hex(),
-            size=put.size,
-            file_count=put.file_count,
-            mode=put.mode,
-            source_name=source.name or "root",
-            user=parts.user,
-            message=message,
-            metadata=fields,
-            run_id=run_id,
-            host=parts.settings.host,
-            store_id=parts.store_id,
-        )
-        added = meta.add_version(parts.db, name, type, new)
+        sizes = (put.size, put.file_count, put.mode)
+        added = _record(parts, name, type, put.root, sizes, source.name, message, fields, run_id)
     return AddResult(
         added.version,
         added.created,
@@ -136,12 +123,30 @@ def commit(
         size, count, mode = _checked(parts, root)
     _check_type(parts, name, type)
     fields = _fields(metadata, model_spec)
+    added = _record(
+        parts, name, type, root, (size, count, mode), source_name, message, fields, run_id
+    )
+    return AddResult(added.version, added.created, 0, size, 0, same_as=added.same_as)
+
+
+def _record(
+    parts: Parts,
+    name: str,
+    type: str | None,
+    root: Root,
+    sizes: tuple[int, int, int],
+    source_name: str,
+    message: str,
+    fields: dict[str, Any],
+    run_id: str | None,
+) -> meta.Added:
+    """The version row for stored content: sizes are (size, file count, mode)."""
     new = NewVersion(
-        kind=kind,
+        kind=KIND_NAMES[root.kind],
         digest=root.id.hex(),
-        size=size,
-        file_count=count,
-        mode=mode,
+        size=sizes[0],
+        file_count=sizes[1],
+        mode=sizes[2],
         source_name=source_name or "root",
         user=parts.user,
         message=message,
@@ -150,8 +155,7 @@ def commit(
         host=parts.settings.host,
         store_id=parts.store_id,
     )
-    added = meta.add_version(parts.db, name, type, new)
-    return AddResult(added.version, added.created, 0, size, 0, same_as=added.same_as)
+    return meta.add_version(parts.db, name, type, new)
 
 
 def _check_type(parts: Parts, name: str, type: str | None) -> None:

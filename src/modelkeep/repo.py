@@ -186,9 +186,8 @@ class Repo:
         """
         validate_name(name)
         source = content.addable(self.parts, path)
-        where = worktree.place(source) if track else None
-        result = content.add(
-            self.parts,
+        where = worktree.place(source) if track and self.tracks_work_tree else None
+        result = self.add_content(
             source,
             name,
             type=type,
@@ -200,6 +199,34 @@ class Repo:
         if where is not None:
             worktree.track(self.parts, where, result.version)
         return result
+
+    tracks_work_tree = True  # add records paths in modelkeep.lock (a server's client: not yet)
+
+    def add_content(
+        self,
+        source: Path,
+        name: str,
+        *,
+        type: str | None,
+        message: str,
+        metadata: Mapping[str, Any] | None,
+        run_id: str | None,
+        model_spec: Mapping[str, Any] | None = None,
+        progress: Progress = NULL_PROGRESS,
+    ) -> AddResult:
+        """Store source (an absolute path) as the next version of name; what `add` and
+        `log_model` share, and what a server's client does by uploading instead."""
+        return content.add(
+            self.parts,
+            source,
+            name,
+            type=type,
+            message=message,
+            metadata=metadata,
+            run_id=run_id,
+            progress=progress,
+            model_spec=model_spec,
+        )
 
     # -- reading ----------------------------------------------------------------
 
@@ -680,6 +707,7 @@ class Repo:
             message=message,
             metadata=metadata,
             run_id=self.parts.active_run(run_id),
+            add=self.add_content,
         )
         return self.register(version, name) if register else version
 
