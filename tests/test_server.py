@@ -555,6 +555,18 @@ def test_requests_past_the_rate_limit_get_429(
             assert h.get("/api/v1/models").status_code == 200
         log = s.log.read_text()
         assert "GET /api/v1/models 429 alice" in log and "GET /api/v1/models 200 bob" in log
+        # guessing tokens from one address stops at 60 failures a minute, whatever token
+        guesses = [
+            httpx.get(
+                s.url + "/api/v1/models",
+                headers={"Authorization": f"Bearer mkt_{i:012x}_{'a' * 43}"},
+            )
+            for i in range(70)
+        ]
+        codes = [g.status_code for g in guesses]
+        assert codes[0] == 401 and codes[-1] == 429 and set(codes) == {401, 429}
+        with s.http("bob") as h:
+            assert h.get("/api/v1/models").status_code == 429  # the address waits too
     finally:
         s.stop()
 

@@ -11,6 +11,7 @@ one bucket.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -49,6 +50,8 @@ log = logging.getLogger("modelkeep.server")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PACK = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MAX_RANGE = 64 * 1024 * 1024
+FAILED_SIGN_INS_PER_MINUTE = 60
+UPLOADS_AT_ONCE = 4  # per process: each holds up to --max-upload bytes in memory
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ class Limiter:
     buckets: dict[str, _Bucket] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, who: str) -> float:
-        """0 if who may go on, else the seconds to wait."""
+    def take(self, who: str, *, spend: bool = True) -> float:
+        """0 if who may go on (spending one request unless told not to), else the seconds
+        to wait."""
         if self.per_minute <= 0:
             return 0.0
         now = time.monotonic()
@@ -90,7 +94,7 @@ class Limiter:
             b.at = now
             self.buckets[who] = b
             if b.tokens >= 1:
-                b.tokens -= 1
+                b.tokens -= 1 if spend else 0
                 return 0.0
             return (1 - b.tokens) / rate
 
@@ -141,7 +145,11 @@ class Server:
         self.options = options
         self.repo = modelkeep.open(options.root)
         self.limiter = Limiter(options.rate_limit)
+        # failed sign-ins per client address: guessing tokens or passwords (each password
+        # costs an argon2 hash) stops at this rate
+        self.failures = Limiter(FAILED_SIGN_INS_PER_MINUTE)
         self.writing = threading.Lock()  # one store writer per process; others queue
+        self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
     # -- who is asking ----------------------------------------------------------------------
 
@@ -199,20 +207,18 @@ class Server:
                 if public:
                     response = await handler(request, _ANONYMOUS)
                 else:
-                    account = await run_in_threadpool(self.account, request)
+                    peer = request.client.host if request.client else "-"
+                    wait = self.failures.take(peer, spend=False)
+                    if wait:
+                        return _limited(wait)
+                    try:
+                        account = await run_in_threadpool(self.account, request)
+                    except Unauthenticated:
+                        self.failures.take(peer)
+                        raise
                     who = account.name
                     wait = self.limiter.take(account.name)
-                    if wait:
-                        response = JSONResponse(
-                            {
-                                "error": "rate_limited",
-                                "message": f"too many requests; retry in {wait:.1f} s",
-                            },
-                            status_code=429,
-                            headers={"Retry-After": str(max(1, round(wait)))},
-                        )
-                    else:
-                        response = await handler(request, account)
+                    response = _limited(wait) if wait else await handler(request, account)
             except ModelkeepError as exc:
                 response = error_response(exc)
             except Exception:  # never a stack trace or a path in a response
@@ -297,6 +303,14 @@ class Server:
         if listing and not who.may("viewer"):  # a per-model grant sees its models only
             result = _visible(who, result)
         return JSONResponse(api.encode_result(op, result))
+
+
+def _limited(wait: float) -> JSONResponse:
+    return JSONResponse(
+        {"error": "rate_limited", "message": f"too many requests; retry in {wait:.1f} s"},
+        status_code=429,
+        headers={"Retry-After": str(max(1, round(wait)))},
+    )
 
 
 _ANONYMOUS = Account("-", False, False, datetime.fromtimestamp(0, UTC))
@@ -501,8 +515,9 @@ def _upload(server: Server) -> Callable[[Request, Account], Awaitable[Response]]
 
     async def upload(request: Request, who: Account) -> Response:
         server.require(who, "editor", "upload objects", anywhere=True)
-        data = await server.body(request, server.options.max_upload)
-        return JSONResponse(await run_in_threadpool(server_ingest, server, data))
+        async with server.uploads:  # memory is bounded: a few uploads at once, others wait
+            data = await server.body(request, server.options.max_upload)
+            return JSONResponse(await run_in_threadpool(server_ingest, server, data))
 
     return upload
 
