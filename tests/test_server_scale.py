@@ -1,0 +1,168 @@
+"""`modelkeep serve` scaled out and under load, with real components only.
+
+Two replicas are two repository folders ("machines") initialised against one PostgreSQL
+database and one S3 bucket (the moto server the suite starts) as their default remote, each
+served by its own `modelkeep serve` process on its own port; the accounts live in the shared
+database. An upload is verified and kept by the replica that received it and published to
+the bucket before it is acknowledged; the other replica reads what it lacks from the bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import modelkeep as mk
+from modelkeep.errors import ModelkeepError
+from tests.conftest import write
+from tests.mkserve import Served, start, with_accounts
+from tests.s3 import S3Server
+
+# Production takes versions from staging only: a direct promotion is a policy refusal (409).
+POLICY = """\
+[policy.default.production]
+require_stage = "staging"
+"""
+
+
+def _data(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _statuses(served: Served) -> Counter[int]:
+    """The status of every request the server logged (`METHOD PATH STATUS WHO TIME`)."""
+    found = re.findall(r"modelkeep\.server \S+ /\S* (\d{3}) ", served.log.read_text())
+    return Counter(int(s) for s in found)
+
+
+@pytest.fixture
+def client_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test process's client caches (ServerRepo keeps one per server URL)."""
+    cache = tmp_path / "client-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "client-config"))
+    return cache
+
+
+def _machine(root: Path, bucket: str, endpoint: str) -> None:
+    """A serving machine's repository, made with the library (quicker than the CLI): the
+    shared database comes from MODELKEEP_DATABASE_URL, the bucket is its default remote."""
+    with mk.init(root) as repo:
+        repo.add_remote(
+            "bucket", f"s3://{bucket}/models", default=True, options={"endpoint_url": endpoint}
+        )
+    (root / "modelkeep.toml").write_text(POLICY)
+
+
+def _accounts(url: str, roles: dict[str, str]) -> dict[str, str]:
+    """Users with a global role each, and a token for each, in the database at url."""
+    from modelkeep.meta import Database, accounts
+
+    db = Database(url)
+    try:
+        tokens = {}
+        for user, role in roles.items():
+            accounts.add_user(db, user)
+            accounts.grant(db, user, role)
+            tokens[user] = accounts.create_token(db, user)[0]
+        return tokens
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path,
+    fresh_postgres_url: str,
+    s3_server: S3Server,
+    s3_bucket: str,
+    client_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Served, Served]]:
+    """Two serving machines on one database and one bucket; alice and bob are maintainers."""
+    env = {"MODELKEEP_DATABASE_URL": fresh_postgres_url}
+    served: list[Served] = []
+    try:
+        with monkeypatch.context() as m:
+            m.setenv("MODELKEEP_DATABASE_URL", fresh_postgres_url)
+            for machine in ("a", "b"):
+                root = tmp_path / f"machine-{machine}"
+                _machine(root, s3_bucket, s3_server.endpoint)
+                served.append(start(root, args=["--rate-limit", "0"], env=env))
+        tokens = _accounts(fresh_postgres_url, {"alice": "maintainer", "bob": "maintainer"})
+        for s in served:  # one set of accounts: they live in the shared database
+            s.tokens.update(tokens)
+        yield served[0], served[1]
+    finally:
+        for s in served:
+            s.stop()
+
+
+@pytest.fixture
+def single(tmp_path: Path, client_cache: Path) -> Iterator[Served]:
+    """One server on the embedded store (SQLite, no remote); alice is an editor."""
+    served = start(tmp_path / "server", args=["--rate-limit", "0"])
+    try:
+        yield with_accounts(served, {"alice": "editor"})
+    finally:
+        served.stop()
+
+
+# -- 1. two replicas, one database, one bucket ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_version_added_through_one_replica_is_read_through_the_other(
+    replicas: tuple[Served, Served], tmp_path: Path
+) -> None:
+    a, b = replicas
+    data = _data(1, 4 * 1024 * 1024 + 12345)
+    src = write(tmp_path / "work" / "weights.bin", data)
+    with (
+        mk.open(a.url, token=a.tokens["alice"]) as via_a,
+        mk.open(b.url, token=b.tokens["bob"]) as via_b,
+    ):
+        added = via_a.add(src, "fraud-weights", type="model", message="first")
+        assert (added.version.ref, added.created) == ("fraud-weights:v1", True)
+
+        shown = via_b.show("fraud-weights:v1")
+        assert (shown.digest, shown.size, shown.user) == (added.version.digest, len(data), "alice")
+        assert [v.ref for v in via_b.versions("fraud-weights")] == ["fraud-weights:v1"]
+        assert [x.name for x in via_b.artifacts()] == ["fraud-weights"]
+        # B's store never received the bytes: it reads them from the bucket, verified.
+        restored = via_b.restore("fraud-weights:v1", tmp_path / "restored.bin")
+        assert restored.read_bytes() == data
+        with via_b.open("fraud-weights:v1") as f:
+            assert f.read() == data
+
+        # Registry changes through B are A's too.
+        registered = via_b.register("fraud-weights:v1", "fraud", reason="candidate")
+        via_b.promote(registered.ref, "staging", reason="try it")
+        via_b.set_alias("fraud@champion", registered.ref, reason="best so far")
+        assert via_a.show("fraud@staging").ref == "fraud:v1"
+        assert via_a.show("fraud@champion").ref == "fraud:v1"
+        moved = via_a.promote("fraud:v1", "production", reason="ship it")
+        assert moved.version.stage == "production"
+        assert via_b.show("fraud@production").ref == "fraud:v1"
+        assert [e.action for e in via_a.history("fraud")][-1] == "promote"
+
+        # And the other way round: a version added through B is restored through A.
+        more = _data(2, 1024 * 1024)
+        added_b = via_b.add(write(tmp_path / "work" / "more.bin", more), "fraud-weights")
+        assert added_b.version.ref == "fraud-weights:v2"
+        assert via_a.restore("fraud-weights:v2", tmp_path / "more.bin").read_bytes() == more
+        assert via_a.verify_audit().ok
+
+    for s in (a, b):
+        assert not [c for c in _statuses(s) if c >= 500], s.log.read_text()
