@@ -166,3 +166,121 @@ def test_a_version_added_through_one_replica_is_read_through_the_other(
 
     for s in (a, b):
         assert not [c for c in _statuses(s) if c >= 500], s.log.read_text()
+
+
+# -- 2. fifty clients at once, over both replicas ----------------------------------------------
+
+CLIENTS = 50
+
+
+def _worker(
+    i: int,
+    repo: mk.Repo,
+    src: Path,
+    go: threading.Barrier,
+    out: dict[int, dict[str, object]],
+) -> None:
+    """One client: add a version of fraud-weights, register it as the next fraud, point an
+    alias at it, promote it (a fifth of them straight to production, which the policy
+    refuses), and resolve fraud@production."""
+    done: dict[str, object] = {"refused": []}
+    refused: list[str] = done["refused"]  # type: ignore[assignment]
+    out[i] = done
+    go.wait()
+    added = repo.add(src, "fraud-weights", type="model", message=f"client {i}")
+    done["weights"] = added.version
+    version = repo.register(added.version.ref, "fraud", reason=f"client {i}")
+    done["fraud"] = version
+    repo.set_alias(f"fraud@team{i % 5}", version.ref, reason=f"client {i}")
+    try:
+        if i % 5:
+            repo.promote(version.ref, "staging", reason="try it")
+        repo.promote(version.ref, "production", reason="ship it")
+        done["promoted"] = True
+    except ModelkeepError as exc:  # the policy, or a concurrent promotion: a 409
+        refused.append(f"{type(exc).__name__}: {exc}")
+    try:
+        done["production"] = repo.show("fraud@production").ref
+    except LookupError:  # nothing in production yet: a 404
+        done["production"] = None
+
+
+@pytest.mark.slow
+def test_fifty_clients_add_promote_and_resolve_at_once(
+    replicas: tuple[Served, Served], tmp_path: Path
+) -> None:
+    a, b = replicas
+    statuses: list[int] = []
+    users = ("alice", "bob")
+
+    def record(response: httpx.Response) -> None:
+        statuses.append(response.status_code)
+
+    # Each client its own ServerRepo (its own connection), made here: the first one of a
+    # URL makes that URL's cache, which concurrent first opens would race to create.
+    repos: list[mk.Repo] = []
+    for i in range(CLIENTS):
+        served = (a, b)[i % 2]
+        repo = mk.open(served.url, token=served.tokens[users[(i // 2) % 2]])
+        repo.conn.http.event_hooks = {"response": [record]}  # type: ignore[attr-defined]
+        repos.append(repo)
+    sources = [
+        write(tmp_path / "work" / f"model-{i}.bin", _data(100 + i, 200_000 + i))
+        for i in range(CLIENTS)
+    ]
+    go = threading.Barrier(CLIENTS)
+    out: dict[int, dict[str, object]] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            _worker(i, repos[i], sources[i], go, out)
+        except BaseException as exc:
+            errors.append(exc)
+            go.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+    finally:
+        for repo in repos:
+            repo.close()
+    assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
+    assert all(not t.is_alive() for t in threads)
+
+    with a.http("alice") as http_a, b.http("bob") as http_b:
+        for http in (http_a, http_b):
+            http.event_hooks = {"response": [record]}
+        weights = http_a.get("/api/v1/artifacts/fraud-weights/versions").json()
+        fraud = http_b.get("/api/v1/artifacts/fraud/versions").json()
+        # Version numbers 1..N with no gap and no repeat, on both names.
+        assert sorted(v["number"] for v in weights) == list(range(1, CLIENTS + 1))
+        assert sorted(v["number"] for v in fraud) == list(range(1, CLIENTS + 1))
+        # Each upload is one version, with its own content.
+        expected = {str(o["weights"].digest) for o in out.values()}  # type: ignore[attr-defined]
+        assert {v["digest"] for v in weights} == expected
+        # Exactly one production version, and both replicas resolve fraud@production to it.
+        production = [v["number"] for v in fraud if v["stage"] == "production"]
+        assert len(production) == 1, production
+        for http in (http_a, http_b):
+            resolved = http.get("/api/v1/versions/fraud@production").json()
+            assert (resolved["name"], resolved["number"]) == ("fraud", production[0])
+        # A fifth went straight to production: the policy refused every one of them.
+        for i, o in out.items():
+            if i % 5 == 0:
+                assert "promoted" not in o and len(o["refused"]) == 1, o  # type: ignore[arg-type]
+        assert any(o.get("promoted") for o in out.values())
+        # The audit chain written by both replicas at once is intact.
+        for http in (http_a, http_b):
+            verified = http.get("/api/v1/audit/verify")
+            assert verified.status_code == 200
+            assert verified.json()["problems"] == [], verified.json()
+            assert verified.json()["events"] > 3 * CLIENTS
+    # No 5xx anywhere: not in what the clients received, not in what the servers logged.
+    assert statuses and not [s for s in statuses if s >= 500], Counter(statuses)
+    for s in (a, b):
+        logged = _statuses(s)
+        assert sum(logged.values()) > CLIENTS and not [c for c in logged if c >= 500], logged
