@@ -284,3 +284,121 @@ def test_fifty_clients_add_promote_and_resolve_at_once(
     for s in (a, b):
         logged = _statuses(s)
         assert sum(logged.values()) > CLIENTS and not [c for c in logged if c >= 500], logged
+
+
+# -- 3. a client killed in the middle of an upload ----------------------------------------------
+
+ADD = """
+import json, sys
+import modelkeep as mk
+url, path = sys.argv[1], sys.argv[2]
+with mk.open(url) as repo:
+    r = repo.add(path, "big", message="weights")
+print(json.dumps({"ref": r.version.ref, "sent": r.new_bytes, "reused": r.reused_bytes}))
+"""
+# A client that dies half-way through sending a pack: the request line, headers, half the body.
+HANG_UP = """
+import socket, sys, time
+port, token, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(
+    f"POST /api/v1/objects HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: Bearer {token}"
+    f"\\r\\nContent-Type: application/octet-stream\\r\\nContent-Length: {size}\\r\\n\\r\\n".encode()
+)
+s.sendall(bytes(size // 2))
+print("half", flush=True)
+time.sleep(600)
+"""
+BIG = 200 * 1024 * 1024
+UPLOADED = re.compile(r"POST /api/v1/objects 200 ")
+
+
+def _pack_bytes(served: Served) -> int:
+    return sum(p.stat().st_size for p in (served.root / ".modelkeep").rglob("*.pack"))
+
+
+def _add_process(served: Served, src: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", ADD, served.url, str(src)],
+        env=served.client_env(served.tokens["alice"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_client_killed_mid_upload_leaves_no_version_and_the_retry_sends_the_rest(
+    single: Served, tmp_path: Path
+) -> None:
+    src = tmp_path / "work" / "big.bin"
+    src.parent.mkdir()
+    with src.open("wb") as f:  # incompressible, so what crosses the wire is the file's size
+        for _ in range(BIG // (8 * 1024 * 1024)):
+            f.write(random.randbytes(8 * 1024 * 1024))
+    before = _pack_bytes(single)
+
+    # Killed while the server reads its body: the server keeps nothing, and it is not a 5xx.
+    port, token = str(single.port), single.tokens["alice"]
+    hang_up = subprocess.Popen(
+        [sys.executable, "-c", HANG_UP, port, token, str(32 * 1024 * 1024)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert hang_up.stdout is not None and hang_up.stdout.readline() == "half\n"
+    hang_up.kill()
+    hang_up.communicate()
+    deadline = time.monotonic() + 60
+    while not re.search(r"POST /api/v1/objects \d{3} alice", single.log.read_text()):
+        assert time.monotonic() < deadline, single.log.read_text()
+        time.sleep(0.01)
+    assert _statuses(single)[499] == 1, single.log.read_text()
+    assert _pack_bytes(single) == before
+
+    # Killed between two packs of a real upload: the server kept the packs it acknowledged.
+    proc = _add_process(single, src)
+    deadline = time.monotonic() + 300
+    while not UPLOADED.search(single.log.read_text()):  # the server has kept a first pack
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no upload reached the server"
+        time.sleep(0.005)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -9
+    first = len(UPLOADED.findall(single.log.read_text()))
+    received = _pack_bytes(single) - before
+    assert 0 < received < BIG
+
+    with single.http("alice") as http:
+        assert http.get("/api/v1/artifacts/big/versions").status_code == 404
+        assert [a["name"] for a in http.get("/api/v1/artifacts").json()] == []
+
+    proc = _add_process(single, src)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    done = json.loads(stdout)
+    assert done["ref"] == "big:v1"
+    # Only what the server still lacked went up: nothing it kept from the first try again.
+    assert done["sent"] + received == _pack_bytes(single) - before
+    assert 0 < done["sent"] < BIG - received + 1024 * 1024
+    second = len(UPLOADED.findall(single.log.read_text())) - first
+    assert second >= 1
+    with single.http("alice") as http:
+        shown = http.get("/api/v1/versions/big:v1").json()
+        assert (shown["size"], shown["user"]) == (BIG, "alice")
+    with mk.open(single.url, token=single.tokens["alice"]) as repo:
+        restored = repo.restore("big:v1", tmp_path / "restored.bin")
+    assert restored.stat().st_size == BIG
+    assert _same_file(restored, src)
+    statuses = _statuses(single)
+    assert not [c for c in statuses if c >= 500], single.log.read_text()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(1 << 22), fb.read(1 << 22)
+            if x != y:
+                return False
+            if not x:
+                return True
