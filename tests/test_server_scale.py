@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 import modelkeep as mk
+from modelkeep.client import ServerRepo
 from modelkeep.errors import ModelkeepError
 from tests.conftest import write
 from tests.mkserve import Served, start, with_accounts
@@ -402,3 +403,87 @@ def _same_file(a: Path, b: Path) -> bool:
                 return False
             if not x:
                 return True
+
+
+# -- 4. a corrupt upload, and a commit of objects the server lacks ------------------------------
+
+
+def _upload_body(items: list[tuple[bytes, bytes]]) -> bytes:
+    """An upload as the client builds it: 8 bytes of big-endian index length, a pack index
+    in the store's format, then the pack: (key, bytes) items as raw chunks."""
+    from modelkeep.store.packs import CODEC_RAW, KIND_CHUNK, PackEntry, encode_index
+
+    entries, offset = [], 0
+    for key, data in items:
+        entries.append(PackEntry(key, KIND_CHUNK, CODEC_RAW, offset, len(data), len(data)))
+        offset += len(data)
+    index = encode_index(entries)
+    return len(index).to_bytes(8, "big") + index + b"".join(data for _, data in items)
+
+
+def test_a_corrupt_upload_keeps_nothing_and_a_commit_needs_every_object(
+    single: Served, tmp_path: Path
+) -> None:
+    from modelkeep.store.chunking import digest
+
+    chunks = [_data(seed, 5000 + seed) for seed in (7, 8, 9)]
+    keys = [digest(c) for c in chunks]
+    hexes = sorted(k.hex() for k in keys)
+    forged = bytearray(chunks[1])
+    forged[100] ^= 0x01  # one bit: the middle object's bytes no longer hash to its key
+    octets = {"Content-Type": "application/octet-stream"}
+    before = _pack_bytes(single)
+    with single.http("alice") as http:
+        r = http.post(
+            "/api/v1/objects",
+            content=_upload_body(
+                [(keys[0], chunks[0]), (keys[1], bytes(forged)), (keys[2], chunks[2])]
+            ),
+            headers=octets,
+        )
+        assert r.status_code == 422, r.text
+        assert keys[1].hex() in r.json()["message"] and "does not match" in r.json()["message"]
+        # One bad object refuses the lot: not even the two good ones were kept.
+        missing = http.post("/api/v1/objects/missing", json={"keys": hexes})
+        assert (missing.status_code, sorted(missing.json()["missing"])) == (200, hexes)
+        assert _pack_bytes(single) == before
+
+        # A version of content the server never received: 409, naming what it lacks.
+        r = http.post(
+            "/api/v1/versions", json={"name": "chunk", "digest": keys[0].hex(), "kind": "file"}
+        )
+        assert r.status_code == 409, r.text
+        assert (r.json()["error"], r.json()["missing"]) == ("missing_objects", [keys[0].hex()])
+
+        # The same upload with honest bytes is kept, and then the commit succeeds.
+        honest = _upload_body(list(zip(keys, chunks, strict=True)))
+        r = http.post("/api/v1/objects", content=honest, headers=octets)
+        assert (r.status_code, r.json()["objects"]) == (200, 3), r.text
+        assert http.post("/api/v1/objects/missing", json={"keys": hexes}).json()["missing"] == []
+        r = http.post(
+            "/api/v1/versions", json={"name": "chunk", "digest": keys[0].hex(), "kind": "file"}
+        )
+        assert r.status_code == 200, r.text
+        assert http.get("/api/v1/versions/chunk:v1").json()["size"] == len(chunks[0])
+
+    # A file of many chunks whose manifest went up but whose chunks did not: 409 naming them.
+    from modelkeep.store.add import put
+
+    src = write(tmp_path / "work" / "weights.bin", _data(10, 2 * 1024 * 1024))
+    with mk.open(single.url, token=single.tokens["alice"]) as client:
+        assert isinstance(client, ServerRepo)
+        with client.store.writing():
+            root = put(client.store, src).root
+        needed = list(dict.fromkeys(client.store.closure(root)))
+        assert len(needed) > 4
+        assert client.upload([root.id]) > 0  # the manifest only
+        with single.http("alice") as http:
+            commit = {"name": "weights", "digest": root.id.hex(), "kind": "file"}
+            r = http.post("/api/v1/versions", json=commit)
+            assert r.status_code == 409, r.text
+            assert sorted(r.json()["missing"]) == sorted(k.hex() for k in needed[1:])
+            assert http.get("/api/v1/artifacts/weights/versions").status_code == 404
+            client.upload(needed)
+            assert http.post("/api/v1/versions", json=commit).status_code == 200
+        assert client.restore("weights:v1", tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    assert not [c for c in _statuses(single) if c >= 500], single.log.read_text()
