@@ -125,7 +125,7 @@ def single(tmp_path: Path, client_cache: Path) -> Iterator[Served]:
 
 @pytest.mark.slow
 def test_a_version_added_through_one_replica_is_read_through_the_other(
-    replicas: tuple[Served, Served], tmp_path: Path
+    replicas: tuple[Served, Served], s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
     a, b = replicas
     data = _data(1, 4 * 1024 * 1024 + 12345)
@@ -141,11 +141,23 @@ def test_a_version_added_through_one_replica_is_read_through_the_other(
         assert (shown.digest, shown.size, shown.user) == (added.version.digest, len(data), "alice")
         assert [v.ref for v in via_b.versions("fraud-weights")] == ["fraud-weights:v1"]
         assert [x.name for x in via_b.artifacts()] == ["fraud-weights"]
-        # B's store never received the bytes: it reads them from the bucket, verified.
+        # B's store never received the bytes; A published them to the bucket before it
+        # acknowledged the upload.
+        root = added.version.digest.removeprefix("b3:")
+        with b.http("bob") as http:
+            lacks = http.post("/api/v1/objects/missing", json={"keys": [root]}).json()
+            assert lacks["missing"] == [root]
+        listed = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="models/")
+        assert listed.get("KeyCount", 0) > 0
+        # So B reads them from the bucket, each object verified, and keeps them.
         restored = via_b.restore("fraud-weights:v1", tmp_path / "restored.bin")
         assert restored.read_bytes() == data
         with via_b.open("fraud-weights:v1") as f:
             assert f.read() == data
+        with b.http("bob") as http:
+            assert http.post("/api/v1/objects/missing", json={"keys": [root]}).json() == {
+                "missing": []
+            }
 
         # Registry changes through B are A's too.
         registered = via_b.register("fraud-weights:v1", "fraud", reason="candidate")
@@ -274,6 +286,11 @@ def test_fifty_clients_add_promote_and_resolve_at_once(
             if i % 5 == 0:
                 assert "promoted" not in o and len(o["refused"]) == 1, o  # type: ignore[arg-type]
         assert any(o.get("promoted") for o in out.values())
+        # Each alias names a version one of the clients that set it registered.
+        for team in range(5):
+            got = http_a.get(f"/api/v1/versions/fraud@team{team}").json()["number"]
+            setters = {o["fraud"].number for i, o in out.items() if i % 5 == team}  # type: ignore[attr-defined]
+            assert got in setters, (team, got, setters)
         # The audit chain written by both replicas at once is intact.
         for http in (http_a, http_b):
             verified = http.get("/api/v1/audit/verify")
@@ -282,6 +299,7 @@ def test_fifty_clients_add_promote_and_resolve_at_once(
             assert verified.json()["events"] > 3 * CLIENTS
     # No 5xx anywhere: not in what the clients received, not in what the servers logged.
     assert statuses and not [s for s in statuses if s >= 500], Counter(statuses)
+    assert Counter(statuses)[409] >= CLIENTS // 5  # the refusals reached the clients as 409
     for s in (a, b):
         logged = _statuses(s)
         assert sum(logged.values()) > CLIENTS and not [c for c in logged if c >= 500], logged
