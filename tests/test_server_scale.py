@@ -175,6 +175,10 @@ def test_a_version_added_through_one_replica_is_read_through_the_other(
         added_b = via_b.add(write(tmp_path / "work" / "more.bin", more), "fraud-weights")
         assert added_b.version.ref == "fraud-weights:v2"
         assert via_a.restore("fraud-weights:v2", tmp_path / "more.bin").read_bytes() == more
+        # B has read from the bucket before: a pack A publishes later is found there too.
+        third = _data(3, 1024 * 1024)
+        added_a = via_a.add(write(tmp_path / "work" / "third.bin", third), "fraud-weights")
+        assert via_b.restore(added_a.version.ref, tmp_path / "third.bin").read_bytes() == third
         assert via_a.verify_audit().ok
 
     for s in (a, b):
