@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ import pytest
 import modelkeep as mk
 from modelkeep.client import ServerRepo
 from modelkeep.errors import ModelkeepError
+from modelkeep.meta import Version
 from tests.conftest import write
 from tests.mkserve import Served, start, with_accounts
 from tests.s3 import S3Server
@@ -190,36 +192,36 @@ def test_a_version_added_through_one_replica_is_read_through_the_other(
 CLIENTS = 50
 
 
-def _worker(
-    i: int,
-    repo: mk.Repo,
-    src: Path,
-    go: threading.Barrier,
-    out: dict[int, dict[str, object]],
-) -> None:
+@dataclass
+class Outcome:
+    """What one client did and was told."""
+
+    weights: Version | None = None  # its version of fraud-weights
+    fraud: Version | None = None  # that version registered as the next fraud
+    promoted: bool = False
+    refused: list[str] = field(default_factory=list)
+    production: str | None = None  # what fraud@production named at the end of its turn
+
+
+def _client(i: int, repo: ServerRepo, src: Path, go: threading.Barrier, out: Outcome) -> None:
     """One client: add a version of fraud-weights, register it as the next fraud, point an
     alias at it, promote it (a fifth of them straight to production, which the policy
     refuses), and resolve fraud@production."""
-    done: dict[str, object] = {"refused": []}
-    refused: list[str] = done["refused"]  # type: ignore[assignment]
-    out[i] = done
     go.wait()
-    added = repo.add(src, "fraud-weights", type="model", message=f"client {i}")
-    done["weights"] = added.version
-    version = repo.register(added.version.ref, "fraud", reason=f"client {i}")
-    done["fraud"] = version
-    repo.set_alias(f"fraud@team{i % 5}", version.ref, reason=f"client {i}")
+    out.weights = repo.add(src, "fraud-weights", type="model", message=f"client {i}").version
+    out.fraud = repo.register(out.weights.ref, "fraud", reason=f"client {i}")
+    repo.set_alias(f"fraud@team{i % 5}", out.fraud.ref, reason=f"client {i}")
     try:
         if i % 5:
-            repo.promote(version.ref, "staging", reason="try it")
-        repo.promote(version.ref, "production", reason="ship it")
-        done["promoted"] = True
+            repo.promote(out.fraud.ref, "staging", reason="try it")
+        repo.promote(out.fraud.ref, "production", reason="ship it")
+        out.promoted = True
     except ModelkeepError as exc:  # the policy, or a concurrent promotion: a 409
-        refused.append(f"{type(exc).__name__}: {exc}")
+        out.refused.append(f"{type(exc).__name__}: {exc}")
     try:
-        done["production"] = repo.show("fraud@production").ref
+        out.production = repo.show("fraud@production").ref
     except LookupError:  # nothing in production yet: a 404
-        done["production"] = None
+        out.production = None
 
 
 @pytest.mark.slow
@@ -235,23 +237,24 @@ def test_fifty_clients_add_promote_and_resolve_at_once(
 
     # Each client its own ServerRepo (its own connection), made here: the first one of a
     # URL makes that URL's cache, which concurrent first opens would race to create.
-    repos: list[mk.Repo] = []
+    repos: list[ServerRepo] = []
     for i in range(CLIENTS):
         served = (a, b)[i % 2]
         repo = mk.open(served.url, token=served.tokens[users[(i // 2) % 2]])
-        repo.conn.http.event_hooks = {"response": [record]}  # type: ignore[attr-defined]
+        assert isinstance(repo, ServerRepo)
+        repo.conn.http.event_hooks = {"response": [record]}
         repos.append(repo)
     sources = [
         write(tmp_path / "work" / f"model-{i}.bin", _data(100 + i, 200_000 + i))
         for i in range(CLIENTS)
     ]
     go = threading.Barrier(CLIENTS)
-    out: dict[int, dict[str, object]] = {}
+    out = [Outcome() for _ in range(CLIENTS)]
     errors: list[BaseException] = []
 
     def run(i: int) -> None:
         try:
-            _worker(i, repos[i], sources[i], go, out)
+            _client(i, repos[i], sources[i], go, out[i])
         except BaseException as exc:
             errors.append(exc)
             go.abort()
@@ -277,7 +280,7 @@ def test_fifty_clients_add_promote_and_resolve_at_once(
         assert sorted(v["number"] for v in weights) == list(range(1, CLIENTS + 1))
         assert sorted(v["number"] for v in fraud) == list(range(1, CLIENTS + 1))
         # Each upload is one version, with its own content.
-        expected = {str(o["weights"].digest) for o in out.values()}  # type: ignore[attr-defined]
+        expected = {o.weights.digest for o in out if o.weights is not None}
         assert {v["digest"] for v in weights} == expected
         # Exactly one production version, and both replicas resolve fraud@production to it.
         production = [v["number"] for v in fraud if v["stage"] == "production"]
@@ -286,14 +289,16 @@ def test_fifty_clients_add_promote_and_resolve_at_once(
             resolved = http.get("/api/v1/versions/fraud@production").json()
             assert (resolved["name"], resolved["number"]) == ("fraud", production[0])
         # A fifth went straight to production: the policy refused every one of them.
-        for i, o in out.items():
-            if i % 5 == 0:
-                assert "promoted" not in o and len(o["refused"]) == 1, o  # type: ignore[arg-type]
-        assert any(o.get("promoted") for o in out.values())
+        for o in out[::5]:
+            assert not o.promoted and len(o.refused) == 1, o
+            assert "from staging only" in o.refused[0], o
+        assert any(o.promoted for o in out)
+        resolved_by = [o.production for o in out if o.production is not None]
+        assert resolved_by and all(r.startswith("fraud:v") for r in resolved_by), out
         # Each alias names a version one of the clients that set it registered.
         for team in range(5):
             got = http_a.get(f"/api/v1/versions/fraud@team{team}").json()["number"]
-            setters = {o["fraud"].number for i, o in out.items() if i % 5 == team}  # type: ignore[attr-defined]
+            setters = {o.fraud.number for o in out[team::5] if o.fraud is not None}
             assert got in setters, (team, got, setters)
         # The audit chain written by both replicas at once is intact.
         for http in (http_a, http_b):
