@@ -32,6 +32,8 @@ from tests.conftest import write
 from tests.mkserve import Served, start, with_accounts
 from tests.s3 import S3Server
 
+# No rate limit (--rate-limit 0): these tests count every status, and 429 is not their subject.
+SERVE_ARGS = ("--rate-limit", "0")
 # Production takes versions from staging only: a direct promotion is a policy refusal (409).
 POLICY = """\
 [policy.default.production]
@@ -102,7 +104,7 @@ def replicas(
             for machine in ("a", "b"):
                 root = tmp_path / f"machine-{machine}"
                 _machine(root, s3_bucket, s3_server.endpoint)
-                served.append(start(root, args=["--rate-limit", "0"], env=env))
+                served.append(start(root, args=SERVE_ARGS, env=env))
         tokens = _accounts(fresh_postgres_url, {"alice": "maintainer", "bob": "maintainer"})
         for s in served:  # one set of accounts: they live in the shared database
             s.tokens.update(tokens)
@@ -115,7 +117,7 @@ def replicas(
 @pytest.fixture
 def single(tmp_path: Path, client_cache: Path) -> Iterator[Served]:
     """One server on the embedded store (SQLite, no remote); alice is an editor."""
-    served = start(tmp_path / "server", args=["--rate-limit", "0"])
+    served = start(tmp_path / "server", args=SERVE_ARGS)
     try:
         yield with_accounts(served, {"alice": "editor"})
     finally:
