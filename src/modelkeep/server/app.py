@@ -28,7 +28,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -221,6 +221,8 @@ class Server:
                     response = _limited(wait) if wait else await handler(request, account)
             except ModelkeepError as exc:
                 response = error_response(exc)
+            except ClientDisconnect:  # it hung up mid-request (killed): no one to answer
+                response = Response(status_code=499)
             except Exception:  # never a stack trace or a path in a response
                 log.exception("internal error on %s %s", request.method, request.url.path)
                 response = JSONResponse(
