@@ -116,7 +116,7 @@ def start(
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"modelkeep serve exited: {log.read_text()}")
+            raise AssertionError(f"modelkeep serve exited {proc.returncode}: {log.read_text()}")
         try:
             if httpx.get(served.url + "/readyz", timeout=2).status_code == 200:
                 return served

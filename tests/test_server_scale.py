@@ -145,14 +145,18 @@ def test_a_version_added_through_one_replica_is_read_through_the_other(
         assert (shown.digest, shown.size, shown.user) == (added.version.digest, len(data), "alice")
         assert [v.ref for v in via_b.versions("fraud-weights")] == ["fraud-weights:v1"]
         assert [x.name for x in via_b.artifacts()] == ["fraud-weights"]
-        # B's store never received the bytes; A published them to the bucket before it
-        # acknowledged the upload.
+        # B's store never received the bytes, but A published them to the bucket before it
+        # acknowledged the upload: B does not ask for them again.
         root = added.version.digest.removeprefix("b3:")
-        with b.http("bob") as http:
-            lacks = http.post("/api/v1/objects/missing", json={"keys": [root]}).json()
-            assert lacks["missing"] == [root]
         listed = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="models/")
         assert listed.get("KeyCount", 0) > 0
+        with b.http("bob") as http:
+            lacks = http.post("/api/v1/objects/missing", json={"keys": [root]}).json()
+            assert lacks["missing"] == []
+        copy = via_b.add(src, "fraud-copy")  # the same bytes, through B: nothing is sent
+        assert copy.stored_bytes == 0 and copy.version.digest == added.version.digest
+        again = s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="models/")
+        assert again.get("KeyCount") == listed.get("KeyCount")
         # So B reads them from the bucket, each object verified, and keeps them.
         restored = via_b.restore("fraud-weights:v1", tmp_path / "restored.bin")
         assert restored.read_bytes() == data

@@ -434,11 +434,24 @@ def _missing(server: Server) -> Callable[[Request, Account], Awaitable[Response]
     async def missing(request: Request, who: Account) -> Response:
         server.require(who, "editor", "upload objects", anywhere=True)
         keys = _keys(await server.json_body(request))
-        store = server.repo.store
-        absent = [k.hex() for k in keys if not store.has(k)]
-        return JSONResponse({"missing": absent})
+        absent = await run_in_threadpool(_absent, server, keys)
+        return JSONResponse({"missing": [k.hex() for k in absent]})
 
     return missing
+
+
+def _absent(server: Server, keys: list[bytes]) -> list[bytes]:
+    """Keys neither this store nor, for a replica, the default remote holds: what another
+    replica received is in the bucket, and is not uploaded again. (A commit fetches and
+    verifies what it needs from there.)"""
+    absent = [k for k in keys if not server.repo.store.has(k)]
+    settings = server.repo.settings
+    if absent and settings.default_remote is not None:
+        from modelkeep import sync
+
+        there = sync.known_on_remotes(settings, absent, refresh=True)
+        absent = [k for k in absent if k not in there]
+    return absent
 
 
 def _locate(server: Server) -> Callable[[Request, Account], Awaitable[Response]]:
