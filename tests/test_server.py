@@ -351,6 +351,10 @@ def test_a_grant_on_a_model_glob_reaches_only_those_models(
     listed = json.loads(mk_cli(env, "ls", "--json", cwd=work).stdout)
     names = {a["name"] for a in listed["artifacts"]}
     assert "fraud-eu" in names and "churn" not in names
+    # objects are shared across models: reading bytes by id needs a viewer role on '*'
+    fresh = served.client_env(served.tokens["gina"], tmp_path / "gina")  # an empty cache
+    refused = mk_cli(fresh, "get", "fraud-eu:v1", "-o", "x.bin", cwd=work, ok=False)
+    assert refused.returncode == 1 and "a viewer role on '*'" in refused.stderr
 
 
 def test_a_disabled_user_and_a_revoked_or_expired_token_are_refused_at_once(

@@ -124,8 +124,19 @@ def code_of(exc: BaseException) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
-def error_response(exc: ModelkeepError, status: int | None = None) -> JSONResponse:
-    doc: dict[str, Any] = {"error": code_of(exc), "type": type(exc).__name__, "message": str(exc)}
+def error_response(
+    exc: ModelkeepError, status: int | None = None, root: Path | None = None
+) -> JSONResponse:
+    """The error as JSON; the server's own paths and database URL never leave it (the log
+    has the whole error)."""
+    message = str(exc)
+    if isinstance(exc, errors.DatabaseError):
+        log.error("database error: %s", message)
+        message = "the metadata database failed; see the server log"
+        status = status or 503
+    elif root is not None:
+        message = message.replace(str(root), "<store>")
+    doc: dict[str, Any] = {"error": code_of(exc), "type": type(exc).__name__, "message": message}
     if isinstance(exc, errors.MissingObjects):
         doc["missing"] = list(exc.missing)
     if isinstance(exc, Forbidden):
@@ -220,7 +231,7 @@ class Server:
                     wait = self.limiter.take(account.name)
                     response = _limited(wait) if wait else await handler(request, account)
             except ModelkeepError as exc:
-                response = error_response(exc)
+                response = error_response(exc, root=self.options.root)
             except ClientDisconnect:  # it hung up mid-request (killed): no one to answer
                 response = Response(status_code=499)
             except Exception:  # never a stack trace or a path in a response
@@ -456,7 +467,9 @@ def _absent(server: Server, keys: list[bytes]) -> list[bytes]:
 
 def _locate(server: Server) -> Callable[[Request, Account], Awaitable[Response]]:
     async def locate(request: Request, who: Account) -> Response:
-        server.require(who, "viewer", "download objects", anywhere=True)
+        # Objects are shared between models (deduplicated), so reading them by id needs
+        # the viewer role on every model; per-model grants read metadata and the registry.
+        server.require(who, "viewer", "download objects (a viewer role on '*')")
         keys = _keys(await server.json_body(request))
 
         def find() -> dict[str, Any]:
@@ -491,7 +504,9 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 
 def _pack(server: Server) -> Callable[[Request, Account], Awaitable[Response]]:
     async def pack(request: Request, who: Account) -> Response:
-        server.require(who, "viewer", "download objects", anywhere=True)
+        # Objects are shared between models (deduplicated), so reading them by id needs
+        # the viewer role on every model; per-model grants read metadata and the registry.
+        server.require(who, "viewer", "download objects (a viewer role on '*')")
         name = request.path_params["pack"]
         match = _RANGE.fullmatch(request.headers.get("range", ""))
         if not _PACK.fullmatch(name):
@@ -602,6 +617,9 @@ def _commit(server: Server) -> Callable[[Request, Account], Awaitable[Response]]
 
         def run() -> Response:
             repo = server.repo.acting_as(who.name)
+            run_id = _opt_str(doc, "run_id")
+            if run_id is not None and not who.admin and repo.run(run_id).user != who.name:
+                raise Forbidden(who.name, "admin", "link a version to another account's run", None)
             with server.writing:
                 result = content.commit(
                     repo.parts,
@@ -612,7 +630,7 @@ def _commit(server: Server) -> Callable[[Request, Account], Awaitable[Response]]
                     type=_opt_str(doc, "type"),
                     message=str(doc.get("message") or ""),
                     metadata=_opt_dict(doc, "metadata"),
-                    run_id=_opt_str(doc, "run_id"),
+                    run_id=run_id,
                     model_spec=_opt_dict(doc, "model_spec"),
                 )
             return JSONResponse(api.adapter(AddResult).dump_python(result, mode="json"))
