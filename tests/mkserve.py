@@ -132,13 +132,24 @@ def with_accounts(
     served: Served, roles: dict[str, str | None], env: dict[str, str] | None = None
 ) -> Served:
     """Add users with a global role each ('admin' makes an admin account; None: no role)
-    and a token for each, in served.tokens."""
-    for user, role in roles.items():
-        if role == "admin":
-            admin(served.root, "user", "add", user, "--admin", env=env)
-        else:
-            admin(served.root, "user", "add", user, env=env)
-            if role is not None:
-                admin(served.root, "role", "grant", user, role, env=env)
-        served.tokens[user] = make_token(served.root, user, env=env)
+    and a token for each, in served.tokens. Through the library, in this process: the
+    commands themselves are tested on their own, and a process per step costs seconds."""
+    import modelkeep as mk
+    from modelkeep.meta import accounts
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with mk.open(served.root) as repo:
+            for user, role in roles.items():
+                accounts.add_user(repo.db, user, admin=role == "admin")
+                if role not in (None, "admin"):
+                    accounts.grant(repo.db, user, role)
+                served.tokens[user] = accounts.create_token(repo.db, user)[0]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return served
