@@ -20,7 +20,7 @@ from modelkeep import api
 from modelkeep.errors import ArtifactNotFound, Forbidden, InsecureServer, InvalidRef
 from modelkeep.meta.accounts import ROLES
 from tests import mkserve
-from tests.conftest import MODELKEEP
+from tests.conftest import MODELKEEP, git, git_work_tree, isolate_git
 
 ROLE_USERS = {
     "nobody": None,
@@ -744,3 +744,31 @@ def test_a_committed_modelkeep_toml_names_the_server(
     (project / "modelkeep.toml").write_text('server = "ftp://example.com"\n')
     bad = mk_cli(env, "models", cwd=project, ok=False)
     assert bad.returncode == 1 and "not a server URL" in bad.stderr
+
+
+def test_a_git_work_tree_tracks_versions_on_a_server(
+    served: mkserve.Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add writes modelkeep.lock, status compares, and a second clone with an empty cache
+    checks out every locked path from the server."""
+    isolate_git(tmp_path, monkeypatch)
+    top = git_work_tree(tmp_path / "proj")
+    (top / "modelkeep.toml").write_text(f'server = "{served.url}"\n')
+    data = top / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("a,b\n1,2\n")
+    env = served.client_env(served.tokens["eddie"])  # with the Git isolation above
+    env.pop("MODELKEEP_SERVER")  # modelkeep.toml names the server
+    mk_cli(env, "add", "data", "-n", "wt-data", cwd=top)
+    assert "wt-data:v1" in (top / "modelkeep.lock").read_text()
+    assert json.loads(mk_cli(env, "status", "--json", cwd=top).stdout)["paths"][0]["state"] == "ok"
+    git(top, "add", "-A")
+    git(top, "commit", "-qm", "data v1")
+    (data / "train.csv").write_text("changed\n")
+    states = json.loads(mk_cli(env, "status", "--json", cwd=top).stdout)["paths"]
+    assert states[0]["state"] == "modified"
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(top), str(clone))
+    fresh = {**env, "XDG_CACHE_HOME": str(tmp_path / "other-cache")}
+    mk_cli(fresh, "checkout", cwd=clone)
+    assert (clone / "data" / "train.csv").read_text() == "a,b\n1,2\n"

@@ -92,17 +92,16 @@ RUN_WRITES = frozenset(
 )
 # Repo methods a server's client does not offer, and why (the message it raises).
 _ON_SERVER = "works on the store's own files: run it on the server's machine"
-_WORK_TREE = (
-    "keeps a Git work tree in step with modelkeep.lock, which a server's client does not do "
-    "yet: restore with `modelkeep get REF -o PATH`"
-)
 LOCAL_ONLY = {
     **dict.fromkeys(
         ("fsck", "gc", "du", "migrate", "prune_cache", "push", "pull", "add_remote",
          "remove_remote", "remotes"),
         _ON_SERVER,
     ),
-    **dict.fromkeys(("status", "checkout", "install_hooks"), _WORK_TREE),
+    "install_hooks": (
+        "writes Git hooks that name a local repository; with a server, run `modelkeep "
+        "checkout` after `git checkout`"
+    ),
 }  # fmt: skip
 
 

@@ -314,8 +314,6 @@ class ServerRepo(Repo):
 
     # -- content: chunked and hashed here, only what the server lacks goes up ---------------
 
-    tracks_work_tree = False
-
     def add_content(
         self,
         source: Path,

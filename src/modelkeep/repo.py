@@ -186,7 +186,7 @@ class Repo:
         """
         validate_name(name)
         source = content.addable(self.parts, path)
-        where = worktree.place(source) if track and self.tracks_work_tree else None
+        where = worktree.place(source) if track else None
         result = self.add_content(
             source,
             name,
@@ -199,8 +199,6 @@ class Repo:
         if where is not None:
             worktree.track(self.parts, where, result.version)
         return result
-
-    tracks_work_tree = True  # add records paths in modelkeep.lock (a server's client: not yet)
 
     def add_content(
         self,
@@ -806,13 +804,15 @@ class Repo:
 
     def status(self) -> list[worktree.PathStatus]:
         """Tracked paths of the Git work tree and how they compare with modelkeep.lock."""
-        return worktree.status(self.parts)
+        return worktree.status(self.parts, self.versions)
 
     def checkout(
         self, paths: Sequence[str] = (), *, force: bool = False, progress: Progress = NULL_PROGRESS
     ) -> list[worktree.PathStatus]:
         """Make tracked paths match modelkeep.lock; returns the paths that were restored."""
-        return worktree.checkout(self.parts, paths, force=force, progress=progress)
+        return worktree.checkout(
+            self.parts, paths, force=force, progress=progress, versions=self.versions
+        )
 
     def install_hooks(self, *, force: bool = False) -> Path:
         """A Git post-checkout hook that runs `modelkeep checkout`; returns its path."""

@@ -8,9 +8,10 @@ lock: after `git checkout <old commit>`, the data and models of that commit retu
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,10 @@ def follow(parts: Parts, target: Path, version: Version) -> LockEntry | None:
     return track(parts, (top, rel), version)
 
 
-def _state(parts: Parts, top: Path, entry: LockEntry) -> PathStatus:
+Versions = Callable[[str], list[Version]]  # a name's versions (a server's client asks it)
+
+
+def _state(parts: Parts, top: Path, entry: LockEntry, versions: Versions) -> PathStatus:
     target = top / entry.path
     if not os.path.lexists(target):
         state, current = MISSING, None
@@ -149,32 +153,38 @@ def _state(parts: Parts, top: Path, entry: LockEntry) -> PathStatus:
     if state == OK:
         return PathStatus(entry.path, entry.ref, entry.digest, state)
     return PathStatus(
-        entry.path, entry.ref, entry.digest, state, current, _held(parts, entry, current)
+        entry.path, entry.ref, entry.digest, state, current, _held(entry, current, versions)
     )
 
 
-def _held(parts: Parts, entry: LockEntry, current: str | None) -> str | None:
+def _held(entry: LockEntry, current: str | None, versions: Versions) -> str | None:
     """The version of the lock entry's name whose content the path has now (after a
     `git checkout` of another commit, the one the other lock named), if any."""
     if current is None:
         return None
     name = entry.ref.rpartition(":")[0]
     try:
-        return next(v.ref for v in meta.versions(parts.db, name) if v.digest == current)
+        return next(v.ref for v in versions(name) if v.digest == current)
     except (ModelkeepError, StopIteration):
         return None
 
 
-def status(parts: Parts) -> list[PathStatus]:
+def status(parts: Parts, versions: Versions | None = None) -> list[PathStatus]:
     top = _top(parts)
     entries = lockfile.read(top).values()
     for e in entries:
         _check_target(parts, top, e)  # nothing is hashed through a link that leads away
-    return [_state(parts, top, e) for e in entries]
+    found = versions or functools.partial(meta.versions, parts.db)
+    return [_state(parts, top, e, found) for e in entries]
 
 
 def checkout(
-    parts: Parts, paths: Sequence[str], *, force: bool, progress: Progress = NULL_PROGRESS
+    parts: Parts,
+    paths: Sequence[str],
+    *,
+    force: bool,
+    progress: Progress = NULL_PROGRESS,
+    versions: Versions | None = None,
 ) -> list[PathStatus]:
     """Restore every tracked path (or those named) that differs from the lock.
 
@@ -187,7 +197,8 @@ def checkout(
     lines = {e.path: e.line for e in chosen}
     for e in chosen:
         _check_target(parts, top, e)  # before anything is read through a link
-    todo = [s for s in (_state(parts, top, e) for e in chosen) if s.state != OK]
+    found = versions or functools.partial(meta.versions, parts.db)
+    todo = [s for s in (_state(parts, top, e, found) for e in chosen) if s.state != OK]
     for s in todo:
         if s.state == NOT_IN_STORE:
             raise NotInStore(s.path, s.ref, s.digest)
