@@ -276,7 +276,8 @@ def start_modelkeep(run_dir: Path, env: dict[str, str], workers: int) -> Modelke
     side = Modelkeep(
         "modelkeep", f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}, proc
     )
-    wait_ready(side, "/readyz", log_file)
+    with stopped_on_error(proc):
+        wait_ready(side, "/readyz", log_file)
     side.version = common.version("modelkeep")
     return side
 
@@ -300,15 +301,26 @@ def start_mlflow(work: Path, run_dir: Path, env: dict[str, str], workers: int) -
         start_new_session=True,
     )
     side = Mlflow("MLflow", f"http://127.0.0.1:{port}", {}, proc)
-    wait_ready(side, "/health", log_file)
-    made = httpx.post(side.url + "/api/2.0/mlflow/runs/create", json={"experiment_id": "0"})
-    if made.status_code != 200:
-        raise BenchError(f"MLflow runs/create: HTTP {made.status_code} {made.text[:300]}")
+    with stopped_on_error(proc, group=True):
+        wait_ready(side, "/health", log_file)
+        url = side.url + "/api/2.0/mlflow/runs/create"
+        made = httpx.post(url, json={"experiment_id": "0"}, timeout=60)
+        if made.status_code != 200:
+            raise BenchError(f"MLflow runs/create: HTTP {made.status_code} {made.text[:300]}")
     info = made.json()["run"]["info"]
     side.run_id, side.source = info["run_id"], info["artifact_uri"] + "/model"
     probe = "import importlib.metadata as m; print(m.version('mlflow'))"
     side.version = common.run([python, "-c", probe], env).strip()
     return side
+
+
+@contextlib.contextmanager
+def stopped_on_error(proc: subprocess.Popen[bytes], group: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        stop(proc, group)
+        raise
 
 
 def free_port() -> int:
@@ -415,9 +427,11 @@ class Cell:
 Results = dict[str, dict[str, Cell]]  # "op/clients" -> side label -> samples
 
 
-def bench_registry(states: list[State], pool: ClientPool, plan: Plan, o: Outcome) -> None:
-    """Every operation with 1 and 16 clients, the sides taking turns round by round."""
-    for op in OPS:
+def bench_registry(
+    states: list[State], pool: ClientPool, plan: Plan, o: Outcome, ops: Sequence[str] = OPS
+) -> None:
+    """Each operation with 1 and 16 clients, the sides taking turns round by round."""
+    for op in ops:
         for clients in CLIENTS:
             key, per = f"{op}/{clients}", plan.per_client(op, clients)
             log(f"{key}: {ROUNDS} rounds of {clients} x {per} per side (load {common.load_avg()})")
@@ -714,7 +728,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--keep", action="store_true", help="keep this run's servers' stores")
     add("--skip-mlflow", action="store_true", help="do not install or run MLflow")
     add("--skip-bytes", action="store_true", help="leave out the bytes section")
+    add("--only", metavar="OPS", help=f"a subset of {','.join(OPS)},bytes")
     args = p.parse_args(argv)
+    args.only = args.only.split(",") if args.only else [*OPS, "bytes"]
+    if unknown := set(args.only) - {*OPS, "bytes"}:
+        p.error(f"--only: unknown section {sorted(unknown)[0]!r}")
+    if args.skip_bytes:
+        args.only = [x for x in args.only if x != "bytes"]
     args.requests = args.requests or (64 if args.quick else 400)
     args.list_requests = args.list_requests or (16 if args.quick else 64)
     if min(args.requests, args.list_requests, args.workers) < 1:
@@ -746,11 +766,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
         try:
-            files = (
-                None
-                if args.skip_bytes
-                else workloads(scale, work / "data" / f"server-{scale.mode}")
-            )
+            data = work / "data" / f"server-{scale.mode}"
+            files = workloads(scale, data) if "bytes" in args.only else None
             mk_side = start_modelkeep(run_dir, env, args.workers)
             stack.callback(stop, mk_side.proc)
             o.versions["modelkeep"] = mk_side.version
@@ -780,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     o.problems.append(f"MLflow setup failed ({len(problems)} failures): dropped")
                     states.remove(st)
             o.loads.append(f"registry {common.load_avg()}")
-            bench_registry(states, pool, plan, o)
+            bench_registry(states, pool, plan, o, [op for op in OPS if op in args.only])
             if files:
                 o.loads.append(f"bytes {common.load_avg()}")
                 bench_bytes(mk_side, ml_side, files, o)
