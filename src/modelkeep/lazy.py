@@ -24,7 +24,13 @@ class LazyModule:
         self._name = name
 
     def _module(self) -> ModuleType:
-        return sys.modules.get(self._name) or importlib.import_module(self._name)
+        # A module is in sys.modules from the start of its import: another thread (a
+        # server's) must not read it half made. import_module waits for the import to end;
+        # the fast path takes a module only once importlib marks it initialised.
+        module = sys.modules.get(self._name)
+        if module is None or getattr(module.__spec__, "_initializing", False):
+            return importlib.import_module(self._name)
+        return module
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._module(), attr)
