@@ -9,7 +9,6 @@ binds `LazyModule`s at run time imports each on its first attribute access.
 from __future__ import annotations
 
 import importlib
-import sys
 from types import ModuleType
 from typing import Any
 
@@ -24,13 +23,9 @@ class LazyModule:
         self._name = name
 
     def _module(self) -> ModuleType:
-        # A module is in sys.modules from the start of its import: another thread (a
-        # server's) must not read it half made. import_module waits for the import to end;
-        # the fast path takes a module only once importlib marks it initialised.
-        module = sys.modules.get(self._name)
-        if module is None or getattr(module.__spec__, "_initializing", False):
-            return importlib.import_module(self._name)
-        return module
+        # import_module, not sys.modules: while one thread runs a module's first import,
+        # sys.modules already holds it half made; import_module waits for it to finish.
+        return importlib.import_module(self._name)
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._module(), attr)
