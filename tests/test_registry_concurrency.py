@@ -169,3 +169,30 @@ def test_twenty_processes_register_and_promote_at_once(
         )
         actors = {e.actor for e in events}
         assert actors == {f"worker-{w}" for w in range(WORKERS)}
+
+
+def test_sixteen_threads_of_one_process_register_at_once(tmp_path: Path) -> None:
+    """A server's threads share one process: they queue for SQLite's write lock on a lock
+    of the process (meta/db.py), and every registration lands, numbered without gaps."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    threads, each = 16, 5
+    with mk.init(tmp_path / "repo") as repo:
+        sources = []
+        for i in range(2):
+            (tmp_path / "w.bin").write_bytes(bytes([i]) * 4096)
+            sources.append(repo.add(tmp_path / "w.bin", "weights", track=False).version.ref)
+        start = Barrier(threads)
+
+        def work(t: int) -> list[int]:
+            start.wait()
+            model = f"m{t:02d}"
+            return [repo.register(sources[i % 2], model).number for i in range(each)]
+
+        with ThreadPoolExecutor(threads) as pool:
+            numbers = list(pool.map(work, range(threads)))
+        assert numbers == [list(range(1, each + 1))] * threads
+        report = repo.verify_audit()
+        assert report.ok, report.problems
+        assert report.events == threads * each
