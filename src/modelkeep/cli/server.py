@@ -42,6 +42,9 @@ def _server(repo: Repo) -> Any:
     help="An address the proxy connects from (default: 127.0.0.1 and ::1).",
 )
 @click.option("--rate-limit", default=1200, show_default=True, help="Requests/minute/account.")
+@click.option(
+    "--sign-in-limit", default=60, show_default=True, help="Failed sign-ins/minute/address."
+)
 @click.option("--max-upload", default="80M", show_default=True, help="Largest upload (a pack).")
 @click.option("--no-webhooks", is_flag=True, help="Do not deliver webhooks from this process.")
 @json_option
@@ -54,6 +57,7 @@ def serve(
     trust_proxy_header: str | None,
     proxies: tuple[str, ...],
     rate_limit: int,
+    sign_in_limit: int,
     max_upload: str,
     no_webhooks: bool,
     as_json: bool,
@@ -81,6 +85,7 @@ def serve(
         trust_proxy_header=trust_proxy_header,
         proxies=proxies,
         rate_limit=rate_limit,
+        sign_in_limit=sign_in_limit,
         max_upload=parse_size(max_upload),
         webhooks=not no_webhooks,
     )

@@ -50,7 +50,6 @@ log = logging.getLogger("modelkeep.server")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PACK = re.compile(r"[A-Za-z0-9_-]{1,100}")
 MAX_RANGE = 64 * 1024 * 1024
-FAILED_SIGN_INS_PER_MINUTE = 60
 UPLOADS_AT_ONCE = 4  # per process: each holds up to --max-upload bytes in memory
 
 
@@ -64,6 +63,7 @@ class Options:
     max_body: int = 1024 * 1024  # a JSON request
     max_upload: int = PACK_TARGET + 16 * 1024 * 1024  # one pack and its index
     rate_limit: int = 1200  # requests per minute per account; 0: none
+    sign_in_limit: int = 60  # failed sign-ins per minute per client address
     deliver_webhooks: bool = True
 
 
@@ -158,7 +158,7 @@ class Server:
         self.limiter = Limiter(options.rate_limit)
         # failed sign-ins per client address: guessing tokens or passwords (each password
         # costs an argon2 hash) stops at this rate
-        self.failures = Limiter(FAILED_SIGN_INS_PER_MINUTE)
+        self.failures = Limiter(options.sign_in_limit)
         self.writing = threading.Lock()  # one store writer per process; others queue
         self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
 

@@ -35,6 +35,7 @@ def serve(
     trust_proxy_header: str | None,
     proxies: tuple[str, ...],
     rate_limit: int,
+    sign_in_limit: int,
     max_upload: int,
     webhooks: bool,
 ) -> None:
@@ -45,6 +46,7 @@ def serve(
         "trust_proxy_header": trust_proxy_header,
         "proxy_addresses": list(proxies or ("127.0.0.1", "::1")),
         "rate_limit": rate_limit,
+        "sign_in_limit": sign_in_limit,
         "max_upload": max_upload,
         "deliver_webhooks": webhooks,
     }
