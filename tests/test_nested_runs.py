@@ -362,3 +362,67 @@ def test_bad_input_is_one_line_and_exit_1(repo: mk.Repo, tmp_path: Path) -> None
         repo.attach(run.id, b"bytes")
     with pytest.raises(InvalidArgument, match="capture limit"):
         run_module.run_command(repo, py, capture_limit=-1)
+
+
+# -- through a server ------------------------------------------------------------------------
+
+
+def test_nested_runs_and_attachments_through_a_server(tmp_path: Path) -> None:
+    from tests import mkserve
+
+    served = mkserve.start(tmp_path / "served" / "store")
+    try:
+        mkserve.with_accounts(served, {"eddie": "editor", "ed2": "editor", "vic": "viewer"})
+        work = tmp_path / "client"
+        work.mkdir()
+        write(
+            work / "train.py",
+            b"import modelkeep as mk\n"
+            b"with mk.start_run(name='child', params={'k': 1}) as run:\n"
+            b"    run.attach(b'report ' * 1000, name='reports/r.txt')\n"
+            b"print('done')\n",
+        )
+        env = served.client_env(served.tokens["eddie"])
+
+        def mk_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(Path(sys.executable).with_name("modelkeep")), *args],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        r = mk_cli(env, "run", "--name", "outer", "--", sys.executable, "train.py")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "done\n"
+        (outer,) = json.loads(mk_cli(env, "runs", "--name", "outer", "--json").stdout)["runs"]
+        (child_id,) = outer["children"]
+        shown = json.loads(mk_cli(env, "runs", "show", outer["id"], "--json").stdout)
+        assert [a["name"] for a in shown["attachments"]] == ["stdout.txt"]
+        child = json.loads(mk_cli(env, "runs", "show", child_id, "--json").stdout)
+        assert (child["name"], child["parent_id"], child["params"]) == (
+            "child",
+            outer["id"],
+            {"k": 1},
+        )
+        assert [(a["name"], a["size"]) for a in child["attachments"]] == [("reports/r.txt", 7000)]
+        got = mk_cli(env, "runs", "get", child_id, "reports/r.txt", "-o", str(tmp_path / "r.txt"))
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "r.txt").read_bytes() == b"report " * 1000
+        assert not (served.root / "modelkeep.lock").exists()
+
+        write(work / "plot.png", b"\x89PNG fake")
+        for user in ("vic", "ed2"):  # a viewer, and another account's run: refused
+            other = mk_cli(
+                served.client_env(served.tokens[user]), "runs", "attach", child_id, "plot.png"
+            )
+            assert other.returncode == 1 and len(other.stderr.strip().splitlines()) == 1, (
+                other.stderr
+            )
+        mine = mk_cli(env, "runs", "attach", child_id, "plot.png", "--json")
+        assert json.loads(mine.stdout)["size"] == 9
+    finally:
+        served.stop()
