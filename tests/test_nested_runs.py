@@ -166,6 +166,9 @@ run.log_metric("score", lr * depth)
 print(f"trained lr={lr} depth={depth}")
 if depth == int(os.environ.get("FAIL_AT", "0")):
     sys.exit(3)
+if depth == int(os.environ.get("KILL_AT", "0")):
+    import signal
+    os.kill(os.getpid(), signal.SIGTERM)
 """
 
 
@@ -221,6 +224,27 @@ def test_a_sweep_in_parallel_and_a_failing_point(repo: mk.Repo, tmp_path: Path) 
         (0.1, 4, "finished", 0, {"score": 0.4}),
         (0.1, 8, "failed", 3, {"score": 0.8}),
     ]
+
+
+def test_a_point_stopped_by_a_signal_stops_the_sweep(repo: mk.Repo) -> None:
+    write(repo.root / "train.py", SWEEP.encode())
+    args = ["--sweep", "lr=0.01,0.1", "--sweep", "depth=8,4"]
+    r = cli(
+        "run",
+        *args,
+        "--",
+        sys.executable,
+        "train.py",
+        "{depth}",
+        cwd=repo.root,
+        env={"KILL_AT": "8"},
+    )
+    assert r.returncode == 1, r.stderr
+    (parent,) = [x for x in repo.runs() if x.parent_id is None]
+    assert parent.status == "killed"
+    assert parent.error == "interrupted: 3 of 4 sweep runs not started"
+    (child,) = [repo.run(c) for c in parent.children]
+    assert (child.status, child.error) == ("killed", "killed by SIGTERM")
 
 
 # -- attachments ---------------------------------------------------------------------------

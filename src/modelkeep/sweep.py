@@ -5,7 +5,8 @@ this process, in which the command runs with the point's values as params of the
 run, as environment variables (MODELKEEP_PARAM_<KEY>, the key upper-cased, every other
 character than a letter or digit made `_`), and in place of `{KEY}` in the command's
 arguments. Points run one after another, or `jobs` at a time. A failing point fails the
-parent run, but every other point still runs.
+parent run, but every other point still runs; a point stopped by Ctrl-C or SIGTERM stops
+the sweep (no further point starts).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import signal
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +24,15 @@ from typing import Any
 from modelkeep import run as runs
 from modelkeep.errors import CommandFailed, InvalidArgument
 from modelkeep.meta import RunRecord
-from modelkeep.meta.runs import FAILED, FINISHED, json_number
+from modelkeep.meta.runs import FAILED, FINISHED, KILLED, json_number
 from modelkeep.repo import Repo
 
 ENV_PREFIX = "MODELKEEP_PARAM_"
+# A point's exit status that means the user stopped it: killed by SIGINT or SIGTERM, or a
+# shell's 128 + N for them.
+_INTERRUPTED = frozenset(
+    {-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
+)
 MAX_POINTS = 10_000
 
 
@@ -129,8 +136,11 @@ def run_sweep(
     parent = runs.open_command_run(repo, argv, name=name, params=fixed, capture_limit=capture_limit)
     codes: list[int] = []
     lock = threading.Lock()
+    stopped = threading.Event()  # a point was interrupted (Ctrl-C, SIGTERM): start no more
 
     def one(point: tuple[tuple[str, str], ...]) -> None:
+        if stopped.is_set():
+            return
         label = " ".join(f"{k}={t}" for k, t in point)
         args = [_substitute(a, point) for a in argv]
         child = runs.open_child_run(
@@ -146,6 +156,8 @@ def run_sweep(
         except BaseException as exc:
             child.end(FAILED, f"{type(exc).__name__}: {exc}")
             raise
+        if code in _INTERRUPTED:
+            stopped.set()
         with lock:
             codes.append(code)
 
@@ -162,13 +174,20 @@ def run_sweep(
         parent.end(FAILED, f"the sweep stopped: {type(exc).__name__}: {exc}")
         raise
     failed = sum(code != 0 for code in codes)
-    if failed:
+    if stopped.is_set():
+        parent.end(
+            KILLED,
+            f"interrupted: {len(points) - len(codes)} of {len(points)} sweep runs not started",
+            exit_code=1,
+        )
+    elif failed:
         parent.end(FAILED, f"{failed} of {len(points)} sweep runs failed", exit_code=1)
     else:
         parent.end(FINISHED, exit_code=0)
     record = repo.run(parent.id)
     children = tuple(repo.run(cid) for cid in record.children)
-    return SweepResult(record, children, tuple(a.key for a in axes), 1 if failed else 0)
+    code = 1 if failed or stopped.is_set() else 0
+    return SweepResult(record, children, tuple(a.key for a in axes), code)
 
 
 def _typed(text: str) -> Any:
