@@ -90,7 +90,7 @@ def grid(axes: Sequence[Axis]) -> list[tuple[tuple[str, str], ...]]:
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     parent: RunRecord
-    children: tuple[RunRecord, ...]
+    children: tuple[RunRecord, ...]  # in the grid's order
     keys: tuple[str, ...]  # the swept params, in the order given
     exit_code: int  # 0 when every child finished, else 1
 
@@ -138,7 +138,9 @@ def run_sweep(
     lock = threading.Lock()
     stopped = threading.Event()  # a point was interrupted (Ctrl-C, SIGTERM): start no more
 
-    def one(point: tuple[tuple[str, str], ...]) -> None:
+    order: dict[str, int] = {}  # child run id -> its point's place in the grid
+
+    def one(index: int, point: tuple[tuple[str, str], ...]) -> None:
         if stopped.is_set():
             return
         label = " ".join(f"{k}={t}" for k, t in point)
@@ -146,6 +148,8 @@ def run_sweep(
         child = runs.open_child_run(
             parent, f"{parent.name} {label}", {**fixed, **{k: _typed(t) for k, t in point}}, args
         )
+        with lock:
+            order[child.id] = index
         env = {env_name(k): t for k, t in point}
         try:
             code = runs.execute(
@@ -164,11 +168,11 @@ def run_sweep(
     try:
         with runs.forwarding_signals():
             if jobs == 1:
-                for point in points:
-                    one(point)
+                for index, point in enumerate(points):
+                    one(index, point)
             else:
                 with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mk-sweep") as pool:
-                    for future in [pool.submit(one, p) for p in points]:
+                    for future in [pool.submit(one, i, p) for i, p in enumerate(points)]:
                         future.result()
     except BaseException as exc:
         parent.end(FAILED, f"the sweep stopped: {type(exc).__name__}: {exc}")
@@ -185,7 +189,7 @@ def run_sweep(
     else:
         parent.end(FINISHED, exit_code=0)
     record = repo.run(parent.id)
-    children = tuple(repo.run(cid) for cid in record.children)
+    children = tuple(repo.run(cid) for cid in sorted(record.children, key=order.__getitem__))
     code = 1 if failed or stopped.is_set() else 0
     return SweepResult(record, children, tuple(a.key for a in axes), code)
 
