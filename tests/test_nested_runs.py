@@ -341,6 +341,16 @@ def test_gc_keeps_attached_content(repo: mk.Repo, tmp_path: Path) -> None:
     assert path.read_bytes() == data
 
 
+def test_fsck_checks_attached_content(repo: mk.Repo) -> None:
+    with mk.start_run("keep", repo=repo, capture_code=False) as run:
+        a = run.attach(os.urandom(1000), name="small.bin")
+    assert repo.fsck().ok
+    with repo.store.writing():
+        repo.store.drop(bytes.fromhex(a.digest))
+    (problem,) = repo.fsck().problems
+    assert problem.roots == (f"run {run.id[:8]} attachment small.bin",)
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 

@@ -356,7 +356,8 @@ class Repo:
 
     def fsck(self, progress: Progress = NULL_PROGRESS) -> FsckReport:
         """Objects that cache prune dropped, and a remote holds, are not problems; nor are
-        those of versions added on another machine or pushed, when a remote holds them."""
+        those of versions added on another machine or pushed, when a remote holds them.
+        This store's run attachments are checked as its versions are."""
         ownership.require_own(self.store, self.db)
 
         def elsewhere(keys: list[bytes]) -> set[bytes]:
@@ -372,6 +373,8 @@ class Repo:
                 if missing:  # not walkable here: checked against the remotes instead
                     away[label] = missing
                     del roots[label]
+            for label, digest in attachments.stored_here(self.db, self.parts.store_id).items():
+                roots[label] = Root(Kind.FILE, bytes.fromhex(digest))
             report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
             absent = set().union(*away.values()) if away else set()
             nowhere = absent - elsewhere(sorted(absent)) if absent else set()

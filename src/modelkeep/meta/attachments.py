@@ -102,6 +102,18 @@ def find(db: Database, run_id: str, name: str) -> Attachment:
     return found[name]
 
 
+def stored_here(db: Database, store_id: str | None) -> dict[str, str]:
+    """The attachments this store added (or that record no store), as label -> content id
+    (hex): fsck checks them whole, as it does this store's versions."""
+    with db.read() as s:
+        rows = s.execute(
+            select(AttachmentRow.run_id, AttachmentRow.name, AttachmentRow.digest).where(
+                (AttachmentRow.store_id == store_id) | AttachmentRow.store_id.is_(None)
+            )
+        )
+        return {f"run {r.run_id[:8]} attachment {r.name}": r.digest for r in rows}
+
+
 def all_digests(db: Database) -> set[str]:
     """Every attached content id (hex): gc keeps them."""
     with db.read() as s:
