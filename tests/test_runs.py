@@ -220,9 +220,12 @@ def test_interrupt_and_sys_exit_decide_the_status(
 
 
 def test_a_second_run_while_one_is_active_is_refused(repo: mk.Repo) -> None:
+    """Unless it is a nested run (a name, or nested=True): see tests/test_nested_runs.py."""
     with mk.start_run(name="first", repo=repo, capture_code=False) as run:
         with pytest.raises(InvalidArgument, match=run.id[:8]):
-            mk.start_run(name="second", repo=repo)
+            mk.start_run(repo=repo)
+        with pytest.raises(InvalidArgument, match=run.id[:8]):
+            mk.start_run(name="second", repo=repo, nested=False)
         assert mk.current_run() is run
     assert [r.name for r in repo.runs()] == ["first"]  # the refused one was never recorded
 
@@ -648,7 +651,7 @@ import modelkeep as mk
 
 mode = sys.argv[1]
 joined = mk.current_run()
-with mk.start_run(name="ignored", params={"seed": 7}) as run:
+with mk.start_run(params={"seed": 7}) as run:  # no name: joins (a name would nest)
     assert run is joined
     run.log_metric("auc", 0.5)
     with open("weights.bin", "wb") as f:

@@ -244,6 +244,7 @@ def _args(op: api.Op) -> tuple[dict[str, str], dict[str, Any]]:
         "add_input": {"ref": "perm:v1"},
         "end_run": {"status": "finished"},
         "set_run_error": {"error": "x"},
+        "add_attachment": {"name": "x.txt", "digest": "b3:" + "0" * 64},
     }
     return {k: v for k, v in path.items() if k in op.path_params}, sample.get(op.name, {})
 

@@ -76,6 +76,8 @@ OPS: tuple[Op, ...] = (
     Op("heartbeat", "POST", "/runs/{run_id}/heartbeat", "editor"),
     Op("end_run", "POST", "/runs/{run_id}/end", "editor"),
     Op("set_run_error", "POST", "/runs/{run_id}/error", "editor"),
+    Op("attachments", "GET", "/runs/{ref}/attachments", "viewer"),
+    Op("add_attachment", "POST", "/runs/{run_id}/attachments", "editor"),
     Op("models", "GET", "/models", "viewer"),
     Op("history", "GET", "/models/{name:path}/history", "viewer", "name"),
     Op("register", "POST", "/models/{name:path}/versions", "editor", "name"),
@@ -88,7 +90,15 @@ OPS: tuple[Op, ...] = (
 BY_NAME = {op.name: op for op in OPS}
 # Operations on a run that only its own account (or an admin) may do.
 RUN_WRITES = frozenset(
-    {"log_params", "log_metrics", "add_input", "heartbeat", "end_run", "set_run_error"}
+    {
+        "log_params",
+        "log_metrics",
+        "add_input",
+        "heartbeat",
+        "end_run",
+        "set_run_error",
+        "add_attachment",
+    }
 )
 # Repo methods a server's client does not offer, and why (the message it raises).
 _ON_SERVER = "works on the store's own files: run it on the server's machine"

@@ -36,11 +36,11 @@ from modelkeep.errors import (
     ModelkeepError,
     ServerError,
 )
-from modelkeep.meta import Version
+from modelkeep.meta import Attachment, Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.repo import Repo
 from modelkeep.results import AddResult
-from modelkeep.store import ObjectStore
+from modelkeep.store import Kind, ObjectStore, Root
 
 if TYPE_CHECKING:
     from modelkeep import content, store
@@ -354,6 +354,15 @@ class ServerRepo(Repo):
             stored_bytes=sent,
             same_as=result.same_as,
         )
+
+    def _attach_file(self, run_id: str, path: Path, name: str) -> Attachment:
+        """As Repo's: hashed and chunked here, only what the server lacks goes up, then the
+        server records it (reading the file back against its id)."""
+        with self.store.writing():
+            digest, _size = content.put_file(self.parts, path)
+        self.upload(list(dict.fromkeys(self.store.closure(Root(Kind.FILE, bytes.fromhex(digest))))))
+        attached: Attachment = self.add_attachment(run_id, name, digest)
+        return attached
 
     def upload(self, keys: list[bytes], progress: Progress = NULL_PROGRESS) -> tuple[int, int]:
         """Send the server the objects among keys it lacks, in packs: (the raw bytes of the

@@ -432,6 +432,7 @@ class ActiveRun:
     id: str
     root: Path
     handle: Any  # the modelkeep.run.Run object, for mk.current_run()
+    parent: ActiveRun | None = None  # active again when this (nested) run ends
 
 
 _active_run: ActiveRun | None = None

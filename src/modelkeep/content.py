@@ -158,6 +158,48 @@ def _record(
     return meta.add_version(parts.db, name, type, new)
 
 
+# -- run attachments: a file's content, with no version naming it ---------------------------
+
+
+def put_file(parts: Parts, path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Store one regular file (a symlink is followed) for a run attachment: (its content id
+    in hex, its size). Caller holds `parts.store.writing()` until the row is written, so gc
+    never sees the content without the row that keeps it."""
+    if not os.path.lexists(path):
+        raise PathNotFound(str(path))
+    real = Path(os.path.realpath(path))
+    if not real.is_file():
+        raise InvalidArgument(
+            f"{os.fspath(path)!r} is not a file; attach files one by one, or add a folder "
+            "as a version with `modelkeep add`"
+        )
+    source = addable(parts, real)
+    ownership.require_own(parts.store, parts.db)
+    put = store.put(parts.store, source, exclude=placed(parts.settings.control_dir))
+    return put.root.id.hex(), put.size
+
+
+def stored_file_size(parts: Parts, digest: str) -> int:
+    """The size of a file a client uploaded for an attachment, read back against its id:
+    nothing the client says about it is believed (as `commit` does for a version)."""
+    hexid = content_hex(digest)
+    if len(hexid) != 64:
+        raise InvalidArgument(f"an attachment needs a full content id, not {digest!r}")
+    root = Root(Kind.FILE, bytes.fromhex(hexid))
+    if _is_tree(parts, root.id):
+        raise InvalidArgument(f"{content_id(root.id)} is a folder's content, not a file's")
+    missing = _missing(parts, root)
+    if missing:
+        raise MissingObjects(content_id(root.id), missing)
+    with explained(parts):
+        return _checked(parts, root)[0]
+
+
+def _is_tree(parts: Parts, oid: bytes) -> bool:
+    located = parts.store.index.locate(oid)
+    return located is not None and located.entry.kind == KIND_TREE
+
+
 def _check_type(parts: Parts, name: str, type: str | None) -> None:
     if type is not None:
         meta.check_type(type)

@@ -929,3 +929,30 @@ class WebhookNotFound(ModelkeepError, LookupError):
         self.existing = [str(i) for i in existing]
         there = f"webhooks: {', '.join(self.existing)}" if existing else "there are none"
         super().__init__(f"no webhook {webhook_id} ({there}); see `modelkeep webhook list`")
+
+
+# -- nested runs, sweeps and run attachments ---------------------------------------------------
+
+
+class AttachmentNotFound(ModelkeepError, LookupError):
+    def __init__(self, run_id: str, name: str, existing: Sequence[str] = ()) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.existing = list(existing)
+        there = f"it has: {', '.join(self.existing)}" if existing else "it has none"
+        super().__init__(
+            f"run {run_id[:8]} has no attachment {name!r} ({there}); "
+            f"see `modelkeep runs show {run_id[:8]}`"
+        )
+
+
+class AttachmentExists(ModelkeepError):
+    """An attachment name of a run already holds other content: attachments never change."""
+
+    def __init__(self, run_id: str, name: str) -> None:
+        self.run_id = run_id
+        self.name = name
+        super().__init__(
+            f"run {run_id[:8]} already has an attachment {name!r} with other content; "
+            "attach it under another name (--name)"
+        )

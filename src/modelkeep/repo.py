@@ -11,9 +11,10 @@ import dataclasses
 import os
 import re
 import shutil
+import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from modelkeep import config, meta, ownership
 from modelkeep.errors import (
     ArtifactNotFound,
+    AttachmentNotFound,
     DigestNotFound,
     InvalidArgument,
     RemoteExists,
@@ -28,7 +30,7 @@ from modelkeep.errors import (
     RepoExists,
     RunNotFound,
 )
-from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
+from modelkeep.meta import Artifact, Attachment, Lineage, Metric, RunRecord, Version, attachments
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
@@ -379,7 +381,8 @@ class Repo:
 
     def fsck(self, progress: Progress = NULL_PROGRESS) -> FsckReport:
         """Objects that cache prune dropped, and a remote holds, are not problems; nor are
-        those of versions added on another machine or pushed, when a remote holds them."""
+        those of versions added on another machine or pushed, when a remote holds them.
+        This store's run attachments are checked as its versions are."""
         ownership.require_own(self.store, self.db)
 
         def elsewhere(keys: list[bytes]) -> set[bytes]:
@@ -395,6 +398,8 @@ class Repo:
                 if missing:  # not walkable here: checked against the remotes instead
                     away[label] = missing
                     del roots[label]
+            for label, digest in attachments.stored_here(self.db, self.parts.store_id).items():
+                roots[label] = Root(Kind.FILE, bytes.fromhex(digest))
             report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
             absent = set().union(*away.values()) if away else set()
             nowhere = absent - elsewhere(sorted(absent)) if absent else set()
@@ -413,17 +418,22 @@ class Repo:
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Versions added on another machine or pushed to a remote are not only this
-        store's: what of them is here is kept, and what is not is not gc's concern."""
+        store's: what of them is here is kept, and what is not is not gc's concern.
+        Run attachments are kept too, as far as they are here (one attached on another
+        machine of a team is in that machine's store)."""
         ownership.require_own(self.store, self.db)
-        # exclusive() waits for adds in flight to commit their versions
+        # exclusive() waits for adds (and attachments) in flight to commit their rows
         with self.store.exclusive(), self.store.offline():
             roots = content.roots(self.db)
             theirs = self._not_only_here(roots)
+            attached = [
+                Root(Kind.FILE, bytes.fromhex(d)) for d in sorted(attachments.all_digests(self.db))
+            ]
             return store.gc(
                 self.store,
                 [r for label, r in roots.items() if label not in theirs],
                 dry_run=dry_run,
-                partial=[roots[label] for label in theirs],
+                partial=[*(roots[label] for label in theirs), *attached],
             )
 
     def _not_only_here(self, roots: Mapping[str, Root]) -> set[str]:
@@ -607,6 +617,14 @@ class Repo:
 
         if blake3.blake3(new.env_json.encode()).hexdigest() != new.env_id:
             raise InvalidArgument("the run's environment does not hash to its env_id")
+        if new.parent_id is not None:
+            parent = self.run(new.parent_id)
+            if parent.user != self.user:
+                raise InvalidArgument(
+                    f"run {parent.short_id} is {parent.user}'s; start a nested run only "
+                    "inside a run of your own"
+                )
+            new = dataclasses.replace(new, parent_id=parent.id)
         meta.create_run(self.db, dataclasses.replace(new, user=self.user), params)
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
@@ -630,6 +648,61 @@ class Repo:
 
     def set_run_error(self, run_id: str, error: str) -> None:
         meta.set_error(self.db, run_id, error)
+
+    # -- run attachments: files that belong to a run, not versions ------------------------
+
+    def attach(
+        self,
+        run_ref: str,
+        source: str | os.PathLike[str] | bytes,
+        name: str | None = None,
+    ) -> Attachment:
+        """Store a file (or bytes) as an attachment of a run: deduplicated in the store,
+        with no artifact name, lock entry or `.gitignore` line. name defaults to the
+        file's name (bytes need one); a name keeps its content once attached."""
+        run_id = self.run(run_ref).id
+        with _attachable(source, name) as (path, chosen):
+            attachments.check_name(chosen)
+            return self._attach_file(run_id, path, chosen)
+
+    def _attach_file(self, run_id: str, path: Path, name: str) -> Attachment:
+        with self.store.writing():  # gc waits until the row keeps the content
+            digest, size = content.put_file(self.parts, path)
+            return attachments.add(self.db, run_id, name, digest, size, self.parts.store_id)
+
+    def add_attachment(self, run_id: str, name: str, digest: str) -> Attachment:
+        """Record content already in the store (a server's client uploaded it) as an
+        attachment of a run; its size comes from the stored bytes, read back."""
+        run_id = self.run(run_id).id
+        attachments.check_name(name)
+        size = content.stored_file_size(self.parts, digest)
+        return attachments.add(
+            self.db, run_id, name, content_hex(digest), size, self.parts.store_id
+        )
+
+    def attachments(self, ref: str) -> list[Attachment]:
+        """A run's attachments, by name."""
+        return attachments.of_run(self.db, self.run(ref).id)
+
+    def get_attachment(
+        self,
+        ref: str,
+        name: str,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        force: bool = False,
+    ) -> Path:
+        """Restore one attachment of a run to dest (default: its name's last part in the
+        working directory; into dest if dest is a folder or ends with '/'), verified."""
+        found = {a.name: a for a in self.attachments(ref)}
+        if name not in found:
+            raise AttachmentNotFound(self.run(ref).id, name, sorted(found))
+        att = found[name]
+        base = name.rsplit("/", 1)[-1]
+        target = Path(dest) if dest is not None else Path.cwd() / base
+        if dest is not None and (str(dest).endswith(("/", os.sep)) or target.is_dir()):
+            target = target / base
+        return content.restore_content(self.parts, att.content_id, target.absolute(), force=force)
 
     def metric_history(self, ref: str) -> list[Metric]:
         return meta.metric_history(self.db, self.run(ref).id)
@@ -834,6 +907,22 @@ class Repo:
         """Deprecated: use `modelkeep.content.explained`."""
         _deprecated("Repo.explained", "modelkeep.content.explained(repo.parts, version)")
         return content.explained(self.parts, version)
+
+
+@contextmanager
+def _attachable(
+    source: str | os.PathLike[str] | bytes, name: str | None
+) -> Iterator[tuple[Path, str]]:
+    """(a file holding source, the attachment's name): bytes go through a temporary file."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        if name is None:
+            raise InvalidArgument("attaching bytes needs a name, e.g. name='report.txt'")
+        with tempfile.TemporaryDirectory(prefix="modelkeep-attach-") as tmp:
+            path = Path(tmp) / "attachment"
+            path.write_bytes(bytes(source))
+            yield path, name
+        return
+    yield Path(source), name if name is not None else Path(source).name
 
 
 def _deprecated(old: str, new: str) -> None:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -31,6 +31,7 @@ from modelkeep import config, lockfile, meta
 from modelkeep.capture import code as code_capture
 from modelkeep.capture import git
 from modelkeep.capture.environment import canonical_json, environment, environment_id
+from modelkeep.capture.output import Tail, Tee
 from modelkeep.capture.process import proc_start
 from modelkeep.client import open as open_repo
 from modelkeep.errors import CommandFailed, InvalidArgument, RunNotActive
@@ -45,15 +46,27 @@ _lock = threading.Lock()  # guards the active run (kept in modelkeep.config)
 # The next default step of each metric key, per run id: shared by every Run object of one
 # run in this process, so joining again (after a `with` block) does not restart at 0.
 _steps: dict[str, dict[str, int]] = {}
+_live: set[subprocess.Popen[bytes]] = set()  # the commands `modelkeep run` is running
+_live_lock = threading.RLock()  # re-entrant: the signal handler takes it on the main thread
 
 
 class Run:
     """One run. Use it as a context manager; the owner's exit ends it."""
 
-    def __init__(self, repo: Repo, run_id: str, name: str, *, owner: bool, own_repo: bool):
+    def __init__(
+        self,
+        repo: Repo,
+        run_id: str,
+        name: str,
+        *,
+        owner: bool,
+        own_repo: bool,
+        parent_id: str | None = None,
+    ):
         self.repo = repo
         self.id = run_id
         self.name = name
+        self.parent_id = parent_id  # the run this one was started inside, if any
         self.owner = owner  # ends the run; a process that joined a run only logs to it
         self._own_repo = own_repo
         self._steps = _steps.setdefault(run_id, {})
@@ -112,6 +125,14 @@ class Run:
             path, name, type=type, message=message, metadata=metadata, run_id=self.id
         ).version
 
+    def attach(
+        self, source: str | os.PathLike[str] | bytes, name: str | None = None
+    ) -> meta.Attachment:
+        """Keep a file (or bytes) with this run: a plot, a report, a log. Stored and
+        deduplicated like any content, but no version, lock entry or `.gitignore` line is
+        made; `modelkeep runs get RUN NAME` restores it. name defaults to the file's name."""
+        return self.repo.attach(self.id, source, name)
+
     def log_model(self, obj: Any, name: str, **options: Any) -> Version:
         """Save a trained object as the next version of model name, produced by this run.
 
@@ -159,6 +180,8 @@ class Run:
         """End an owned run (finished, failed or killed); a joined run is left to its owner."""
         if self._ended:
             return
+        for inner in _active_inside(self):  # nested runs still open end with their parent
+            inner.end(status, error)
         self._ended = True
         self._stop.set()
         try:
@@ -170,7 +193,7 @@ class Run:
             with _lock:
                 now = config.active()
                 if now is not None and now.handle is self:
-                    config.set_active_run(None)
+                    config.set_active_run(now.parent)  # the parent run is active again
             if self._own_repo:
                 self.repo.close()
 
@@ -202,22 +225,32 @@ def start_run(
     repo: Repo | str | os.PathLike[str] | None = None,
     capture_code: bool = True,
     code_globs: Sequence[str] | None = None,
+    nested: bool | None = None,
 ) -> Run:
-    """Start a run (or, under `modelkeep run`, join the run it started).
+    """Start a run; inside a run, start a nested (child) run of it, or join it.
 
-    repo is a Repo or a path; by default the repository is found from the working
-    directory upward.
+    Inside an active run (one this process started, or the one `modelkeep run` started
+    it in), a start_run with a name or nested=True starts a child run: its own name,
+    params and metrics, linked to its parent, and active until it ends. Without a name
+    (or with nested=False) it joins the run `modelkeep run` started, logging params to
+    it; inside a run of this process, that is refused, as MLflow refuses a second
+    start_run without nested=True. repo is a Repo or a path; by default the repository
+    is found from the working directory upward.
     """
-    joined = current_run()
-    if joined is not None:
-        if joined.owner:
+    outer = current_run()
+    nest = nested if nested is not None else name is not None
+    if outer is not None and not nest:
+        if outer.owner:
             raise InvalidArgument(
-                f"run {joined.id[:8]} ({joined.name}) is still active in this process; "
-                "end it (leave its `with` block) before starting another"
+                f"run {outer.id[:8]} ({outer.name}) is still active in this process; "
+                "end it (leave its `with` block) before starting another, or start a "
+                "nested run inside it with a name or nested=True"
             )
         if params:
-            joined.log_params(params)
-        return joined
+            outer.log_params(params)
+        return outer
+    if outer is not None:
+        return _start_child(outer, name, params, capture_code=capture_code)
     the_repo, own = _repo(repo)
     try:
         encoded = _encode_params(params or {})
@@ -239,6 +272,45 @@ def start_run(
     with _lock:
         config.set_active_run(config.ActiveRun(run_id, the_repo.root, run))
     return run
+
+
+def _start_child(
+    parent: Run, name: str | None, params: Mapping[str, Any] | None, *, capture_code: bool
+) -> Run:
+    """A nested run of parent, in parent's repository. Its code is the parent's (one
+    process, one work tree), so it records the parent's code state rather than
+    snapshotting the same files again; capture_code=False records none."""
+    encoded = _encode_params(params or {})
+    command = code_capture.command()
+    run_name = (name or f"{parent.name}/child")[:255]
+    code = _inherited_code(parent) if capture_code else {}
+    new = _new_run(parent.repo, run_name, command.to_json(), code, parent_id=parent.id)
+    parent.repo.create_run(new, encoded)
+    run = Run(parent.repo, new.id, run_name, owner=True, own_repo=False, parent_id=parent.id)
+    with _lock:
+        config.set_active_run(
+            config.ActiveRun(new.id, parent.repo.root, run, parent=config.active())
+        )
+    return run
+
+
+def _inherited_code(parent: Run) -> dict[str, Any]:
+    try:
+        code = parent.repo.run(parent.id).code
+    except Exception:  # the code record is a courtesy; the child starts without it
+        return {}
+    return dict(code)
+
+
+def _active_inside(run: Run) -> list[Run]:
+    """The runs active in this process that were started inside run, innermost first."""
+    with _lock:
+        chain: list[Run] = []
+        now = config.active()
+        while now is not None and now.handle is not run:
+            chain.append(cast(Run, now.handle))
+            now = now.parent
+        return chain if now is not None else []
 
 
 def current_run() -> Run | None:
@@ -275,13 +347,19 @@ def _end_at_exit() -> None:
     now = config.active()
     if now is None:
         return
-    run = cast(Run, now.handle)
-    exc = getattr(sys, "last_value", None)
-    with contextlib.suppress(Exception):
-        if exc is None:
-            run.end()
-        else:
-            run.__exit__(type(exc), exc, None)
+    while now is not None:  # innermost first: a nested run, then the run it is inside
+        run = cast(Run, now.handle)
+        exc = getattr(sys, "last_value", None)
+        with contextlib.suppress(Exception):
+            if exc is None:
+                run.end()
+            else:
+                run.__exit__(type(exc), exc, None)
+        after = config.active()
+        if after is now:  # could not end it: do not loop forever
+            config.set_active_run(now.parent)
+            after = now.parent
+        now = after
 
 
 def _repo(repo: Repo | str | os.PathLike[str] | None) -> tuple[Repo, bool]:
@@ -387,10 +465,25 @@ def _create(
     globs = tuple(code_globs) if code_globs is not None else repo.settings.code_globs
     script = command.get("script")
     code, code_version = _capture_code(repo, globs, script) if capture_code else ({}, None)
+    new = _new_run(repo, name, command, code)
+    repo.create_run(new, params)
+    if code_version is not None:
+        repo.add_input(new.id, code_version)
+    return new.id
+
+
+def _new_run(
+    repo: Repo,
+    name: str,
+    command: dict[str, Any],
+    code: dict[str, Any],
+    *,
+    parent_id: str | None = None,
+) -> meta.NewRun:
     env = environment()
     pid = os.getpid()
     started = proc_start(pid)
-    new = meta.NewRun(
+    return meta.NewRun(
         id=uuid.uuid4().hex,
         name=name,
         user=repo.user,
@@ -401,14 +494,15 @@ def _create(
         code=code,
         env_id=environment_id(env),
         env_json=canonical_json(env).decode(),
+        parent_id=parent_id,
     )
-    repo.create_run(new, params)
-    if code_version is not None:
-        repo.add_input(new.id, code_version)
-    return new.id
 
 
 # -- `modelkeep run` ------------------------------------------------------------------
+
+
+CAPTURE_LIMIT = 10 * 1024 * 1024  # bytes of each stream `modelkeep run` attaches (the tail)
+OUTPUTS = ("stdout.txt", "stderr.txt")  # the attachment names of the captured streams
 
 
 def run_command(
@@ -417,15 +511,33 @@ def run_command(
     *,
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
+    capture_limit: int = CAPTURE_LIMIT,
 ) -> tuple[meta.RunRecord, int]:
     """Run argv as a run; returns the finished run and the command's exit status.
 
     The command sees MODELKEEP_RUN_ID (and MODELKEEP_REPO), so `mk.current_run()` and
-    `mk.start_run()` inside it join this run. Exit 0 finishes the run; another status
-    fails it; a signal marks it killed.
+    `mk.start_run()` inside it join this run (a named start_run nests inside it). Exit 0
+    finishes the run; another status fails it; a signal marks it killed. Its standard
+    output and error pass through live and their last capture_limit bytes each are
+    attached to the run (0: not captured).
     """
+    run = open_command_run(repo, argv, name=name, params=params, capture_limit=capture_limit)
+    code = execute(run, argv, capture_limit=capture_limit)
+    return repo.run(run.id), code
+
+
+def open_command_run(
+    repo: Repo,
+    argv: Sequence[str],
+    *,
+    name: str | None,
+    params: Mapping[str, Any] | None,
+    capture_limit: int,
+) -> Run:
+    """The run `modelkeep run` opens for argv (its code captured), before argv starts."""
     if not argv:
         raise InvalidArgument("no command given; write `modelkeep run -- python train.py`")
+    check_capture_limit(capture_limit)
     script = _script(argv)
     command = {"argv": list(argv), "script": script, "cwd": str(Path.cwd())}
     run_name = (name or _default_name(script, argv))[:255]
@@ -437,30 +549,109 @@ def run_command(
         capture_code=True,
         code_globs=None,
     )
-    run = Run(repo, run_id, run_name, owner=True, own_repo=False)
+    return Run(repo, run_id, run_name, owner=True, own_repo=False)
+
+
+def open_child_run(parent: Run, name: str, params: Mapping[str, Any], argv: Sequence[str]) -> Run:
+    """A run inside parent that this process owns and runs argv in (a sweep's child)."""
+    command = {"argv": list(argv), "script": _script(argv), "cwd": str(Path.cwd())}
+    code = _inherited_code(parent)
+    new = _new_run(parent.repo, name[:255], command, code, parent_id=parent.id)
+    parent.repo.create_run(new, _encode_params(params))
+    return Run(parent.repo, new.id, new.name, owner=True, own_repo=False, parent_id=parent.id)
+
+
+def check_capture_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidArgument(
+            f"capture limit must be a size of at least 0 bytes (0: do not capture), not {limit!r}"
+        )
+
+
+def execute(
+    run: Run,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    capture_limit: int = CAPTURE_LIMIT,
+    forward_signals: bool = True,
+) -> int:
+    """Run argv inside run (which it ends by the exit status); returns the status."""
+    repo = run.repo
     where = repo.parts.origin or str(repo.root)  # a server's client: the server's URL
-    env = {**os.environ, config.RUN_ID_ENV: run_id, config.REPO_ENV: where}
+    child_env = {**os.environ, **(env or {}), config.RUN_ID_ENV: run.id, config.REPO_ENV: where}
+    pipe = subprocess.PIPE if capture_limit else None
+    if capture_limit:  # through a pipe, Python would buffer what the user should see live
+        child_env.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        child = subprocess.Popen(list(argv), env=env)
+        child = subprocess.Popen(list(argv), env=child_env, stdout=pipe, stderr=pipe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if isinstance(exc, FileNotFoundError):
             reason = "no such command"
         run.end(FAILED, f"cannot start {argv[0]!r}: {reason}")
-        raise CommandFailed(run_id, argv[0], reason) from exc
-    forwarded = _forward_signals(child)
+        raise CommandFailed(run.id, argv[0], reason) from exc
+    tees = []
+    if capture_limit:
+        assert child.stdout is not None and child.stderr is not None
+        tees = [
+            Tee(child.stdout, _sink(sys.stdout), capture_limit),
+            Tee(child.stderr, _sink(sys.stderr), capture_limit),
+        ]
+    with _live_lock:
+        _live.add(child)
     try:
-        code = child.wait()
+        with forwarding_signals() if forward_signals else contextlib.nullcontext():
+            code = child.wait()
     finally:
-        for sig, previous in forwarded.items():
-            signal.signal(sig, previous)
+        with _live_lock:
+            _live.discard(child)
+    for name, tee in zip(OUTPUTS, tees, strict=False):
+        _attach_output(run, name, tee.join())
     if code == 0:
         run.end(FINISHED, exit_code=code)
     elif code < 0:
         run.end(KILLED, f"killed by {signal.Signals(-code).name}", exit_code=code)
     else:
         run.end(FAILED, f"exited with status {code}", exit_code=code)
-    return repo.run(run_id), code
+    return code
+
+
+def _sink(stream: Any) -> Callable[[bytes], None]:
+    """Where a captured stream's bytes go on: our own stream, as bytes where it takes them."""
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+
+        def write(data: bytes) -> None:
+            binary.write(data)
+            binary.flush()
+
+        return write
+
+    def write_text(data: bytes) -> None:
+        stream.write(data.decode(errors="replace"))
+        stream.flush()
+
+    return write_text
+
+
+def _attach_output(run: Run, name: str, tail: Tail) -> None:
+    """Attach what a stream printed (nothing if it printed nothing); a failure to attach
+    is said, never fatal: the run's outcome matters more than its log."""
+    if not tail.total:
+        return
+    data = tail.value()
+    if tail.truncated:
+        dropped = tail.total - len(data)
+        note = f"[modelkeep: the first {dropped} bytes were dropped; the last {len(data)} follow]\n"
+        data = note.encode() + data
+    try:
+        run.attach(data, name)
+    except Exception as exc:
+        print(
+            f"modelkeep: warning: could not attach {name} to run {run.id[:8]}: {exc}",
+            file=sys.stderr,
+        )
 
 
 _INTERPRETERS = frozenset({"sh", "bash", "zsh", "Rscript", "julia", "node", "perl", "ruby"})
@@ -477,14 +668,30 @@ def _script(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _forward_signals(child: subprocess.Popen[bytes]) -> dict[int, Any]:
-    """Pass SIGTERM and SIGHUP on to the command; Ctrl-C reaches it from the terminal."""
+@contextlib.contextmanager
+def forwarding_signals() -> Iterator[None]:
+    """While inside: SIGTERM and SIGHUP are passed on to every command this process runs
+    (a sweep runs several); Ctrl-C reaches them from the terminal, and is ignored here so
+    that their runs still end as they exit. Only the main thread can set handlers."""
+    previous = _forward_signals()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _forward_signals() -> dict[int, Any]:
     previous: dict[int, Any] = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
 
     def forward(sig: int, _frame: Any) -> None:
-        child.send_signal(sig)
+        with _live_lock:
+            children = list(_live)
+        for child in children:
+            with contextlib.suppress(OSError):
+                child.send_signal(sig)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.signal(sig, forward)

@@ -43,6 +43,8 @@ EXAMPLES: dict[str, str] = {
     "run": "modelkeep run --name train -p lr=0.01 -- python train.py",
     "runs show": "modelkeep runs show 1a2b3c4d",
     "runs compare": "modelkeep runs compare 1a2b3c4d 9f8e7d6c",
+    "runs attach": "modelkeep runs attach 1a2b3c4d roc.png --name plots/roc.png",
+    "runs get": "modelkeep runs get 1a2b3c4d stdout.txt -o train.log",
     "env show": "modelkeep env show fraud-detector:v3",
     "env diff": "modelkeep env diff 1a2b3c4d fraud-detector:v2",
     "lineage": "modelkeep lineage fraud-detector --upstream --format mermaid",

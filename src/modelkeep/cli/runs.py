@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelkeep.cli import render
-from modelkeep.cli.common import Group, json_option, open_repo, parse_metadata
+from modelkeep.cli.common import Group, json_option, open_repo, parse_metadata, parse_size
 
 if TYPE_CHECKING:
     from modelkeep.meta import RunRecord
@@ -26,6 +26,22 @@ def _key_metrics(run: RunRecord, keys: int = 3) -> str:
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--name", "-n", default=None, help="Run name (default: the script's name).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Run COMMAND once per point of the grid, each in a child run; repeatable.",
+)
+@click.option(
+    "--jobs", "-j", default="1", metavar="N", help="Sweep points run at once.  [default: 1]"
+)
+@click.option(
+    "--capture-limit",
+    default="10M",
+    metavar="SIZE",
+    help="Attach the last SIZE of stdout and of stderr to the run; 0: do not.  [default: 10M]",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @json_option
 @click.pass_context
@@ -33,31 +49,96 @@ def run(
     ctx: click.Context,
     name: str | None,
     params: tuple[str, ...],
+    sweeps: tuple[str, ...],
+    jobs: str,
+    capture_limit: str,
     command: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Run COMMAND as a recorded run: code, environment, command, exit status.
+    """Run COMMAND as a recorded run: code, environment, command, exit status, output.
 
     Write it after `--`: `modelkeep run --name train -p lr=0.01 -- python train.py`. The
-    command sees MODELKEEP_RUN_ID, so mk.current_run() in it joins this run. modelkeep
-    exits with the command's status.
+    command sees MODELKEEP_RUN_ID, so mk.current_run() in it joins this run (and
+    mk.start_run(name=...) starts a run nested in it). Its stdout and stderr pass through
+    and are attached to the run (`runs get RUN stdout.txt`). modelkeep exits with the
+    command's status.
+
+    With `--sweep lr=0.01,0.1 --sweep depth=4,8` the command runs once per combination,
+    each in a child run of one parent run, with the values as params, as environment
+    variables (MODELKEEP_PARAM_LR, MODELKEEP_PARAM_DEPTH) and in place of {lr} and {depth}
+    in COMMAND; then a table of the results is printed. A failing point exits 1.
     """
+    from modelkeep.errors import InvalidArgument
     from modelkeep.run import run_command
 
     values = parse_metadata(params, "--param")
+    limit = parse_size(capture_limit)
+    if not sweeps and jobs != "1":
+        raise InvalidArgument("--jobs runs the points of a sweep; give --sweep KEY=V1,V2 too")
+    if sweeps:
+        _sweep(ctx, name, values, sweeps, jobs, limit, command, as_json)
+        return
     repo = open_repo(ctx)
-    record, code = run_command(repo, list(command), name=name, params=values)
-    duration = f"{record.duration:.1f} s" if record.duration is not None else "-"
-    detail = f": {record.error}" if record.error else ""
+    record, code = run_command(repo, list(command), name=name, params=values, capture_limit=limit)
     if as_json:  # the command's own output went before, on the same streams
         render.emit_json({"run": record.to_json(), "exit_code": code})
     else:
-        click.echo(
-            f"modelkeep: run {record.short_id} ({record.name}) {record.status} in "
-            f"{duration}{detail}",
-            err=True,
-        )
+        _said_done(record)
     ctx.exit(code if code >= 0 else 128 - code)
+
+
+def _said_done(record: RunRecord) -> None:
+    duration = f"{record.duration:.1f} s" if record.duration is not None else "-"
+    detail = f": {record.error}" if record.error else ""
+    click.echo(
+        f"modelkeep: run {record.short_id} ({record.name}) {record.status} in {duration}{detail}",
+        err=True,
+    )
+
+
+def _sweep(
+    ctx: click.Context,
+    name: str | None,
+    values: dict[str, Any],
+    sweeps: tuple[str, ...],
+    jobs: str,
+    limit: int,
+    command: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    from modelkeep.errors import InvalidArgument
+    from modelkeep.sweep import parse_axis, run_sweep
+
+    axes = [parse_axis(text) for text in sweeps]
+    if not jobs.strip().isdigit() or int(jobs) < 1:
+        raise InvalidArgument(f"--jobs must be a whole number of at least 1, not {jobs!r}")
+    result = run_sweep(
+        open_repo(ctx),
+        list(command),
+        axes,
+        name=name,
+        params=values,
+        jobs=int(jobs),
+        capture_limit=limit,
+    )
+    if as_json:
+        render.emit_json(result.to_json())
+        ctx.exit(result.exit_code)
+    keys = sorted({k for c in result.children for k in c.metrics})
+    render.table(
+        ["run", "status", *result.keys, *keys],
+        [
+            [
+                c.short_id,
+                c.status if c.exit_code in (0, None) else f"{c.status} ({c.exit_code})",
+                *(json.dumps(c.params.get(k)) for k in result.keys),
+                *(_number(c.metrics[k]) if k in c.metrics else "-" for k in keys),
+            ]
+            for c in result.children
+        ],
+    )
+    _said_done(result.parent)
+    ctx.exit(result.exit_code)
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -72,6 +153,7 @@ def run(
     help='A condition like "metrics.auc > 0.9" or "params.depth = 6"; repeatable (all must hold).',
 )
 @click.option("--limit", "-l", default=50, show_default=True, help="At most this many runs.")
+@click.option("--tree", is_flag=True, help="Show nested runs under the runs they ran in.")
 @json_option
 @click.pass_context
 def runs(
@@ -80,9 +162,11 @@ def runs(
     status: str | None,
     conditions: tuple[str, ...],
     limit: int,
+    tree: bool,
     as_json: bool,
 ) -> None:
-    """List runs, newest first; `runs show RUN`, `runs compare RUN RUN …`."""
+    """List runs, newest first; `runs show RUN`, `runs compare RUN RUN …`,
+    `runs attach RUN PATH`, `runs get RUN NAME`."""
     if ctx.invoked_subcommand is not None:
         return
     found = open_repo(ctx).runs(name=name, status=status, where=conditions, limit=limit)
@@ -92,21 +176,40 @@ def runs(
     if not found:
         click.echo("no runs match; start one with `modelkeep run -- CMD` or mk.start_run()")
         return
+    placed = _as_tree(found) if tree else [(0, r) for r in found]
     render.table(
         ["run", "name", "status", "started", "duration", "user", "metrics"],
         [
             [
                 r.short_id,
-                r.name,
+                ("  " * (depth - 1) + "└ " if depth else "") + r.name,
                 r.status,
                 render.when(r.started_at),
                 render.duration(r.duration),
                 r.user,
                 _key_metrics(r),
             ]
-            for r in found
+            for depth, r in placed
         ],
     )
+
+
+def _as_tree(found: list[RunRecord]) -> list[tuple[int, RunRecord]]:
+    """(depth, run) in display order: each run's children (oldest first) under it; a run
+    whose parent is not listed stands at the top, newest first."""
+    by_id = {r.id: r for r in found}
+    out: list[tuple[int, RunRecord]] = []
+
+    def place(r: RunRecord, depth: int) -> None:
+        out.append((depth, r))
+        for child in r.children:
+            if child in by_id:
+                place(by_id[child], depth + 1)
+
+    for r in found:
+        if r.parent_id not in by_id:
+            place(r, 0)
+    return out
 
 
 @runs.command("show")
@@ -118,11 +221,19 @@ def runs_show(ctx: click.Context, run_ref: str, as_json: bool) -> None:
     repo = open_repo(ctx)
     r = repo.run(run_ref)
     history = repo.metric_history(r.id)
+    attached = repo.attachments(r.id)
     if as_json:
-        render.emit_json({**r.to_json(), "metric_history": [m.to_json() for m in history]})
+        render.emit_json(
+            {
+                **r.to_json(),
+                "metric_history": [m.to_json() for m in history],
+                "attachments": [a.to_json() for a in attached],
+            }
+        )
         return
     click.echo(f"run {r.id}  {r.name}  ({r.status})")
     fields: list[tuple[str, str]] = [
+        *([("parent", r.parent_id)] if r.parent_id else []),
         ("user", f"{r.user} on {r.host}"),
         ("started", render.when(r.started_at)),
         ("ended", render.when(r.ended_at) if r.ended_at else "-"),
@@ -152,6 +263,50 @@ def runs_show(ctx: click.Context, run_ref: str, as_json: bool) -> None:
     for title, refs in (("inputs", r.inputs), ("outputs", r.outputs)):
         if refs:
             click.echo(f"  {title}: {', '.join(refs)}")
+    if r.children:
+        click.echo("  children:")
+        for child in r.children:
+            c = repo.run(child)
+            click.echo(f"    {c.short_id}  {c.name}  ({c.status})  {_key_metrics(c)}".rstrip())
+    if attached:
+        click.echo("  attachments:")
+        for a in attached:
+            click.echo(f"    {a.name}  {render.size(a.size)}  {a.content_id[:15]}")
+
+
+@runs.command("attach")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("path", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--name", "-n", default=None, help="Name in the run (default: the file's name).")
+@json_option
+@click.pass_context
+def runs_attach(
+    ctx: click.Context, run_ref: str, path: str, name: str | None, as_json: bool
+) -> None:
+    """Keep the file PATH with RUN (a plot, a report): no version, lock entry or ignore line."""
+    a = open_repo(ctx).attach(run_ref, path, name)
+    if as_json:
+        render.emit_json(a.to_json())
+        return
+    click.echo(f"attached {a.name} ({render.size(a.size)}) to run {a.run_id[:8]}")
+
+
+@runs.command("get")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("name")
+@click.option("--output", "-o", "dest", default=None, help="Where to write it (file or folder).")
+@click.option("--force", "-f", is_flag=True, help="Overwrite an existing file.")
+@json_option
+@click.pass_context
+def runs_get(
+    ctx: click.Context, run_ref: str, name: str, dest: str | None, force: bool, as_json: bool
+) -> None:
+    """Restore the attachment NAME of RUN, verified against its content id."""
+    path = open_repo(ctx).get_attachment(run_ref, name, dest, force=force)
+    if as_json:
+        render.emit_json({"run": run_ref, "name": name, "path": str(path)})
+        return
+    click.echo(f"restored {name} to {path}")
 
 
 def _code_summary(code: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """Names, versions and their history as rows; content ids are plain strings here."""
 
+from modelkeep.meta.attachments import Attachment
 from modelkeep.meta.catalog import (
     Added,
     NewVersion,
@@ -63,6 +64,7 @@ __all__ = [
     "Added",
     "Approvals",
     "Artifact",
+    "Attachment",
     "Comparison",
     "Database",
     "Edge",

@@ -180,6 +180,10 @@ class RunRow(Base):
     command_json: Mapped[str] = mapped_column(Text, default="{}")
     code_json: Mapped[str] = mapped_column(Text, default="{}")
     env_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id"), default=None)
+    # The run this one was started inside (a nested run, a sweep's child); NULL before 0008.
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.id", name="fk_runs_parent_id"), index=True, default=None
+    )
 
 
 class ParamRow(Base):
@@ -209,6 +213,21 @@ class RunInputRow(Base):
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True, index=True)
+
+
+class AttachmentRow(Base):
+    """A file that belongs to a run (a plot, a report, its output): only its content id
+    and size; the bytes are in the store like every version's."""
+
+    __tablename__ = "run_attachments"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)  # hex BLAKE3 of the file
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The store that holds it (store/identity.py), as versions record theirs.
+    store_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class DatabaseIdentityRow(Base):

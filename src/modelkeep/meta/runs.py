@@ -55,6 +55,7 @@ class NewRun:
     code: dict[str, Any]
     env_id: str
     env_json: str  # canonical JSON of the environment, stored once per env_id
+    parent_id: str | None = None  # the run it was started inside (a nested run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class RunRecord:
     metrics: dict[str, float]  # the last value logged for each key
     inputs: tuple[str, ...]  # refs of the versions it used
     outputs: tuple[str, ...]  # refs of the versions it produced
+    parent_id: str | None = None  # the run it was started inside
+    children: tuple[str, ...] = ()  # ids of the runs started inside it, oldest first
 
     @property
     def short_id(self) -> str:
@@ -120,6 +123,8 @@ class RunRecord:
             "metrics": {k: json_number(v) for k, v in self.metrics.items()},
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
+            "parent_id": self.parent_id,
+            "children": list(self.children),
         }
 
 
@@ -186,6 +191,8 @@ def _insert_ignore(s: Session, table: Any, values: dict[str, Any]) -> None:
 def create_run(db: Database, new: NewRun, params: Mapping[str, str]) -> None:
     now = _now()
     with db.write() as s:
+        if new.parent_id is not None:
+            check_running(s, new.parent_id)  # a child is started inside a live run
         _insert_ignore(s, EnvironmentRow, {"id": new.env_id, "doc_json": new.env_json})
         s.add(
             RunRow(
@@ -202,6 +209,7 @@ def create_run(db: Database, new: NewRun, params: Mapping[str, str]) -> None:
                 command_json=json.dumps(new.command, sort_keys=True),
                 code_json=json.dumps(new.code, sort_keys=True),
                 env_id=new.env_id,
+                parent_id=new.parent_id,
             )
         )
         s.flush()
@@ -364,7 +372,14 @@ def _records(s: Session, rows: list[Any]) -> list[RunRecord]:
     metrics: dict[str, dict[str, float]] = defaultdict(dict)
     inputs: dict[str, list[str]] = defaultdict(list)
     outputs: dict[str, list[str]] = defaultdict(list)
+    children: dict[str, list[str]] = defaultdict(list)
     for batch in _chunks([r.id for r in rows]):
+        for c in s.execute(
+            select(RunRow.parent_id, RunRow.id)
+            .where(RunRow.parent_id.in_(batch))
+            .order_by(RunRow.started_at, RunRow.id)
+        ):
+            children[str(c.parent_id)].append(c.id)
         for p in s.execute(
             select(ParamRow.run_id, ParamRow.key, ParamRow.value_json).where(
                 ParamRow.run_id.in_(batch)
@@ -413,6 +428,8 @@ def _records(s: Session, rows: list[Any]) -> list[RunRecord]:
             metrics=dict(sorted(metrics[r.id].items())),
             inputs=tuple(inputs[r.id]),
             outputs=tuple(outputs[r.id]),
+            parent_id=r.parent_id,
+            children=tuple(children[r.id]),
         )
         for r in rows
     ]
