@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelkeep.cli import render
-from modelkeep.cli.common import Group, globals_of, json_option, open_repo
+from modelkeep.cli.common import Group, json_option, open_repo
 
 if TYPE_CHECKING:
     from modelkeep.repo import Repo
@@ -425,4 +425,4 @@ def role_revoke(ctx: click.Context, name: str, model: str, as_json: bool) -> Non
 
 
 COMMANDS = (serve, login, logout, user, token, role)
-__all__ = ["COMMANDS", "globals_of"]
+__all__ = ["COMMANDS"]

@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelkeep import api, content, errors, meta
+from modelkeep import api, content, errors
 from modelkeep.errors import (
     Forbidden,
     InvalidArgument,
@@ -791,4 +791,4 @@ def _policy(server: Server) -> Callable[[Request, Account], Awaitable[Response]]
     return policy
 
 
-__all__ = ["Options", "Server", "create_app", "meta"]
+__all__ = ["Options", "Server", "create_app"]
