@@ -184,6 +184,19 @@ class RunRow(Base):
     parent_id: Mapped[str | None] = mapped_column(
         ForeignKey("runs.id", name="fk_runs_parent_id"), index=True, default=None
     )
+    # A free-text note (`runs note`); a soft delete hides the run from listings (0009).
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RunTagRow(Base):
+    """A key/value label on a run (`runs tag`), searchable with `--where tags.KEY=…`."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class ParamRow(Base):
@@ -228,6 +241,23 @@ class AttachmentRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The store that holds it (store/identity.py), as versions record theirs.
     store_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class EvaluationRow(Base):
+    """A metric measured on a version after it was made (`modelkeep eval`), with the dataset
+    version it was measured on and the run that measured it, if any. Gates may name it."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_version_key", "version_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float | None] = mapped_column(Float(53))  # NULL is NaN, as in metrics
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), default=None)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), default=None)
+    user: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DatabaseIdentityRow(Base):
