@@ -473,6 +473,8 @@ def test_store_commands_say_they_run_on_the_server_machine(
     for args in (("gc",), ("fsck",), ("du",)):
         r = mk_cli(env, *args, cwd=work, ok=False)
         assert r.returncode == 1 and "run it on the server's machine" in r.stderr, r.stderr
+    r = mk_cli(env, "reproduce", "fraud:v1", cwd=work, ok=False)
+    assert r.returncode == 1 and "reproduce runs against a local store" in r.stderr, r.stderr
 
 
 # -- hostile and malformed requests ------------------------------------------------------------

@@ -956,3 +956,29 @@ class AttachmentExists(ModelkeepError):
             f"run {run_id[:8]} already has an attachment {name!r} with other content; "
             "attach it under another name (--name)"
         )
+
+
+# -- reproduce ---------------------------------------------------------------------------------
+
+
+class NotReproducible(ModelkeepError):
+    """A run whose records cannot make it run again (no code, no script, still running…)."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"cannot reproduce run {run_id[:8]}: {reason}")
+
+
+class EnvironmentDrift(ModelkeepError):
+    """The environment here differs from the one the run recorded."""
+
+    def __init__(self, run_id: str, changes: Sequence[str]) -> None:
+        self.run_id = run_id
+        self.changes = list(changes)
+        shown = "; ".join(self.changes[:5])
+        more = f" and {len(self.changes) - 5} more" if len(self.changes) > 5 else ""
+        super().__init__(
+            f"the environment differs from the one run {run_id[:8]} recorded: {shown}{more}; "
+            "install what it had, or pass --allow-env-drift to run anyway"
+        )

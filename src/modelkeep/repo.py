@@ -709,7 +709,7 @@ class Repo:
 
     def environment(self, ref: Target) -> dict[str, Any]:
         """The environment of a run, or of the run that produced a version."""
-        run = self._run_or_producer(ref)
+        run = self.run_or_producer(ref)
         if run.env_id is None:
             raise InvalidArgument(f"run {run.short_id} recorded no environment")
         return meta.run_environment(self.db, run.env_id)
@@ -723,9 +723,9 @@ class Repo:
     def compare_runs(self, refs: Sequence[Target]) -> meta.Comparison:
         """Params and latest metrics of several runs side by side; each ref is a run id (or
         prefix) or a version ref, which stands for the run that made that version."""
-        return meta.compare([self._run_or_producer(ref) for ref in refs])
+        return meta.compare([self.run_or_producer(ref) for ref in refs])
 
-    def _run_or_producer(self, ref: Target) -> RunRecord:
+    def run_or_producer(self, ref: Target) -> RunRecord:
         """A run by id (or prefix), else the run that made the version ref names."""
         no_run: RunNotFound | None = None
         if isinstance(ref, str) and ":" not in ref and "@" not in ref:

@@ -284,7 +284,9 @@ def _start_child(
     command = code_capture.command()
     run_name = (name or f"{parent.name}/child")[:255]
     code = _inherited_code(parent) if capture_code else {}
-    new = _new_run(parent.repo, run_name, command.to_json(), code, parent_id=parent.id)
+    # entry "nested": started inside its parent's process, which `reproduce` runs again.
+    doc = {**command.to_json(), "entry": "nested"}
+    new = _new_run(parent.repo, run_name, doc, code, parent_id=parent.id)
     parent.repo.create_run(new, encoded)
     run = Run(parent.repo, new.id, run_name, owner=True, own_repo=False, parent_id=parent.id)
     with _lock:
@@ -416,7 +418,7 @@ def _code_name(top: Path) -> str:
 
 
 def _capture_code(
-    repo: Repo, globs: Sequence[str], script: str | None
+    repo: Repo, globs: Sequence[str], script: str | None, command_cwd: str | None = None
 ) -> tuple[dict[str, Any], Version | None]:
     """The code state, and a `code` version holding what Git alone cannot restore.
 
@@ -429,7 +431,8 @@ def _capture_code(
         Path(script).is_relative_to(p) for p in {sys.prefix, sys.base_prefix}
     )
     places = [Path(script).parent] if script and not installed else []
-    top = next((t for t in (git.work_tree(p) for p in [*places, Path.cwd(), repo.root]) if t), None)
+    here = Path(command_cwd) if command_cwd else Path.cwd()
+    top = next((t for t in (git.work_tree(p) for p in [*places, here, repo.root]) if t), None)
     with tempfile.TemporaryDirectory(prefix="modelkeep-code-") as tmp:
         folder = Path(tmp) / "code"
         folder.mkdir()
@@ -464,7 +467,8 @@ def _create(
 ) -> str:
     globs = tuple(code_globs) if code_globs is not None else repo.settings.code_globs
     script = command.get("script")
-    code, code_version = _capture_code(repo, globs, script) if capture_code else ({}, None)
+    cwd = command.get("cwd")
+    code, code_version = _capture_code(repo, globs, script, cwd) if capture_code else ({}, None)
     new = _new_run(repo, name, command, code)
     repo.create_run(new, params)
     if code_version is not None:
@@ -512,6 +516,8 @@ def run_command(
     name: str | None = None,
     params: Mapping[str, Any] | None = None,
     capture_limit: int = CAPTURE_LIMIT,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[meta.RunRecord, int]:
     """Run argv as a run; returns the finished run and the command's exit status.
 
@@ -519,10 +525,13 @@ def run_command(
     `mk.start_run()` inside it join this run (a named start_run nests inside it). Exit 0
     finishes the run; another status fails it; a signal marks it killed. Its standard
     output and error pass through live and their last capture_limit bytes each are
-    attached to the run (0: not captured).
+    attached to the run (0: not captured). It runs in cwd (default: here), with env added
+    to its environment.
     """
-    run = open_command_run(repo, argv, name=name, params=params, capture_limit=capture_limit)
-    code = execute(run, argv, capture_limit=capture_limit)
+    run = open_command_run(
+        repo, argv, name=name, params=params, capture_limit=capture_limit, cwd=cwd
+    )
+    code = execute(run, argv, env=env, capture_limit=capture_limit, cwd=cwd)
     return repo.run(run.id), code
 
 
@@ -533,13 +542,17 @@ def open_command_run(
     name: str | None,
     params: Mapping[str, Any] | None,
     capture_limit: int,
+    cwd: Path | None = None,
+    sweep: Sequence[str] = (),
 ) -> Run:
-    """The run `modelkeep run` opens for argv (its code captured), before argv starts."""
+    """The run `modelkeep run` opens for argv (its code captured), before argv starts;
+    argv runs in cwd (default: here). sweep: the keys, when it is a sweep's parent."""
     if not argv:
         raise InvalidArgument("no command given; write `modelkeep run -- python train.py`")
     check_capture_limit(capture_limit)
-    script = _script(argv)
-    command = {"argv": list(argv), "script": script, "cwd": str(Path.cwd())}
+    script = _script(argv, cwd)
+    command = {"argv": list(argv), "script": script, "cwd": str(cwd or Path.cwd())}
+    command |= {"entry": "command", **({"sweep": list(sweep)} if sweep else {})}
     run_name = (name or _default_name(script, argv))[:255]
     run_id = _create(
         repo,
@@ -552,9 +565,22 @@ def open_command_run(
     return Run(repo, run_id, run_name, owner=True, own_repo=False)
 
 
-def open_child_run(parent: Run, name: str, params: Mapping[str, Any], argv: Sequence[str]) -> Run:
-    """A run inside parent that this process owns and runs argv in (a sweep's child)."""
-    command = {"argv": list(argv), "script": _script(argv), "cwd": str(Path.cwd())}
+def open_child_run(
+    parent: Run,
+    name: str,
+    params: Mapping[str, Any],
+    argv: Sequence[str],
+    env: Mapping[str, str],
+) -> Run:
+    """A run inside parent that this process owns and runs argv in, with env added to its
+    environment (a sweep's child)."""
+    command = {
+        "argv": list(argv),
+        "script": _script(argv),
+        "cwd": str(Path.cwd()),
+        "entry": "command",
+        "env": dict(env),
+    }
     code = _inherited_code(parent)
     new = _new_run(parent.repo, name[:255], command, code, parent_id=parent.id)
     parent.repo.create_run(new, _encode_params(params))
@@ -575,8 +601,9 @@ def execute(
     env: Mapping[str, str] | None = None,
     capture_limit: int = CAPTURE_LIMIT,
     forward_signals: bool = True,
+    cwd: Path | None = None,
 ) -> int:
-    """Run argv inside run (which it ends by the exit status); returns the status."""
+    """Run argv in cwd inside run (which it ends by the exit status); returns the status."""
     repo = run.repo
     where = repo.parts.origin or str(repo.root)  # a server's client: the server's URL
     child_env = {**os.environ, **(env or {}), config.RUN_ID_ENV: run.id, config.REPO_ENV: where}
@@ -584,7 +611,7 @@ def execute(
     if capture_limit:  # through a pipe, Python would buffer what the user should see live
         child_env.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        child = subprocess.Popen(list(argv), env=child_env, stdout=pipe, stderr=pipe)
+        child = subprocess.Popen(list(argv), env=child_env, stdout=pipe, stderr=pipe, cwd=cwd)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if isinstance(exc, FileNotFoundError):
@@ -657,14 +684,15 @@ def _attach_output(run: Run, name: str, tail: Tail) -> None:
 _INTERPRETERS = frozenset({"sh", "bash", "zsh", "Rscript", "julia", "node", "perl", "ruby"})
 
 
-def _script(argv: Sequence[str]) -> str | None:
+def _script(argv: Sequence[str], cwd: Path | None = None) -> str | None:
     """The entry-point script: `python train.py` → train.py; `./train.sh` → itself."""
     first = Path(argv[0]).name
     interpreter = first.startswith("python") or first in _INTERPRETERS
     candidates = argv[1:2] if interpreter else argv[:1]
+    base = cwd or Path.cwd()
     for c in candidates:
-        if Path(c).is_file():
-            return str(Path(c).absolute())
+        if (base / c).is_file():
+            return str((base / c).absolute())
     return None
 
 

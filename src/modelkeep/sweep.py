@@ -133,7 +133,14 @@ def run_sweep(
     if clash:
         raise InvalidArgument(f"param {clash[0]!r} is both fixed (--param) and swept (--sweep)")
     runs.check_capture_limit(capture_limit)
-    parent = runs.open_command_run(repo, argv, name=name, params=fixed, capture_limit=capture_limit)
+    parent = runs.open_command_run(
+        repo,
+        argv,
+        name=name,
+        params=fixed,
+        capture_limit=capture_limit,
+        sweep=[a.key for a in axes],
+    )
     codes: list[int] = []
     lock = threading.Lock()
     stopped = threading.Event()  # a point was interrupted (Ctrl-C, SIGTERM): start no more
@@ -145,12 +152,16 @@ def run_sweep(
             return
         label = " ".join(f"{k}={t}" for k, t in point)
         args = [_substitute(a, point) for a in argv]
+        env = {env_name(k): t for k, t in point}
         child = runs.open_child_run(
-            parent, f"{parent.name} {label}", {**fixed, **{k: _typed(t) for k, t in point}}, args
+            parent,
+            f"{parent.name} {label}",
+            {**fixed, **{k: _typed(t) for k, t in point}},
+            args,
+            env,
         )
         with lock:
             order[child.id] = index
-        env = {env_name(k): t for k, t in point}
         try:
             code = runs.execute(
                 child, args, env=env, capture_limit=capture_limit, forward_signals=False

@@ -127,7 +127,8 @@ class Command:
     cwd: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"argv": list(self.argv), "script": self.script, "cwd": self.cwd}
+        # entry "python": the process is `python SCRIPT ARGS` (`reproduce` runs it so).
+        return {"argv": list(self.argv), "script": self.script, "cwd": self.cwd, "entry": "python"}
 
 
 def command(argv: Sequence[str] | None = None) -> Command:

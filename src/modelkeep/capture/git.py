@@ -272,3 +272,41 @@ def user_identity(cwd: Path) -> str | None:
     if name and email:
         return f"{name} <{email}>"
     return name or email or None
+
+
+def has_commit(root: Path, commit: str) -> bool:
+    proc = _git(root, "cat-file", "-e", f"{commit}^{{commit}}")
+    return proc is not None and proc.returncode == 0
+
+
+def _run_or_say(cwd: Path, *args: str) -> None:
+    proc = _git(cwd, *args)
+    if proc is None or proc.returncode != 0:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines() if proc else []
+        reason = lines[0] if lines else "git is not installed"
+        raise InvalidArgument(f"`git {args[0]}` failed in {str(cwd)!r}: {reason}")
+
+
+def copy_at(source: Path, commit: str | None, dest: Path) -> None:
+    """A new work tree at dest holding source's commit (detached; no hooks of source run:
+    hooks are not cloned). None: an empty repository (the run had no commit yet)."""
+    if commit is None:
+        _run_or_say(dest.parent, "init", "--quiet", str(dest))
+        return
+    _run_or_say(
+        dest.parent, "clone", "--quiet", "--shared", "--no-checkout", str(source), str(dest)
+    )
+    _run_or_say(dest, "checkout", "--quiet", "--detach", commit)
+
+
+def apply_patch(root: Path, patch: Path) -> None:
+    """Apply a patch written by write_patch to the work tree at root."""
+    _run_or_say(root, "apply", "--binary", "--whitespace=nowarn", str(patch))
+
+
+def exclude(root: Path, pattern: str) -> None:
+    """Ignore pattern in this work tree alone (.git/info/exclude, never committed)."""
+    info = root / ".git" / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    with (info / "exclude").open("a", encoding="utf-8") as f:
+        f.write(f"\n/{pattern}\n")

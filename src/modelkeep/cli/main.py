@@ -17,6 +17,7 @@ from modelkeep.cli import database as database_cli
 from modelkeep.cli import reference, render
 from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
+from modelkeep.cli import reproduce as reproduce_cli
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import server as server_cli
 from modelkeep.cli import webhooks as webhooks_cli
@@ -362,6 +363,7 @@ cli.add_command(worktree_cli.status)
 cli.add_command(worktree_cli.checkout)
 cli.add_command(worktree_cli.install_hooks)
 cli.add_command(database_cli.migrate)
+cli.add_command(reproduce_cli.reproduce)
 for command in server_cli.COMMANDS:
     cli.add_command(command)
 cli.add_command(webhooks_cli.webhook)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from modelkeep.errors import InvalidArgument, TypeMismatch
 from modelkeep.meta.chain import Write, clock
 from modelkeep.meta.db import Database
-from modelkeep.meta.models import ArtifactRow, VersionRow
+from modelkeep.meta.models import ArtifactRow, RunOutputRow, VersionRow
 from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version, version_of
 from modelkeep.meta.rows import artifact, artifact_locked, create_version
 from modelkeep.meta.runs import check_running
@@ -80,6 +80,10 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
             .limit(1)
         ).one_or_none()
         if same is not None:
+            if new.run_id is not None and new.run_id != same.run_id:
+                key = {"run_id": new.run_id, "version_id": same.id}
+                if s.get(RunOutputRow, key) is None:
+                    s.add(RunOutputRow(**key))
             older = None if same.number == art.latest_number else version_of(art, same)
             return Added(version_of(art, same), created=False, same_as=older)
         row = create_version(

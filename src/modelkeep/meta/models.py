@@ -228,6 +228,17 @@ class RunInputRow(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True, index=True)
 
 
+class RunOutputRow(Base):
+    """A version a run added again: its content equalled an existing version, so `add`
+    returned that one. The run made it as much as the run that first did (versions.run_id),
+    and `reproduce` needs to see that it did."""
+
+    __tablename__ = "run_outputs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+
+
 class AttachmentRow(Base):
     """A file that belongs to a run (a plot, a report, its output): only its content id
     and size; the bytes are in the store like every version's."""

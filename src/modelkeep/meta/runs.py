@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from modelkeep.meta.models import (
     MetricRow,
     ParamRow,
     RunInputRow,
+    RunOutputRow,
     RunRow,
     VersionRow,
 )
@@ -403,10 +404,15 @@ def _records(s: Session, rows: list[Any]) -> list[RunRecord]:
             .order_by(ArtifactRow.name, VersionRow.number)
         ):
             inputs[i.run_id].append(f"{i.name}:v{i.number}")
+        made = select(VersionRow.run_id, VersionRow.id).where(VersionRow.run_id.in_(batch))
+        again = select(RunOutputRow.run_id, RunOutputRow.version_id).where(
+            RunOutputRow.run_id.in_(batch)
+        )  # added again: equal to an existing version, which add returned
+        both = union_all(made, again).subquery()
         for o in s.execute(
-            select(VersionRow.run_id, ArtifactRow.name, VersionRow.number)
+            select(both.c.run_id, ArtifactRow.name, VersionRow.number)
+            .join(VersionRow, VersionRow.id == both.c.id)
             .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-            .where(VersionRow.run_id.in_(batch))
             .order_by(ArtifactRow.name, VersionRow.number)
         ):
             outputs[str(o.run_id)].append(f"{o.name}:v{o.number}")

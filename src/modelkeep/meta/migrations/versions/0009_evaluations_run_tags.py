@@ -1,4 +1,5 @@
-"""Evaluations of versions, run tags, a run's note, and soft-deleted runs.
+"""Evaluations of versions, run tags, a run's note, soft-deleted runs, and the versions a
+run added again (content equal to an existing version, so no new number).
 
 Revision ID: 0009
 Revises: 0008
@@ -36,6 +37,11 @@ def upgrade() -> None:
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
     )
+    op.create_table(
+        "run_outputs",
+        sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("version_id", sa.Integer(), sa.ForeignKey("versions.id"), primary_key=True),
+    )
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("note", sa.Text(), nullable=False, server_default=""))
         batch.add_column(sa.Column("deleted_at", UTCDateTime(), nullable=True))
@@ -45,6 +51,7 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("deleted_at")
         batch.drop_column("note")
+    op.drop_table("run_outputs")
     op.drop_table("run_tags")
     op.drop_index("ix_evaluations_version_key", "evaluations")
     op.drop_table("evaluations")
