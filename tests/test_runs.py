@@ -568,6 +568,7 @@ def test_command_of_a_script_and_a_crash_without_with_block(tmp_path: Path) -> N
             "argv": ["crash.py", "--epochs", "3"],
             "script": str(root.resolve() / "crash.py"),
             "cwd": str(root.resolve()),
+            "entry": "python",  # `reproduce` runs it with python
         }
 
 
@@ -717,6 +718,7 @@ def test_modelkeep_run_child_joins_the_run(repo: mk.Repo) -> None:
         "argv": [sys.executable, "train.py", "ok"],
         "script": str(repo.root.resolve() / "train.py"),
         "cwd": str(repo.root.resolve()),
+        "entry": "command",  # how `reproduce` runs it again
     }
     assert run.code == {"git": None, "root": str(repo.root.resolve()), "snapshot": "code/proj:v1"}
     assert run.inputs == ("code/proj:v1",)
