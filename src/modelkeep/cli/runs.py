@@ -366,7 +366,7 @@ def _tag_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 @runs.command("tag")
 @click.argument("run_ref", metavar="RUN")
 @click.argument("pairs", metavar="KEY=VALUE…", nargs=-1)
-@click.option("--remove", "-r", "removed", multiple=True, metavar="KEY", help="Repeatable.")
+@click.option("--remove", "removed", multiple=True, metavar="KEY", help="Repeatable.")
 @json_option
 @click.pass_context
 def runs_tag(
@@ -390,7 +390,6 @@ def runs_tag(
 @click.argument("text", required=False)
 @click.option(
     "--file",
-    "-f",
     "source",
     type=click.File("r"),
     default=None,
