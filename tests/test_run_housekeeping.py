@@ -428,7 +428,8 @@ def test_through_a_server_only_the_runs_owner_tags_and_deletes(
         listed = json.loads(as_user("vera", "runs", "--json").stdout)["runs"]
         assert listed == []
         shown = json.loads(as_user("vera", "runs", "show", rid, "--json").stdout)
-        assert shown["deleted_by"] == "olga" and shown["note"] == "ok"
+        assert shown["deleted_by"] == "olga" and shown["delete_reason"] == "test"
+        assert shown["note"] == "ok" and shown["environment_summary"]["python"]
         assert as_user("olga", "runs", "restore", rid).returncode == 0
         assert len(json.loads(as_user("vera", "runs", "--json").stdout)["runs"]) == 1
     finally:
