@@ -78,6 +78,11 @@ OPS: tuple[Op, ...] = (
     Op("set_run_error", "POST", "/runs/{run_id}/error", "editor"),
     Op("attachments", "GET", "/runs/{ref}/attachments", "viewer"),
     Op("add_attachment", "POST", "/runs/{run_id}/attachments", "editor"),
+    Op("tag_run", "POST", "/runs/{run_id}/tags", "editor"),
+    Op("set_run_note", "PUT", "/runs/{run_id}/note", "editor"),
+    Op("rename_run", "PUT", "/runs/{run_id}/name", "editor"),
+    Op("delete_run", "DELETE", "/runs/{run_id}", "editor"),
+    Op("restore_run", "POST", "/runs/{run_id}/restore", "editor"),
     Op("models", "GET", "/models", "viewer"),
     Op("history", "GET", "/models/{name:path}/history", "viewer", "name"),
     Op("register", "POST", "/models/{name:path}/versions", "editor", "name"),
@@ -98,6 +103,11 @@ RUN_WRITES = frozenset(
         "end_run",
         "set_run_error",
         "add_attachment",
+        "tag_run",
+        "set_run_note",
+        "rename_run",
+        "delete_run",
+        "restore_run",
     }
 )
 # Repo methods a server's client does not offer, and why (the message it raises).

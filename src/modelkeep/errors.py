@@ -982,3 +982,52 @@ class EnvironmentDrift(ModelkeepError):
             f"the environment differs from the one run {run_id[:8]} recorded: {shown}{more}; "
             "install what it had, or pass --allow-env-drift to run anyway"
         )
+
+
+# -- run housekeeping: tags, notes, rename, delete ----------------------------------------------
+
+
+class InvalidTag(ModelkeepError, ValueError):
+    """A run tag whose key or value cannot be stored."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"tag {key!r} cannot be set: {reason}")
+
+
+class InvalidRunName(ModelkeepError, ValueError):
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(
+            f"invalid run name {name!r}: {reason}; a run name is 1-255 characters of printable text"
+        )
+
+
+class RunStillRunning(ModelkeepError):
+    """A running run cannot be deleted: its owner is still writing to it."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id[:8]} is still running; end it (or wait until `modelkeep runs` "
+            "shows it killed) before deleting it"
+        )
+
+
+class RunNotDeleted(ModelkeepError):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id[:8]} is not deleted; there is nothing to restore")
+
+
+class RunDeleted(ModelkeepError):
+    """A deleted run was asked for where deleted runs are hidden."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id[:8]} is deleted; pass --deleted to include it, or "
+            f"`modelkeep runs restore {run_id[:8]}`"
+        )

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from modelkeep import config, meta, ownership
 from modelkeep.errors import (
@@ -28,9 +28,11 @@ from modelkeep.errors import (
     RemoteExists,
     RemoteNotFound,
     RepoExists,
+    RunDeleted,
     RunNotFound,
 )
 from modelkeep.meta import Artifact, Attachment, Lineage, Metric, RunRecord, Version, attachments
+from modelkeep.meta import housekeeping as run_housekeeping
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
@@ -598,10 +600,24 @@ class Repo:
         status: str | None = None,
         where: Sequence[str] = (),
         limit: int | None = None,
+        sort: str | None = None,
+        descending: bool = False,
+        deleted: Literal["hide", "only", "all"] = "hide",
     ) -> list[RunRecord]:
-        """Runs, newest first; where holds conditions like "metrics.auc > 0.9"."""
+        """Runs, newest first; where holds conditions like "metrics.auc > 0.9" or
+        "tags.team = fraud"; sort is a key like "metrics.auc" (runs without it last);
+        deleted runs are hidden unless deleted is "only" or "all"."""
         meta.reap(self.db, process.alive)
-        return meta.find_runs(self.db, name=name, status=status, where=where, limit=limit)
+        return meta.find_runs(
+            self.db,
+            name=name,
+            status=status,
+            where=where,
+            limit=limit,
+            sort=sort,
+            descending=descending,
+            deleted={"hide": False, "only": True, "all": None}[deleted],
+        )
 
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
@@ -648,6 +664,39 @@ class Repo:
 
     def set_run_error(self, run_id: str, error: str) -> None:
         meta.set_error(self.db, run_id, error)
+
+    # -- run housekeeping: what is said about a run, at any time, by its owner -------------
+
+    def tag_run(
+        self, run_id: str, tags: Mapping[str, str], *, remove: Sequence[str] = ()
+    ) -> RunRecord:
+        """Set tags on a run (replacing a key's value) and remove the keys in remove."""
+        found = self.run(run_id).id
+        run_housekeeping.set_tags(self.db, found, tags, remove)
+        return self.run(found)
+
+    def set_run_note(self, run_id: str, note: str) -> RunRecord:
+        """Replace the run's note (free text; empty removes it)."""
+        found = self.run(run_id).id
+        run_housekeeping.set_note(self.db, found, note)
+        return self.run(found)
+
+    def rename_run(self, run_id: str, name: str) -> RunRecord:
+        found = self.run(run_id).id
+        run_housekeeping.rename(self.db, found, name)
+        return self.run(found)
+
+    def delete_run(self, run_id: str, *, reason: str = "") -> run_housekeeping.RunDeletion:
+        """Hide an ended run from listings and comparisons; its records and attachments
+        stay (gc keeps them), lineage still shows it, and restore_run brings it back."""
+        found = self.run(run_id).id  # reaps first: a run whose process died can go
+        kept = run_housekeeping.delete_run(self.db, found, self.user, reason)
+        return run_housekeeping.RunDeletion(self.run(found), kept)
+
+    def restore_run(self, run_id: str) -> RunRecord:
+        found = self.run(run_id).id
+        run_housekeeping.restore_run(self.db, found)
+        return self.run(found)
 
     # -- run attachments: files that belong to a run, not versions ------------------------
 
@@ -720,10 +769,15 @@ class Repo:
 
         return diff_environments(self.environment(a), self.environment(b))
 
-    def compare_runs(self, refs: Sequence[Target]) -> meta.Comparison:
+    def compare_runs(self, refs: Sequence[Target], *, deleted: bool = False) -> meta.Comparison:
         """Params and latest metrics of several runs side by side; each ref is a run id (or
-        prefix) or a version ref, which stands for the run that made that version."""
-        return meta.compare([self.run_or_producer(ref) for ref in refs])
+        prefix) or a version ref, which stands for the run that made that version. A
+        deleted run is refused unless deleted is true."""
+        found = [self.run_or_producer(ref) for ref in refs]
+        hidden = [r for r in found if r.deleted]
+        if hidden and not deleted:
+            raise RunDeleted(hidden[0].id)
+        return meta.compare(found)
 
     def run_or_producer(self, ref: Target) -> RunRecord:
         """A run by id (or prefix), else the run that made the version ref names."""

@@ -111,6 +111,16 @@ class Run:
         for key, _number, at in items:  # only once written: a refused call uses no step
             self._steps[key] = at + 1
 
+    def set_tag(self, key: str, value: str | float | bool) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, str | float | bool]) -> None:
+        """Set tags on this run (text; a number or boolean is written as its text).
+        Unlike params, a tag can be changed later: `modelkeep runs tag RUN KEY=VALUE`."""
+        self.repo.tag_run(
+            self.id, {k: v if isinstance(v, str) else _tag_text(k, v) for k, v in tags.items()}
+        )
+
     def log_artifact(
         self,
         path: str | os.PathLike[str],
@@ -389,6 +399,17 @@ def _encode_params(params: Mapping[str, Any]) -> dict[str, str]:
                 "booleans, lists or dicts of them"
             ) from exc
     return out
+
+
+def _tag_text(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Real):
+        return str(value)
+    raise InvalidArgument(
+        f"tag {key!r} = {value!r}: a tag value is text (or a number or boolean, written "
+        "as text); log structured values as params"
+    )
 
 
 def _check_key(key: Any, what: str) -> None:

@@ -180,3 +180,42 @@ def _compare(a: Any, b: Any, key: str, out: list[tuple[str, Any, Any]]) -> None:
             _compare(a.get(k), b.get(k), f"{key}.{k}" if key else k, out)
     elif a != b:
         out.append((key, a, b))
+
+
+# The libraries that decide a model's results, as `runs show` names them (the rest of
+# the packages are in the full record: `runs show --env`, `env show`).
+KEY_PACKAGES = (
+    "torch",
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-macos",
+    "jax",
+    "jaxlib",
+    "scikit-learn",
+    "xgboost",
+    "lightgbm",
+    "numpy",
+    "pandas",
+    "transformers",
+    "modelkeep",
+)
+
+
+def summarize(doc: dict[str, Any]) -> dict[str, Any]:
+    """The few lines of an environment a reader wants first: Python, OS, the ML libraries
+    present, and the GPUs with their driver (and CUDA) when the capture found any."""
+    py = doc.get("python") or {}
+    system = doc.get("os") or {}
+    packages: dict[str, str] = doc.get("packages") or {}
+    gpus = [
+        {"name": g.get("name", ""), "driver": g.get("driver", ""), "memory": g.get("memory", "")}
+        for g in doc.get("gpu") or []
+    ]
+    return {
+        "python": " ".join(x for x in (py.get("implementation"), py.get("version")) if x),
+        "os": " ".join(str(system[k]) for k in ("system", "release", "machine") if system.get(k)),
+        "packages": {name: packages[name] for name in KEY_PACKAGES if name in packages},
+        "gpus": gpus,
+        "cuda": doc.get("cuda"),
+        "package_count": len(packages),
+    }

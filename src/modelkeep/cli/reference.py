@@ -41,10 +41,15 @@ EXAMPLES: dict[str, str] = {
     "pull": "modelkeep pull fraud-detector@production",
     "cache prune": "modelkeep cache prune --max-size 20G --dry-run",
     "run": "modelkeep run --name train -p lr=0.01 -- python train.py",
-    "runs show": "modelkeep runs show 1a2b3c4d",
+    "runs show": "modelkeep runs show 1a2b3c4d --env",
     "runs compare": "modelkeep runs compare 1a2b3c4d 9f8e7d6c",
     "runs attach": "modelkeep runs attach 1a2b3c4d roc.png --name plots/roc.png",
     "runs get": "modelkeep runs get 1a2b3c4d stdout.txt -o train.log",
+    "runs tag": "modelkeep runs tag 1a2b3c4d team=fraud reviewed=yes --remove draft",
+    "runs note": 'modelkeep runs note 1a2b3c4d "baseline for the Q3 review"',
+    "runs rename": "modelkeep runs rename 1a2b3c4d xgb-baseline",
+    "runs delete": 'modelkeep runs delete 1a2b3c4d --reason "wrong data split"',
+    "runs restore": "modelkeep runs restore 1a2b3c4d",
     "env show": "modelkeep env show fraud-detector:v3",
     "env diff": "modelkeep env diff 1a2b3c4d fraud-detector:v2",
     "lineage": "modelkeep lineage fraud-detector --upstream --format mermaid",
@@ -73,7 +78,7 @@ EXAMPLES: dict[str, str] = {
     "webhook deliveries": "modelkeep webhook deliveries --status failed",
     "webhook deliver": "modelkeep webhook deliver --watch",
     # groups that do something of their own
-    "runs": 'modelkeep runs --where "metrics.auc > 0.9"',
+    "runs": 'modelkeep runs --where "tags.team = fraud" --sort metrics.auc --desc',
 }
 
 _HEAD = """\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -153,7 +154,17 @@ def _sweep(
     help='A condition like "metrics.auc > 0.9" or "params.depth = 6"; repeatable (all must hold).',
 )
 @click.option("--limit", "-l", default=50, show_default=True, help="At most this many runs.")
+@click.option(
+    "--sort",
+    default=None,
+    metavar="KEY",
+    help="Order by metrics.K, params.K, tags.K, started, name, status or duration "
+    "(ascending; runs without K last).",
+)
+@click.option("--desc", "descending", is_flag=True, help="With --sort: largest first.")
 @click.option("--tree", is_flag=True, help="Show nested runs under the runs they ran in.")
+@click.option("--deleted", "only_deleted", is_flag=True, help="Only deleted runs.")
+@click.option("--all", "with_deleted", is_flag=True, help="Deleted runs too.")
 @json_option
 @click.pass_context
 def runs(
@@ -162,14 +173,30 @@ def runs(
     status: str | None,
     conditions: tuple[str, ...],
     limit: int,
+    sort: str | None,
+    descending: bool,
     tree: bool,
+    only_deleted: bool,
+    with_deleted: bool,
     as_json: bool,
 ) -> None:
     """List runs, newest first; `runs show RUN`, `runs compare RUN RUN …`,
-    `runs attach RUN PATH`, `runs get RUN NAME`."""
+    `runs attach RUN PATH`, `runs get RUN NAME`, `runs tag|note|rename|delete|restore RUN`.
+
+    --where takes "metrics.auc > 0.9", "params.depth = 6" or "tags.team = fraud"."""
     if ctx.invoked_subcommand is not None:
         return
-    found = open_repo(ctx).runs(name=name, status=status, where=conditions, limit=limit)
+    if descending and sort is None:
+        raise click.UsageError("--desc orders what --sort names; give --sort KEY too")
+    found = open_repo(ctx).runs(
+        name=name,
+        status=status,
+        where=conditions,
+        limit=limit,
+        sort=sort,
+        descending=descending,
+        deleted="only" if only_deleted else "all" if with_deleted else "hide",
+    )
     if as_json:
         render.emit_json({"runs": [r.to_json() for r in found]})
         return
@@ -183,7 +210,7 @@ def runs(
             [
                 r.short_id,
                 ("  " * (depth - 1) + "└ " if depth else "") + r.name,
-                r.status,
+                f"{r.status} (deleted)" if r.deleted else r.status,
                 render.when(r.started_at),
                 render.duration(r.duration),
                 r.user,
@@ -214,24 +241,38 @@ def _as_tree(found: list[RunRecord]) -> list[tuple[int, RunRecord]]:
 
 @runs.command("show")
 @click.argument("run_ref", metavar="RUN")
+@click.option("--env", "full_env", is_flag=True, help="The whole environment: every package.")
 @json_option
 @click.pass_context
-def runs_show(ctx: click.Context, run_ref: str, as_json: bool) -> None:
-    """Everything recorded about one run (an id or a unique prefix of one)."""
+def runs_show(ctx: click.Context, run_ref: str, full_env: bool, as_json: bool) -> None:
+    """Everything recorded about one run (an id or a unique prefix of one), with a summary
+    of its environment (Python, OS, ML libraries, GPUs); --env prints all of it."""
+    from modelkeep.capture.environment import summarize
+
     repo = open_repo(ctx)
     r = repo.run(run_ref)
     history = repo.metric_history(r.id)
     attached = repo.attachments(r.id)
+    env_doc = repo.environment(r.id) if r.env_id else None
     if as_json:
         render.emit_json(
             {
                 **r.to_json(),
                 "metric_history": [m.to_json() for m in history],
                 "attachments": [a.to_json() for a in attached],
+                "environment_summary": summarize(env_doc) if env_doc is not None else None,
+                **({"environment": env_doc} if full_env else {}),
             }
         )
         return
     click.echo(f"run {r.id}  {r.name}  ({r.status})")
+    if r.deleted_at is not None:
+        by = f" by {r.deleted_by}" if r.deleted_by else ""
+        why = f": {r.delete_reason}" if r.delete_reason else ""
+        click.echo(
+            f"  DELETED {render.when(r.deleted_at)}{by}{why} "
+            f"(`modelkeep runs restore {r.short_id}` brings it back)"
+        )
     fields: list[tuple[str, str]] = [
         *([("parent", r.parent_id)] if r.parent_id else []),
         ("user", f"{r.user} on {r.host}"),
@@ -250,6 +291,16 @@ def runs_show(ctx: click.Context, run_ref: str, as_json: bool) -> None:
     fields.append(("env", r.env_id[:12] if r.env_id else "-"))
     for key, value in fields:
         click.echo(f"  {key:<10} {value}")
+    if env_doc is not None:
+        _show_env(env_doc)
+    if r.tags:
+        click.echo("  tags:")
+        for key, text in r.tags.items():
+            click.echo(f"    {key} = {text}")
+    if r.note:
+        click.echo("  note:")
+        for line in r.note.splitlines():
+            click.echo(f"    {line}")
     if r.params:
         click.echo("  params:")
         for key, value in r.params.items():
@@ -272,6 +323,147 @@ def runs_show(ctx: click.Context, run_ref: str, as_json: bool) -> None:
         click.echo("  attachments:")
         for a in attached:
             click.echo(f"    {a.name}  {render.size(a.size)}  {a.content_id[:15]}")
+    if env_doc is not None and full_env:
+        click.echo("  environment:")
+        for line in json.dumps(
+            {k: v for k, v in env_doc.items() if k != "packages"}, indent=2, sort_keys=True
+        ).splitlines()[1:-1]:
+            click.echo(f"  {line}")
+        packages = env_doc.get("packages") or {}
+        click.echo(f"  packages ({len(packages)}):")
+        for name, version in packages.items():
+            click.echo(f"    {name}=={version}")
+
+
+def _show_env(doc: dict[str, Any]) -> None:
+    from modelkeep.capture.environment import summarize
+
+    e = summarize(doc)
+    click.echo(f"  {'python':<10} {e['python'] or '-'}")
+    click.echo(f"  {'os':<10} {e['os'] or '-'}")
+    for g in e["gpus"]:
+        detail = ", ".join(x for x in (f"driver {g['driver']}" if g["driver"] else "",
+                                       g["memory"]) if x)  # fmt: skip
+        click.echo(f"  {'gpu':<10} {g['name']}" + (f" ({detail})" if detail else ""))
+    if e["cuda"]:
+        click.echo(f"  {'cuda':<10} {e['cuda']}")
+    shown = " ".join(f"{n}=={v}" for n, v in e["packages"].items()) or "none of the ML libraries"
+    click.echo(f"  {'libraries':<10} {shown}  (of {e['package_count']} packages)")
+
+
+def _tag_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    from modelkeep.errors import InvalidArgument
+
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise InvalidArgument(f"cannot read tag {pair!r}; write KEY=VALUE, e.g. team=fraud")
+        tags[key] = value
+    return tags
+
+
+@runs.command("tag")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("pairs", metavar="KEY=VALUE…", nargs=-1)
+@click.option("--remove", "removed", multiple=True, metavar="KEY", help="Repeatable.")
+@json_option
+@click.pass_context
+def runs_tag(
+    ctx: click.Context, run_ref: str, pairs: tuple[str, ...], removed: tuple[str, ...],
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Set tags on RUN (a value replaces the key's old one) or remove them; find tagged
+    runs with `runs --where "tags.KEY = VALUE"`, sort with `runs --sort tags.KEY`."""
+    if not pairs and not removed:
+        raise click.UsageError("give KEY=VALUE pairs to set, or --remove KEY")
+    r = open_repo(ctx).tag_run(run_ref, _tag_pairs(pairs), remove=list(removed))
+    if as_json:
+        render.emit_json(r.to_json())
+        return
+    shown = ", ".join(f"{k}={v}" for k, v in r.tags.items()) or "none"
+    click.echo(f"run {r.short_id} ({r.name}) tags: {shown}")
+
+
+@runs.command("note")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("text", required=False)
+@click.option(
+    "--file",
+    "source",
+    type=click.File("r"),
+    default=None,
+    help="Read it from a file; - is stdin.",
+)
+@json_option
+@click.pass_context
+def runs_note(
+    ctx: click.Context, run_ref: str, text: str | None, source: Any, as_json: bool
+) -> None:
+    """Replace RUN's note with TEXT (- reads stdin; "" removes the note)."""
+    if (text is None) == (source is None):
+        raise click.UsageError('give the note as TEXT or --file F (not both); "-" is stdin')
+    if source is not None:
+        text = source.read()
+    elif text == "-":
+        text = sys.stdin.read()
+    assert text is not None
+    r = open_repo(ctx).set_run_note(run_ref, text)
+    if as_json:
+        render.emit_json(r.to_json())
+        return
+    said = f"{len(r.note)} characters" if r.note else "removed"
+    click.echo(f"run {r.short_id} ({r.name}) note: {said}")
+
+
+@runs.command("rename")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("new_name")
+@json_option
+@click.pass_context
+def runs_rename(ctx: click.Context, run_ref: str, new_name: str, as_json: bool) -> None:
+    """Give RUN a new name."""
+    r = open_repo(ctx).rename_run(run_ref, new_name)
+    if as_json:
+        render.emit_json(r.to_json())
+        return
+    click.echo(f"run {r.short_id} is now named {r.name}")
+
+
+@runs.command("delete")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--reason", default="", help="Why; shown by `runs show`.")
+@json_option
+@click.pass_context
+def runs_delete(ctx: click.Context, run_ref: str, reason: str, as_json: bool) -> None:
+    """Hide an ended RUN from `runs` and `runs compare` (a soft delete).
+
+    Its records and attachments stay (gc keeps them), `runs show RUN` and `lineage` still
+    show it, and `runs restore RUN` undoes the delete. A running run cannot be deleted.
+    """
+    d = open_repo(ctx).delete_run(run_ref, reason=reason)
+    if as_json:
+        render.emit_json(d.to_json())
+        return
+    r = d.run
+    click.echo(
+        f"deleted run {r.short_id} ({r.name}); `modelkeep runs restore {r.short_id}` undoes it"
+    )
+    if d.kept_for:
+        click.echo(f"kept for the lineage of {', '.join(d.kept_for)}")
+
+
+@runs.command("restore")
+@click.argument("run_ref", metavar="RUN")
+@json_option
+@click.pass_context
+def runs_restore(ctx: click.Context, run_ref: str, as_json: bool) -> None:
+    """Undo `runs delete RUN`: list and compare it again."""
+    r = open_repo(ctx).restore_run(run_ref)
+    if as_json:
+        render.emit_json(r.to_json())
+        return
+    click.echo(f"restored run {r.short_id} ({r.name})")
 
 
 @runs.command("attach")
@@ -324,15 +516,16 @@ def _code_summary(code: dict[str, Any]) -> str:
 
 @runs.command("compare")
 @click.argument("refs", metavar="RUN|REF…", nargs=-1, required=True)
+@click.option("--deleted", is_flag=True, help="Allow deleted runs.")
 @json_option
 @click.pass_context
-def runs_compare(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
+def runs_compare(ctx: click.Context, refs: tuple[str, ...], deleted: bool, as_json: bool) -> None:
     """Params and latest metrics of several runs side by side; '*' marks differences.
 
     Each argument is a run id (or a unique prefix) or a version ref, which stands for the
-    run that made that version.
+    run that made that version. A deleted run is refused unless --deleted.
     """
-    c = open_repo(ctx).compare_runs(refs)
+    c = open_repo(ctx).compare_runs(refs, deleted=deleted)
     if as_json:
         render.emit_json(c.to_json())
         return

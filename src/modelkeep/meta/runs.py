@@ -12,7 +12,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,12 +36,16 @@ from modelkeep.meta.models import (
     RunInputRow,
     RunOutputRow,
     RunRow,
+    RunTagRow,
     VersionRow,
 )
 
 RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"
 STATUSES = (RUNNING, FINISHED, FAILED, KILLED)
 MIN_PREFIX = 4
+RESERVED = "modelkeep."  # the tag keys modelkeep writes itself (meta.housekeeping)
+DELETED_BY = RESERVED + "deleted_by"
+DELETE_REASON = RESERVED + "delete_reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,15 @@ class RunRecord:
     outputs: tuple[str, ...]  # refs of the versions it produced
     parent_id: str | None = None  # the run it was started inside
     children: tuple[str, ...] = ()  # ids of the runs started inside it, oldest first
+    tags: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    deleted_at: datetime | None = None  # a soft delete: hidden from listings, kept in lineage
+    deleted_by: str = ""
+    delete_reason: str = ""
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
 
     @property
     def short_id(self) -> str:
@@ -126,6 +139,11 @@ class RunRecord:
             "outputs": list(self.outputs),
             "parent_id": self.parent_id,
             "children": list(self.children),
+            "tags": self.tags,
+            "note": self.note,
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
+            "deleted_by": self.deleted_by or None,
+            "delete_reason": self.delete_reason or None,
         }
 
 
@@ -341,22 +359,32 @@ def runs(
     ids: Iterable[str] | None = None,
     name: str | None = None,
     status: str | None = None,
+    deleted: bool | None = None,
     limit: int | None = None,
     offset: int = 0,
+    order: str = "started",
+    descending: bool = True,
 ) -> list[RunRecord]:
     """Runs, newest first, with params, latest metrics, inputs and outputs.
 
     Only the runs asked for (limit, offset) are loaded with their details, so showing the
-    newest 50 of 10,000 runs reads 50.
+    newest 50 of 10,000 runs reads 50. deleted: True only deleted runs, False only the
+    others, None both. order names a column (started, name, status).
     """
     with db.read() as s:
-        query = select(*RunRow.__table__.c).order_by(RunRow.started_at.desc(), RunRow.id)
+        column = {"started": RunRow.started_at, "name": RunRow.name, "status": RunRow.status}
+        first = column[order].desc() if descending else column[order].asc()
+        query = select(*RunRow.__table__.c).order_by(first, RunRow.started_at.desc(), RunRow.id)
         if ids is not None:
             query = query.where(RunRow.id.in_(list(ids)))
         if name is not None:
             query = query.where(RunRow.name == name)
         if status is not None:
             query = query.where(RunRow.status == status)
+        if deleted is not None:
+            query = query.where(
+                RunRow.deleted_at.is_not(None) if deleted else RunRow.deleted_at.is_(None)
+            )
         if limit is not None:
             query = query.limit(limit).offset(offset)
         rows = list(s.execute(query))
@@ -374,7 +402,14 @@ def _records(s: Session, rows: list[Any]) -> list[RunRecord]:
     inputs: dict[str, list[str]] = defaultdict(list)
     outputs: dict[str, list[str]] = defaultdict(list)
     children: dict[str, list[str]] = defaultdict(list)
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
     for batch in _chunks([r.id for r in rows]):
+        for t in s.execute(
+            select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value).where(
+                RunTagRow.run_id.in_(batch)
+            )
+        ):
+            tags[t.run_id][t.key] = t.value
         for c in s.execute(
             select(RunRow.parent_id, RunRow.id)
             .where(RunRow.parent_id.in_(batch))
@@ -436,6 +471,11 @@ def _records(s: Session, rows: list[Any]) -> list[RunRecord]:
             outputs=tuple(outputs[r.id]),
             parent_id=r.parent_id,
             children=tuple(children[r.id]),
+            tags={k: v for k, v in sorted(tags[r.id].items()) if not k.startswith(RESERVED)},
+            note=r.note or "",
+            deleted_at=r.deleted_at,
+            deleted_by=tags[r.id].get(DELETED_BY, "") if r.deleted_at else "",
+            delete_reason=tags[r.id].get(DELETE_REASON, "") if r.deleted_at else "",
         )
         for r in rows
     ]
@@ -466,10 +506,10 @@ def environment(db: Database, env_id: str) -> dict[str, Any]:
     return loaded
 
 
-# -- filtering --------------------------------------------------------------------
+# -- filtering and sorting --------------------------------------------------------
 
 _CONDITION = re.compile(
-    r"\s*(?P<kind>params?|metrics?)\.(?P<key>[^\s=!<>]+)\s*(?P<op>==|=|!=|<=|>=|<|>)\s*(?P<value>.*?)\s*"
+    r"\s*(?P<kind>params?|metrics?|tags?)\.(?P<key>[^\s=!<>]+)\s*(?P<op>==|=|!=|<=|>=|<|>)\s*(?P<value>.*?)\s*"
 )
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: a == b,
@@ -480,19 +520,31 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
 }
+COLUMNS = ("started", "name", "status")  # sorted by the database
+SORT_KEYS = (*COLUMNS, "duration", "params.KEY", "metrics.KEY", "tags.KEY")
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _as_number(text: str) -> float | None:
+    """A tag's text as a number when it reads as one ("10", "0.5"), else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def parse_condition(text: str) -> Callable[[RunRecord], bool]:
-    """`metrics.auc > 0.9`, `params.depth = 6`, `params.model != "rf"` as a run predicate."""
+    """`metrics.auc > 0.9`, `params.depth = 6`, `params.model != "rf"`, `tags.team = fraud`
+    as a run predicate. A run without the key matches no condition on it."""
     m = _CONDITION.fullmatch(text)
     if m is None or not m["value"]:
         raise InvalidArgument(
-            f'cannot read condition {text!r}; write e.g. "metrics.auc > 0.9" or '
-            '"params.model = rf" (operators = != < <= > >=)'
+            f'cannot read condition {text!r}; write e.g. "metrics.auc > 0.9", '
+            '"params.model = rf" or "tags.team = fraud" (operators = != < <= > >=)'
         )
     raw = m["value"]
     try:
@@ -500,12 +552,14 @@ def parse_condition(text: str) -> Callable[[RunRecord], bool]:
     except ValueError:
         wanted = raw.strip("'\"")
     key, test = m["key"], _OPS[m["op"]]
-    metric = m["kind"].startswith("metric")
-    if metric and not _number(wanted):
+    kind = m["kind"].rstrip("s")
+    if kind == "metric" and not _number(wanted):
         raise InvalidArgument(f"condition {text!r}: a metric compares with a number")
+    if kind == "tag":
+        return _tag_condition(key, m["op"], wanted if isinstance(wanted, str) else raw)
 
     def check(run: RunRecord) -> bool:
-        values: Mapping[str, Any] = run.metrics if metric else run.params
+        values: Mapping[str, Any] = run.metrics if kind == "metric" else run.params
         if key not in values:
             return False
         have = values[key]
@@ -520,6 +574,68 @@ def parse_condition(text: str) -> Callable[[RunRecord], bool]:
     return check
 
 
+def _tag_condition(key: str, op: str, wanted: str) -> Callable[[RunRecord], bool]:
+    """Tags are text: = and != compare the text; < <= > >= compare numbers, and hold only
+    when both the tag and the value read as numbers."""
+    test = _OPS[op]
+    number = _as_number(wanted)
+    if op not in ("=", "==", "!=") and number is None:
+        raise InvalidArgument(
+            f"condition on tags.{key}: {op} compares numbers; {wanted!r} is not one "
+            "(use = or != for text)"
+        )
+
+    def check(run: RunRecord) -> bool:
+        have = run.tags.get(key)
+        if have is None:
+            return False
+        if op in ("=", "==", "!="):
+            return test(have, wanted)
+        have_number = _as_number(have)
+        return have_number is not None and test(have_number, number)
+
+    return check
+
+
+def parse_sort(key: str) -> Callable[[RunRecord], Any]:
+    """The value a run sorts by for key (None when it has none: those sort last)."""
+    kind, _, name = key.partition(".")
+    if key in COLUMNS or key == "duration":
+        return lambda r: {
+            "started": r.started_at,
+            "name": r.name,
+            "status": r.status,
+            "duration": r.duration,
+        }[key]
+    if name and kind in ("params", "metrics", "tags"):
+        return lambda r: getattr(r, kind).get(name)
+    raise InvalidArgument(f"cannot sort by {key!r}; sort by one of {', '.join(SORT_KEYS)}")
+
+
+def _rank(value: Any) -> tuple[int, Any] | None:
+    """Numbers before text, each in its own order; NaN and absent values have no rank."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (0, value.timestamp())
+    if _number(value):
+        return None if math.isnan(value) else (0, value)
+    if isinstance(value, str):
+        number = _as_number(value)
+        return (0, number) if number is not None else (1, value)
+    return (1, json.dumps(value, sort_keys=True))
+
+
+def sort_runs(found: Sequence[RunRecord], key: str, *, descending: bool = False) -> list[RunRecord]:
+    """Runs ordered by key; runs without a value for it come last whichever the direction.
+    Ties keep the order they came in (newest first)."""
+    value = parse_sort(key)
+    ranked = [(_rank(value(r)), r) for r in found]
+    present = [(rank, r) for rank, r in ranked if rank is not None]
+    present.sort(key=lambda pair: pair[0], reverse=descending)  # stable either way
+    return [r for _, r in present] + [r for rank, r in ranked if rank is None]
+
+
 def find_runs(
     db: Database,
     *,
@@ -527,19 +643,43 @@ def find_runs(
     status: str | None = None,
     where: Sequence[str] = (),
     limit: int | None = None,
+    deleted: bool | None = False,
+    sort: str | None = None,
+    descending: bool = False,
 ) -> list[RunRecord]:
-    """Runs, newest first, that match every condition in where ("metrics.auc > 0.9")."""
+    """Runs, newest first (or by sort), that match every condition in where.
+
+    deleted: False hides deleted runs, True shows only them, None shows all. Sorting by a
+    column (started, name, status) is the database's; by anything else (a metric, a
+    param, a tag, the duration) every matching run is read, then sorted, then cut to
+    limit.
+    """
     if status is not None and status not in STATUSES:
         raise InvalidArgument(f"unknown run status {status!r}; use one of {', '.join(STATUSES)}")
     tests = [parse_condition(c) for c in where]
-    if not tests:
-        return runs(db, name=name, status=status, limit=limit)
+    if sort is not None:
+        parse_sort(sort)  # a bad key is refused before anything is read
+    in_sql = sort is None or sort in COLUMNS
+    order, desc = ("started", True)
+    if sort is not None and sort in COLUMNS:
+        order, desc = sort, descending
+    if not tests and in_sql:
+        return runs(
+            db, name=name, status=status, deleted=deleted, limit=limit, order=order,
+            descending=desc,
+        )  # fmt: skip
     found: list[RunRecord] = []
     page, offset = 500, 0
-    while limit is None or len(found) < limit:  # newest first, a page at a time
-        batch = runs(db, name=name, status=status, limit=page, offset=offset)
+    while limit is None or not in_sql or len(found) < limit:  # a page at a time
+        batch = runs(
+            db, name=name, status=status, deleted=deleted, limit=page, offset=offset,
+            order=order, descending=desc,
+        )  # fmt: skip
         found += [r for r in batch if all(t(r) for t in tests)]
         if len(batch) < page:
             break
         offset += page
+    if not in_sql:
+        assert sort is not None
+        found = sort_runs(found, sort, descending=descending)
     return found[:limit] if limit is not None else found
