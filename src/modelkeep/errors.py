@@ -998,8 +998,9 @@ class InputTypeMismatch(InputSchemaError):
         self.column = column
         self.expected = expected
         self.given = given
+        where = "the input" if column == "the input" else f"{column} of the input"
         super().__init__(
-            f"{column} of the input to {ref} is {given}, but its signature wants {expected}, "
+            f"{where} to {ref} is {given}, but its signature wants {expected}, "
             f"which {given} cannot safely become; convert it, {self.bypass}"
         )
 

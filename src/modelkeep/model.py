@@ -171,12 +171,16 @@ def example_doc(parts: Parts, version: Version) -> dict[str, Any] | None:
     spec = spec_of(version)
     if spec.example is None:
         return None
+    pieces, size = [], 0
     with content.open_file(parts, version, spec.example) as f:
-        raw = f.read(examples.FILE_LIMIT + 1)
-    if len(raw) > examples.FILE_LIMIT:
-        raise InputExampleInvalid(
-            version.ref, spec.example, f"it is over {examples.FILE_LIMIT >> 20} MiB"
-        )
+        while piece := f.read(1 << 20):  # in pieces: read(limit) would allocate the limit
+            pieces.append(piece)
+            size += len(piece)
+            if size > examples.FILE_LIMIT:
+                raise InputExampleInvalid(
+                    version.ref, spec.example, f"it is over {examples.FILE_LIMIT >> 20} MiB"
+                )
+    raw = b"".join(pieces)
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, nesting too deep

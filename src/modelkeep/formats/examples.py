@@ -17,6 +17,7 @@ shape), every value is checked against its column's type, and each failure is on
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import re
 import sys
@@ -83,6 +84,20 @@ def frame_fields(frame: Any) -> dict[str, Any]:
     return fields
 
 
+def exact_times(frame: Any, rows: list[list[Any]]) -> None:
+    """Put each time of a datetime column into rows as an ISO text to the nanosecond, with
+    its offset: pandas' to_json stops at the microsecond."""
+    for i, (_, dtype) in enumerate(frame.dtypes.items()):
+        if _DATETIME.fullmatch(str(dtype)):
+            for row, value in zip(rows, iso_times(frame.iloc[:, i]), strict=True):
+                row[i] = value
+
+
+def iso_times(values: Any) -> list[str | None]:
+    pandas = sys.modules["pandas"]
+    return [None if pandas.isna(t) else t.isoformat() for t in values]
+
+
 def _index(index: Any) -> dict[str, Any] | None:
     """A one-level index of numbers, text or times; a RangeIndex as its bounds; None for
     the default 0..n-1 and for anything else (a MultiIndex comes back as 0..n-1)."""
@@ -95,10 +110,11 @@ def _index(index: Any) -> dict[str, Any] | None:
     dtype = str(index.dtype)
     if isinstance(index, pandas.MultiIndex) or not table_dtype(dtype) or dtype == "category":
         return None
-    values = pandas.Series(index).to_json(orient="values", date_format="iso", date_unit="ns")
-    import json
-
-    return {"values": json.loads(values), "dtype": dtype, "name": name}
+    if _DATETIME.fullmatch(dtype):
+        values = iso_times(index)
+    else:
+        values = json.loads(pandas.Series(index).to_json(orient="values"))
+    return {"values": values, "dtype": dtype, "name": name}
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -226,8 +242,9 @@ class _Reader:
         for i, (name, dtype) in enumerate(zip(columns, dtypes, strict=True)):
             values = [r[i] for r in rows]
             built[i] = self.column(values, dtype, categories.get(str(i)), f"column {name!r}")
-        frame = pandas.DataFrame(built, index=self.index(doc.get("index"), len(rows)))
-        frame.columns = pandas.Index(columns, dtype=object if columns else None)
+        frame = pandas.DataFrame(built) if built else pandas.DataFrame(index=range(len(rows)))
+        frame.index = self.index(doc.get("index"), len(rows))  # set, not aligned to
+        frame.columns = pandas.Index(columns)
         return frame
 
     def index(self, doc: Any, rows: int) -> Any:
@@ -279,7 +296,7 @@ class _Reader:
                     raise self.fail(f"{where} holds a value that is not text or a number")
                 return pandas.Series(values, dtype=dtype)
             return self._datetimes(values, present, dtype, where)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, KeyError) as exc:  # KeyError: no such tz
             raise self.fail(f"{where} does not fit {dtype} ({exc})") from None
 
     def _numbers(self, present: list[Any], dtype: str, where: str, *, nullable: bool) -> None:

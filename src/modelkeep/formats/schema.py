@@ -110,6 +110,8 @@ def _table(columns: list[dict[str, Any]], x: Any, ref: str) -> Any:
     for column, dtype in zip(columns, dtypes, strict=True):
         if not _castable(array.dtype, dtype):
             raise InputTypeMismatch(ref, f"column {column['name']!r}", dtype, str(array.dtype))
+    if pandas is not None:  # named as at fit time: no "X does not have valid feature names"
+        return _frame(columns, pandas.DataFrame(array, columns=[c["name"] for c in columns]), ref)
     if len(set(dtypes)) == 1 and _is_numpy_number(dtypes[0]) and str(array.dtype) != dtypes[0]:
         return array.astype(dtypes[0])
     return array

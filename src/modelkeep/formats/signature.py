@@ -53,6 +53,7 @@ def _table(frame: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
         data = json.loads(text)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"{_NOT_STORABLE}: {exc}") from exc
+    examples.exact_times(frame, data["data"])
     return {"type": "table", "columns": columns}, data, examples.frame_fields(frame)
 
 
