@@ -500,3 +500,24 @@ def test_a_pipeline_retrained_in_another_process_is_the_same_bytes(
         for _ in range(2)
     ]
     assert refs == ["hgb:v1", "hgb:v1"]
+
+
+def test_through_a_server_the_example_and_the_check_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: tuple[Any, Any]
+) -> None:
+    """The server sends the example's JSON (input_example_doc); the client rebuilds it."""
+    from tests import mkserve
+
+    x, y = data
+    served = mkserve.start(tmp_path / "store")
+    try:
+        mkserve.with_accounts(served, {"alice": "admin"})
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        with mk.open(served.url, token=served.tokens["alice"]) as remote:
+            remote.log_model(_forest(x, y), "cancer", input_example=x[:3])
+            pd.testing.assert_frame_equal(remote.input_example("cancer:v1"), x[:3])
+            assert remote.input_example_doc("cancer:v1")["type"] == "DataFrame"
+            with pytest.raises(MissingInputColumn, match="'mean radius'"):
+                remote.load_model("cancer:v1").predict(x.drop(columns=["mean radius"]))
+    finally:
+        served.stop()

@@ -8,6 +8,10 @@ and reading it checks its shape anyway: the database may have been edited.
 
 Loading is the seam where a format library's own exceptions (a bad zip, bad JSON, a
 missing file, a constructor refusing its arguments) become one `ModelLoadFailed` line.
+A loaded object that predicts, from a version with a signature, is handed out behind
+`formats.schema.CheckedModel`, which checks predict's input; the input example is read
+back as the type it was logged as by `formats.examples`. Content equal to a version's
+makes no new version (`add`'s dedup), and log_model says so with `ModelUnchanged`.
 """
 
 from __future__ import annotations
