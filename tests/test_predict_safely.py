@@ -516,7 +516,8 @@ def test_through_a_server_the_example_and_the_check_are_the_same(
         with mk.open(served.url, token=served.tokens["alice"]) as remote:
             remote.log_model(_forest(x, y), "cancer", input_example=x[:3])
             pd.testing.assert_frame_equal(remote.input_example("cancer:v1"), x[:3])
-            assert remote.input_example_doc("cancer:v1")["type"] == "DataFrame"
+            doc = remote.input_example_doc("cancer:v1")
+            assert doc is not None and doc["type"] == "DataFrame"
             with pytest.raises(MissingInputColumn, match="'mean radius'"):
                 remote.load_model("cancer:v1").predict(x.drop(columns=["mean radius"]))
     finally:
