@@ -132,7 +132,7 @@ def _frame(columns: list[dict[str, Any]], frame: Any, ref: str) -> Any:
                 f"the input to {ref} has column(s) {listed} that its signature does not name; "
                 "they were dropped before predict"
             ),
-            stacklevel=4,
+            stacklevel=5,  # _frame, _table, conform, predict: the caller of predict
         )
     out = frame.loc[:, [given[n] for n in names]]  # the signature's order, extras dropped
     for column in columns:
