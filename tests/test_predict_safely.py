@@ -400,6 +400,37 @@ def test_extra_columns_warn_and_are_dropped_order_is_the_signatures(
     assert (predicted == clf.predict(x)).all()
 
 
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), unique=True),
+    st.sampled_from(["int8", "int64", "float32", "float64", "bool", "str"]),
+)
+@settings(max_examples=100, deadline=None)
+def test_conform_gives_the_signatures_columns_in_order_or_refuses(
+    names: list[str], dtype: str
+) -> None:
+    """Whatever columns come, in whatever order and dtype: exactly the signature's columns
+    in its order and dtypes, or an InputSchemaError; extras always warned about."""
+    from modelkeep.formats.schema import conform
+
+    sig = {"type": "table", "columns": [{"name": n, "dtype": "float64"} for n in "abc"]}
+    values = ["x", "y"] if dtype == "str" else [1, 0]
+    frame = pd.DataFrame({n: pd.Series(values, dtype=dtype) for n in names})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = conform(sig, frame, "m:v1")
+        except MissingInputColumn as exc:
+            assert set(exc.names) == {"a", "b", "c"} - set(names)
+            return
+        except InputTypeMismatch as exc:
+            assert dtype == "str" and exc.given == "str"  # numbers and bools widen safely
+            return
+    assert list(out.columns) == ["a", "b", "c"]
+    assert all(str(t) == "float64" for t in out.dtypes)
+    extras = set(names) - {"a", "b", "c"}
+    assert bool(extras) == any(issubclass(w.category, ExtraInputColumns) for w in caught)
+
+
 def test_safe_widening_is_converted_and_narrowing_refused(repo: mk.Repo) -> None:
     from sklearn.linear_model import LinearRegression
 
