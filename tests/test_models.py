@@ -80,9 +80,9 @@ def test_sklearn_pipeline_round_trips_with_signature_and_requirements(
     assert f"scikit-learn=={sklearn.__version__}" in spec.requirements
     assert spec.signature is not None and spec.signature["type"] == "table"
     assert spec.signature["columns"][0] == {"name": "mean radius", "dtype": "float64"}
-    example = backend_repo.input_example("cancer:v1")
-    assert example["columns"] == list(x.columns)
-    assert example["data"][0] == [float(c) for c in x.iloc[0]]
+    example = backend_repo.input_example("cancer:v1")  # a DataFrame again, dtypes and all
+    assert list(example.columns) == list(x.columns)
+    assert example.iloc[0].tolist() == [float(c) for c in x.iloc[0]]
     loaded = backend_repo.load_model("cancer:v1")
     assert (loaded.predict(x) == clf.predict(x)).all()
     assert np.array_equal(loaded.predict_proba(x), clf.predict_proba(x))

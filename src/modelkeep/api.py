@@ -54,7 +54,7 @@ OPS: tuple[Op, ...] = (
     Op("files", "GET", "/versions/{ref:path}/files", "viewer", "ref"),
     Op("card", "GET", "/versions/{ref:path}/card", "viewer", "ref"),
     Op("model_spec", "GET", "/versions/{ref:path}/model-spec", "viewer", "ref"),
-    Op("input_example", "GET", "/versions/{ref:path}/input-example", "viewer", "ref"),
+    Op("input_example_doc", "GET", "/versions/{ref:path}/input-example", "viewer", "ref"),
     Op("lineage", "GET", "/versions/{ref:path}/lineage", "viewer", "ref"),
     Op("promote", "POST", "/versions/{ref:path}/stage", "maintainer", "ref"),
     Op("archive", "POST", "/versions/{ref:path}/archive", "maintainer", "ref"),

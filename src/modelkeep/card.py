@@ -143,7 +143,8 @@ def _example(parts: Parts, version: Version, spec: ModelSpec) -> list[str]:
     if spec.example is None or not spec.signature:
         return []
     try:
-        data = model.input_example(parts, version)
+        doc = model.example_doc(parts, version)
+        data = doc["data"] if doc is not None else None
         if spec.signature["type"] == "table":
             return _example_table(data, spec.example)
     except ModelkeepError as exc:

@@ -459,17 +459,18 @@ def load_model(
     *,
     repo: Repo | str | os.PathLike[str] | None = None,
     trust: bool | Sequence[str] = False,
+    checked: bool = True,
 ) -> Any:
     """`mk.load_model("fraud@production")`: the model a ref names, from repo (a path, a
     server's URL or an open Repo; default: the `modelkeep run` around this process, else
-    the working directory and its parents)."""
+    the working directory and its parents). checked: see `Repo.load_model`."""
     if isinstance(repo, Repo):
-        return repo.load_model(ref, trust=trust)
+        return repo.load_model(ref, trust=trust, checked=checked)
     if repo is None:
         found = config.run_from_env()
         repo = found[1] if found is not None and found[1] is not None else Path.cwd()
     with open(repo) as opened:
-        return opened.load_model(ref, trust=trust)
+        return opened.load_model(ref, trust=trust, checked=checked)
 
 
 def open(

@@ -1031,3 +1031,78 @@ class RunDeleted(ModelkeepError):
             f"run {run_id[:8]} is deleted; pass --deleted to include it, or "
             f"`modelkeep runs restore {run_id[:8]}`"
         )
+
+
+# -- predicting safely: input examples, schema enforcement, unchanged retrains -----------------
+
+
+class InputExampleInvalid(ModelkeepError, ValueError):
+    """A stored input_example.json is not the shape log_model writes (an edited or crafted
+    file): refused before anything is built from it."""
+
+    def __init__(self, ref: str, file: str, why: str) -> None:
+        self.ref = ref
+        self.file = file
+        self.why = why
+        super().__init__(
+            f"the input example of {ref} ({file}) is not what log_model writes: {why}; "
+            "log the model again with input_example="
+        )
+
+
+class InputSchemaError(ModelkeepError, ValueError):
+    """The input given to a loaded model's predict does not match the model's signature."""
+
+    bypass = "or call .native.predict to skip the check"
+
+
+class MissingInputColumn(InputSchemaError):
+    def __init__(self, ref: str, names: Sequence[str], what: str = "column") -> None:
+        self.ref = ref
+        self.names = tuple(names)
+        listed = ", ".join(repr(n) for n in names)
+        super().__init__(
+            f"the input to {ref} has no {what} {listed}, which its signature needs; "
+            f"add it, {self.bypass}"
+        )
+
+
+class InputTypeMismatch(InputSchemaError):
+    def __init__(self, ref: str, column: str, expected: str, given: str) -> None:
+        self.ref = ref
+        self.column = column
+        self.expected = expected
+        self.given = given
+        where = "the input" if column == "the input" else f"{column} of the input"
+        super().__init__(
+            f"{where} to {ref} is {given}, but its signature wants {expected}, "
+            f"which {given} cannot safely become; convert it, {self.bypass}"
+        )
+
+
+class InputShapeMismatch(InputSchemaError):
+    def __init__(self, ref: str, expected: str, given: str, what: str = "the input") -> None:
+        self.ref = ref
+        self.expected = expected
+        self.given = given
+        super().__init__(
+            f"{what} to {ref} has shape {given}, but its signature wants {expected}; "
+            f"reshape it, {self.bypass}"
+        )
+
+
+class UncheckableInput(InputSchemaError):
+    def __init__(self, ref: str, given: str, wanted: str) -> None:
+        self.ref = ref
+        self.given = given
+        super().__init__(
+            f"cannot check a {given} against the signature of {ref}; pass {wanted}, {self.bypass}"
+        )
+
+
+class ExtraInputColumns(ModelkeepWarning):
+    """The input to predict had columns the signature does not name: they were dropped."""
+
+
+class ModelUnchanged(ModelkeepWarning):
+    """log_model made no new version: the model's stored content equals a version's."""

@@ -8,6 +8,10 @@ and reading it checks its shape anyway: the database may have been edited.
 
 Loading is the seam where a format library's own exceptions (a bad zip, bad JSON, a
 missing file, a constructor refusing its arguments) become one `ModelLoadFailed` line.
+A loaded object that predicts, from a version with a signature, is handed out behind
+`formats.schema.CheckedModel`, which checks predict's input; the input example is read
+back as the type it was logged as by `formats.examples`. Content equal to a version's
+makes no new version (`add`'s dedup), and log_model says so with `ModelUnchanged`.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from typing import Any, Protocol
 
 from modelkeep import content, formats
 from modelkeep.errors import (
+    InputExampleInvalid,
     InvalidArgument,
     LibraryVersionWarning,
     ModelkeepError,
     ModelLoadFailed,
     ModelSpecInvalid,
+    ModelUnchanged,
     NotAModel,
 )
-from modelkeep.formats import requirements, signature
+from modelkeep.formats import examples, requirements, schema, signature
 from modelkeep.formats.spec import EXAMPLE_FILE, MODEL_KEY, SPEC_FILE, LoadContext, ModelSpec
 from modelkeep.meta import Version
 from modelkeep.parts import Parts
@@ -106,6 +112,16 @@ def log(
             run_id=run_id,
             model_spec=spec.to_json(),
         )
+    if not added.created:  # as `add` of unchanged content: the existing version, said so
+        older = added.same_as is not None
+        warnings.warn(
+            ModelUnchanged(
+                f"{name}: the logged model equals {added.version.ref}"
+                + (", an older version" if older else ", the latest")
+                + "; no new version was made"
+            ),
+            stacklevel=3,
+        )
     return added.version
 
 
@@ -153,19 +169,51 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def input_example(parts: Parts, version: Version) -> Any:
-    """The stored input example as JSON data (a table's rows, an array's nested lists)."""
+def example_doc(parts: Parts, version: Version) -> dict[str, Any] | None:
+    """The stored input example as its JSON document (values under "data"), read with a
+    size limit: a file larger than any example log_model writes is refused unread."""
     spec = spec_of(version)
     if spec.example is None:
         return None
+    pieces, size = [], 0
     with content.open_file(parts, version, spec.example) as f:
-        try:
-            doc = json.load(f)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-            raise ModelLoadFailed(version.ref, spec.format, one_line(exc)) from exc
+        while piece := f.read(1 << 20):  # in pieces: read(limit) would allocate the limit
+            pieces.append(piece)
+            size += len(piece)
+            if size > examples.FILE_LIMIT:
+                raise InputExampleInvalid(
+                    version.ref, spec.example, f"it is over {examples.FILE_LIMIT >> 20} MiB"
+                )
+    raw = b"".join(pieces)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, nesting too deep
+        raise InputExampleInvalid(version.ref, spec.example, one_line(exc)) from None
     if not isinstance(doc, dict) or "data" not in doc:
-        raise ModelLoadFailed(version.ref, spec.format, f"{spec.example} has no 'data' field")
-    return doc["data"]
+        raise InputExampleInvalid(version.ref, spec.example, "it has no 'data' field")
+    return doc
+
+
+def input_example(parts: Parts, version: Version) -> Any:
+    """The stored input example as the type it was logged as (a DataFrame with its dtypes,
+    an array with its dtype and shape, …); see formats/examples.py."""
+    return decode_example(version, example_doc(parts, version))
+
+
+def decode_example(version: Version, doc: dict[str, Any] | None) -> Any:
+    if doc is None:
+        return None
+    spec = spec_of(version)
+    return examples.decode(doc, spec.signature, version.ref, spec.example or EXAMPLE_FILE)
+
+
+def checked(native: Any, version: Version) -> Any:
+    """native, behind a predict that checks its input against the signature, when the
+    version has one and the object predicts; otherwise native itself."""
+    spec = spec_of(version)
+    if spec.signature is None or not callable(getattr(native, "predict", None)):
+        return native
+    return schema.CheckedModel(native, spec.signature, version.ref)
 
 
 def _context(parts: Parts, version: Version, trust: Trust) -> LoadContext:

@@ -836,24 +836,38 @@ class Repo:
         )
         return self.register(version, name) if register else version
 
-    def load_model(self, ref: Target, *, trust: bool | Sequence[str] = False) -> Any:
+    def load_model(
+        self, ref: Target, *, trust: bool | Sequence[str] = False, checked: bool = True
+    ) -> Any:
         """The object a model version holds, ready to use; never unpickles unless trusted.
 
         trust=True allows pickle-based formats and every skops type; a list of type names
         allows just those. `.modelkeep/config.toml` can set trust_pickle and trusted_types.
         The version is recorded as an input of the active run, if any.
+
+        A model with a signature and a `predict` comes back wrapped so that predict (and
+        predict_proba, …) check their input against the signature first; `.native` is the
+        model itself, and checked=False returns it unwrapped. See docs/models.md.
         """
         version = self.show(ref)
         loaded = model.load(self.parts, version, trust=trust)
         self._record_input(self.parts.active_run(None), version)
-        return loaded
+        return model.checked(loaded, version) if checked else loaded
 
     def model_spec(self, ref: Target) -> ModelSpec:
         """What a model version records: format, libraries, requirements, signature."""
         return model.spec_of(self.show(ref))
 
     def input_example(self, ref: Target) -> Any:
-        return model.input_example(self.parts, self.show(ref))
+        """The stored input example as the type it was logged as: a DataFrame with its
+        columns, dtypes and simple index, an array with its dtype and shape, a dict of
+        arrays, a list, text. Decoded here from `input_example_doc`, never unpickled."""
+        version = self.show(ref)
+        return model.decode_example(version, self.input_example_doc(version))
+
+    def input_example_doc(self, ref: Target) -> dict[str, Any] | None:
+        """The stored input example as its JSON document (values under "data")."""
+        return model.example_doc(self.parts, self.show(ref))
 
     def card(self, ref: Target) -> str:
         """The Markdown model card of a model version, from what was recorded."""

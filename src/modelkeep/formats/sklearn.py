@@ -57,6 +57,7 @@ def save(obj: Any, folder: Path, fmt: str, options: dict[str, Any]) -> Saved:
     modules: tuple[str, ...] = ("sklearn",) if "sklearn" in type(obj).__module__ else ()
     if fmt == "skops":
         need("skops.io", "skops", fmt).dump(obj, path)
+        _normalise(path)
         modules += ("skops",)
     elif fmt == "joblib":
         need("joblib", "joblib", fmt).dump(obj, path)
@@ -65,6 +66,62 @@ def save(obj: Any, folder: Path, fmt: str, options: dict[str, Any]) -> Saved:
         with path.open("wb") as f:
             pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     return Saved(path.name, modules)
+
+
+def _normalise(path: Path) -> None:
+    """Rewrite a skops file so the same fitted estimator always gives the same bytes.
+
+    skops names each array member and each node's `__id__` after `id()` of the Python
+    object, a memory address that differs from one dump to the next, and stamps every
+    member with the time of writing. Renumbering those ids in the order the schema first
+    mentions them (the order skops walks the object) and writing every member with a fixed
+    time and the same compression leaves a file skops loads the same way, whose bytes
+    depend only on the estimator, so an unchanged retrain dedups to the version it equals.
+    """
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+        methods = {info.filename: info.compress_type for info in archive.infolist()}
+    schema = json.loads(members["schema.json"])
+    numbers: dict[int, int] = {}
+
+    def number(old: int) -> int:
+        return numbers.setdefault(old, len(numbers))
+
+    renamed: dict[str, str] = {}
+    stack: list[Any] = [schema]
+    while stack:  # depth-first in document order: the order the keys were written
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("__id__"), int) and not isinstance(item["__id__"], bool):
+                item["__id__"] = number(item["__id__"])
+            file = item.get("file")
+            if isinstance(file, str) and file in members:
+                stem, dot, ext = file.partition(".")
+                new = f"{number(int(stem))}{dot}{ext}" if stem.isdigit() else file
+                item["file"] = renamed.setdefault(file, new)
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w") as out:
+        _member(out, "schema.json", json.dumps(schema, indent=2).encode(), methods["schema.json"])
+        for old, new in sorted(renamed.items(), key=lambda pair: _member_order(pair[1])):
+            _member(out, new, members[old], methods[old])
+        for name in sorted(set(members) - set(renamed) - {"schema.json"}):  # no node names them
+            _member(out, name, members[name], methods[name])
+    tmp.replace(path)
+
+
+def _member(archive: zipfile.ZipFile, name: str, data: bytes, method: int) -> None:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = method
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def _member_order(name: str) -> tuple[int, str]:
+    stem = name.partition(".")[0]
+    return (int(stem) if stem.isdigit() else -1, name)
 
 
 def load(folder: Path, spec: ModelSpec, ctx: LoadContext) -> Any:
