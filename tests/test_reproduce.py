@@ -98,6 +98,7 @@ def test_a_deterministic_training_is_reproduced_bit_for_bit(project: mk.Repo) ->
     assert rerun.outputs == ("churn-model:v1",)  # it made those bytes again: recorded
     assert rerun.inputs == made_by(project, made).inputs  # the data, from the lock
     assert rerun.params == {"seed": 7}
+    assert rerun.tags == {"reproduces": made.run_id}
     # The text form says so, and exits 0.
     r = ok("reproduce", doc["run_id"][:8], cwd=project.root)
     assert r.stdout.strip().splitlines()[-1].startswith("reproduced (run ")

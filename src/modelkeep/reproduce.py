@@ -178,6 +178,7 @@ def reproduce(
                 cwd=cwd,
                 env=env,
             )
+            here.tag_run(record.id, {"reproduces": target.id})  # `--where tags.reproduces=…`
             counterpart = _follow(repo, record, path)
             outputs, metrics, missing = _compare(repo, target, counterpart, rtol)
     finally:
