@@ -51,11 +51,16 @@ class Op:
 OPS: tuple[Op, ...] = (
     Op("artifacts", "GET", "/artifacts", "viewer"),
     Op("versions", "GET", "/artifacts/{name:path}/versions", "viewer", "name"),
+    Op("version_metrics", "GET", "/artifacts/{name:path}/metrics", "viewer", "name"),
     Op("files", "GET", "/versions/{ref:path}/files", "viewer", "ref"),
     Op("card", "GET", "/versions/{ref:path}/card", "viewer", "ref"),
     Op("model_spec", "GET", "/versions/{ref:path}/model-spec", "viewer", "ref"),
     Op("input_example", "GET", "/versions/{ref:path}/input-example", "viewer", "ref"),
     Op("lineage", "GET", "/versions/{ref:path}/lineage", "viewer", "ref"),
+    Op("evaluations", "GET", "/versions/{ref:path}/evaluations", "viewer", "ref"),
+    # editor, as for logging a run's metrics or adding a version: it records a measurement,
+    # it moves nothing; the gates that read it are checked when a maintainer promotes.
+    Op("evaluate", "POST", "/versions/{ref:path}/evaluations", "editor", "ref"),
     Op("promote", "POST", "/versions/{ref:path}/stage", "maintainer", "ref"),
     Op("archive", "POST", "/versions/{ref:path}/archive", "maintainer", "ref"),
     Op("approve", "POST", "/versions/{ref:path}/approvals", "maintainer", "ref"),
@@ -98,6 +103,7 @@ RUN_WRITES = frozenset(
         "end_run",
         "set_run_error",
         "add_attachment",
+        "evaluate",  # when it names a run (run_id)
     }
 )
 # Repo methods a server's client does not offer, and why (the message it raises).
