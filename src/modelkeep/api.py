@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -185,7 +186,20 @@ def result_type(op: Op) -> Any:
 
 
 def encode_result(op: Op, value: Any) -> Any:
-    return adapter(result_type(op)).dump_python(value, mode="json")
+    return json_safe(adapter(result_type(op)).dump_python(value, mode="json"))
+
+
+def json_safe(value: Any) -> Any:
+    """value with NaN and infinities as the strings "nan", "inf", "-inf": JSON has no such
+    numbers (both sides refuse to write them), and pydantic reads the strings back into a
+    float where the type hint wants one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def decode_result(op: Op, doc: Any) -> Any:
@@ -232,7 +246,7 @@ def encode_args(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[
         elif isinstance(value, (list, tuple)):
             value = [v.ref if isinstance(v, Version) else v for v in value]
         hint = params(op)[name][0]
-        out[name] = adapter(hint).dump_python(value, mode="json")
+        out[name] = json_safe(adapter(hint).dump_python(value, mode="json"))
     return out
 
 

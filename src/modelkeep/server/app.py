@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -291,7 +291,7 @@ class Server:
                 for key in request.query_params:
                     values = request.query_params.getlist(key)
                     hint = hints.get(key, (str, None))[0]
-                    many = getattr(hint, "__origin__", None) in (list, tuple)
+                    many = getattr(hint, "__origin__", None) in (list, tuple, Sequence)
                     given[key] = values if many else values[-1]
             # an account without the role on any model is refused before its input is read
             self.require(who, op.role, _what(op), anywhere=True)
