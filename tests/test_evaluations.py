@@ -407,3 +407,51 @@ def test_eval_through_a_server(served: mkserve.Served, tmp_path: Path) -> None:
     assert "auc" in mk_cli("show", "served-churn:v1", who=viewer)
     refused = mk_cli("eval", "served-churn:v1", "-M", "auc=1", who=viewer, code=1)
     assert "editor" in refused and len(refused.strip().splitlines()) == 1
+
+
+# -- push and pull ------------------------------------------------------------------------------
+
+
+def test_evaluations_travel_with_their_version(tmp_path: Path) -> None:
+    """Pushed as `evaluate` events beside the version's records; a pull makes the rows
+    under its own ids, links the dataset (whose records come along) and the run when it has
+    them, and its gates and `audit --verify` see them as local ones."""
+    remote = f"file://{tmp_path / 'remote'}"
+    alice, bob = mk.init(tmp_path / "alice"), mk.init(tmp_path / "bob")
+    try:
+        for r in (alice, bob):
+            r.add_remote("shared", remote, default=True)
+        holdout = _holdout(alice)
+        v1 = _model(alice, "one")
+        with mk.start_run(name="nightly", repo=alice, capture_code=False) as run:
+            run.evaluate(v1, {"auc": 0.9}, dataset=holdout)
+        alice.evaluate(v1, {"loss": float("nan")})
+        alice.push([holdout, v1])
+        alice.evaluate(v1, {"auc": 0.95}, dataset=holdout)  # after the push: not there yet
+
+        bob.pull(["churn:v1"])
+        got = bob.evaluations("churn:v1")
+        assert [(e.key, e.dataset, e.user) for e in got] == [
+            ("auc", "holdout:v1", "tester"),
+            ("loss", None, "tester"),
+        ]
+        assert got[0].run_id is None  # the evaluation run was not pushed: left unlinked
+        assert math.isnan(got[1].value)
+        assert bob.verify_audit().ok, bob.verify_audit().problems
+        event = next(e for e in bob.history("churn") if e.action == "evaluate")
+        assert event.after["unlinked"] == {"run": run.id}
+        assert event.after["origin"]["remote"] == remote
+
+        policy(bob, '[policy.churn.staging]\ngates = ["eval[holdout].auc >= 0.92"]\n')
+        with pytest.raises(PromotionRefused, match=r"eval\[holdout\]\.auc is 0\.9,"):
+            bob.promote("churn:v1", "staging")
+        alice.push([v1])  # the newer evaluation goes up on the next push
+        bob.pull(["churn:v1"])
+        bob.pull(["churn:v1"])  # once only
+        assert [e.value for e in bob.evaluations("churn:v1")][-1] == 0.95
+        assert len(bob.evaluations("churn:v1")) == 3
+        assert bob.promote("churn:v1", "staging").version.stage == "staging"
+        assert bob.verify_audit().ok
+    finally:
+        alice.close()
+        bob.close()

@@ -27,6 +27,7 @@ from modelkeep.meta.models import (
     EvaluationRow,
     EventRow,
     RunInputRow,
+    RunRow,
     VersionRow,
 )
 from modelkeep.meta.rows import artifact_locked, ref_of, version_row
@@ -134,6 +135,58 @@ def record(
         }
         append(s, user, ACTION, name, target, {}, after, "", now)
         return [_evaluation(r, target, ds_ref) for r in rows]
+
+
+def import_event(
+    s: Session, target: str, after: dict[str, Any], actor: str, at: datetime
+) -> dict[str, Any] | None:
+    """Insert the rows a pulled `evaluate` event records (checked by `wire.parse_event`),
+    in the caller's transaction; the after to append here, with this store's row ids, or
+    None when the version is not here. Its dataset and run are linked when this store has
+    them; one it lacks is left out of the rows and named under `unlinked`."""
+    row = _version_row(s, target)
+    if row is None:
+        return None
+    unlinked: dict[str, str] = {}
+    dataset = after.get("dataset")
+    ds_row = _version_row(s, dataset) if dataset else None
+    if dataset and ds_row is None:
+        unlinked["dataset"], dataset = dataset, None
+    run_id = after.get("run")
+    if run_id and s.get(RunRow, run_id) is None:
+        unlinked["run"], run_id = run_id, None
+    rows = [
+        EvaluationRow(
+            version_id=row.id,
+            key=item["key"],
+            value=None if item["value"] == "nan" else float(item["value"]),
+            dataset_id=ds_row.id if ds_row is not None else None,
+            run_id=run_id,
+            user=actor,
+            created_at=at,
+        )
+        for item in after["evaluations"]
+    ]
+    s.add_all(rows)
+    s.flush()
+    out: dict[str, Any] = {
+        "evaluations": [_vouched(r) for r in rows],
+        "dataset": dataset,
+        "run": run_id,
+    }
+    if unlinked:
+        out["unlinked"] = unlinked
+    return out
+
+
+def _version_row(s: Session, ref: str) -> VersionRow | None:
+    name, _, number = ref.rpartition(":v")
+    found: VersionRow | None = s.scalars(
+        select(VersionRow)
+        .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
+        .where(ArtifactRow.name == name, VersionRow.number == int(number))
+    ).one_or_none()
+    return found
 
 
 def _vouched(r: EvaluationRow) -> dict[str, Any]:
