@@ -245,6 +245,8 @@ def _args(op: api.Op) -> tuple[dict[str, str], dict[str, Any]]:
         "end_run": {"status": "finished"},
         "set_run_error": {"error": "x"},
         "add_attachment": {"name": "x.txt", "digest": "b3:" + "0" * 64},
+        "evaluate": {"metrics": {"auc": 0.5}},
+        "version_metrics": {"metrics": ["auc"]},
     }
     return {k: v for k, v in path.items() if k in op.path_params}, sample.get(op.name, {})
 

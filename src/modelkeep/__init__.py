@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from modelkeep.client import load_model, open
     from modelkeep.errors import ModelkeepError
     from modelkeep.formats import ModelSpec
-    from modelkeep.meta import Artifact, Lineage, Metric, RunRecord, Version
+    from modelkeep.meta import Artifact, Evaluation, Lineage, Metric, RunRecord, Version
     from modelkeep.repo import Repo, init
     from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
     from modelkeep.run import Run, current_run, start_run
@@ -27,6 +27,7 @@ __all__ = [
     "Artifact",
     "Change",
     "Diff",
+    "Evaluation",
     "FileInfo",
     "FsckReport",
     "GcReport",
@@ -52,6 +53,7 @@ _WHERE = {
     "ModelkeepError": "modelkeep.errors",
     "Artifact": "modelkeep.meta",
     "Version": "modelkeep.meta",
+    "Evaluation": "modelkeep.meta",
     "Lineage": "modelkeep.meta",
     "Metric": "modelkeep.meta",
     "RunRecord": "modelkeep.meta",

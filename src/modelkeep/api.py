@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,11 +52,16 @@ class Op:
 OPS: tuple[Op, ...] = (
     Op("artifacts", "GET", "/artifacts", "viewer"),
     Op("versions", "GET", "/artifacts/{name:path}/versions", "viewer", "name"),
+    Op("version_metrics", "GET", "/artifacts/{name:path}/metrics", "viewer", "name"),
     Op("files", "GET", "/versions/{ref:path}/files", "viewer", "ref"),
     Op("card", "GET", "/versions/{ref:path}/card", "viewer", "ref"),
     Op("model_spec", "GET", "/versions/{ref:path}/model-spec", "viewer", "ref"),
     Op("input_example_doc", "GET", "/versions/{ref:path}/input-example", "viewer", "ref"),
     Op("lineage", "GET", "/versions/{ref:path}/lineage", "viewer", "ref"),
+    Op("evaluations", "GET", "/versions/{ref:path}/evaluations", "viewer", "ref"),
+    # editor, as for logging a run's metrics or adding a version: it records a measurement,
+    # it moves nothing; the gates that read it are checked when a maintainer promotes.
+    Op("evaluate", "POST", "/versions/{ref:path}/evaluations", "editor", "ref"),
     Op("promote", "POST", "/versions/{ref:path}/stage", "maintainer", "ref"),
     Op("archive", "POST", "/versions/{ref:path}/archive", "maintainer", "ref"),
     Op("approve", "POST", "/versions/{ref:path}/approvals", "maintainer", "ref"),
@@ -108,6 +114,7 @@ RUN_WRITES = frozenset(
         "rename_run",
         "delete_run",
         "restore_run",
+        "evaluate",  # when it names a run (run_id)
     }
 )
 # Repo methods a server's client does not offer, and why (the message it raises).
@@ -189,7 +196,20 @@ def result_type(op: Op) -> Any:
 
 
 def encode_result(op: Op, value: Any) -> Any:
-    return adapter(result_type(op)).dump_python(value, mode="json")
+    return json_safe(adapter(result_type(op)).dump_python(value, mode="json"))
+
+
+def json_safe(value: Any) -> Any:
+    """value with NaN and infinities as the strings "nan", "inf", "-inf": JSON has no such
+    numbers (both sides refuse to write them), and pydantic reads the strings back into a
+    float where the type hint wants one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def decode_result(op: Op, doc: Any) -> Any:
@@ -236,7 +256,7 @@ def encode_args(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[
         elif isinstance(value, (list, tuple)):
             value = [v.ref if isinstance(v, Version) else v for v in value]
         hint = params(op)[name][0]
-        out[name] = adapter(hint).dump_python(value, mode="json")
+        out[name] = json_safe(adapter(hint).dump_python(value, mode="json"))
     return out
 
 

@@ -2,8 +2,9 @@
 
 Purpose from the version's message (or a "description" metadata field); stage and its
 history from the event log; metrics, parameters, code and environment from the run that
-produced it; training data from that run's inputs; the runs that used the model and the
-other datasets they read (evaluation data); signature, example and requirements from the
+produced it; evaluations recorded on it later (`modelkeep eval`); training data from
+that run's inputs; the runs that used the model and the other datasets they read
+(evaluation data); signature, example and requirements from the
 model spec.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from modelkeep import meta, model
 from modelkeep.errors import ModelkeepError
 from modelkeep.formats import ModelSpec, signature
-from modelkeep.meta import RunRecord, Version
+from modelkeep.meta import RunRecord, Version, evaluations
 from modelkeep.meta.runs import json_number
 from modelkeep.parts import Parts
 
@@ -34,6 +35,8 @@ def card(parts: Parts, version: Version) -> str:
     lines += _stage_history(parts, version)
     if run is not None:
         lines += _section("Metrics", _table(("metric", "value"), _metrics(run)))
+    lines += _section("Evaluations", _evaluations(parts, version))
+    if run is not None:
         params = [(k, _cell(v)) for k, v in sorted(run.params.items())]
         lines += _section("Parameters", _table(("parameter", "value"), params))
     lines += _section("Data", _data(parts, version, run))
@@ -66,7 +69,11 @@ def _run(parts: Parts, run_id: str) -> RunRecord:
 
 
 def _stage_history(parts: Parts, version: Version) -> list[str]:
-    events = [e for e in meta.events(parts.db, version.name) if e.target == version.ref]
+    events = [
+        e
+        for e in meta.events(parts.db, version.name)
+        if e.target == version.ref and e.action != evaluations.ACTION  # those have their own
+    ]
     rows = [
         (
             f"{e.at:%Y-%m-%d %H:%M:%S}",
@@ -78,6 +85,23 @@ def _stage_history(parts: Parts, version: Version) -> list[str]:
         for e in events
     ]
     return _section("Stage history", _table(("when", "event", "stage", "who", "why"), rows))
+
+
+def _evaluations(parts: Parts, version: Version) -> list[str]:
+    """Metrics measured on the version after it was made (`modelkeep eval`), oldest first."""
+    found = evaluations.of_versions(parts.db, [(version.name, version.number)])[version.ref]
+    rows = [
+        (
+            e.key,
+            _cell(json_number(e.value)),
+            f"`{e.dataset}`" if e.dataset else "—",
+            f"`{e.run_id[:8]}`" if e.run_id else "—",
+            e.user,
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+        )
+        for e in found
+    ]
+    return _table(("metric", "value", "dataset", "run", "by", "when"), rows)
 
 
 def _metrics(run: RunRecord) -> list[tuple[str, str]]:

@@ -1106,3 +1106,44 @@ class ExtraInputColumns(ModelkeepWarning):
 
 class ModelUnchanged(ModelkeepWarning):
     """log_model made no new version: the model's stored content equals a version's."""
+
+
+# -- evaluations: metrics measured on a version after it was made --------------------------------
+
+
+class EvaluationInvalid(ModelkeepError, ValueError):
+    """A metric of an evaluation that cannot be recorded: its name or its value."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"evaluation metric {key!r}: {reason}")
+
+
+class NothingToEvaluate(ModelkeepError, ValueError):
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"no metrics given for {ref}; record at least one, e.g. "
+            f"`modelkeep eval {ref} --metric auc=0.93`"
+        )
+
+
+class BadMetricOption(ModelkeepError, ValueError):
+    """A `--metric KEY=NUMBER` option of `modelkeep eval` that does not read as one."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(
+            f"--metric {text!r}: {reason}; write KEY=NUMBER, e.g. --metric holdout_auc=0.93"
+        )
+
+
+class DatasetNotFound(ModelkeepError, LookupError):
+    """The --dataset of an evaluation names no version."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"the evaluation's dataset {ref!r} is not a version here: {reason}")

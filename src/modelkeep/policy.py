@@ -4,6 +4,7 @@
 [policy.default.production]
 require_stage = "staging"                          # production only from staging
 gates = ["auc >= 0.90", "auc >= production.auc"]   # metrics of the run that made the version
+# or evaluations recorded later: "eval[holdout].auc >= production.eval[holdout].auc"
 approvals = 1                                      # from users other than the requester
 movers = ["alice", "bob"]                          # only they may move this stage
 
@@ -13,6 +14,20 @@ gates = ["latency_ms <= 50"]
 [reasons]
 require = ["promote", "archive", "alias"]          # or true: every registry change
 ```
+
+A gate compares a value of the version being moved with a number or with the same kind of
+value of the version holding a stage. A value is named one of two ways:
+
+- `auc`: the producing run's last `auc`; if that run logged none (or no run made the
+  version), the latest evaluation of `auc` recorded on the version (`modelkeep eval`), on
+  whatever dataset;
+- `eval[holdout].auc`: the latest evaluation of `auc` on a version of the artifact
+  `holdout` (`eval[holdout:v2].auc`: on that version only); run metrics never count.
+
+Both work on the right side too: `"auc >= production.auc"`,
+`"eval[holdout].auc >= production.eval[holdout].auc"`. A bare name found nowhere is a
+mistake in the policy (PolicyError, naming what was logged and evaluated); a missing
+`eval[…]` is an unmet gate: the version (or the champion) is not evaluated on it yet.
 
 A model's own table wins over `default`, key by key. The file is read and checked whole
 before any registry change, so a mistake in it stops a promotion instead of waving it on.
@@ -29,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from modelkeep.config import read_toml
-from modelkeep.errors import PolicyError
+from modelkeep.errors import InvalidArgument, PolicyError
 from modelkeep.refs import STAGES
 
 FILE = "modelkeep.toml"
@@ -45,10 +60,80 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
+_KEY = r"[A-Za-z_][\w.\-/]*"
+# eval[DATASET].KEY: DATASET is an artifact name, or NAME:vN for one version of it.
+_DATASET = r"[a-z0-9][a-z0-9._/\-]*(?::v[0-9]+)?"
+
+
+def _operand(p: str) -> str:
+    return rf"(?:eval\[(?P<{p}dataset>{_DATASET})\]\.)?(?P<{p}key>{_KEY})"
+
+
 _GATE = re.compile(
-    r"\s*(?P<metric>[A-Za-z_][\w.\-/]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
-    r"(?:(?P<stage>staging|production)\.(?P<other>[A-Za-z_][\w.\-/]*)|(?P<number>[-+]?[0-9.eE+-]+))\s*"
+    rf"\s*{_operand('left')}\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    rf"(?:(?P<stage>staging|production)\.{_operand('right')}|(?P<number>[-+]?[0-9.eE+-]+))\s*"
 )
+_COLUMN = re.compile(_operand(""))
+
+
+@dataclass(frozen=True, slots=True)
+class Operand:
+    """A value a gate (or a `versions --metric` column) reads from a version: key is a run
+    metric, else an evaluation (bare); with dataset, only an evaluation on that dataset."""
+
+    key: str
+    dataset: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"eval[{self.dataset}].{self.key}" if self.dataset else self.key
+
+    def on(self, dataset: str | None) -> bool:
+        """Whether an evaluation on dataset (NAME:vN, or None) counts for this operand."""
+        if self.dataset is None:
+            return True
+        if dataset is None:
+            return False
+        return dataset == self.dataset or dataset.rpartition(":v")[0] == self.dataset
+
+
+def parse_operand(text: str) -> Operand:
+    """`auc` or `eval[holdout].auc`; InvalidArgument when it is neither."""
+    m = _COLUMN.fullmatch(text.strip())
+    if m is None:
+        raise InvalidArgument(
+            f"cannot read metric {text!r}; write a run metric or evaluation name (auc) or "
+            "eval[DATASET].NAME (eval[holdout].auc)"
+        )
+    return Operand(m["key"], m["dataset"])
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What gates can read of one version: the producing run's last metric values (None:
+    no run made it) and its evaluations as (key, dataset ref or None, value), oldest first."""
+
+    ref: str
+    metrics: Mapping[str, float] | None
+    evaluations: tuple[tuple[str, str | None, float], ...] = ()
+
+    def value(self, operand: Operand) -> float | None:
+        """The value operand names here; None when there is none."""
+        if operand.dataset is None and self.metrics is not None and operand.key in self.metrics:
+            return self.metrics[operand.key]
+        for key, dataset, value in reversed(self.evaluations):
+            if key == operand.key and operand.on(dataset):
+                return value
+        return None
+
+    def known(self) -> str:
+        """What there is to name, for a message: the run's metrics and the evaluations."""
+        logged = ", ".join(sorted(self.metrics)) if self.metrics else "none"
+        seen = dict.fromkeys(
+            f"eval[{d.rpartition(':v')[0]}].{k}" if d else k for k, d, _ in self.evaluations
+        )
+        run = f"run metrics: {logged}" if self.metrics is not None else "no run"
+        return f"{run}; evaluations: {', '.join(seen) or 'none'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +142,19 @@ class Gate:
     metric: str
     op: str
     number: float | None  # compare with this number, or …
-    stage: str | None  # … with the same kind of metric of the version holding this stage
+    stage: str | None  # … with the same kind of value of the version holding this stage
     other: str | None
     line: int | None
+    dataset: str | None = None  # eval[DATASET].metric
+    other_dataset: str | None = None  # STAGE.eval[DATASET].other
+
+    @property
+    def left(self) -> Operand:
+        return Operand(self.metric, self.dataset)
+
+    @property
+    def right(self) -> Operand | None:
+        return Operand(self.other, self.other_dataset) if self.other is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +311,20 @@ def _stage_policy(path: str, lines: Lines, where: str, table: Mapping[str, Any])
                 path,
                 _line_of(lines, _quoted(g)),
                 f"{where}: cannot read gate {g!r}; write METRIC OP NUMBER or METRIC OP "
-                'STAGE.METRIC, e.g. "auc >= 0.9" or "auc >= production.auc"',
+                'STAGE.METRIC, e.g. "auc >= 0.9" or "auc >= production.auc"; an evaluation '
+                'is eval[DATASET].METRIC, e.g. "eval[holdout].auc >= 0.9"',
             )
         gates.append(
             Gate(
-                g, m["metric"], m["op"], number, m["stage"], m["other"], _line_of(lines, _quoted(g))
+                g,
+                m["leftkey"],
+                m["op"],
+                number,
+                m["stage"],
+                m["rightkey"],
+                _line_of(lines, _quoted(g)),
+                m["leftdataset"],
+                m["rightdataset"],
             )
         )
     return StagePolicy(require, tuple(gates), approvals, tuple(movers))
@@ -246,52 +350,75 @@ def _fmt(value: float) -> str:
 def check_gates(
     path: Path | None,
     gates: tuple[Gate, ...],
-    ref: str,
-    metrics: Mapping[str, float] | None,
-    holders: Mapping[str, tuple[str, Mapping[str, float] | None] | None],
+    version: Measured,
+    holders: Mapping[str, Measured | None],
 ) -> tuple[list[str], list[str]]:
-    """(unmet, notes) for the gates; metrics is None when no run produced the version."""
+    """(unmet, notes) for the gates on version, given the holders of the stages (None: the
+    stage is empty, or held by the version itself)."""
     unmet: list[str] = []
     notes: list[str] = []
     where = str(path) if path else FILE
     for gate in gates:
-        if metrics is None:
-            unmet.append(
-                f"gate {gate.text!r}: {ref} was not produced by a run, so it has no metrics"
-            )
+        value = version.value(gate.left)
+        if value is None:
+            missing = _missing(where, gate, gate.left, version)
+            unmet.append(f"gate {gate.text!r} unmet: {missing}")
             continue
-        if gate.metric not in metrics:
-            known = ", ".join(sorted(metrics)) or "none"
-            raise PolicyError(
-                where,
-                gate.line,
-                f"gate {gate.text!r} names metric {gate.metric!r}, which the run that made "
-                f"{ref} did not log (it logged: {known})",
-            )
-        value = metrics[gate.metric]
-        if gate.stage is not None:
+        right = gate.right
+        if gate.stage is not None and right is not None:
             held = holders.get(gate.stage)
             if held is None:
                 notes.append(f"gate {gate.text!r} passes: no version is in {gate.stage} yet")
                 continue
-            held_ref, held_metrics = held
-            assert gate.other is not None
-            if held_metrics is None or gate.other not in held_metrics:
-                raise PolicyError(
-                    where,
-                    gate.line,
-                    f"gate {gate.text!r} names metric {gate.other!r}, which {held_ref} "
-                    f"({gate.stage}) has no run value for",
-                )
-            bound = held_metrics[gate.other]
+            bound = held.value(right)
+            if bound is None:
+                missing = _missing(where, gate, right, held, stage=gate.stage)
+                unmet.append(f"gate {gate.text!r} unmet: {missing}")
+                continue
             ok = _OPS[gate.op](value, bound)
             measured = (
-                f"{gate.metric} is {_fmt(value)}, {held_ref} in {gate.stage} has {_fmt(bound)}"
+                f"{gate.left.text} is {_fmt(value)}, {held.ref} in {gate.stage} has "
+                f"{right.text} {_fmt(bound)}"
+                if right != gate.left
+                else f"{right.text} is {_fmt(value)}, {held.ref} in {gate.stage} has {_fmt(bound)}"
             )
         else:
             assert gate.number is not None
             ok = _OPS[gate.op](value, gate.number)
-            measured = f"{gate.metric} is {_fmt(value)}"
+            measured = f"{gate.left.text} is {_fmt(value)}"
         if not ok:
             unmet.append(f"gate {gate.text!r} unmet: {measured}")
     return unmet, notes
+
+
+def _missing(
+    where: str, gate: Gate, operand: Operand, held: Measured, *, stage: str | None = None
+) -> str:
+    """Why operand has no value on held, as the rest of an unmet gate's line; PolicyError
+    for a bare name that a version made by a run neither logged nor was evaluated on: most
+    likely a misspelt metric, which no override should wave through."""
+    whose = f"{held.ref} ({stage})" if stage else held.ref
+    if operand.dataset is not None:
+        return (
+            f"{whose} has no evaluation of {operand.key!r} on {operand.dataset} ({held.known()}); "
+            f"record one with `modelkeep eval {held.ref} --metric {operand.key}=VALUE --dataset "
+            f"{operand.dataset}`"
+        )
+    if held.metrics is None:
+        return (
+            f"{whose} was not produced by a run, so it has no metrics, and no evaluation of "
+            f"{operand.key!r} is recorded ({held.known()}); record one with `modelkeep eval "
+            f"{held.ref} --metric {operand.key}=VALUE`"
+        )
+    if stage is None:
+        said = (
+            f"gate {gate.text!r} names metric {operand.key!r}, which the run that made "
+            f"{held.ref} did not log (it logged: {', '.join(sorted(held.metrics)) or 'none'}) "
+            f"and no evaluation records ({held.known()})"
+        )
+    else:
+        said = (
+            f"gate {gate.text!r} names metric {operand.key!r}, which {whose} has no run value "
+            f"or evaluation for ({held.known()})"
+        )
+    raise PolicyError(where, gate.line, said)

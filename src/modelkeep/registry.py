@@ -10,6 +10,7 @@ one of them replaces.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,19 +96,23 @@ def promote(
                 f"{stage} takes versions from {rules.require_stage} only, and {version.ref} "
                 f"is in {version.stage}"
             )
-        holders: dict[str, tuple[str, dict[str, float] | None] | None] = {}
+        holders: dict[str, Version | None] = {}
         for name in ("staging", "production"):
             holder = held.get(name)
-            if holder is None or holder.ref == version.ref:  # no champion but itself
-                holders[name] = None
-            else:
-                holders[name] = (holder.ref, _metrics(parts.db, holder))
+            # no champion but itself
+            holders[name] = None if holder is None or holder.ref == version.ref else holder
+        measured = dict(
+            zip(
+                [version.ref, *(h.ref for h in holders.values() if h)],
+                measure(parts, [version, *(h for h in holders.values() if h)]),
+                strict=True,
+            )
+        )
         unmet, notes = policy.check_gates(
             root / policy.FILE,
             rules.gates,
-            version.ref,
-            _metrics(parts.db, version),
-            holders,
+            measured[version.ref],
+            {name: measured[h.ref] if h else None for name, h in holders.items()},
         )
         if rules.approvals:
             have = meta.approvals(parts.db, version.name, version.number, stage)
@@ -162,8 +167,29 @@ def _check_mover(rules: policy.StagePolicy, actor: str, name: str, stage: str) -
         )
 
 
-def _metrics(db: meta.Database, version: Version) -> dict[str, float] | None:
-    return meta.last_metrics(db, version.run_id) if version.run_id else None
+def measure(parts: Parts, versions: Sequence[Version]) -> list[policy.Measured]:
+    """What gates (and `versions --metric`) read of each version: its producing run's last
+    metric values and its evaluations."""
+    from modelkeep.meta import evaluations
+
+    found = evaluations.of_versions(parts.db, [(v.name, v.number) for v in versions])
+    out = []
+    for v in versions:
+        metrics = meta.last_metrics(parts.db, v.run_id) if v.run_id else None
+        evs = tuple((e.key, e.dataset, e.value) for e in found.get(v.ref, []))
+        out.append(policy.Measured(v.ref, metrics, evs))
+    return out
+
+
+def metric_columns(
+    parts: Parts, versions: Sequence[Version], columns: Sequence[str]
+) -> list[dict[str, float | None]]:
+    """For each version, the value each column names (`auc`, `eval[holdout].auc`: read as a
+    gate reads it), None where there is none."""
+    operands = [(c, policy.parse_operand(c)) for c in columns]
+    if not operands:
+        return [{} for _ in versions]
+    return [{c: m.value(o) for c, o in operands} for m in measure(parts, versions)]
 
 
 def archive(parts: Parts, version: Version, reason: str = "") -> Version:

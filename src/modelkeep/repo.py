@@ -801,6 +801,61 @@ class Repo:
             )
         return self.run(v.run_id)
 
+    # -- evaluations: metrics measured on a version after it was made ----------------
+
+    def evaluate(
+        self,
+        ref: Target,
+        metrics: Mapping[str, float],
+        *,
+        dataset: Target | None = None,
+        run_id: str | None = None,
+    ) -> list[meta.Evaluation]:
+        """Record metrics measured on a version (on dataset, a version of the data it was
+        measured on); gates can name them (`eval[holdout].auc >= 0.9`, see policy.py).
+
+        They are the acting user's, and belong to run_id: by default the run active in
+        this process (or the `modelkeep run` around it), which gets dataset as an input.
+        NaN is kept as a run's metrics keep it; infinity is refused."""
+        from modelkeep.errors import DatasetNotFound, ModelkeepError, NothingToEvaluate
+        from modelkeep.meta import evaluations
+
+        version = self.show(ref)
+        items = evaluations.check(list(metrics.items()))
+        if not items:
+            raise NothingToEvaluate(version.ref)
+        measured_on = None
+        if dataset is not None:
+            try:
+                measured_on = self.show(dataset)
+            except ModelkeepError as exc:
+                shown = dataset.ref if isinstance(dataset, Version) else dataset
+                raise DatasetNotFound(shown, str(exc)) from exc
+        # A server acts for a client, which names its run itself.
+        run_id = run_id if self.parts.actor is not None else self.parts.active_run(run_id)
+        if run_id is not None:
+            run_id = self.run(run_id).id
+        return evaluations.record(
+            self.db,
+            (version.name, version.number),
+            items,
+            dataset=(measured_on.name, measured_on.number) if measured_on else None,
+            run_id=run_id,
+            user=self.user,
+        )
+
+    def evaluations(self, ref: Target) -> list[meta.Evaluation]:
+        """The evaluations recorded on a version, oldest first."""
+        from modelkeep.meta import evaluations
+
+        v = self.show(ref)
+        return evaluations.of_versions(self.db, [(v.name, v.number)])[v.ref]
+
+    def version_metrics(self, name: str, metrics: Sequence[str]) -> list[dict[str, float | None]]:
+        """For each version of name (as `versions` lists them), the value each of metrics
+        names: a run metric or evaluation (`auc`), or `eval[DATASET].KEY`; None if absent."""
+        return registry.metric_columns(self.parts, self.versions(name), metrics)
+
     # -- model objects ----------------------------------------------------------
 
     def log_model(

@@ -143,6 +143,17 @@ class Run:
         made; `modelkeep runs get RUN NAME` restores it. name defaults to the file's name."""
         return self.repo.attach(self.id, source, name)
 
+    def evaluate(
+        self,
+        ref: str | Version,
+        metrics: Mapping[str, float],
+        *,
+        dataset: str | Version | None = None,
+    ) -> list[meta.Evaluation]:
+        """Record metrics measured on a version (on dataset) as this run's evaluations; the
+        dataset becomes an input of this run. Gates can name them (see Repo.evaluate)."""
+        return self.repo.evaluate(ref, metrics, dataset=dataset, run_id=self.id)
+
     def log_model(self, obj: Any, name: str, **options: Any) -> Version:
         """Save a trained object as the next version of model name, produced by this run.
 

@@ -165,8 +165,9 @@ def _listing(remote: Remote, names: Iterable[str] | None) -> dict[str, int]:
 
 
 def read_bundle(remote: Remote, names: set[str] | None) -> exchange.Bundle:
-    """The records of the models names (None: all), and of every model their runs used,
-    read and validated; MalformedRemoteRecord names the first bad file."""
+    """The records of the models names (None: all), and of every model their runs used or
+    their evaluations were measured on, read and validated; MalformedRemoteRecord names the
+    first bad file."""
     versions: dict[str, wire.VersionRecord] = {}
     events: dict[str, wire.EventRecord] = {}
     runs: dict[str, wire.RunDoc] = {}
@@ -203,6 +204,11 @@ def read_bundle(remote: Remote, names: set[str] | None) -> exchange.Bundle:
         if todo is None:
             break
         used = {i.name for r in runs.values() for i in r.inputs}
+        used |= {  # the datasets evaluations were measured on, so they can be linked
+            str(e.after["dataset"]).rpartition(":v")[0]
+            for e in events.values()
+            if e.action == "evaluate" and e.after.get("dataset")
+        }
         todo = used - done
     return exchange.Bundle(tuple(versions.values()), tuple(runs.values()), tuple(events.values()))
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelkeep.cli import database as database_cli
+from modelkeep.cli import evaluations as evaluations_cli
 from modelkeep.cli import reference, render
 from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
@@ -157,13 +158,36 @@ def ls(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="METRIC",
+    help="Add a column: a run metric or evaluation (auc), or eval[DATASET].KEY; repeatable.",
+)
 @json_option
 @click.pass_context
-def versions(ctx: click.Context, name: str, as_json: bool) -> None:
-    """List the versions of NAME, oldest first."""
-    rows = open_repo(ctx).versions(name)
+def versions(ctx: click.Context, name: str, metrics: tuple[str, ...], as_json: bool) -> None:
+    """List the versions of NAME, oldest first.
+
+    Each --metric adds a column read as a promotion gate reads it: `auc` is the producing
+    run's last auc, else the latest evaluation of auc; `eval[holdout].auc` the latest
+    evaluation of auc on a version of holdout. Blank where a version has none.
+    """
+    from modelkeep.meta.runs import json_number
+
+    repo = open_repo(ctx)
+    rows = repo.versions(name)
+    columns = list(dict.fromkeys(metrics))
+    values = repo.version_metrics(name, columns) if columns else [{} for _ in rows]
     if as_json:
-        render.emit_json({"name": name, "versions": [v.to_json() for v in rows]})
+        docs = [v.to_json() for v in rows]
+        if columns:
+            for doc, got in zip(docs, values, strict=True):
+                doc["metrics"] = {
+                    c: json_number(x) if (x := got.get(c)) is not None else None for c in columns
+                }
+        render.emit_json({"name": name, "versions": docs})
         return
 
     def stage(v: Version) -> str:
@@ -172,7 +196,7 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
         return v.stage if v.registered else "-"
 
     render.table(
-        ["version", "created", "user", "size", "digest", "stage", "message"],
+        ["version", "created", "user", "size", "digest", "stage", *columns, "message"],
         [
             [
                 f"v{v.number}",
@@ -181,9 +205,13 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
                 render.size(v.size),
                 v.short_digest,
                 stage(v),
+                *(
+                    evaluations_cli.number(x) if (x := got.get(c)) is not None else ""
+                    for c in columns
+                ),
                 v.message,
             ]
-            for v in rows
+            for v, got in zip(rows, values, strict=True)
         ],
     )
 
@@ -199,9 +227,15 @@ def show(ctx: click.Context, ref: str, at: str | None, as_json: bool) -> None:
     v = repo.show(ref, at=parse_time(at))
     files = repo.files(v)
     pushed_to = repo.pushed_to(v)
+    evaluated = repo.evaluations(v)
     if as_json:
         render.emit_json(
-            {**v.to_json(), "pushed_to": list(pushed_to), "files": [f.to_json() for f in files]}
+            {
+                **v.to_json(),
+                "pushed_to": list(pushed_to),
+                "files": [f.to_json() for f in files],
+                "evaluations": [e.to_json() for e in evaluated],
+            }
         )
         return
     click.echo(f"{v.ref}  ({v.type}, {v.kind})")
@@ -223,6 +257,10 @@ def show(ctx: click.Context, ref: str, at: str | None, as_json: bool) -> None:
         fields.append((f"meta.{key}", json.dumps(value)))
     for key, value in fields:
         click.echo(f"  {key:<9} {value}")
+    if evaluated:
+        click.echo("  evaluations:")
+        for line in evaluations_cli.lines(evaluated):
+            click.echo(f"    {line}")
     if v.kind == "dir":
         click.echo("  files:")
         for f in files:
@@ -364,6 +402,7 @@ cli.add_command(worktree_cli.checkout)
 cli.add_command(worktree_cli.install_hooks)
 cli.add_command(database_cli.migrate)
 cli.add_command(reproduce_cli.reproduce)
+cli.add_command(evaluations_cli.evaluate)
 for command in server_cli.COMMANDS:
     cli.add_command(command)
 cli.add_command(webhooks_cli.webhook)

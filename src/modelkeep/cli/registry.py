@@ -189,6 +189,13 @@ def _change(e: Event) -> str:
         return f"to {e.after.get('to')} past {len(e.after.get('unmet', []))} unmet gate(s)"
     if "for" in e.after:
         return f"for {e.after['for']}"
+    if e.action == "evaluate":
+        values = ", ".join(
+            f"{m.get('key')}={m.get('value')}" for m in e.after.get("evaluations", [])
+        )
+        on = f" on {e.after['dataset']}" if e.after.get("dataset") else ""
+        run = f" (run {str(e.after['run'])[:8]})" if e.after.get("run") else ""
+        return f"{values}{on}{run}"
     return json.dumps(e.after) if e.after else ""
 
 

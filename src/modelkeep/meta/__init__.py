@@ -12,6 +12,7 @@ from modelkeep.meta.catalog import (
     versions,
 )
 from modelkeep.meta.db import Database
+from modelkeep.meta.evaluations import Evaluation
 from modelkeep.meta.events import Event, Verification, events, verify
 from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
 from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed, pushed_anywhere
@@ -68,6 +69,7 @@ __all__ = [
     "Comparison",
     "Database",
     "Edge",
+    "Evaluation",
     "Event",
     "Holders",
     "Lineage",

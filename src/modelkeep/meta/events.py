@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from modelkeep.errors import CorruptEvent, NothingAtTime
 from modelkeep.meta.chain import GENESIS, event_hash
 from modelkeep.meta.db import Database
+from modelkeep.meta.evaluations import problems as evaluation_problems
 from modelkeep.meta.models import AliasRow, ArtifactRow, ChainHeadRow, EventRow, VersionRow
 from modelkeep.meta.rows import artifact
 
@@ -180,12 +181,14 @@ def _alias(target: str) -> str:
 
 def verify(db: Database) -> Verification:
     """Recompute the chain, naming every event edited, removed or out of order; then
-    replay it and name every stage, alias or tombstone the rows hold that it does not."""
+    replay it and name every stage, alias or tombstone the rows hold that it does not, and
+    every evaluation row its `evaluate` event does not vouch for as it stands."""
     problems: list[str] = []
     with db.read() as s:
         rows = list(s.scalars(select(EventRow).order_by(EventRow.id)))
         head = s.get(ChainHeadRow, 1)
         problems += _state_problems(s, rows)
+        problems += evaluation_problems(s)
     expected_id, prev = 1, GENESIS
     chain: list[str] = []
     for row in rows:

@@ -9,7 +9,9 @@ here again as a new event of this chain: the same action, model, target, before,
 actor and reason, its time this store's clock, and `after.origin` naming where it came
 from (store id, event id and hash there, its original time, the remote). Its effect on
 stages, aliases and tombstones is applied to the rows in the same transaction, so
-`audit --verify` replays the chain to the rows as for any local change. Events go up in
+`audit --verify` replays the chain to the rows as for any local change. An `evaluate`
+event brings its evaluations: their rows are made here, and the event appended here names
+this store's row ids (its dataset and run linked when they are here too). Events go up in
 order and come back in order (by original time), each at most once: an imported event
 is never pushed again, and one already imported is recognised by its origin.
 """
@@ -26,6 +28,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import VersionConflict
+from modelkeep.meta import evaluations
 from modelkeep.meta.chain import Write, append, clock
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import (
@@ -463,8 +466,11 @@ def _import_events(
     for e in sorted(fresh, key=lambda e: (e.at, e.store, e.id)):
         # Each its own microsecond, so stage holders order as the events do.
         at = now + timedelta(microseconds=count + 1)
-        if _apply(s, e, at):
-            after = dict(e.after)
+        if e.action == evaluations.ACTION:  # rows of its own, under this store's ids
+            after = evaluations.import_event(s, e.target, e.after, e.actor, at)
+        else:
+            after = dict(e.after) if _apply(s, e, at) else None
+        if after is not None:
             after["origin"] = {
                 "store": e.store,
                 "id": e.id,

@@ -35,6 +35,7 @@ ACTIONS = (
     "override",
     "approve",
     "request",
+    "evaluate",
 )
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -413,6 +414,39 @@ def parse_run(data: bytes) -> RunDoc:
     )
 
 
+_EVALUATE_KEYS = {"evaluations", "dataset", "run"}
+_MAX_EVALUATIONS = 10_000
+
+
+def _evaluated(after: dict[str, Any]) -> None:
+    """An `evaluate` event's after: {"evaluations": [{"id", "key", "value"}, …], "dataset":
+    NAME:vN or null, "run": a run id or null}; a value is a number or "nan"."""
+    if set(after) != _EVALUATE_KEYS:
+        raise BadRecord(f"an evaluate event's after holds {', '.join(sorted(_EVALUATE_KEYS))}")
+    items = _list(after, "evaluations", _MAX_EVALUATIONS)
+    if not items:
+        raise BadRecord("an evaluate event records no evaluations")
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"id", "key", "value"}:
+            raise BadRecord("an evaluation is not {id, key, value}")
+        _int(item, "id", 1)
+        _str(item, "key", empty=False)
+        value = item["value"]
+        if value != "nan" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise BadRecord('an evaluation\'s value is not a number or "nan"')
+    if after["dataset"] is not None:
+        dataset = _str(after, "dataset", 160, empty=False)
+        name, colon, number = dataset.rpartition(":v")
+        try:
+            validate_name(name)
+        except ModelkeepError as exc:
+            raise BadRecord(f"'dataset' {dataset!r} is not NAME:vN") from exc
+        if not colon or not number.isdigit() or not 0 < int(number) < 2**31:
+            raise BadRecord(f"'dataset' {dataset!r} is not NAME:vN")
+    if after["run"] is not None:
+        _hex(after, "run", _STORE)
+
+
 def parse_event(data: bytes) -> EventRecord:
     doc = load(data)
     _format(doc, EVENT_FORMAT)
@@ -444,6 +478,8 @@ def parse_event(data: bytes) -> EventRecord:
         type(after.get("version")) is not int or not 0 < after["version"] < 2**31
     ):
         raise BadRecord("an alias-set event's version is not a number")
+    if action == "evaluate":
+        _evaluated(after)
     return _exact(
         doc,
         EventRecord(

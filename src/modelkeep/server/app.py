@@ -310,6 +310,7 @@ class Server:
         if (
             op.name in api.RUN_WRITES
             and not who.admin
+            and args.get("run_id") is not None
             and repo.run(args["run_id"]).user != who.name
         ):
             raise Forbidden(who.name, "admin", f"{_what(op)} of another account's run", None)
