@@ -437,6 +437,11 @@ def test_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert c.argv == ("train.py", "--lr", "0.1")
     assert c.script == str(tmp_path / "train.py")
     assert c.cwd == str(tmp_path)
-    assert c.to_json() == {"argv": ["train.py", "--lr", "0.1"], "script": c.script, "cwd": c.cwd}
+    assert c.to_json() == {
+        "argv": ["train.py", "--lr", "0.1"],
+        "script": c.script,
+        "cwd": c.cwd,
+        "entry": "python",  # `reproduce` runs it with python
+    }
     assert command(["-c", "print(1)"]).script is None
     assert command().argv == tuple(sys.argv)
