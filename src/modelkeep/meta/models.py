@@ -187,6 +187,31 @@ class RunRow(Base):
     # A free-text note (`runs note`); a soft delete hides the run from listings (0009).
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The MLflow experiment it belongs to (0010); NULL is MLflow's "Default" (id 0).
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id", name="fk_runs_experiment_id"), index=True, default=None
+    )
+
+
+class ExperimentRow(Base):
+    """An MLflow experiment: a named group of runs (`modelkeep serve`'s MLflow API)."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))  # active or deleted
+    artifact_location: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExperimentTagRow(Base):
+    __tablename__ = "experiment_tags"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class RunTagRow(Base):
