@@ -1147,3 +1147,32 @@ class DatasetNotFound(ModelkeepError, LookupError):
         self.ref = ref
         self.reason = reason
         super().__init__(f"the evaluation's dataset {ref!r} is not a version here: {reason}")
+
+
+# -- the MLflow tracking API of `modelkeep serve`: experiments -----------------------------------
+
+
+class ExperimentNotFound(ModelkeepError, LookupError):
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"no experiment {ref}; list them with mlflow.search_experiments() "
+            "or create it with mlflow.set_experiment(NAME)"
+        )
+
+
+class ExperimentExists(ModelkeepError, FileExistsError):
+    def __init__(self, name: str, stage: str) -> None:
+        self.name = name
+        self.stage = stage
+        hint = "; restore it or choose another name" if stage == "deleted" else ""
+        super().__init__(f"an experiment named {name!r} exists already ({stage}){hint}")
+
+
+class InvalidExperiment(ModelkeepError, ValueError):
+    """An experiment name, tag or change that cannot be stored."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")

@@ -44,6 +44,7 @@ from modelkeep.errors import (
 from modelkeep.meta import accounts
 from modelkeep.meta.accounts import Account
 from modelkeep.results import AddResult
+from modelkeep.server.mlflow import routes as mlflow_routes
 from modelkeep.store.packs import PACK_TARGET, PackEntry, decode_index
 
 log = logging.getLogger("modelkeep.server")
@@ -209,7 +210,11 @@ class Server:
     # -- request plumbing -------------------------------------------------------------------
 
     def endpoint(
-        self, handler: Callable[[Request, Account], Awaitable[Response]], *, public: bool = False
+        self,
+        handler: Callable[[Request, Account], Awaitable[Response]],
+        *,
+        public: bool = False,
+        render: Callable[[ModelkeepError], Response] | None = None,  # another API's errors
     ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             started = time.perf_counter()
@@ -231,7 +236,7 @@ class Server:
                     wait = self.limiter.take(account.name)
                     response = _limited(wait) if wait else await handler(request, account)
             except ModelkeepError as exc:
-                response = error_response(exc, root=self.options.root)
+                response = (render or self._errors)(exc)
             except ClientDisconnect:  # it hung up mid-request (killed): no one to answer
                 response = Response(status_code=499)
             except Exception:  # never a stack trace or a path in a response
@@ -251,6 +256,9 @@ class Server:
             return response
 
         return run
+
+    def _errors(self, exc: ModelkeepError) -> Response:
+        return error_response(exc, root=self.options.root)
 
     async def body(self, request: Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
@@ -370,6 +378,7 @@ def create_app(options: Options) -> Starlette:
         Route(api.PREFIX + "/policy", ep(_policy(server)), methods=["GET"]),
         # -- the table ---------------------------------------------------------------------
         *(server.op_route(op) for op in api.OPS),
+        *mlflow_routes(server),  # MLflow's tracking API, for the unmodified mlflow client
     ]
     app = Starlette(routes=routes, lifespan=_lifespan(server))
     app.state.server = server

@@ -1,0 +1,329 @@
+"""MLflow's view of runs: the rows `modelkeep run` writes, read and written as MLflow does.
+
+An MLflow run is a modelkeep run (a row in `runs`, with params, metrics and tags), so
+`modelkeep runs` lists it and `runs --where` finds it. What MLflow adds is kept in the same
+rows: the experiment in `runs.experiment_id`, its `mlflow.*` system tags as run tags, a
+param's text as a JSON string. The differences MLflow brings are the client's clock (it
+sends start and end times and each metric's timestamp, which are kept as sent) and no
+process to watch: the host is "mlflow", and every write counts as a heartbeat.
+
+modelkeep's rules stay: params and metrics are written while the run is running, a param
+keeps its first value, and a run that ended does not start again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from modelkeep.errors import InvalidArgument, RunNotActive, RunNotFound
+from modelkeep.meta import experiments, housekeeping
+from modelkeep.meta.db import Database
+from modelkeep.meta.models import MetricRow, ParamRow, RunRow, RunTagRow
+from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RESERVED, RUNNING, _write_params
+
+HOST = "mlflow"  # no process of the server's host: reaped only after a silence (capture/process)
+MAX_KEY = 250  # MLflow's limits
+MAX_PARAM_VALUE = 6000
+MAX_STEP = 2**63 - 1
+_KEY = re.compile(r"[\w./\- :]+")
+PARENT_TAG = "mlflow.parentRunId"
+NAME_TAG = "mlflow.runName"
+# A run the reaper marked killed (no write for a while) may still be ended by its client.
+_REAPED_ERROR = "its process ended without ending the run"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedMetric:
+    key: str
+    value: float
+    timestamp: int  # ms since the epoch
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedRun:
+    id: str
+    name: str
+    experiment_id: int
+    user: str
+    status: str  # modelkeep's: running, finished, failed, killed
+    started_at: datetime
+    ended_at: datetime | None
+    deleted: bool
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, LoggedMetric] = field(default_factory=dict)  # the last of each key
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def check_key(what: str, key: object) -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or len(key) > MAX_KEY:
+        raise InvalidArgument(
+            f"{what} key {str(key)[:60]!r}: a key is 1-{MAX_KEY} letters, digits, blanks "
+            "and _ - . / :"
+        )
+    return key
+
+
+def check_param(key: object, value: object) -> tuple[str, str]:
+    check_key("param", key)
+    if not isinstance(value, str) or len(value) > MAX_PARAM_VALUE:
+        raise InvalidArgument(
+            f"param {key!r}: a value is text of {MAX_PARAM_VALUE} characters at most"
+        )
+    return str(key), value
+
+
+def check_metric(m: LoggedMetric) -> LoggedMetric:
+    check_key("metric", m.key)
+    if not -MAX_STEP <= m.step <= MAX_STEP:
+        raise InvalidArgument(f"metric {m.key!r}: step {m.step} is out of range")
+    if not 0 <= m.timestamp < 253402300800000:  # up to year 9999
+        raise InvalidArgument(f"metric {m.key!r}: timestamp {m.timestamp} is out of range")
+    return m
+
+
+def _row(s: Session, run_id: str) -> RunRow:
+    row = s.get(RunRow, run_id)
+    if row is None:
+        raise RunNotFound(run_id)
+    return row
+
+
+def _writable(s: Session, run_id: str) -> RunRow:
+    row = _row(s, run_id)
+    if row.status != RUNNING:
+        raise RunNotActive(run_id, row.status)
+    row.heartbeat_at = datetime.now(UTC)
+    return row
+
+
+def create_run(
+    db: Database,
+    *,
+    run_id: str,
+    experiment_id: int,
+    name: str,
+    user: str,
+    started_at: datetime,
+    tags: Mapping[str, str],
+) -> None:
+    """A running run in an active experiment. Its parent (an `mlflow.parentRunId` tag) is
+    recorded as modelkeep's when that run is running, as a nested run's is."""
+    housekeeping.check_run_name(name)
+    checked = {
+        housekeeping.check_tag_key(k): housekeeping.check_tag_value(k, v) for k, v in tags.items()
+    }
+    with db.write() as s:
+        experiments.check_active(s, experiment_id)
+        parent = s.get(RunRow, checked.get(PARENT_TAG, ""))
+        s.add(
+            RunRow(
+                id=run_id,
+                name=name,
+                status=RUNNING,
+                user=user,
+                host=HOST,
+                pid=0,
+                started_at=started_at,
+                heartbeat_at=datetime.now(UTC),
+                error="",
+                command_json=json.dumps({"client": "mlflow"}),
+                code_json="{}",
+                parent_id=parent.id if parent is not None and parent.status == RUNNING else None,
+                experiment_id=experiment_id or None,
+            )
+        )
+        s.flush()
+        housekeeping._write_tags(s, run_id, checked)
+
+
+def update_run(
+    db: Database,
+    run_id: str,
+    *,
+    status: str | None = None,
+    ended_at: datetime | None = None,
+    name: str | None = None,
+) -> None:
+    """MLflow's UpdateRun: a new name at any time; an end (status, time) once. A run that
+    the reaper took for dead (its client wrote nothing for a while) may still be ended."""
+    if name is not None:
+        housekeeping.check_run_name(name)
+    with db.write() as s:
+        row = _row(s, run_id)
+        if name is not None:
+            row.name = name
+            housekeeping._write_tags(s, run_id, {NAME_TAG: name})
+        if status is None or status == row.status:
+            return
+        reaped = row.status == KILLED and row.error == _REAPED_ERROR
+        if status == RUNNING or not (row.status == RUNNING or reaped):
+            raise RunNotActive(run_id, row.status)
+        if status not in (FINISHED, FAILED, KILLED):
+            raise InvalidArgument(f"unknown run status {status!r}")
+        row.status = status
+        row.ended_at = ended_at or datetime.now(UTC)
+        if reaped:
+            row.error = ""
+
+
+def log_batch(
+    db: Database,
+    run_id: str,
+    *,
+    metrics: Sequence[LoggedMetric] = (),
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Metrics, params and tags in one transaction: all are kept or none."""
+    metrics = [check_metric(m) for m in metrics]
+    params = dict(check_param(k, v) for k, v in (params or {}).items())
+    tags = {
+        housekeeping.check_tag_key(k): housekeeping.check_tag_value(k, v)
+        for k, v in (tags or {}).items()
+    }
+    with db.write() as s:
+        if metrics or params:
+            _writable(s, run_id)
+        else:
+            _row(s, run_id)
+        _write_params(s, run_id, {k: json.dumps(v) for k, v in params.items()})
+        s.add_all(
+            MetricRow(
+                run_id=run_id,
+                key=m.key,
+                value=None if math.isnan(m.value) else m.value,
+                step=m.step,
+                logged_at=from_ms(m.timestamp),
+            )
+            for m in metrics
+        )
+        housekeeping._write_tags(s, run_id, tags)
+        if NAME_TAG in tags:  # MLflow renames a run by its tag too
+            housekeeping.check_run_name(tags[NAME_TAG])
+            _row(s, run_id).name = tags[NAME_TAG]
+
+
+def delete_tag(db: Database, run_id: str, key: str) -> None:
+    with db.write() as s:
+        _row(s, run_id)
+        tag = s.get(RunTagRow, (run_id, key))
+        if tag is None or key.startswith(RESERVED):
+            raise RunNotFound(f"{run_id} tag {key!r}")
+        s.delete(tag)
+
+
+def get(db: Database, run_id: str) -> TrackedRun:
+    found = load(db, ids=[run_id])
+    if not found:
+        raise RunNotFound(run_id)
+    return found[0]
+
+
+def load(
+    db: Database,
+    *,
+    ids: Iterable[str] | None = None,
+    experiment_ids: Sequence[int] | None = None,
+    deleted: bool | None = None,
+) -> list[TrackedRun]:
+    """Runs with their params, tags and last metric of each key, newest first."""
+    query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id)
+    if ids is not None:
+        query = query.where(RunRow.id.in_(list(ids)))
+    if experiment_ids is not None:
+        named = [i for i in experiment_ids if i != experiments.DEFAULT_ID]
+        default = experiments.DEFAULT_ID in experiment_ids
+        query = query.where(
+            or_(RunRow.experiment_id.in_(named), RunRow.experiment_id.is_(None))
+            if default
+            else RunRow.experiment_id.in_(named)
+        )
+    if deleted is not None:
+        query = query.where(
+            RunRow.deleted_at.is_not(None) if deleted else RunRow.deleted_at.is_(None)
+        )
+    with db.read() as s:
+        rows = list(s.scalars(query))
+        params: dict[str, dict[str, str]] = defaultdict(dict)
+        tags: dict[str, dict[str, str]] = defaultdict(dict)
+        metrics: dict[str, dict[str, LoggedMetric]] = defaultdict(dict)
+        all_ids = [r.id for r in rows]
+        for start in range(0, len(all_ids), 500):
+            batch = all_ids[start : start + 500]
+            for p in s.execute(
+                select(ParamRow.run_id, ParamRow.key, ParamRow.value_json).where(
+                    ParamRow.run_id.in_(batch)
+                )
+            ):
+                params[p.run_id][p.key] = param_text(p.value_json)
+            for t in s.execute(
+                select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value).where(
+                    RunTagRow.run_id.in_(batch)
+                )
+            ):
+                if not t.key.startswith(RESERVED):
+                    tags[t.run_id][t.key] = t.value
+            last = (
+                select(func.max(MetricRow.id))
+                .where(MetricRow.run_id.in_(batch))
+                .group_by(MetricRow.run_id, MetricRow.key)
+            )
+            for m in s.execute(select(MetricRow).where(MetricRow.id.in_(last))):
+                row = m[0]
+                metrics[row.run_id][row.key] = _metric(row)
+    return [
+        TrackedRun(
+            id=r.id,
+            name=r.name,
+            experiment_id=r.experiment_id or experiments.DEFAULT_ID,
+            user=r.user,
+            status=r.status,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            deleted=r.deleted_at is not None,
+            params=dict(sorted(params[r.id].items())),
+            metrics=dict(sorted(metrics[r.id].items())),
+            tags=dict(sorted(tags[r.id].items())),
+        )
+        for r in rows
+    ]
+
+
+def param_text(value_json: str) -> str:
+    """A param as MLflow's text: a string as it is, any other value as its JSON."""
+    value = json.loads(value_json)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _metric(row: MetricRow) -> LoggedMetric:
+    value = math.nan if row.value is None else row.value
+    return LoggedMetric(row.key, value, ms(row.logged_at), row.step)
+
+
+def history(db: Database, run_id: str, key: str) -> list[LoggedMetric]:
+    with db.read() as s:
+        _row(s, run_id)
+        rows = s.scalars(
+            select(MetricRow)
+            .where(MetricRow.run_id == run_id, MetricRow.key == key)
+            .order_by(MetricRow.id)
+        )
+        return [_metric(r) for r in rows]
