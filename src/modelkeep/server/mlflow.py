@@ -17,7 +17,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,9 +29,6 @@ from modelkeep.errors import Forbidden, InvalidArgument, ModelkeepError
 from modelkeep.meta import experiments, housekeeping, tracking, tracking_search
 from modelkeep.meta.accounts import Account
 from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
-
-if TYPE_CHECKING:
-    from modelkeep.server.app import Server
 
 log = logging.getLogger("modelkeep.server")
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
@@ -45,8 +42,30 @@ _STATUS_IN = {
 }  # fmt: skip
 _VIEW = {"ACTIVE_ONLY": False, "DELETED_ONLY": True, "ALL": None, 1: False, 2: True, 3: None}
 
+
+class Server(Protocol):
+    """What this module uses of app.Server (which imports this module to mount it)."""
+
+    repo: Any
+    options: Any
+
+    def require(
+        self, who: Account, role: str, what: str, model: str | None = None, anywhere: bool = False
+    ) -> None: ...
+
+    def endpoint(
+        self,
+        handler: Callable[[Request, Account], Any],
+        *,
+        public: bool = False,
+        render: Callable[[ModelkeepError], Response] | None = None,
+    ) -> Callable[[Request], Any]: ...
+
+    async def json_body(self, request: Request) -> dict[str, Any]: ...
+
+
 Doc = dict[str, Any]
-Handler = Callable[["Server", Account, Doc], Doc]
+Handler = Callable[[Server, Account, Doc], Doc]
 
 
 # -- errors -----------------------------------------------------------------------------------
