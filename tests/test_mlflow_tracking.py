@@ -334,6 +334,7 @@ def test_an_oversized_batch_is_refused(
         {"max_results": 0},
         {"page_token": "not-ours"},
         {"page_token": base64.urlsafe_b64encode(b'{"for": "experiments", "offset": 1}').decode()},
+        {"page_token": base64.urlsafe_b64encode(b'{"for": "runs", "offset": -5}').decode()},
         {"filter": "metrics.auc > 1 or metrics.auc < 0"},
         {"filter": "nonsense.key = 'a'"},
         {"order_by": ["metrics.auc SIDEWAYS"]},
@@ -365,6 +366,12 @@ def test_metric_values_and_long_keys(served: mkserve.Served, running: str) -> No
     assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     r = _post(served, "/runs/log-metric", {"run_id": running, "key": "m", "value": "high"})
     assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    r = _post(served, "/runs/log-metric", {"run_id": "f" * 32, "key": "m", "value": 1})
+    assert (r.status_code, r.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    r = _post(
+        served, "/runs/set-tag", {"run_id": running, "key": "modelkeep.deleted_by", "value": "x"}
+    )
+    assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"  # modelkeep's own tags stay its
 
 
 # -- the search language on its own -------------------------------------------------------------

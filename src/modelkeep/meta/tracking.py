@@ -230,6 +230,15 @@ def delete_tag(db: Database, run_id: str, key: str) -> None:
         s.delete(tag)
 
 
+def owner(db: Database, run_id: str) -> str:
+    """The account a run is, read alone: checked before every write to it."""
+    with db.read() as s:
+        user = s.scalars(select(RunRow.user).where(RunRow.id == run_id)).first()
+    if user is None:
+        raise RunNotFound(run_id)
+    return user
+
+
 def get(db: Database, run_id: str) -> TrackedRun:
     found = load(db, ids=[run_id])
     if not found:

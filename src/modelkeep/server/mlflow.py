@@ -191,7 +191,8 @@ def _offset(doc: Doc, kind: str) -> int:
         if not isinstance(token, str) or len(token) > 200:
             raise ValueError
         decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if decoded.get("for") != kind or not isinstance(decoded.get("offset"), int):
+        offset = decoded.get("offset")
+        if decoded.get("for") != kind or not isinstance(offset, int) or offset < 0:
             raise ValueError
         return int(decoded["offset"])
     except (ValueError, TypeError, AttributeError):
@@ -277,8 +278,7 @@ def _may(server: Server, who: Account, role: str, what: str) -> None:
 def _own(server: Server, who: Account, run_id: str, what: str) -> None:
     """Writes to a run are its account's (or an admin's), as the rest of the server's."""
     _may(server, who, "editor", what)
-    run = tracking.get(server.repo.db, run_id)
-    if not who.admin and run.user != who.name:
+    if not who.admin and tracking.owner(server.repo.db, run_id) != who.name:
         raise Forbidden(who.name, "admin", f"{what} of another account's run", None)
 
 

@@ -29,17 +29,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "experiment_tags",
-        sa.Column(
-            "experiment_id", sa.Integer(), sa.ForeignKey("experiments.id"), primary_key=True
-        ),
+        sa.Column("experiment_id", sa.Integer(), sa.ForeignKey("experiments.id"), primary_key=True),
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
     )
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("experiment_id", sa.Integer(), nullable=True))
-        batch.create_foreign_key(
-            "fk_runs_experiment_id", "experiments", ["experiment_id"], ["id"]
-        )
+        batch.create_foreign_key("fk_runs_experiment_id", "experiments", ["experiment_id"], ["id"])
         batch.create_index("ix_runs_experiment_id", ["experiment_id"])
 
 
