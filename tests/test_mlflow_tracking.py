@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 import modelkeep as mk
+from modelkeep import meta
 from modelkeep.errors import ExperimentExists, ExperimentNotFound, InvalidArgument, RunNotActive
 from modelkeep.meta import experiments, tracking, tracking_search
 from modelkeep.meta.tracking import LoggedMetric, TrackedRun
@@ -485,11 +486,15 @@ def test_experiments_and_runs_on_both_databases(backend_repo: mk.Repo) -> None:
             db, run_id=run_id, experiment_id=exp, name="r", user="ann", started_at=now, tags={}
         )
     tracking.log_batch(db, "a" * 32, metrics=[LoggedMetric("auc", 0.5, 5, 1)], params={"lr": "0.1"})
+    meta.reap(db, lambda *_: False)  # a silence: taken for dead
+    assert tracking.get(db, "a" * 32).status == "killed"
+    tracking.log_batch(db, "a" * 32, metrics=[LoggedMetric("auc", 0.6, 6, 2)])
+    assert tracking.get(db, "a" * 32).status == "running"  # its client wrote: alive
     tracking.update_run(db, "a" * 32, status="finished")
     with pytest.raises(RunNotActive):
         tracking.log_batch(db, "a" * 32, params={"x": "1"})
     assert [r.id for r in tracking.load(db, experiment_ids=[eid])] == ["a" * 32]
     assert [r.id for r in tracking.load(db, experiment_ids=[0])] == ["b" * 32]
     run = tracking.get(db, "a" * 32)
-    assert run.params == {"lr": "0.1"} and run.metrics["auc"].step == 1
+    assert run.params == {"lr": "0.1"} and run.metrics["auc"].step == 2
     assert backend_repo.run("a" * 32).params == {"lr": "0.1"}  # modelkeep's own view

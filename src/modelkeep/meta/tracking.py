@@ -5,7 +5,8 @@ An MLflow run is a modelkeep run (a row in `runs`, with params, metrics and tags
 rows: the experiment in `runs.experiment_id`, its `mlflow.*` system tags as run tags, a
 param's text as a JSON string. The differences MLflow brings are the client's clock (it
 sends start and end times and each metric's timestamp, which are kept as sent) and no
-process to watch: the host is "mlflow", and every write counts as a heartbeat.
+process to watch: the host is "mlflow", every write counts as a heartbeat, and a run the
+reaper marked killed after a silence runs again when its client next writes to it.
 
 modelkeep's rules stay: params and metrics are written while the run is running, a param
 keeps its first value, and a run that ended does not start again.
@@ -106,8 +107,17 @@ def _row(s: Session, run_id: str) -> RunRow:
     return row
 
 
+def _reaped(row: RunRow) -> bool:
+    """Marked killed by the reaper for a silence only: its client may still be training."""
+    return row.status == KILLED and row.host == HOST and row.error == _REAPED_ERROR
+
+
 def _writable(s: Session, run_id: str) -> RunRow:
+    """A run to log to; one the reaper took for dead is running again, since its client
+    has just shown it is not (an MLflow client sends no heartbeats of its own)."""
     row = _row(s, run_id)
+    if _reaped(row):
+        row.status, row.ended_at, row.error = RUNNING, None, ""
     if row.status != RUNNING:
         raise RunNotActive(run_id, row.status)
     row.heartbeat_at = datetime.now(UTC)
@@ -173,7 +183,7 @@ def update_run(
             housekeeping._write_tags(s, run_id, {NAME_TAG: name})
         if status is None or status == row.status:
             return
-        reaped = row.status == KILLED and row.error == _REAPED_ERROR
+        reaped = _reaped(row)
         if status == RUNNING or not (row.status == RUNNING or reaped):
             raise RunNotActive(run_id, row.status)
         if status not in (FINISHED, FAILED, KILLED):
