@@ -173,6 +173,10 @@ def test_modelkeep_sees_the_same_runs(served: mkserve.Served, story: dict[str, A
     where = ("--where", "params.model = rf")
     rf = json.loads(mkserve.admin(served.root, "runs", "--json", *where))["runs"]
     assert {r["id"] for r in rf} == {ids["base"], ids["other"]}
+    shown = mkserve.admin(served.root, "runs", "show", ids["base"])
+    assert "mlflow" in shown and "ann" in shown
+    mkserve.admin(served.root, "runs", "compare", ids["base"], ids["other"])
+    mkserve.admin(served.root, "runs", "--tree")
     with mk.open(served.root) as repo:
         metrics = repo.metric_history(ids["base"])
     assert [m.value for m in metrics if m.key == "auc"] == [0.8, 0.81, 0.8 + 2 / 100]
