@@ -129,9 +129,33 @@ def _value_of(entity: str, key: str) -> Callable[[TrackedRun], Any]:
     return lambda r: attribute_value(r, key)
 
 
-def _like(pattern: str, insensitive: bool) -> re.Pattern[str]:
-    body = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(body, re.IGNORECASE | re.DOTALL if insensitive else re.DOTALL)
+def _like(pattern: str, insensitive: bool) -> Callable[[str], bool]:
+    """SQL LIKE without backtracking: a `%` pattern turned into one regex (`.*a.*a.*b`)
+    takes exponential time on a long value, so each piece between `%`s (`_` is any one
+    character) is found leftmost in turn, the first anchored at the start and the last
+    at the end. Linear in the pieces, each a fixed-length search."""
+    flags = re.DOTALL | (re.IGNORECASE if insensitive else 0)
+    raw = pattern.split("%")
+    pieces = [re.compile("".join("." if c == "_" else re.escape(c) for c in p), flags) for p in raw]
+    if len(pieces) == 1:
+        return lambda text: pieces[0].fullmatch(text) is not None
+    first, *middle, last = pieces
+    tail = len(raw[-1])
+
+    def match(text: str) -> bool:
+        found = first.match(text)
+        if found is None:
+            return False
+        at = found.end()
+        for piece in middle:
+            found = piece.search(text, at)
+            if found is None:
+                return False
+            at = found.end()
+        start = len(text) - tail
+        return start >= at and last.fullmatch(text, start) is not None
+
+    return match
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -222,8 +246,8 @@ def _compare(
         raise _bad(text, f"{label} compares with quoted text, e.g. '{tok.text}'")
     wanted = _unquote(tok.text)
     if op in ("LIKE", "ILIKE"):
-        pattern = _like(wanted, op == "ILIKE")
-        return lambda r: (v := value(r)) is not None and pattern.fullmatch(v) is not None
+        like = _like(wanted, op == "ILIKE")
+        return lambda r: (v := value(r)) is not None and like(v)
     if op not in ("=", "==", "!="):
         raise _bad(text, f"{label} is text: compare it with = != LIKE or ILIKE")
     if upper:
