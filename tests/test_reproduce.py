@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -310,3 +311,112 @@ def test_a_version_added_again_in_a_run_is_its_output(repo: mk.Repo, tmp_path: P
     assert not again_.created and again_.version.ref == first.ref
     assert repo.run(run.id).outputs == ("m:v1",)
     assert repo.show("m:v1").run_id is None  # who made it first is unchanged
+
+
+# -- records from before `entry`, edited records, a store in a subfolder ----------------------
+
+
+def _edit_command(repo: mk.Repo, run_id: str, **changes: Any) -> None:
+    """Change a run's recorded command in the database, as an older release or an
+    attacker with write access to the file would have left it."""
+    with sqlite3.connect(repo.root / ".modelkeep" / "meta.sqlite") as db:
+        (doc,) = db.execute("SELECT command_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+        command = json.loads(doc)
+        for key, value in changes.items():
+            if value is None:
+                command.pop(key, None)
+            else:
+                command[key] = value
+        db.execute("UPDATE runs SET command_json = ? WHERE id = ?", (json.dumps(command), run_id))
+
+
+def test_a_record_from_before_entry_is_run_as_it_was_started(project: mk.Repo) -> None:
+    made = train(project)
+    _edit_command(project, made_by(project, made).id, entry=None, params=None)
+    assert again(project, made.ref)["verdict"] == "reproduced"  # `python train.py` again
+    r = subprocess.run(
+        [sys.executable, "train.py"], cwd=project.root, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    by_python = made_by(project, project.show("churn-model"))
+    _edit_command(project, by_python.id, entry=None)
+    assert again(project, by_python.id)["verdict"] == "reproduced"
+
+
+def test_an_edited_working_folder_outside_the_code_is_refused(
+    project: mk.Repo, tmp_path: Path
+) -> None:
+    made = train(project)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for cwd in (str(victim), str(project.root / ".." / "victim")):
+        _edit_command(project, made_by(project, made).id, cwd=cwd)
+        line = one_error_line(cli("reproduce", made.ref, cwd=project.root))
+        assert "is not inside its code" in line
+    assert list(victim.iterdir()) == []  # nothing ran there
+
+
+def test_a_notebook_kernel_is_not_a_script_to_run_again(project: mk.Repo) -> None:
+    made = train(project)
+    launcher = str(Path(sys.prefix) / "lib" / "ipykernel_launcher.py")
+    _edit_command(project, made_by(project, made).id, entry="python", script=launcher)
+    line = one_error_line(cli("reproduce", made.ref, cwd=project.root))
+    assert "started from an interactive session, not a script" in line
+
+
+def test_an_untracked_file_is_never_written_through_a_symlink(
+    project: mk.Repo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project.root / "linked").symlink_to(outside)
+    git(project.root, "add", "linked")
+    git(project.root, "commit", "-qm", "a link")
+    made = train(project)
+    run = made_by(project, made)
+    forged = write(tmp_path / "forged" / "untracked" / "linked" / "evil.py", b"print('pwned')\n")
+    code = project.add(forged.parent.parent.parent, "code/forged", type="code").version
+    with sqlite3.connect(project.root / ".modelkeep" / "meta.sqlite") as db:
+        doc = {**run.code, "patch": code.ref}
+        db.execute("UPDATE runs SET code_json = ? WHERE id = ?", (json.dumps(doc), run.id))
+    line = one_error_line(cli("reproduce", made.ref, cwd=project.root))
+    assert "'linked/evil.py' would be written outside the new work tree" in line
+    assert list(outside.iterdir()) == []
+
+
+def test_only_the_params_given_on_the_command_line_are_given_again(repo: mk.Repo) -> None:
+    """The script logs where it ran: a value that differs in the new work tree, which a
+    replay of every recorded param would have refused as a ParamConflict."""
+    top = repo.root
+    git(top, "init", "-q", "-b", "main")
+    script = (
+        "import os, modelkeep as mk\n"
+        "run = mk.current_run()\n"
+        "run.log_params({'where': os.getcwd()})\n"
+        "run.log_metric('lr_seen', float(mk.open().run(run.id).params['lr']))\n"
+    )
+    write(top / "fit.py", script.encode())
+    write(top / ".gitignore", b"/.modelkeep\n")
+    git(top, "add", "fit.py", ".gitignore")
+    git(top, "commit", "-qm", "fit")
+    ok("run", "-p", "lr=0.5", "--", sys.executable, "fit.py", cwd=top)
+    (first,) = repo.runs()
+    doc = again(repo, first.id)
+    assert doc["verdict"] == "reproduced", doc
+    rerun = repo.run(doc["rerun_id"])
+    assert rerun.params["lr"] == 0.5 and rerun.params["where"] != first.params["where"]
+
+
+def test_a_store_in_a_subfolder_of_the_git_repository(tmp_path: Path) -> None:
+    mono = tmp_path / "mono"
+    mono.mkdir()
+    git(mono, "init", "-q", "-b", "main")
+    with mk.init(mono / "ml") as repo:
+        write(repo.root / "train.py", TRAIN.encode())
+        write(repo.root / "data" / "train.csv", b"a,b\n1,2\n")
+        ok("add", "data/train.csv", "--name", "train-data", cwd=repo.root)
+        git(mono, "add", "-A")
+        git(mono, "commit", "-qm", "ml")
+        made = train(repo)
+        doc = again(repo, made.ref)
+        assert doc["verdict"] == "reproduced", doc

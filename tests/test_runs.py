@@ -718,7 +718,8 @@ def test_modelkeep_run_child_joins_the_run(repo: mk.Repo) -> None:
         "argv": [sys.executable, "train.py", "ok"],
         "script": str(repo.root.resolve() / "train.py"),
         "cwd": str(repo.root.resolve()),
-        "entry": "command",  # how `reproduce` runs it again
+        "entry": "command",  # how `reproduce` runs it again, with the params given
+        "params": {"depth": 6, "model": "rf"},
     }
     assert run.code == {"git": None, "root": str(repo.root.resolve()), "snapshot": "code/proj:v1"}
     assert run.inputs == ("code/proj:v1",)

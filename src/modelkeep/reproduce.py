@@ -39,7 +39,7 @@ from modelkeep.capture.environment import diff_environments, environment
 from modelkeep.config import REPO_DIR
 from modelkeep.errors import EnvironmentDrift, InvalidArgument, NotReproducible
 from modelkeep.meta import RunRecord
-from modelkeep.meta.runs import RUNNING
+from modelkeep.meta.runs import RUNNING, json_number
 from modelkeep.repo import Repo
 from modelkeep.results import Diff
 
@@ -77,14 +77,11 @@ class MetricCheck:
     ok: bool
 
     def to_json(self) -> dict[str, Any]:
-        def number(v: float | None) -> float | str | None:
-            return None if v is None else (str(v) if not math.isfinite(v) else v)
-
         return {
             "run": self.run,
             "key": self.key,
-            "original": number(self.original),
-            "rerun": number(self.rerun),
+            "original": json_number(self.original),
+            "rerun": None if self.rerun is None else json_number(self.rerun),
             "ok": self.ok,
         }
 
@@ -163,11 +160,15 @@ def reproduce(
         work, orig_top, notes = _work_tree(repo, top, tmp)
         with _store_in(repo, work, orig_top) as here:
             notes += _restore_inputs(here, work, _subtree(repo, top))
-            cwd = _mapped(Path(top.command.get("cwd") or orig_top), orig_top, work)
-            if not cwd.is_dir():
-                raise NotReproducible(top.id, f"its working folder {str(cwd)!r} is not in its code")
+            cwd = _mapped(Path(top.command.get("cwd") or orig_top), orig_top, work).resolve()
+            if not cwd.is_relative_to(work.resolve()) or not cwd.is_dir():
+                raise NotReproducible(
+                    top.id,
+                    f"its working folder {top.command.get('cwd')!r} is not inside its code "
+                    f"({str(orig_top)!r}), so it would not run in the new work tree",
+                )
             argv = [str(_mapped(Path(a), orig_top, work)) if os.path.isabs(a) else a for a in argv]
-            params = top.params if top.command.get("entry") == "command" else None
+            params = top.command.get("params") if _entry(top) == "command" else None
             env = {str(k): str(v) for k, v in (top.command.get("env") or {}).items()}
             record, code = runs.run_command(
                 here,
@@ -230,13 +231,28 @@ def _argv(run: RunRecord) -> list[str]:
     argv = [str(a) for a in run.command.get("argv") or []]
     if not argv:
         raise NotReproducible(run.id, "it recorded no command")
-    if run.command.get("entry", "python") == "python":
-        if not run.command.get("script"):
+    if _entry(run) == "python":
+        script = run.command.get("script")
+        installed = script and any(
+            Path(script).is_relative_to(p) for p in {sys.prefix, sys.base_prefix}
+        )  # a notebook's kernel launcher, a console script: not the user's code
+        if not script or installed:
             raise NotReproducible(
                 run.id, "it was started from an interactive session, not a script"
             )
         return [sys.executable, *argv]
     return argv
+
+
+def _entry(run: RunRecord) -> str:
+    """How the run's process was started. Records older than `entry` say it by their argv:
+    `python train.py` from Python records the script as argv[0]; `modelkeep run` the command."""
+    entry = run.command.get("entry")
+    if entry:
+        return str(entry)
+    argv, script = run.command.get("argv") or [""], run.command.get("script")
+    first = os.path.join(run.command.get("cwd") or "", str(argv[0]))
+    return "python" if script and os.path.abspath(first) == script else "command"
 
 
 def _check_environment(repo: Repo, run: RunRecord, allow: bool) -> tuple[str, ...]:
@@ -286,13 +302,30 @@ def _work_tree(repo: Repo, run: RunRecord, tmp: Path) -> tuple[Path, Path, list[
             if (patch / "patch.diff").is_file():
                 git.apply_patch(work, patch / "patch.diff")
             if (patch / "untracked").is_dir():
-                shutil.copytree(patch / "untracked", work, dirs_exist_ok=True, symlinks=True)
+                _copy_inside(patch / "untracked", work)
             notes.append(f"applied the uncommitted changes of {code['patch']}")
         return work, recorded, notes
     if code.get("snapshot"):
         repo.get(code["snapshot"], work)
         return work, Path(code.get("root") or repo.root), notes
     raise NotReproducible(run.id, "its code was not captured (no Git commit and no snapshot)")
+
+
+def _copy_inside(source: Path, work: Path) -> None:
+    """Copy source's files into work, refusing any that a symlink in work (committed, or
+    copied before) would send outside it."""
+    top = work.resolve()
+    for path in sorted(source.rglob("*")):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        target = work / path.relative_to(source)
+        if not target.parent.resolve().is_relative_to(top) or target.is_symlink():
+            raise InvalidArgument(
+                f"the recorded untracked file {path.relative_to(source).as_posix()!r} would be "
+                "written outside the new work tree; the code version is not one a run wrote"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target, follow_symlinks=False)
 
 
 def _mapped(path: Path, orig_top: Path, work: Path) -> Path:
@@ -335,7 +368,7 @@ def _restore_inputs(repo: Repo, work: Path, subtree: Iterator[RunRecord]) -> lis
     if entries:  # in the new work tree: the work tree is the one the command runs in
         done = subprocess.run(
             [sys.executable, "-m", "modelkeep", "checkout", "--force"],
-            cwd=work,
+            cwd=repo.root,  # the store's folder in the new work tree (a subfolder, perhaps)
             capture_output=True,
             text=True,
             check=False,

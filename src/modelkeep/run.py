@@ -583,8 +583,10 @@ def open_command_run(
         raise InvalidArgument("no command given; write `modelkeep run -- python train.py`")
     check_capture_limit(capture_limit)
     script = _script(argv, cwd)
-    command = {"argv": list(argv), "script": script, "cwd": str(cwd or Path.cwd())}
+    command: dict[str, Any] = {"argv": list(argv), "script": script, "cwd": str(cwd or Path.cwd())}
     command |= {"entry": "command", **({"sweep": list(sweep)} if sweep else {})}
+    if params:  # as given (`-p`), so `reproduce` gives the same again, and no more
+        command["params"] = dict(params)
     run_name = (name or _default_name(script, argv))[:255]
     run_id = _create(
         repo,
@@ -612,6 +614,7 @@ def open_child_run(
         "cwd": str(Path.cwd()),
         "entry": "command",
         "env": dict(env),
+        "params": dict(params),
     }
     code = _inherited_code(parent)
     new = _new_run(parent.repo, name[:255], command, code, parent_id=parent.id)
