@@ -314,6 +314,11 @@ CRAFTED: list[tuple[str, Any, str]] = [
         },
         "index range",
     ),
+    (
+        "wide text",  # numpy would give each of the million "" the long one's width: 4 TB
+        {"type": "ndarray", "dtype": "str", "data": ["x" * 1_000_000] + [""] * 1_000_000},
+        "would take",
+    ),
     ("unknown type", {"type": "Pickle", "data": "gASV"}, "unknown example type"),
     ("no data", {"type": "ndarray", "dtype": "float64"}, "no 'data'"),
 ]

@@ -198,6 +198,12 @@ class _Reader:
         allowed = _TORCH if kind == "Tensor" else _NUMPY | {"str"}
         if not isinstance(dtype, str) or dtype not in allowed:
             raise self.fail(f"array dtype {str(dtype)[:40]!r} is not one of {sorted(allowed)}")
+        leaves, longest = _extent(data)
+        if leaves * longest * 4 > FILE_LIMIT:  # numpy gives every text value the longest's width
+            raise self.fail(
+                f"its {leaves} values with text of up to {longest} characters would take "
+                f"{leaves * longest * 4} bytes as an array"
+            )
         try:
             values = np.asarray(data)  # built from the values: as large as the file, no more
         except (ValueError, TypeError) as exc:
@@ -349,3 +355,17 @@ def _optional(module: str) -> Any:
 def decode(doc: Any, sig: Mapping[str, Any] | None, ref: str, file: str) -> Any:
     """The stored example as the object it was logged as (see the module's docstring)."""
     return _Reader(ref, file).decode(doc, sig)
+
+
+def _extent(data: Any) -> tuple[int, int]:
+    """(how many values, the longest text's length) of nested lists, without recursion."""
+    stack, leaves, longest = [data], 0, 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            leaves += 1
+            if isinstance(item, str):
+                longest = max(longest, len(item))
+    return leaves, longest
