@@ -353,6 +353,25 @@ def test_search_bounds(served: mkserve.Served, doc: dict[str, Any]) -> None:
     assert r.json()["error_code"] in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
 
 
+@pytest.mark.parametrize(
+    ("path", "doc", "code"),
+    [
+        ("/runs/update", {"status": "FINISHED", "end_time": 2**62}, "INVALID_PARAMETER_VALUE"),
+        ("/runs/update", {"status": ["FINISHED"]}, "INVALID_PARAMETER_VALUE"),
+        ("/runs/update", {"status": {"a": 1}}, "INVALID_PARAMETER_VALUE"),
+        ("/runs/search", {"run_view_type": ["ALL"]}, "INVALID_PARAMETER_VALUE"),
+        ("/runs/create", {"experiment_id": "9" * 20}, "RESOURCE_DOES_NOT_EXIST"),
+        ("/runs/create", {"start_time": -1}, "INVALID_PARAMETER_VALUE"),
+    ],
+)
+def test_odd_values_are_refused_not_crashed_on(
+    served: mkserve.Served, running: str, path: str, doc: dict[str, Any], code: str
+) -> None:
+    r = _post(served, path, {"run_id": running, "experiment_ids": ["0"], **doc})
+    assert r.status_code in (400, 404), r.text  # never a 500
+    assert r.json()["error_code"] == code, r.text
+
+
 def test_metric_values_and_long_keys(served: mkserve.Served, running: str) -> None:
     r = _post(
         served,
@@ -522,9 +541,14 @@ def test_experiments_and_runs_on_both_databases(backend_repo: mk.Repo) -> None:
     assert tracking.get(db, "a" * 32).status == "killed"
     tracking.log_batch(db, "a" * 32, metrics=[LoggedMetric("auc", 0.6, 6, 2)])
     assert tracking.get(db, "a" * 32).status == "running"  # its client wrote: alive
+    meta.reap(db, lambda *_: False)
+    tracking.update_run(db, "a" * 32, status="running")  # `start_run(run_id=…)` resumes it
+    assert tracking.get(db, "a" * 32).status == "running"
     tracking.update_run(db, "a" * 32, status="finished")
     with pytest.raises(RunNotActive):
         tracking.log_batch(db, "a" * 32, params={"x": "1"})
+    with pytest.raises(RunNotActive):  # a run that ended is not reopened
+        tracking.update_run(db, "a" * 32, status="running")
     assert [r.id for r in tracking.load(db, experiment_ids=[eid])] == ["a" * 32]
     assert [r.id for r in tracking.load(db, experiment_ids=[0])] == ["b" * 32]
     run = tracking.get(db, "a" * 32)

@@ -92,7 +92,7 @@ def check_run_name(name: object) -> str:
     return name
 
 
-def _row(s: Session, run_id: str) -> RunRow:
+def run_row(s: Session, run_id: str) -> RunRow:
     row = s.get(RunRow, run_id)
     if row is None:
         raise RunNotFound(run_id)
@@ -110,13 +110,13 @@ def set_tags(
     if both:
         raise InvalidArgument(f"tag {both[0]!r} is both set and removed; give it once")
     with db.write() as s:
-        _row(s, run_id)
-        _write_tags(s, run_id, checked)
+        run_row(s, run_id)
+        write_tags(s, run_id, checked)
         if gone:
             s.execute(delete(RunTagRow).where(RunTagRow.run_id == run_id, RunTagRow.key.in_(gone)))
 
 
-def _write_tags(s: Session, run_id: str, tags: Mapping[str, str]) -> None:
+def write_tags(s: Session, run_id: str, tags: Mapping[str, str]) -> None:
     if not tags:
         return
     existing = {
@@ -139,31 +139,31 @@ def set_note(db: Database, run_id: str, note: str) -> None:
             "text to the run instead (`modelkeep runs attach RUN notes.md`)"
         )
     with db.write() as s:
-        _row(s, run_id).note = note
+        run_row(s, run_id).note = note
 
 
 def rename(db: Database, run_id: str, name: str) -> None:
     check_run_name(name)
     with db.write() as s:
-        _row(s, run_id).name = name
+        run_row(s, run_id).name = name
 
 
 def delete_run(db: Database, run_id: str, actor: str, reason: str = "") -> tuple[str, ...]:
     """Hide a run that has ended; the versions whose lineage still shows it are returned.
     Deleting a deleted run again changes nothing."""
     with db.write() as s:
-        row = _row(s, run_id)
+        row = run_row(s, run_id)
         if row.status == RUNNING:
             raise RunStillRunning(run_id)
         if row.deleted_at is None:
             row.deleted_at = datetime.now(UTC)
-            _write_tags(s, run_id, {DELETED_BY: actor, DELETE_REASON: reason})
+            write_tags(s, run_id, {DELETED_BY: actor, DELETE_REASON: reason})
         return lineage_refs(s, run_id)
 
 
 def restore_run(db: Database, run_id: str) -> None:
     with db.write() as s:
-        row = _row(s, run_id)
+        row = run_row(s, run_id)
         if row.deleted_at is None:
             raise RunNotDeleted(run_id)
         row.deleted_at = None

@@ -232,10 +232,10 @@ def create_run(db: Database, new: NewRun, params: Mapping[str, str]) -> None:
             )
         )
         s.flush()
-        _write_params(s, new.id, params)
+        write_params(s, new.id, params)
 
 
-def _write_params(s: Session, run_id: str, params: Mapping[str, str]) -> None:
+def write_params(s: Session, run_id: str, params: Mapping[str, str]) -> None:
     """params maps keys to canonical JSON; a key already set must keep its value."""
     if not params:
         return
@@ -258,7 +258,7 @@ def _write_params(s: Session, run_id: str, params: Mapping[str, str]) -> None:
 def log_params(db: Database, run_id: str, params: Mapping[str, str]) -> None:
     with db.write() as s:
         check_running(s, run_id)
-        _write_params(s, run_id, params)
+        write_params(s, run_id, params)
 
 
 def log_metrics(db: Database, run_id: str, items: Sequence[tuple[str, float, int]]) -> None:

@@ -29,7 +29,7 @@ from modelkeep.errors import InvalidArgument, RunNotActive, RunNotFound
 from modelkeep.meta import experiments, housekeeping
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import MetricRow, ParamRow, RunRow, RunTagRow
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RESERVED, RUNNING, _write_params
+from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RESERVED, RUNNING, write_params
 
 HOST = "mlflow"  # no process of the server's host: reaped only after a silence (capture/process)
 MAX_KEY = 250  # MLflow's limits
@@ -69,7 +69,12 @@ def ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+MAX_MS = 253402300800000  # the first millisecond of year 10000
+
+
 def from_ms(value: int) -> datetime:
+    if not 0 <= value < MAX_MS:
+        raise InvalidArgument(f"time {value} (ms since 1970) is out of range")
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
@@ -95,16 +100,9 @@ def check_metric(m: LoggedMetric) -> LoggedMetric:
     check_key("metric", m.key)
     if not -MAX_STEP <= m.step <= MAX_STEP:
         raise InvalidArgument(f"metric {m.key!r}: step {m.step} is out of range")
-    if not 0 <= m.timestamp < 253402300800000:  # up to year 9999
+    if not 0 <= m.timestamp < MAX_MS:
         raise InvalidArgument(f"metric {m.key!r}: timestamp {m.timestamp} is out of range")
     return m
-
-
-def _row(s: Session, run_id: str) -> RunRow:
-    row = s.get(RunRow, run_id)
-    if row is None:
-        raise RunNotFound(run_id)
-    return row
 
 
 def _reaped(row: RunRow) -> bool:
@@ -115,7 +113,7 @@ def _reaped(row: RunRow) -> bool:
 def _writable(s: Session, run_id: str) -> RunRow:
     """A run to log to; one the reaper took for dead is running again, since its client
     has just shown it is not (an MLflow client sends no heartbeats of its own)."""
-    row = _row(s, run_id)
+    row = housekeeping.run_row(s, run_id)
     if _reaped(row):
         row.status, row.ended_at, row.error = RUNNING, None, ""
     if row.status != RUNNING:
@@ -161,7 +159,7 @@ def create_run(
             )
         )
         s.flush()
-        housekeeping._write_tags(s, run_id, checked)
+        housekeeping.write_tags(s, run_id, checked)
 
 
 def update_run(
@@ -177,13 +175,17 @@ def update_run(
     if name is not None:
         housekeeping.check_run_name(name)
     with db.write() as s:
-        row = _row(s, run_id)
+        row = housekeeping.run_row(s, run_id)
         if name is not None:
             row.name = name
-            housekeeping._write_tags(s, run_id, {NAME_TAG: name})
+            housekeeping.write_tags(s, run_id, {NAME_TAG: name})
         if status is None or status == row.status:
             return
         reaped = _reaped(row)
+        if status == RUNNING and reaped:  # `start_run(run_id=…)` after a long silence
+            row.status, row.ended_at, row.error = RUNNING, None, ""
+            row.heartbeat_at = datetime.now(UTC)
+            return
         if status == RUNNING or not (row.status == RUNNING or reaped):
             raise RunNotActive(run_id, row.status)
         if status not in (FINISHED, FAILED, KILLED):
@@ -213,8 +215,8 @@ def log_batch(
         if metrics or params:
             _writable(s, run_id)
         else:
-            _row(s, run_id)
-        _write_params(s, run_id, {k: json.dumps(v) for k, v in params.items()})
+            housekeeping.run_row(s, run_id)
+        write_params(s, run_id, {k: json.dumps(v) for k, v in params.items()})
         s.add_all(
             MetricRow(
                 run_id=run_id,
@@ -225,15 +227,15 @@ def log_batch(
             )
             for m in metrics
         )
-        housekeeping._write_tags(s, run_id, tags)
+        housekeeping.write_tags(s, run_id, tags)
         if NAME_TAG in tags:  # MLflow renames a run by its tag too
             housekeeping.check_run_name(tags[NAME_TAG])
-            _row(s, run_id).name = tags[NAME_TAG]
+            housekeeping.run_row(s, run_id).name = tags[NAME_TAG]
 
 
 def delete_tag(db: Database, run_id: str, key: str) -> None:
     with db.write() as s:
-        _row(s, run_id)
+        housekeeping.run_row(s, run_id)
         tag = s.get(RunTagRow, (run_id, key))
         if tag is None or key.startswith(RESERVED):
             raise RunNotFound(f"{run_id} tag {key!r}")
@@ -339,7 +341,7 @@ def _metric(row: MetricRow) -> LoggedMetric:
 
 def history(db: Database, run_id: str, key: str) -> list[LoggedMetric]:
     with db.read() as s:
-        _row(s, run_id)
+        housekeeping.run_row(s, run_id)
         rows = s.scalars(
             select(MetricRow)
             .where(MetricRow.run_id == run_id, MetricRow.key == key)

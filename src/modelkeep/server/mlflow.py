@@ -143,7 +143,7 @@ def _run_id(doc: Doc) -> str:
 
 def _experiment_id(doc: Doc, key: str = "experiment_id", default: str | None = None) -> int:
     text = _text(doc, key, limit=20, default=default)
-    if not text.isdigit():
+    if not text.isdigit() or int(text) >= 2**31:  # ids are 32-bit integers in the database
         raise experiments_not_found(text)
     return int(text)
 
@@ -211,7 +211,7 @@ def _view(doc: Doc, key: str) -> bool | None:
     value = doc.get(key, "ACTIVE_ONLY")
     if isinstance(value, str) and value.isdigit():
         value = int(value)
-    if value not in _VIEW:
+    if not isinstance(value, str | int) or value not in _VIEW:
         raise InvalidArgument(f"{key} is ACTIVE_ONLY, DELETED_ONLY or ALL")
     return _VIEW[value]
 
@@ -373,9 +373,7 @@ def create_run(server: Server, who: Account, doc: Doc) -> Doc:
     name = _opt_text(doc, "run_name", 255) or tags.get(tracking.NAME_TAG) or f"mlflow-{run_id[:8]}"
     tags[tracking.NAME_TAG] = name
     now = int(datetime.now(UTC).timestamp() * 1000)
-    started = _int(doc, "start_time", now)
-    if not 0 <= started < 253402300800000:
-        raise InvalidArgument(f"start_time {started} is out of range")
+    started = _int(doc, "start_time", now)  # from_ms below refuses it out of range
     db = server.repo.db
     tracking.create_run(
         db,
@@ -393,7 +391,7 @@ def update_run(server: Server, who: Account, doc: Doc) -> Doc:
     run_id = _run_id(doc)
     _own(server, who, run_id, "update run")
     status = doc.get("status")
-    if status is not None and status not in _STATUS_IN:
+    if status is not None and (not isinstance(status, str) or status not in _STATUS_IN):
         raise InvalidArgument(f"unknown run status {str(status)[:20]!r}")
     end = _int(doc, "end_time") if doc.get("end_time") is not None else None
     db = server.repo.db
