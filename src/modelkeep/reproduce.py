@@ -261,16 +261,14 @@ def _check_environment(repo: Repo, run: RunRecord, allow: bool) -> tuple[str, ..
         stopping = changes
     else:
         diff = diff_environments(repo.environment(run.id), environment())
-        changes = [
+        packages = [
             *(f"{n} {v} was not installed" for n, v in diff.packages_removed),
             *(f"{n} {v} is installed, it was not" for n, v in diff.packages_added),
             *(f"{n} {a} is now {b}" for n, a, b in diff.packages_changed),
-            *(f"{k} {a!r} is now {b!r}" for k, a, b in diff.other),
         ]
-        hardware = {
-            f"{k} {a!r} is now {b!r}" for k, a, b in diff.other if not k.startswith(_DRIFTING)
-        }
-        stopping = [c for c in changes if c not in hardware]
+        other = [(k, f"{k} {a!r} is now {b!r}") for k, a, b in diff.other]
+        changes = packages + [line for _, line in other]
+        stopping = packages + [line for k, line in other if k.startswith(_DRIFTING)]
     if stopping and not allow:
         raise EnvironmentDrift(run.id, stopping)
     return tuple(changes)
