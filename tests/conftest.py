@@ -118,6 +118,33 @@ def isolate_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "tester@example.com")
 
 
+@pytest.fixture
+def outside_this_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work in tmp_path, an empty folder, never this project's Git tree (runs capture the
+    code of the working directory; a command a crafted file ran would write there)."""
+    isolate_git(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def run_env(outside_this_checkout: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No run inherited from the environment, and none left active for the next test."""
+    monkeypatch.delenv("MODELKEEP_RUN_ID", raising=False)
+    monkeypatch.delenv("MODELKEEP_REPO", raising=False)
+    yield
+    while (left := mk.current_run()) is not None:
+        left.end()
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Any, Any]:
+    """scikit-learn's bundled breast-cancer data as (DataFrame, Series): real features."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    return x, y
+
+
 def git(cwd: Path, *args: str) -> str:
     """Run git; its stderr in the failure message when it fails."""
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)

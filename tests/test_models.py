@@ -27,22 +27,9 @@ from modelkeep.errors import (
     UntrustedModel,
 )
 from modelkeep.formats import requirements
-from tests.conftest import cli, isolate_git, jcli, ok, write
+from tests.conftest import cli, jcli, ok, write
 
-
-@pytest.fixture(autouse=True)
-def _outside_this_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs capture the code of the working directory: make it an empty folder, not Git."""
-    isolate_git(tmp_path, monkeypatch)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def data() -> tuple[Any, Any]:
-    from sklearn.datasets import load_breast_cancer
-
-    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    return x, y
+pytestmark = pytest.mark.usefixtures("outside_this_checkout")
 
 
 def _forest(x: Any, y: Any) -> Any:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,9 @@ import pytest
 import modelkeep as mk
 import modelkeep.run as run_module
 from modelkeep.errors import AttachmentExists, InvalidArgument, ParamConflict, RunNotActive
-from tests.conftest import cli, git, isolate_git, jcli, ok, write
+from tests.conftest import cli, git, jcli, ok, write
 
-
-@pytest.fixture(autouse=True)
-def _run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    isolate_git(tmp_path, monkeypatch)
-    monkeypatch.delenv("MODELKEEP_RUN_ID", raising=False)
-    monkeypatch.delenv("MODELKEEP_REPO", raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield
-    while (left := mk.current_run()) is not None:  # a failed test leaves no run active
-        left.end()
+pytestmark = pytest.mark.usefixtures("run_env")
 
 
 def error_line(r: subprocess.CompletedProcess[str]) -> str:

@@ -32,21 +32,9 @@ from modelkeep.errors import (
 )
 from modelkeep.formats import examples, signature
 from modelkeep.formats.schema import CheckedModel
-from tests.conftest import isolate_git, write
+from tests.conftest import write
 
-
-@pytest.fixture(autouse=True)
-def _outside_this_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    isolate_git(tmp_path, monkeypatch)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def data() -> tuple[Any, Any]:
-    from sklearn.datasets import load_breast_cancer
-
-    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    return x, y
+pytestmark = pytest.mark.usefixtures("outside_this_checkout")
 
 
 def _forest(x: Any, y: Any, seed: int = 0) -> Any:

@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import modelkeep as mk
 from modelkeep.errors import EnvironmentDrift, InvalidArgument, NotReproducible
 from modelkeep.meta import RunRecord
 from modelkeep.reproduce import reproduce
-from tests.conftest import cli, git, isolate_git, ok, one_error_line, write
+from tests.conftest import cli, git, ok, one_error_line, write
 
 # Deterministic training: a model folder from the data, the seed and an external file.
 TRAIN = """\
@@ -38,12 +37,7 @@ with mk.start_run() as run:
 """
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    isolate_git(tmp_path, monkeypatch)
-    monkeypatch.delenv("MODELKEEP_RUN_ID", raising=False)
-    monkeypatch.delenv("MODELKEEP_REPO", raising=False)
-    yield
+pytestmark = pytest.mark.usefixtures("run_env")
 
 
 @pytest.fixture

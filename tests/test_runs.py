@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,22 +36,12 @@ from modelkeep.errors import (
     RunNotFound,
 )
 from modelkeep.meta.models import EnvironmentRow, RunRow
-from tests.conftest import cli, git, isolate_git, jcli, ok, write
+from tests.conftest import cli, git, jcli, ok, write
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
-@pytest.fixture(autouse=True)
-def _run_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Work in tmp_path (never in this project's Git tree), Git without user config."""
-    isolate_git(tmp_path, monkeypatch)
-    monkeypatch.delenv("MODELKEEP_RUN_ID", raising=False)
-    monkeypatch.delenv("MODELKEEP_REPO", raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield
-    left = mk.current_run()  # a failed test must not leave its run active for the next
-    if left is not None:
-        left.end()
+pytestmark = pytest.mark.usefixtures("run_env")
 
 
 def git_project(path: Path, files: dict[str, bytes]) -> mk.Repo:

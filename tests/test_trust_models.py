@@ -28,14 +28,9 @@ from modelkeep.errors import (
     ModelSpecInvalid,
     UntrustedModel,
 )
-from tests.conftest import cli, isolate_git, ok, write
+from tests.conftest import cli, ok, write
 
-
-@pytest.fixture(autouse=True)
-def _outside_this_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Work in an empty folder (a command run by a crafted file would write PWNED here)."""
-    isolate_git(tmp_path, monkeypatch)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("outside_this_checkout")
 
 
 # -- planting what an attacker would -------------------------------------------------------
