@@ -56,6 +56,8 @@ class ArtifactRow(Base):
     registered: Mapped[bool] = mapped_column(  # a registered model
         Boolean, default=False, server_default="0"
     )
+    # A registered model's description (0011), which MLflow's API may change.
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class VersionRow(Base):
@@ -101,6 +103,8 @@ class VersionRow(Base):
     host: Mapped[str | None] = mapped_column(String(255), default=None)
     # The store that added it (its id, store/identity.py; NULL before 0006).
     store_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # A model version's description (0011): unlike the message, MLflow's API may change it.
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class PushRow(Base):
@@ -369,3 +373,62 @@ class DeliveryRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class MlflowArtifactRow(Base):
+    """A file the MLflow client uploaded through `mlflow-artifacts:` (0011): its path under
+    the server's artifact root (`1/<run id>/artifacts/model/MLmodel`), and its bytes, in the
+    store by content id like every version's. Uploading a path again replaces the row."""
+
+    __tablename__ = "mlflow_artifacts"
+
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)  # hex BLAKE3 of the file
+    size: Mapped[int] = mapped_column(BigInteger)
+    store_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    user: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LoggedModelRow(Base):
+    """An MLflow 3 logged model (`mlflow.<flavor>.log_model`), id `m-<32 hex>` (0011). Its
+    files are MLflow artifacts under `<experiment>/models/<id>/artifacts/`."""
+
+    __tablename__ = "logged_models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id"), index=True, default=None
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, default=None)
+    status: Mapped[str] = mapped_column(String(16))  # PENDING, READY or FAILED
+    status_message: Mapped[str] = mapped_column(Text, default="", server_default="")
+    model_type: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    source_run_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    user: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    params_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    tags_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+
+
+class ModelTagRow(Base):
+    """A key/value tag on a registered model (MLflow's registered-model tags; 0011)."""
+
+    __tablename__ = "model_tags"
+
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class VersionTagRow(Base):
+    """A key/value tag on a model version (MLflow's model-version tags; 0011)."""
+
+    __tablename__ = "version_tags"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
