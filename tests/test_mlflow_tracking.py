@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +24,7 @@ from modelkeep.errors import ExperimentExists, ExperimentNotFound, InvalidArgume
 from modelkeep.meta import experiments, tracking, tracking_search
 from modelkeep.meta.tracking import LoggedMetric, TrackedRun
 from tests import mkserve
+from tests.mlflow_client import client_run
 
 API = "/api/2.0/mlflow"
 
@@ -39,29 +38,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mkserve.Served]
     )
     yield s
     s.stop()
-
-
-def client_run(served: mkserve.Served, code: str, **env: str) -> dict[str, Any]:
-    """Run MLflow client code in a fresh process; it prints one JSON document last."""
-    clean = {k: v for k, v in served.client_env(None).items() if not k.startswith("MLFLOW_")}
-    clean.update(
-        MLFLOW_TRACKING_URI=served.url,
-        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-        MLFLOW_ENABLE_ASYNC_LOGGING="false",
-        **env,
-    )
-    served.home.mkdir(exist_ok=True)
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        env=clean,
-        cwd=served.home,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-4000:]}"
-    return dict(json.loads(r.stdout.strip().splitlines()[-1]))
 
 
 STORY = r"""

@@ -554,10 +554,12 @@ def _handle(server: Server, fn: Handler) -> Callable[[Request, Account], Any]:
     return handle
 
 
-def routes(server: Server) -> Iterable[Route]:
+def routes(server: Server, table: Iterable[tuple[str, str, Handler]] = ROUTES) -> Iterable[Route]:
+    """Routes for a table of (method, path under /api/2.0/mlflow, handler)."""
     render = renderer(server)
+    table = list(table)
     for prefix in PREFIXES:
-        for method, path, fn in ROUTES:
+        for method, path, fn in table:
             yield Route(
                 prefix + path,
                 server.endpoint(_handle(server, fn), render=render),
