@@ -1176,3 +1176,42 @@ class InvalidExperiment(ModelkeepError, ValueError):
         self.what = what
         self.reason = reason
         super().__init__(f"{what}: {reason}")
+
+
+# -- importing an MLflow store (`modelkeep import mlflow`) ---------------------------------------
+
+
+class MlflowMissing(ModelkeepError, ImportError):
+    def __init__(self, extra: str) -> None:
+        self.extra = extra
+        super().__init__(f"reading an MLflow store needs the mlflow client; pip install '{extra}'")
+
+
+class MlflowSourceNotFound(ModelkeepError, FileNotFoundError):
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"no MLflow store at {source!r}; give the mlruns folder, sqlite:///PATH of the "
+            "database file, or the tracking server's http(s):// URL"
+        )
+
+
+class NotAnMlflowStore(ModelkeepError, ValueError):
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(
+            f"{source!r} is not an MLflow store MLflow can read: {reason}; give the tracking "
+            "URI its runs were logged to"
+        )
+
+
+class ImportIncomplete(ModelkeepError):
+    """Some of an MLflow store could not be brought; the rest was (the CLI's exit 1)."""
+
+    def __init__(self, skipped: int) -> None:
+        self.skipped = skipped
+        super().__init__(
+            f"{skipped} item(s) of the MLflow store were not brought (listed above, with why); "
+            "fix what they need and run the import again: it brings only what is missing"
+        )
