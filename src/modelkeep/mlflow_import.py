@@ -28,6 +28,7 @@ has none here yet, so re-importing never undoes a change made in modelkeep since
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -75,6 +76,8 @@ SOURCE_TAG = "modelkeep.imported_from"  # on an imported experiment: it follows 
 LOCATION_TAG = "modelkeep.mlflow_artifact_location"  # where MLflow kept its artifacts
 PAGE = 1000
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
+# Tables every MLflow database has had since 1.x, and modelkeep's (or another app's) has not.
+_MLFLOW_TABLES = {"experiments", "runs", "metrics", "params", "tags", "alembic_version"}
 _STATUS = {"RUNNING": RUNNING, "SCHEDULED": RUNNING, "FINISHED": FINISHED, "FAILED": FAILED}
 _STAGES = {"staging": "staging", "production": "production", "archived": "archived"}
 T = TypeVar("T")
@@ -157,9 +160,10 @@ def import_mlflow(
     regardless. Running it again brings only what is missing."""
     uri, registry = _check_source(source, registry_uri)
     report = ImportReport(mask_url(source), dry_run)
-    with _mlflow_settings(uri):
+    with tempfile.TemporaryDirectory(prefix="modelkeep-mlflow-") as temp, _mlflow_settings(uri):
+        uri, registry = _snapshot(uri, temp), _snapshot(registry, temp)
         client = _client(uri, registry)
-        _Importer(repo, client, uri, registry, report).run()
+        _Importer(repo, client, uri, registry, report, Path(temp)).run()
     return report
 
 
@@ -197,9 +201,22 @@ def _check_sqlite(source: str, path: str) -> None:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError as exc:
         raise NotAnMlflowStore(source, f"it is not an SQLite database ({exc})") from exc
-    missing = {"experiments", "runs", "alembic_version"} - names
+    missing = _MLFLOW_TABLES - names
     if missing:
         raise NotAnMlflowStore(source, f"it has no {', '.join(sorted(missing))} table")
+
+
+def _snapshot(uri: str, temp: str) -> str:
+    """A copy of an SQLite source, read instead of it: MLflow's client upgrades a database
+    of an older MLflow in place when it opens it, and an import never writes to its source."""
+    if not uri.startswith("sqlite:///"):
+        return uri
+    path = uri.removeprefix("sqlite:///")
+    copy = os.path.join(temp, f"source-{abs(hash(path))}.db")
+    if not os.path.exists(copy):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)
+    return f"sqlite:///{copy}"
 
 
 @contextmanager
@@ -212,9 +229,13 @@ def _mlflow_settings(uri: str) -> Iterator[None]:
         wanted["MLFLOW_ALLOW_FILE_STORE"] = "true"
     before = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
+    chatty = logging.getLogger("mlflow")
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)  # its "Creating initial MLflow database tables…"
     try:
         yield
     finally:
+        chatty.setLevel(level)
         for key, value in before.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -325,7 +346,13 @@ def _describe_version(
 
 class _Importer:
     def __init__(
-        self, repo: Repo, client: MlflowClient, uri: str, registry: str, report: ImportReport
+        self,
+        repo: Repo,
+        client: MlflowClient,
+        uri: str,
+        registry: str,
+        report: ImportReport,
+        temp: Path,
     ) -> None:
         from mlflow.exceptions import MlflowException
 
@@ -339,26 +366,25 @@ class _Importer:
         self.open: set[str] = set()  # runs being brought now: running here until the end
         self.reopened: set[int] = set()  # deleted experiments restored to add runs to
         self.existing: dict[str, RunRecord] = {}  # the runs here before this import
-        self.temp = tempfile.TemporaryDirectory(prefix="modelkeep-mlflow-")
+        self.temp = temp
 
     def run(self) -> None:
         from mlflow.exceptions import MlflowException
 
-        with self.temp:
-            try:
-                found = list(self._source_experiments())
-            except MlflowException as exc:
-                raise NotAnMlflowStore(self.report.source, exc.message) from exc
-            for e in found:
-                self._experiment(e)
-            runs = self._source_runs(found)
-            self._create_runs(runs)
-            for r in runs:
-                if r.info.run_id in self.open:
-                    self._fill(r)
-            self._registry()
-            self._finish(runs)
-            self._experiment_stages(found)
+        try:
+            found = list(self._source_experiments())
+        except MlflowException as exc:
+            raise NotAnMlflowStore(self.report.source, exc.message) from exc
+        for e in found:
+            self._experiment(e)
+        runs = self._source_runs(found)
+        self._create_runs(runs)
+        for r in runs:
+            if r.info.run_id in self.open:
+                self._fill(r)
+        self._registry()
+        self._finish(runs)
+        self._experiment_stages(found)
 
     def _do(self, what: str, fn: Callable[P, object], *args: P.args, **kw: P.kwargs) -> bool:
         """Whether fn(...) was done; if not, what is skipped, with why."""
@@ -649,7 +675,7 @@ class _Importer:
     def _bring(self, run_id: str, path: str, where: str) -> int:
         from modelkeep import content
 
-        folder = tempfile.mkdtemp(dir=self.temp.name)
+        folder = tempfile.mkdtemp(dir=self.temp)
         local = self.client.download_artifacts(run_id, path, folder)
         with self.repo.store.writing():  # gc waits until the row keeps the content
             digest, size = content.put_file(self.repo.parts, local)
@@ -748,7 +774,7 @@ class _Importer:
         import mlflow.artifacts
 
         uri = self.client.get_model_version_download_uri(v.name, v.version)
-        folder = tempfile.mkdtemp(dir=self.temp.name)
+        folder = tempfile.mkdtemp(dir=self.temp)
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=folder, tracking_uri=self.uri, registry_uri=self.registry
         )
