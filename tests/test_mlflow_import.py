@@ -248,10 +248,8 @@ def check_imported(repo: mk.Repo, want: dict[str, Any], tmp: Path) -> None:
             with repo.db.read() as s:
                 row = s.get(VersionRow, repo_version_id(repo, name, v.number))
                 assert row is not None and row.description == (spec["description"] or "")
-                tags = {
-                    t.key: t.value
-                    for t in s.scalars(select(VersionTagRow).where(VersionTagRow.version_id == row.id))
-                }
+                own = select(VersionTagRow).where(VersionTagRow.version_id == row.id)
+                tags = {t.key: t.value for t in s.scalars(own)}
             assert tags == spec["tags"]
         got_aliases = {m.name: m.aliases for m in repo.models()}[name]
         assert got_aliases == {a: int(n) for a, n in model["aliases"].items()}
@@ -382,6 +380,7 @@ with mk.open(".") as repo:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "where",
     [
