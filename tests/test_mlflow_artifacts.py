@@ -376,3 +376,38 @@ def test_paths_are_checked_in_the_library(tmp_path: Path) -> None:
     assert [f.path for f in mlflow_artifacts.files_under(repo.db, "0/r%")] == []
     assert mlflow_artifacts.remove(repo.db, "0/r") == 1
     repo.close()
+
+
+def test_a_registered_versions_files_are_read_only_and_per_model(
+    served: mkserve.Served, tmp_path: Path
+) -> None:
+    """`_modelkeep/versions/<name>/<n>/…` serves a version's own tree (where a model
+    version's download URI points); a grant on another model does not read it."""
+    from modelkeep.meta import accounts
+
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    (folder / "sub" / "w.bin").write_bytes(b"\x00\x01" * 1000)
+    with mk.open(served.root) as repo:
+        repo.add(folder, "churn-files")
+        repo.register("churn-files", "churn")
+        accounts.add_user(repo.db, "other")
+        accounts.grant(repo.db, "other", "viewer", "fraud*")
+        served.tokens["other"] = accounts.create_token(repo.db, "other")[0]
+    base = f"{ART}/artifacts/_modelkeep/versions/churn/1"
+    with served.http("val") as http:
+        assert http.get(f"{base}/sub/w.bin").content == b"\x00\x01" * 1000
+        listed = http.get(f"{ART}/artifacts", params={"path": "_modelkeep/versions/churn/1"})
+        assert listed.json()["files"] == [
+            {"path": "MLmodel", "is_dir": False, "file_size": 12},
+            {"path": "sub", "is_dir": True},
+        ]
+        assert http.get(f"{ART}/artifacts/_modelkeep/versions/churn/9/MLmodel").status_code == 404
+        assert http.get(f"{ART}/artifacts/_modelkeep/versions/churn/x/MLmodel").status_code == 404
+    with served.http("boss") as http:
+        r = http.put(f"{base}/MLmodel", content=b"changed")
+        assert r.status_code == 400 and "never change" in r.json()["message"]
+        assert http.delete(f"{base}/MLmodel").status_code == 400
+    with served.http("other") as http:
+        assert http.get(f"{base}/MLmodel").status_code == 403

@@ -102,6 +102,13 @@ def remove(parts: Parts, path: str) -> int:
 # -- reading ---------------------------------------------------------------------------------
 
 
+def version_model(path: str) -> str | None:
+    """The model whose registered version a `_modelkeep/versions/<name>/…` path reads."""
+    if not path.startswith(VERSIONS + "/"):
+        return None
+    return path[len(VERSIONS) + 1 :].split("/", 1)[0]
+
+
 def _version_part(parts: Parts, path: str) -> tuple[Version, str | None] | None:
     """The version and the path inside it that a `_modelkeep/versions/…` path names."""
     if not path.startswith(VERSIONS + "/"):

@@ -38,8 +38,15 @@ def _path(request: Request) -> str:
     return str(request.path_params.get("path", ""))
 
 
+def _may_read(server: Server, who: Account, path: str) -> None:
+    """Runs' files are read with a viewer's grant on every model, as runs are; a registered
+    version's files with a viewer's grant on that model."""
+    model = artifact_proxy.version_model(path)
+    server.require(who, "viewer", "read MLflow artifacts", model)
+
+
 def _may_write(server: Server, who: Account, path: str) -> None:
-    server.require(who, "editor", "upload MLflow artifacts", anywhere=True)
+    server.require(who, "editor", "upload MLflow artifacts")
     owner = artifact_proxy.owner(server.repo.acting_as(who.name).parts, path)
     if not who.admin and owner.user != who.name:
         raise Forbidden(who.name, "admin", f"writing files of another account's {owner.kind}", None)
@@ -85,8 +92,8 @@ def _upload(server: Server) -> Callable[[Request, Account], Any]:
 
 def _download(server: Server) -> Callable[[Request, Account], Any]:
     async def download(request: Request, who: Account) -> Response:
-        server.require(who, "viewer", "read MLflow artifacts", anywhere=True)
         path = _path(request)
+        _may_read(server, who, path)
         reader, size = await run_in_threadpool(artifact_proxy.open_file, server.repo.parts, path)
         try:  # damage in the first MiB is an error response; later, a cut connection
             first = await run_in_threadpool(reader.read, 1 << 20)
@@ -119,8 +126,8 @@ def _download(server: Server) -> Callable[[Request, Account], Any]:
 
 def _list(server: Server) -> Callable[[Request, Account], Any]:
     async def listing(request: Request, who: Account) -> Response:
-        server.require(who, "viewer", "read MLflow artifacts", anywhere=True)
         path = request.query_params.get("path", "").strip("/")
+        _may_read(server, who, path)
         entries = await run_in_threadpool(artifact_proxy.listing, server.repo.parts, path)
         files = [
             {"path": e.name, "is_dir": e.is_dir} | ({} if e.size is None else {"file_size": e.size})
