@@ -163,6 +163,11 @@ def test_a_file_and_a_folder_never_share_a_path(
         assert r.status_code == 400 and "clashes" in r.json()["message"]
         assert http.get(f"{ART}/artifacts/{base}/missing.txt").status_code == 404
         assert http.get(f"{ART}/artifacts", params={"path": f"{base}/nothing"}).json() == {}
+        odd = f'{base}/caf\u00e9 "x";.txt'
+        assert http.put(f"{ART}/artifacts/{odd}", content=b"odd").status_code == 200
+        back = http.get(f"{ART}/artifacts/{odd}")
+        assert back.content == b"odd"
+        assert back.headers["content-disposition"].startswith("attachment; filename*=UTF-8''")
 
 
 def test_a_forged_row_or_a_damaged_file_never_serves_bytes(

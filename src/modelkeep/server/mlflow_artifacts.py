@@ -18,6 +18,7 @@ import posixpath
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -116,7 +117,7 @@ def _download(server: Server) -> Callable[[Request, Account], Any]:
             media_type="application/octet-stream",
             headers={
                 "Content-Length": str(size),
-                "Content-Disposition": f'attachment; filename="{name}"',
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
                 "X-Content-Type-Options": "nosniff",
             },
         )
