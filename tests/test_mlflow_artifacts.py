@@ -8,6 +8,7 @@ account's folder.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +111,22 @@ def test_the_files_are_in_the_store_and_kept_by_gc(
         reader, size = artifact_proxy.open_file(repo.parts, f"1/{run}/artifacts/ckpt/weights.bin")
         with reader:
             assert len(reader.read()) == size == 3 << 20
+
+
+def test_runs_show_lists_the_files_the_client_logged(
+    served: mkserve.Served, story: dict[str, Any]
+) -> None:
+    run = story["run_id"]
+    text = mkserve.admin(served.root, "runs", "show", run)
+    assert "MLflow artifacts:" in text and "ckpt/weights.bin  3.0 MiB" in text
+    doc = json.loads(mkserve.admin(served.root, "runs", "show", run, "--json"))
+    assert [f["path"] for f in doc["mlflow_artifacts"]][:2] == [
+        "ckpt/weights.bin",
+        "meta/config.json",
+    ]
+    with served.http("val") as http:  # the same over the server's own API, for its clients
+        files = http.get(f"/api/v1/runs/{run}/files").json()
+    assert len(files) == 5
 
 
 def test_a_viewer_reads_but_does_not_write(served: mkserve.Served, story: dict[str, Any]) -> None:

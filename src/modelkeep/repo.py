@@ -762,6 +762,10 @@ class Repo:
             target = target / base
         return content.restore_content(self.parts, att.content_id, target.absolute(), force=force)
 
+    def run_files(self, ref: str) -> list[mlflow_artifacts.ArtifactFile]:
+        """The files the MLflow client logged for a run through `modelkeep serve`."""
+        return mlflow_artifacts.of_run(self.db, self.run(ref).id)
+
     def metric_history(self, ref: str) -> list[Metric]:
         return meta.metric_history(self.db, self.run(ref).id)
 

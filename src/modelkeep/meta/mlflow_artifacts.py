@@ -111,6 +111,17 @@ def _files(s: Session, prefix: str) -> list[ArtifactFile]:
     return [_of(r, prefix) for r in s.scalars(query)]
 
 
+def of_run(db: Database, run_id: str) -> list[ArtifactFile]:
+    """The files the MLflow client logged for a run (in the server's own artifact folder
+    of its experiment), paths relative to the run's folder."""
+    from modelkeep.meta.experiments import DEFAULT_ID
+    from modelkeep.meta.models import RunRow
+
+    with db.read() as s:
+        experiment = s.scalar(select(RunRow.experiment_id).where(RunRow.id == run_id))
+        return _files(s, f"{experiment or DEFAULT_ID}/{run_id}/artifacts")
+
+
 def listing(db: Database, prefix: str) -> list[Entry] | None:
     """The names directly in a folder; a file's own entry for a file; None for nothing."""
     found = get(db, prefix) if prefix else None
