@@ -299,6 +299,8 @@ def test_multipart_uploads_refuse_forged_ids_and_foreign_completions(
         assert anon.put(urls[0], content=b"a" * 10).status_code == 200  # the url is the credential
         body = {"path": "f.bin", "upload_id": made["upload_id"], "parts": [{"part_number": 1}]}
         assert bob.post(f"{ART}/mpu/complete/{folder}", json=body).status_code == 403
+        with served.http("boss") as boss:  # may write the folder, but did not start it
+            assert boss.post(f"{ART}/mpu/complete/{folder}", json=body).status_code == 404
         missing = {**body, "parts": [{"part_number": 1}, {"part_number": 2}]}
         r = ann.post(f"{ART}/mpu/complete/{folder}", json=missing)
         assert r.status_code == 400 and "never uploaded" in r.json()["message"]

@@ -177,12 +177,18 @@ def _folder(parts: Parts, upload_id: str) -> Path:
     return _uploads(parts) / hashlib.sha256(upload_id.encode()).hexdigest()[:32]
 
 
-def _state(parts: Parts, upload_id: str) -> tuple[Path, dict[str, object]]:
+def _state(
+    parts: Parts, upload_id: str, *, starter: bool = False
+) -> tuple[Path, dict[str, object]]:
+    """An upload's folder and record; with starter, only for the account that started it
+    (to anyone else it does not exist)."""
     folder = _folder(parts, upload_id)
     try:
         state = json.loads((folder / "upload.json").read_text())
     except (OSError, ValueError):
         raise UploadNotFound() from None
+    if starter and state.get("user") != parts.user:
+        raise UploadNotFound()
     return folder, state
 
 
@@ -208,13 +214,10 @@ def part_file(parts: Parts, upload_id: str, number: int) -> Path:
     return folder / f"part-{number:05d}"
 
 
-def upload_path(parts: Parts, upload_id: str) -> str:
-    return str(_state(parts, upload_id)[1]["path"])
-
-
 def complete_upload(parts: Parts, upload_id: str, path: str, numbers: list[int]) -> None:
-    """Join the parts, in order, into the artifact at path (the path the upload was for)."""
-    folder, state = _state(parts, upload_id)
+    """Join the parts, in order, into the artifact at path (the path the upload was for).
+    Each part is removed once joined: a completion that fails needs the upload again."""
+    folder, state = _state(parts, upload_id, starter=True)
     if state["path"] != path:
         raise InvalidArgument(f"upload {upload_id[:8]}… is for {state['path']!r}, not {path!r}")
     if sorted(numbers) != list(range(1, len(numbers) + 1)) or not numbers:
@@ -234,7 +237,7 @@ def complete_upload(parts: Parts, upload_id: str, path: str, numbers: list[int])
 
 
 def abort_upload(parts: Parts, upload_id: str) -> None:
-    folder, _ = _state(parts, upload_id)
+    folder, _ = _state(parts, upload_id, starter=True)
     shutil.rmtree(folder, ignore_errors=True)
 
 

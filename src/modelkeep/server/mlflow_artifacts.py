@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ def _mpu_part(server: Server) -> Callable[[Request, Account], Any]:
         dest = await run_in_threadpool(
             artifact_proxy.part_file, parts, request.path_params["upload_id"], number
         )
-        partial = dest.with_name(dest.name + ".partial")
+        partial = dest.with_name(f"{dest.name}.{secrets.token_hex(8)}.partial")
         try:
             await _spool(request, partial, MAX_PART)
             os.replace(partial, dest)
