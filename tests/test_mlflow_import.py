@@ -38,7 +38,9 @@ from modelkeep.meta.models import (
     VersionTagRow,
 )
 from modelkeep.mlflow_import import import_mlflow
+from tests import mkserve
 from tests.conftest import cli, one_error_line
+from tests.mlflow_client import client_run
 
 BUILD = r"""
 import json, os, sys
@@ -353,6 +355,54 @@ def test_a_file_store_folder_is_brought(tmp_path: Path) -> None:
         check_imported(repo, want, tmp_path)
 
 
+SERVED = r"""
+import json, blake3, mlflow
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+c = MlflowClient()
+exp = c.get_experiment_by_name("fraud")
+out = {}
+for r in c.search_runs([exp.experiment_id], run_view_type=ViewType.ALL):
+    run_id = r.info.run_id
+    folder = mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=f"dl/{run_id}")
+    files = {}
+    for info in c.list_artifacts(r.info.run_id, "model") + c.list_artifacts(r.info.run_id):
+        if not info.is_dir:
+            with open(f"{folder}/{info.path}", "rb") as f:
+                files[info.path] = blake3.blake3(f.read()).hexdigest()
+    out[r.info.run_id] = {
+        "name": r.info.run_name, "params": r.data.params, "files": files,
+        "auc": [[m.step, m.timestamp] for m in c.get_metric_history(r.info.run_id, "auc")],
+    }
+print(json.dumps(out))
+"""
+
+
+def test_the_mlflow_client_reads_the_import_from_modelkeep_serve(
+    store: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Runs and their artifacts, imported, are what the MLflow client finds on the server."""
+    uri, want = store
+    proj = fresh(tmp_path)
+    code, _, err = run_import(proj, uri)
+    assert code == 0, err
+    served = mkserve.start(proj)
+    try:
+        mkserve.with_accounts(served, {"boss": "admin"})
+        got = client_run(served, SERVED, MLFLOW_TRACKING_TOKEN=served.tokens["boss"])
+    finally:
+        served.stop()
+    fraud = {i: r for i, r in want["runs"].items() if r["experiment"] == "fraud"}
+    assert set(got) == set(fraud)
+    for run_id, spec in fraud.items():
+        assert got[run_id]["name"] == spec["name"]
+        assert got[run_id]["params"] == spec["params"]
+        assert got[run_id]["files"] == spec["artifacts"]  # every byte, through the proxy
+        auc = sorted([m[1], m[2]] for m in spec["history"].get("auc", []))
+        assert sorted(got[run_id]["auc"]) == auc
+
+
 # -- stopped half-way ---------------------------------------------------------------------------
 
 # The import in a process that kills itself (SIGKILL: no cleanup of any kind) at the Nth
@@ -361,10 +411,10 @@ KILLED_AT = r"""
 import os, signal, sys
 import modelkeep as mk
 from modelkeep import mlflow_import
-from modelkeep.meta import tracking
+from modelkeep.meta import mlflow_artifacts, tracking
 
 target, attr, nth = sys.argv[2], sys.argv[3], int(sys.argv[4])
-owner = {"tracking": tracking, "mlflow_import": mlflow_import, "Repo": mk.Repo}[target]
+owner = {"tracking": tracking, "mlflow_artifacts": mlflow_artifacts, "Repo": mk.Repo}[target]
 real = getattr(owner, attr)
 calls = [0]
 
@@ -385,7 +435,7 @@ with mk.open(".") as repo:
     "where",
     [
         ("tracking", "log_batch", 3),  # some runs filled, others only created
-        ("mlflow_import", "_put_artifact", 2),  # one artifact of four written
+        ("mlflow_artifacts", "put", 2),  # one artifact of four written
         ("Repo", "add_content", 2),  # a model version made, the second not
         ("tracking", "update_run", 2),  # runs ending
     ],

@@ -44,16 +44,14 @@ from modelkeep import meta
 from modelkeep.errors import (
     ArtifactNotFound,
     ExperimentNotFound,
-    InvalidArgument,
     MlflowMissing,
     MlflowSourceNotFound,
     ModelkeepError,
     NotAnMlflowStore,
 )
-from modelkeep.meta import experiments, housekeeping, tracking
+from modelkeep.meta import experiments, housekeeping, mlflow_artifacts, tracking
 from modelkeep.meta.models import (
     ArtifactRow,
-    MlflowArtifactRow,
     ModelTagRow,
     VersionRow,
     VersionTagRow,
@@ -273,29 +271,8 @@ def _when(ms: int | None) -> str:
 
 
 # -- the rows no library function writes yet ------------------------------------------------
-# The lead's meta/mlflow_artifacts.py (put/get) and the registry helper's model and version
-# tags and descriptions replace these once they are on main; the signatures are theirs.
-
-
-def _artifact_size(db: meta.Database, path: str) -> int | None:
-    with db.read() as s:
-        row = s.get(MlflowArtifactRow, path)
-        return None if row is None else row.size
-
-
-def _put_artifact(
-    db: meta.Database, path: str, digest: str, size: int, store_id: str | None, user: str
-) -> None:
-    segments = path.split("/")
-    if len(path) > 1024 or any(seg in ("", ".", "..") for seg in segments) or "\\" in path:
-        raise InvalidArgument(f"artifact path {path[:80]!r} is not plain relative segments")
-    with db.write() as s:
-        row = s.get(MlflowArtifactRow, path)
-        if row is None:
-            row = MlflowArtifactRow(path=path)
-            s.add(row)
-        row.digest, row.size, row.store_id = digest, size, store_id
-        row.user, row.created_at = user, datetime.now(UTC)
+# The registry helper's setters of model and version tags and descriptions replace these
+# once they are on main.
 
 
 def _describe_model(db: meta.Database, name: str, description: str, tags: Mapping[str, str]) -> int:
@@ -644,7 +621,8 @@ class _Importer:
         files = self._try(f"artifacts of run {run_id}", self._files, run_id)
         for path, size in files or []:
             where = f"{exp_id}/{run_id}/artifacts/{path}"
-            if not self.dry and _artifact_size(self.db, where) == size:
+            here = None if self.dry else mlflow_artifacts.get(self.db, where)
+            if here is not None and here.size == size:
                 self.report.already["artifacts"] += 1
                 continue
             if self.dry:
@@ -679,7 +657,8 @@ class _Importer:
         local = self.client.download_artifacts(run_id, path, folder)
         with self.repo.store.writing():  # gc waits until the row keeps the content
             digest, size = content.put_file(self.repo.parts, local)
-            _put_artifact(self.db, where, digest, size, self.repo.parts.store_id, self.repo.user)
+            store_id, user = self.repo.parts.store_id, self.repo.user
+            mlflow_artifacts.put(self.db, where, digest, size, store_id, user)
         _remove(folder)
         return size
 
