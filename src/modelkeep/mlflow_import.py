@@ -716,9 +716,15 @@ class _Importer:
             mapped[number] = found
             if found is not None and not self.dry:
                 self._do(f"{what} version {number}", self._settle, found, v)
-        if self.dry:
-            self.report.aliases += len(m.aliases)
-            self.report.stages += sum(1 for v in versions if _stage(v) is not None)
+        if self.dry:  # what would be set: where nothing is yet
+            have = self._alias_names(name)
+            self.report.aliases += len(set(m.aliases) - have)
+            self.report.stages += sum(
+                1
+                for v in versions
+                if _stage(v) is not None
+                and ((ours_v := mapped.get(int(v.version))) is None or ours_v.stage == "none")
+            )
             return
         self._stages(name, versions, mapped)
         self._aliases(m, mapped)
@@ -833,9 +839,12 @@ class _Importer:
                     f"one production version, {ours.ref}, and archived {moved[1].ref}"
                 )
 
+    def _alias_names(self, name: str) -> set[str]:
+        return {a for mod in meta.models(self.db) if mod.name == name for a in mod.aliases}
+
     def _aliases(self, m: RegisteredModel, mapped: Mapping[int, Version | None]) -> None:
         """MLflow's aliases, where the alias is not set here yet."""
-        have = {a for mod in meta.models(self.db) if mod.name == m.name for a in mod.aliases}
+        have = self._alias_names(m.name)
         for alias, number in sorted(m.aliases.items()):
             what = f"alias {m.name}@{alias}"
             ours = mapped.get(int(number))
