@@ -532,6 +532,33 @@ def test_names_modelkeep_refuses_are_reported_and_the_rest_brought(tmp_path: Pat
     ]
 
 
+def test_an_artifact_that_cannot_be_read_is_reported_and_brought_once_it_can(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'src' / 'mlflow.db'}"
+    want = build(tmp_path / "src", uri)
+    base = next(i for i, r in want["runs"].items() if r["name"] == "base")
+    note = next((tmp_path / "src").glob(f"mlruns/*/{base}/artifacts/note.txt"))
+    saved = note.read_bytes()
+    note.unlink()
+    note.symlink_to(tmp_path / "gone")  # listed, and unreadable
+    proj = fresh(tmp_path)
+    code, doc, _ = run_import(proj, uri)
+    assert code == 1
+    assert [s["what"] for s in doc["skipped"]] in (
+        [f"artifacts of run {base}"], [f"artifact 'note.txt' of run {base}"])  # fmt: skip
+    assert doc["brought"]["runs"] == 5 and doc["brought"]["versions"] == 2
+    with mk.open(proj) as repo:
+        assert repo.run(base).status == "running"  # held, for the next import to finish
+    note.unlink()
+    note.write_bytes(saved)
+    code, doc, err = run_import(proj, uri)
+    assert code == 0, err
+    assert doc["brought"]["runs"] == 1 and doc["brought"]["artifacts"] >= 1
+    with mk.open(proj) as repo:
+        check_imported(repo, want, tmp_path)
+
+
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 

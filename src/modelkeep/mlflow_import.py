@@ -341,6 +341,7 @@ class _Importer:
         self.foreign: tuple[type[BaseException], ...] = (ModelkeepError, MlflowException, OSError)
         self.experiment_ids: dict[str, int | None] = {}  # MLflow id -> modelkeep id (None: dry)
         self.open: set[str] = set()  # runs being brought now: running here until the end
+        self.hold: set[str] = set()  # of those, runs left running: something was not brought
         self.reopened: set[int] = set()  # deleted experiments restored to add runs to
         self.existing: dict[str, RunRecord] = {}  # the runs here before this import
         self.temp = temp
@@ -574,7 +575,7 @@ class _Importer:
                 what, tracking.log_batch, self.db, run_id, metrics=metrics, params=params, tags=tags
             )
         ):
-            self.open.discard(run_id)  # left running: the next import tries it again
+            self.hold.add(run_id)  # left running: the next import tries it again
             return
         self.report.params += len(params)
         self.report.tags += len(tags)
@@ -616,9 +617,13 @@ class _Importer:
     # -- run artifacts ---------------------------------------------------------------------
 
     def _artifacts(self, r: Run) -> None:
+        """Each file of the run's artifacts not here yet. A run with a file that could not
+        be brought is left running here, so the next import tries that file again."""
         run_id = r.info.run_id
         exp_id = self.experiment_ids.get(r.info.experiment_id)
         files = self._try(f"artifacts of run {run_id}", self._files, run_id)
+        if files is None:
+            self.hold.add(run_id)
         for path, size in files or []:
             where = f"{exp_id}/{run_id}/artifacts/{path}"
             here = None if self.dry else mlflow_artifacts.get(self.db, where)
@@ -636,7 +641,9 @@ class _Importer:
                 path,
                 where,
             )
-            if brought is not None:
+            if brought is None:
+                self.hold.add(run_id)
+            else:
                 self.report.artifacts += 1
                 self.report.artifact_bytes += brought
 
@@ -878,14 +885,15 @@ class _Importer:
                 continue
             status = self._status(r)
             what = f"run {run_id}"
-            if run_id in self.open and status != RUNNING and ours.status == RUNNING:
+            ending = run_id in self.open and run_id not in self.hold
+            if ending and status != RUNNING and ours.status == RUNNING:
                 end = r.info.end_time if r.info.end_time is not None else r.info.start_time
                 ended = tracking.from_ms(end) if end is not None else None
                 if not self._do(
                     what, tracking.update_run, self.db, run_id, status=status, ended_at=ended
                 ):
                     continue
-            if r.info.lifecycle_stage == "deleted" and not ours.deleted:
+            if r.info.lifecycle_stage == "deleted" and not ours.deleted and ending:
                 if status == RUNNING:
                     self.report.skip(f"{what}'s delete", "it is still running in MLflow")
                     continue
