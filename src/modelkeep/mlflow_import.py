@@ -14,7 +14,8 @@ params, tags and whole metric history in one transaction, then its artifacts, th
 model versions it produced, linked to it while it runs, then its end and delete), so
 an import stopped anywhere leaves runs that are still running, which the next import
 completes: a run whose end matches MLflow's is complete and is not touched again, and a
-metric history is written in one transaction, so it is never written twice.
+metric history is written in one transaction, so it is never written twice. A run with
+an artifact that could not be brought is left running, so the next import retries it.
 
 **History is not re-decided.** Stages and aliases are what MLflow's users chose; the
 policy's gates, approvals and movers decide new changes, not ones that already happened.
