@@ -1176,3 +1176,44 @@ class InvalidExperiment(ModelkeepError, ValueError):
         self.what = what
         self.reason = reason
         super().__init__(f"{what}: {reason}")
+
+
+# -- the MLflow model registry API of `modelkeep serve` ------------------------------------------
+
+
+class NotRegistered(ModelkeepError, LookupError):
+    """An artifact exists under the name, but it is not a registered model."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name!r} is not a registered model; create it with "
+            f"MlflowClient().create_registered_model({name!r}) or `modelkeep register REF --as "
+            f"{name}`"
+        )
+
+
+class RegisteredModelExists(ModelkeepError, FileExistsError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a registered model named {name!r} exists already; choose another name")
+
+
+class TagNotFound(ModelkeepError, LookupError):
+    def __init__(self, what: str, key: str) -> None:
+        self.what = what
+        self.key = key
+        super().__init__(f"{what} has no tag {key!r}")
+
+
+class BadModelSource(ModelkeepError, ValueError):
+    """The source of an MLflow model version that names no files the server holds."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(
+            f"model version source {source[:200]!r}: {reason}; give the artifact URI the "
+            "client logged the model to (mlflow-artifacts:/PATH, runs:/RUN_ID/PATH or "
+            "models:/m-ID)"
+        )
