@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 import modelkeep as mk
 from modelkeep import content
-from modelkeep.meta.models import MlflowArtifactRow
+from modelkeep.meta import mlflow_artifacts
 from tests import mkserve
 from tests.mlflow_client import client_run
 
@@ -49,17 +48,9 @@ def put_artifacts(served: mkserve.Served, prefix: str, files: dict[str, bytes], 
                 tmp = served.root.parent / "upload.tmp"
                 tmp.write_bytes(data)
                 digest, size = content.put_file(parts, tmp)
-                with repo.db.write() as s:
-                    s.merge(
-                        MlflowArtifactRow(
-                            path=f"{prefix}/{rel}",
-                            digest=digest,
-                            size=size,
-                            store_id=parts.store_id,
-                            user=user,
-                            created_at=datetime.now(UTC),
-                        )
-                    )
+                mlflow_artifacts.put(
+                    repo.db, f"{prefix}/{rel}", digest, size, parts.store_id, user
+                )
 
 
 RUNS = r"""

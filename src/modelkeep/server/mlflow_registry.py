@@ -21,14 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
-
 from modelkeep import registry
-from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument
-from modelkeep.meta import model_tags, tracking, tracking_search
+from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument, LoggedModelNotFound
+from modelkeep.meta import logged_models, mlflow_artifacts, model_tags, tracking, tracking_search
 from modelkeep.meta.accounts import Account
 from modelkeep.meta.model_tags import ModelDoc, VersionDoc
-from modelkeep.meta.models import LoggedModelRow, MlflowArtifactRow
 from modelkeep.refs import validate_name
 from modelkeep.server.mlflow import (
     Doc,
@@ -510,37 +507,21 @@ def _clean(source: str, path: str) -> str:
 
 def files_under(server: Server, prefix: str) -> list[tuple[str, str, int, str]]:
     """(path relative to prefix, hex content id, size, uploading account) of each MLflow
-    artifact at or under prefix. (To become meta.mlflow_artifacts.files_under.)"""
-    with server.repo.db.read() as s:
-        rows = s.execute(
-            select(
-                MlflowArtifactRow.path,
-                MlflowArtifactRow.digest,
-                MlflowArtifactRow.size,
-                MlflowArtifactRow.user,
-            ).where(
-                (MlflowArtifactRow.path == prefix)
-                | (
-                    (MlflowArtifactRow.path > prefix + "/")
-                    & (MlflowArtifactRow.path < prefix + "0")  # '0' follows '/'
-                )
-            )
-        ).all()
-    out = []
-    for path, digest, size, user in rows:
-        relative = path.rsplit("/", 1)[-1] if path == prefix else path[len(prefix) + 1 :]
-        out.append((relative, digest, size, user))
-    return sorted(out)
+    artifact at or under prefix: a folder's files, or one file by its own name."""
+    db = server.repo.db
+    alone = mlflow_artifacts.get(db, prefix)
+    if alone is not None:
+        return [(prefix.rsplit("/", 1)[-1], alone.digest, alone.size, alone.user)]
+    return [(f.path, f.digest, f.size, f.user) for f in mlflow_artifacts.files_under(db, prefix)]
 
 
 def logged_model(server: Server, model_id: str) -> tuple[int, str, str | None] | None:
-    """(experiment id, id, source run) of an MLflow 3 logged model. (To become the lead's
-    meta module for logged models.)"""
-    with server.repo.db.read() as s:
-        row = s.get(LoggedModelRow, model_id)
-        if row is None or row.deleted_at is not None or row.experiment_id is None:
-            return None
-        return row.experiment_id, row.id, row.source_run_id or row.run_id
+    """(experiment id, id, source run) of an MLflow 3 logged model, None if there is none."""
+    try:
+        found = logged_models.get(server.repo.db, model_id)
+    except LoggedModelNotFound:
+        return None
+    return found.experiment_id, found.id, found.source_run_id
 
 
 # -- search -------------------------------------------------------------------------------------
