@@ -48,9 +48,7 @@ def put_artifacts(served: mkserve.Served, prefix: str, files: dict[str, bytes], 
                 tmp = served.root.parent / "upload.tmp"
                 tmp.write_bytes(data)
                 digest, size = content.put_file(parts, tmp)
-                mlflow_artifacts.put(
-                    repo.db, f"{prefix}/{rel}", digest, size, parts.store_id, user
-                )
+                mlflow_artifacts.put(repo.db, f"{prefix}/{rel}", digest, size, parts.store_id, user)
 
 
 RUNS = r"""
@@ -404,3 +402,47 @@ print(json.dumps(out))
     )
     assert got["seen"] == ["gated"]
     assert got["other_model"][0] == "PERMISSION_DENIED"
+
+
+END_TO_END = r"""
+import json, os, warnings
+warnings.simplefilter("ignore")
+import mlflow, mlflow.sklearn, mlflow.pyfunc
+from mlflow import MlflowClient
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+tokens = json.loads(os.environ.pop("TOKENS"))
+os.environ["MLFLOW_TRACKING_TOKEN"] = tokens["ann"]
+X, y = load_iris(return_X_y=True)
+clf = LogisticRegression(max_iter=500).fit(X, y)
+mlflow.set_experiment("iris")
+with mlflow.start_run() as run:
+    mlflow.log_metric("auc", 0.97)
+    info = mlflow.sklearn.log_model(clf, name="model", registered_model_name="iris")
+out = {"version": info.registered_model_version, "model_id": info.model_id, "run": run.info.run_id}
+os.environ["MLFLOW_TRACKING_TOKEN"] = tokens["mo"]
+MlflowClient().set_registered_model_alias("iris", "champion", info.registered_model_version)
+MlflowClient().transition_model_version_stage("iris", "1", "Production")
+expected = clf.predict(X).tolist()
+os.environ["MLFLOW_TRACKING_TOKEN"] = tokens["val"]
+for uri in ("models:/iris@champion", "models:/iris/1", "models:/iris/Production"):
+    out[uri] = mlflow.pyfunc.load_model(uri).predict(X).tolist() == expected
+got = MlflowClient().get_model_version("iris", "1")
+out["mv"] = [got.run_id, got.model_id, got.source]
+print(json.dumps(out))
+"""
+
+
+def test_log_model_registers_and_models_uris_load_it(served: mkserve.Served) -> None:
+    got = client_run(served, END_TO_END, TOKENS=json.dumps(served.tokens))
+    assert got["version"] in ("1", 1)
+    assert got["models:/iris@champion"] and got["models:/iris/1"]
+    assert got["models:/iris/Production"]
+    # (the client's ModelVersion.from_proto drops model_id; the server sends it)
+    assert got["mv"] == [got["run"], None, f"models:/{got['model_id']}"]
+    with mk.open(served.root) as repo:
+        v1 = repo.show("iris@production")
+        assert v1.run_id == got["run"] and v1.metadata["mlflow"]["model_id"] == got["model_id"]
+        names = {f.path for f in repo.files(v1) if f.kind == "file"}
+        assert "MLmodel" in names and any(n.startswith("model.") for n in names)
