@@ -17,6 +17,7 @@ import pytest
 
 import modelkeep as mk
 from modelkeep import content
+from modelkeep.errors import NotRegistered, RegistryRefused
 from modelkeep.meta import mlflow_artifacts
 from tests import mkserve
 from tests.mlflow_client import client_run
@@ -446,3 +447,70 @@ def test_log_model_registers_and_models_uris_load_it(served: mkserve.Served) -> 
         assert v1.run_id == got["run"] and v1.metadata["mlflow"]["model_id"] == got["model_id"]
         names = {f.path for f in repo.files(v1) if f.kind == "file"}
         assert "MLmodel" in names and any(n.startswith("model.") for n in names)
+
+
+# -- the library under the API, on SQLite and PostgreSQL ----------------------------------------
+
+
+def _files(repo: mk.Repo, tmp: Path, files: dict[str, bytes]) -> list[tuple[str, str, int]]:
+    out = []
+    with repo.store.writing():
+        for rel, data in files.items():
+            (tmp / "f").write_bytes(data)
+            digest, size = content.put_file(repo.parts, tmp / "f")
+            out.append((rel, digest, size))
+    return out
+
+
+def test_a_version_of_stored_files_is_a_tree_of_them(backend_repo: mk.Repo, tmp_path: Path) -> None:
+    from modelkeep import registry
+
+    files = {"MLmodel": b"flavors: {}\n", "data/model.pkl": b"w" * 100_000, "data/x/y": b"y"}
+    listed = _files(backend_repo, tmp_path, files)
+    registry.create_model(backend_repo.parts, "m", description="d", tags={"a": "b"})
+    v, created = registry.register_files(
+        backend_repo.parts, "m", listed, origin="mlflow-artifacts:/1/r/artifacts/model",
+        metadata={"mlflow": {"source": "s"}}, run_id=None, tags={"t": "1"},
+    )  # fmt: skip
+    assert created and v.number == 1 and v.registered and v.kind == "dir"
+    assert v.file_count == 3 and v.size == sum(len(b) for b in files.values())
+    for rel, data in files.items():
+        assert backend_repo.open("m:v1", rel).read() == data
+    again, created = registry.register_files(
+        backend_repo.parts, "m", listed, origin="x", metadata={}, run_id=None
+    )
+    assert (again.number, created) == (1, False)  # the same files: the same version
+    backend_repo.fsck()
+    assert backend_repo.verify_audit().ok
+
+
+def test_a_rename_keeps_history_and_a_new_model_may_take_the_old_name(
+    backend_repo: mk.Repo, tmp_path: Path
+) -> None:
+    from modelkeep import registry
+    from modelkeep.meta import model_tags
+
+    parts = backend_repo.parts
+    listed = _files(backend_repo, tmp_path, {"MLmodel": b"one"})
+    registry.create_model(parts, "old")
+    registry.register_files(parts, "old", listed, origin="o", metadata={}, run_id=None)
+    backend_repo.set_alias("old@champion", "old:v1")
+    model_tags.set_version_tag(backend_repo.db, "old", 1, "k", "v", "ann")
+    registry.rename_model(parts, "old", "new")
+    registry.create_model(parts, "old")  # another model, under the freed name
+    assert [e.action for e in backend_repo.history("new")] == [
+        "model-create", "register", "alias-set", "tag-set", "rename",
+    ]  # fmt: skip
+    assert [e.action for e in backend_repo.history("old")] == ["model-create"]
+    assert backend_repo.show("new@champion").number == 1
+    assert model_tags.one(backend_repo.db, "new").versions[0].tags == {"k": "v"}
+    assert backend_repo.verify_audit().ok
+    backend_repo.promote("new:v1", "staging")
+    with pytest.raises(RegistryRefused, match="archive"):
+        registry.delete_model(parts, "new", "gone")
+    assert backend_repo.show("new:v1").deleted_at is None  # refused: nothing deleted
+    backend_repo.archive("new:v1")
+    registry.delete_model(parts, "new", "gone")
+    with pytest.raises(NotRegistered):
+        model_tags.one(backend_repo.db, "new")
+    assert backend_repo.verify_audit().ok
