@@ -18,12 +18,18 @@ artifact endpoints serve from the version's own tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from modelkeep import registry
-from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument, LoggedModelNotFound
-from modelkeep.meta import logged_models, mlflow_artifacts, model_tags, tracking, tracking_search
+from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument
+from modelkeep.meta import (
+    mlflow_sources,
+    model_tags,
+    registry_search,
+    tracking,
+    tracking_search,
+)
 from modelkeep.meta.accounts import Account
 from modelkeep.meta.model_tags import ModelDoc, VersionDoc
 from modelkeep.refs import validate_name
@@ -232,8 +238,8 @@ def search_registered_models(server: Server, who: Account, doc: Doc) -> Doc:
     server.require(who, "viewer", "search models", anywhere=True)
     size = _max_results(doc, default=100, limit=MAX_MODEL_RESULTS)
     offset = _offset(doc, "registered-models")
-    match = _parse_filter(_opt_text(doc, "filter", 4000) or "", _MODEL_FIELDS)
-    order = _parse_order(_order_by(doc), _MODEL_FIELDS, default="name")
+    match = registry_search.parse_model_filter(_opt_text(doc, "filter", 4000) or "")
+    order = registry_search.parse_model_order(_order_by(doc))
     found = [
         m for m in model_tags.registered(server.repo.db) if who.may("viewer", m.name) and match(m)
     ]
@@ -283,10 +289,11 @@ def create_model_version(server: Server, who: Account, doc: Doc) -> Doc:
     for key, value in tags.items():
         model_tags.check_tag(key, value)
     model_tags.one(server.repo.db, name)  # registered, before any file is looked at
-    prefix, run_id, model_id = _source(server, source, run_id, model_id)
-    if run_id is not None and not who.admin and tracking.owner(server.repo.db, run_id) != who.name:
+    db = server.repo.db
+    prefix, run_id, model_id = mlflow_sources.resolve(db, source, run_id, model_id)
+    if run_id is not None and not who.admin and tracking.owner(db, run_id) != who.name:
         raise Forbidden(who.name, "admin", "register a model from another account's run", None)
-    files = files_under(server, prefix)
+    files = mlflow_sources.files_under(db, prefix)
     if not files:
         raise BadModelSource(source, "the artifact proxy holds no file under it")
     if not who.may("viewer") and any(user != who.name for _, _, _, user in files):
@@ -339,8 +346,8 @@ def search_model_versions(server: Server, who: Account, doc: Doc) -> Doc:
     server.require(who, "viewer", "search model versions", anywhere=True)
     size = _max_results(doc, default=10_000, limit=MAX_VERSION_RESULTS)
     offset = _offset(doc, "model-versions")
-    match = _parse_filter(_opt_text(doc, "filter", 4000) or "", _VERSION_FIELDS)
-    order = _parse_order(_order_by(doc), _VERSION_FIELDS, default="version")
+    match = registry_search.parse_version_filter(_opt_text(doc, "filter", 4000) or "")
+    order = registry_search.parse_version_order(_order_by(doc))
     found = [
         v
         for m in model_tags.registered(server.repo.db)
@@ -434,210 +441,6 @@ def get_by_alias(server: Server, who: Account, doc: Doc) -> Doc:
     _may(server, who, "viewer", "read models", name)
     found = server.repo.show(f"{name}@{alias}")
     return {"model_version": version_json(_version(server, name, found.number))}
-
-
-# -- where a version's files are ----------------------------------------------------------------
-
-
-def _source(
-    server: Server, source: str, run_id: str | None, model_id: str | None
-) -> tuple[str, str | None, str | None]:
-    """The artifact path (under the proxy's root) a model version source names, and the
-    run and logged model it came from."""
-    db = server.repo.db
-    if source.startswith("mlflow-artifacts:"):
-        rest = source.removeprefix("mlflow-artifacts:")
-        if rest.startswith("//"):  # mlflow-artifacts://HOST/PATH
-            rest = rest[2:].partition("/")[2]
-        path = _clean(source, rest)
-        run_id, model_id = _logged_by(server, path, run_id, model_id)
-    elif source.startswith("runs:/"):
-        run_part, _, sub = source.removeprefix("runs:/").partition("/")
-        run = tracking.get(db, run_part)
-        path = f"{run.experiment_id}/{run.id}/artifacts/{sub}"
-        run_id = run_id or run.id
-    elif source.startswith("models:/"):
-        wanted = model_id or source.removeprefix("models:/").strip("/")
-        logged = logged_model(server, wanted)
-        if logged is None:
-            raise BadModelSource(source, f"no logged model {wanted[:64]!r}")
-        experiment, model_id, logged_run = logged
-        path = f"{experiment}/models/{model_id}/artifacts"
-        run_id = run_id or logged_run
-    else:
-        raise BadModelSource(source, "it is not an artifact URI of this server")
-    return _clean(source, path), run_id, model_id
-
-
-def _logged_by(
-    server: Server, path: str, run_id: str | None, model_id: str | None
-) -> tuple[str | None, str | None]:
-    """The run (and logged model) a path of the proxy's layout belongs to, when the client
-    named none: `EXP/RUN/artifacts/...` or `EXP/models/MODEL/artifacts/...`."""
-    parts = path.split("/")
-    if len(parts) < 3 or not parts[0].isdigit():
-        return run_id, model_id
-    if parts[1] == "models" and len(parts) >= 4 and parts[3] == "artifacts":
-        logged = logged_model(server, parts[2])
-        if logged is not None and str(logged[0]) == parts[0]:
-            return run_id or logged[2], model_id or logged[1]
-        return run_id, model_id
-    if run_id is None and parts[2] == "artifacts":
-        from modelkeep.errors import RunNotFound
-
-        try:
-            run = tracking.get(server.repo.db, parts[1])
-        except RunNotFound:
-            return None, model_id
-        if str(run.experiment_id) == parts[0]:
-            return run.id, model_id
-    return run_id, model_id
-
-
-def _clean(source: str, path: str) -> str:
-    path = path.strip("/")
-    if not path:
-        raise BadModelSource(source, "it names no path")
-    if len(path) > 1024 or "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
-        raise BadModelSource(source, "its path has control characters, '\\' or is too long")
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        raise BadModelSource(source, "its path has an empty, '.' or '..' segment")
-    return path
-
-
-def files_under(server: Server, prefix: str) -> list[tuple[str, str, int, str]]:
-    """(path relative to prefix, hex content id, size, uploading account) of each MLflow
-    artifact at or under prefix: a folder's files, or one file by its own name."""
-    db = server.repo.db
-    alone = mlflow_artifacts.get(db, prefix)
-    if alone is not None:
-        return [(prefix.rsplit("/", 1)[-1], alone.digest, alone.size, alone.user)]
-    return [(f.path, f.digest, f.size, f.user) for f in mlflow_artifacts.files_under(db, prefix)]
-
-
-def logged_model(server: Server, model_id: str) -> tuple[int, str, str | None] | None:
-    """(experiment id, id, source run) of an MLflow 3 logged model, None if there is none."""
-    try:
-        found = logged_models.get(server.repo.db, model_id)
-    except LoggedModelNotFound:
-        return None
-    return found.experiment_id, found.id, found.source_run_id
-
-
-# -- search -------------------------------------------------------------------------------------
-
-_Value = Callable[[Any], Any]
-# attribute -> (value, numeric); `tags.KEY` is every entity's
-_MODEL_FIELDS: dict[str, tuple[_Value, bool]] = {
-    "name": (lambda m: m.name, False),
-    "creation_timestamp": (lambda m: tracking.ms(m.created_at), True),
-    "last_updated_timestamp": (lambda m: tracking.ms(m.updated_at), True),
-    "timestamp": (lambda m: tracking.ms(m.updated_at), True),
-}
-_VERSION_FIELDS: dict[str, tuple[_Value, bool]] = {
-    "name": (lambda v: v.name, False),
-    "version": (lambda v: v.number, True),
-    "version_number": (lambda v: v.number, True),
-    "run_id": (lambda v: v.run_id, False),
-    "source_path": (lambda v: version_json(v)["source"], False),
-    "current_stage": (lambda v: STAGES_OUT.get(v.stage), False),
-    "user_id": (lambda v: v.user, False),
-    "creation_timestamp": (lambda v: tracking.ms(v.created_at), True),
-    "last_updated_timestamp": (lambda v: tracking.ms(v.updated_at), True),
-    "timestamp": (lambda v: tracking.ms(v.updated_at), True),
-}
-
-
-def _field(
-    text: str, entity: str, key: str, fields: dict[str, tuple[_Value, bool]]
-) -> tuple[_Value, bool]:
-    if entity == "tags":
-        return (lambda item: item.tags.get(key)), False
-    if entity == "attributes" and key in fields:
-        return fields[key]
-    raise InvalidArgument(
-        f"invalid filter {text[:200]!r}: cannot search by {key!r}; use "
-        f"{', '.join(sorted(fields))} or tags.KEY, e.g. \"name LIKE 'fraud%'\""
-    )
-
-
-def _parse_filter(text: str, fields: dict[str, tuple[_Value, bool]]) -> Callable[[Any], bool]:
-    ts = tracking_search
-
-    def clause(text: str, toks: list[Any], i: int) -> tuple[Callable[[Any], bool], int]:
-        entity, key, i = ts._identifier(text, toks, i)
-        value, numeric = _field(text, entity, key, fields)
-        if i >= len(toks):
-            raise ts._bad(text, f"{key!r} has no comparison")
-        op = toks[i].text.upper() if toks[i].kind == "word" else toks[i].text
-        i += 1
-        if op == "NOT" and i < len(toks) and toks[i].text.upper() == "IN":
-            op, i = "NOT IN", i + 1
-        if op in ("IN", "NOT IN"):
-            return _membership(text, toks, i, value, op)
-        if op not in ts._COMPARE and op not in ("LIKE", "ILIKE"):
-            raise ts._bad(text, f"unknown comparison {toks[i - 1].text!r}")
-        if i >= len(toks):
-            raise ts._bad(text, f"{key!r} {op} has no value")
-        tok = toks[i]
-        if numeric and tok.kind == "string" and ts._unquote(tok.text).isdigit():
-            tok = ts._Tok("number", ts._unquote(tok.text))  # version = '3'
-        test = ts._compare(text, f"{entity}.{key}", value, numeric, op, tok)
-        if entity == "tags" and op == "!=":  # no tag differs too: the client's own
-            return (lambda item: value(item) is None or test(item)), i + 1  # prompt filter
-        return test, i + 1
-
-    return ts._parse(text, clause)
-
-
-def _membership(
-    text: str, toks: list[Any], i: int, value: _Value, op: str
-) -> tuple[Callable[[Any], bool], int]:
-    ts = tracking_search
-    if i >= len(toks) or toks[i].text != "(":
-        raise ts._bad(text, f"{op} takes a list: ('a', 'b')")
-    items: list[str] = []
-    i += 1
-    while True:
-        if i >= len(toks) or toks[i].kind != "string":
-            raise ts._bad(text, f"{op} takes a list of quoted values")
-        items.append(ts._unquote(toks[i].text))
-        i += 1
-        if i < len(toks) and toks[i].text == ",":
-            i += 1
-            continue
-        if i < len(toks) and toks[i].text == ")":
-            break
-        raise ts._bad(text, f"{op} list is not closed")
-    members, negate = frozenset(items), op == "NOT IN"
-    return (lambda item: (v := value(item)) is not None and (str(v) in members) != negate), i + 1
-
-
-def _parse_order(
-    items: list[str], fields: dict[str, tuple[_Value, bool]], default: str
-) -> list[tracking_search.SortKey]:
-    ts = tracking_search
-    keys: list[ts.SortKey] = []
-    for item in items:
-        toks = ts._tokens(item) if isinstance(item, str) and len(item) <= 500 else None
-        if not toks:
-            raise InvalidArgument(f"cannot order by {str(item)[:100]!r}")
-        entity, key, i = ts._identifier(item, toks, 0)
-        if entity != "attributes" or key not in fields:
-            raise InvalidArgument(
-                f"cannot order by {item[:100]!r}; use {', '.join(sorted(fields))} with ASC or DESC"
-            )
-        descending = False
-        if i < len(toks) and toks[i].text.upper() in ("ASC", "DESC"):
-            descending = toks[i].text.upper() == "DESC"
-            i += 1
-        if i != len(toks):
-            raise InvalidArgument(f"cannot order by {item[:100]!r}; write e.g. 'name ASC'")
-        keys.append(ts.SortKey(fields[key][0], descending))
-    keys.append(ts.SortKey(lambda item: item.name, False))
-    if default == "version":  # MLflow: newest version first within a model
-        keys.append(ts.SortKey(lambda item: item.number, True))
-    return keys
 
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
