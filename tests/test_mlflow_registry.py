@@ -514,3 +514,22 @@ def test_a_rename_keeps_history_and_a_new_model_may_take_the_old_name(
     with pytest.raises(NotRegistered):
         model_tags.one(backend_repo.db, "new")
     assert backend_repo.verify_audit().ok
+
+
+def test_an_unregistered_version_is_not_mlflows(
+    served: mkserve.Served, story: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "w.bin").write_bytes(b"added, never registered")
+    with mk.open(served.root) as repo:
+        number = repo.add(tmp_path / "w.bin", "gated", type="model", track=False).version.number
+    with served.http("ann") as http:
+        got = http.get(
+            "/api/2.0/mlflow/model-versions/get", params={"name": "gated", "version": number}
+        )
+        assert got.status_code == 404
+        assert got.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        assert "not a registered version" in got.json()["message"]
+        found = http.get(
+            "/api/2.0/mlflow/model-versions/search", params={"filter": "name = 'gated'"}
+        ).json()
+        assert [v["version"] for v in found["model_versions"]] == ["2"]

@@ -1266,3 +1266,14 @@ class BadModelSource(ModelkeepError, ValueError):
             "client logged the model to (mlflow-artifacts:/PATH, runs:/RUN_ID/PATH or "
             "models:/m-ID)"
         )
+
+
+class VersionNotRegistered(ModelkeepError, LookupError):
+    """A version of a registered model that is not itself registered: MLflow does not see it."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"{ref} is not a registered version; register it with `modelkeep register {ref} "
+            f"--as {ref.rsplit(':', 1)[0]}`"
+        )

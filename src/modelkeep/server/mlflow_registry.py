@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelkeep import registry
-from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument
+from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument, VersionNotRegistered
 from modelkeep.meta import (
     mlflow_sources,
     model_tags,
@@ -166,15 +166,13 @@ def model_json(m: ModelDoc) -> Doc:
 
 
 def _version(server: Server, name: str, number: int) -> VersionDoc:
-    """name:vN as MLflow shows it; VersionNotFound (or VersionDeleted) if it is no
-    registered version."""
-    from modelkeep.errors import VersionNotFound
-
+    """name:vN as MLflow shows it; VersionNotFound, VersionDeleted or VersionNotRegistered
+    if it is no registered version."""
     for v in model_tags.one(server.repo.db, name).versions:
         if v.number == number:
             return v
     server.repo.show(f"{name}:v{number}")  # raises the precise error: missing or deleted
-    raise VersionNotFound(name, number, number)  # it exists, unregistered: not MLflow's
+    raise VersionNotRegistered(f"{name}:v{number}")
 
 
 # -- who may ----------------------------------------------------------------------------------
