@@ -254,8 +254,13 @@ def check_imported(repo: mk.Repo, want: dict[str, Any], tmp: Path) -> None:
                 tags = {t.key: t.value for t in s.scalars(own)}
             assert tags == spec["tags"]
         staged = [v for v in model["versions"].values() if v["stage"] != "None"]
-        events = len(model["versions"]) + len(staged) + len(model["aliases"])
-        assert len(repo.history(name)) == events  # one register, move, alias-set each
+        described = [v for v in model["versions"].values() if v["description"]]
+        events = (  # one register, move, alias-set, description and tag each
+            len(model["versions"]) + len(staged) + len(model["aliases"]) + len(described)
+            + sum(len(v["tags"]) for v in model["versions"].values())
+            + bool(model["description"]) + len(model["tags"])
+        )  # fmt: skip
+        assert len(repo.history(name)) == events
         got_aliases = {m.name: m.aliases for m in repo.models()}[name]
         assert got_aliases == {a: int(n) for a, n in model["aliases"].items()}
         with repo.db.read() as s:
@@ -322,11 +327,14 @@ def test_an_sqlite_store_is_brought_whole_and_again_changes_nothing(
         before = counts(repo)
         head = repo.verify_audit().head
         events = repo.history("fraud-detector")
-    assert [e.action for e in events] == ["register", "register", "promote", "promote", "alias-set"]
+    moves = [e.action for e in events if e.action not in ("describe", "tag-set")]
+    assert moves == ["register", "register", "promote", "promote", "alias-set"]
+    assert {e.action for e in events} == {*moves, "describe", "tag-set"}
     assert all("imported from MLflow sqlite:///" in e.reason for e in events)
     moved = want["models"]["fraud-detector"]["versions"]["2"]["updated"]
     when = datetime.fromtimestamp(moved / 1000, UTC).isoformat(timespec="milliseconds")
-    assert events[3].reason.endswith(f"; Production there since {when}")  # MLflow's time, kept
+    promoted = [e for e in events if e.action == "promote"]
+    assert promoted[1].reason.endswith(f"; Production there since {when}")  # MLflow's time
 
     code, dry, err = run_import(proj, uri, "--dry-run")
     assert code == 0 and not any(dry["brought"].values()), dry

@@ -50,13 +50,7 @@ from modelkeep.errors import (
     ModelkeepError,
     NotAnMlflowStore,
 )
-from modelkeep.meta import experiments, housekeeping, mlflow_artifacts, tracking
-from modelkeep.meta.models import (
-    ArtifactRow,
-    ModelTagRow,
-    VersionRow,
-    VersionTagRow,
-)
+from modelkeep.meta import experiments, housekeeping, mlflow_artifacts, model_tags, tracking
 from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING, RunRecord
 from modelkeep.redact import mask_url
 from modelkeep.refs import validate_alias, validate_name
@@ -276,46 +270,39 @@ def _when(ms: int | None) -> str:
 # once they are on main.
 
 
-def _describe_model(db: meta.Database, name: str, description: str, tags: Mapping[str, str]) -> int:
-    """Set a registered model's description and tags; how many of them changed."""
-    from sqlalchemy import select
-
+def _describe_model(
+    db: meta.Database, name: str, description: str, tags: Mapping[str, str], actor: str, why: str
+) -> int:
+    """Give a registered model MLflow's description and tags, each change an audited event
+    (none when they are already so, so a second import adds nothing): how many changed."""
+    current = model_tags.one(db, name)
     changed = 0
-    with db.write() as s:
-        art = s.scalars(select(ArtifactRow).where(ArtifactRow.name == name)).one()
-        if description and art.description != description:
-            art.description = description
-            changed += 1
-        for key, value in tags.items():
-            tag = s.get(ModelTagRow, (art.id, key))
-            if tag is None:
-                s.add(ModelTagRow(artifact_id=art.id, key=key, value=value))
-            elif tag.value != value:
-                tag.value = value
+    if description and current.description != description:
+        model_tags.describe_model(db, name, description, actor, why)
+        changed += 1
+    for key, value in tags.items():
+        if current.tags.get(key) != value:
+            model_tags.set_model_tag(db, name, key, value, actor, why)
     return changed
 
 
 def _describe_version(
-    db: meta.Database, name: str, number: int, description: str, tags: Mapping[str, str]
+    db: meta.Database,
+    name: str,
+    number: int,
+    description: str,
+    tags: Mapping[str, str],
+    actor: str,
+    why: str,
 ) -> int:
-    from sqlalchemy import select
-
+    current = next(v for v in model_tags.one(db, name).versions if v.number == number)
     changed = 0
-    with db.write() as s:
-        row = s.scalars(
-            select(VersionRow)
-            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-            .where(ArtifactRow.name == name, VersionRow.number == number)
-        ).one()
-        if description and row.description != description:
-            row.description = description
-            changed += 1
-        for key, value in tags.items():
-            tag = s.get(VersionTagRow, (row.id, key))
-            if tag is None:
-                s.add(VersionTagRow(version_id=row.id, key=key, value=value))
-            elif tag.value != value:
-                tag.value = value
+    if description and current.description != description:
+        model_tags.describe_version(db, name, number, description, actor, why)
+        changed += 1
+    for key, value in tags.items():
+        if current.tags.get(key) != value:
+            model_tags.set_version_tag(db, name, number, key, value, actor, why)
     return changed
 
 
@@ -737,7 +724,16 @@ class _Importer:
         self._stages(name, versions, mapped)
         self._aliases(m, mapped)
         tags = self._tags(what, m.tags)
-        changed = self._try(what, _describe_model, self.db, name, m.description or "", tags)
+        changed = self._try(
+            what,
+            _describe_model,
+            self.db,
+            name,
+            m.description or "",
+            tags,
+            self.repo.user,
+            self.reason,
+        )
         self.report.descriptions += changed or 0
 
     def _versions(self, name: str) -> list[ModelVersion]:
@@ -813,9 +809,18 @@ class _Importer:
             reason = f"{self.reason}; registered there at {_when(v.creation_timestamp)}"
             self.repo.register(ours, ours.name, reason=reason)
         what = f"{v.name} version {v.version}"
-        self.report.descriptions += _describe_version(
-            self.db, ours.name, ours.number, v.description or "", self._tags(what, v.tags)
+        changed = self._try(
+            what,
+            _describe_version,
+            self.db,
+            ours.name,
+            ours.number,
+            v.description or "",
+            self._tags(what, v.tags),
+            self.repo.user,
+            self.reason,
         )
+        self.report.descriptions += changed or 0
 
     def _stages(
         self, name: str, versions: list[ModelVersion], mapped: Mapping[int, Version | None]

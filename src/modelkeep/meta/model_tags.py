@@ -69,7 +69,7 @@ def _registered(s: Session, name: str) -> ArtifactRow:
 # -- writing ------------------------------------------------------------------------------
 
 
-def describe_model(db: Database, name: str, text: str, actor: str) -> None:
+def describe_model(db: Database, name: str, text: str, actor: str, reason: str = "") -> None:
     check_description(text)
     with Write(db) as s:
         now = clock(s)
@@ -77,10 +77,12 @@ def describe_model(db: Database, name: str, text: str, actor: str) -> None:
         before, art.description = art.description, text
         if before != text:
             append(s, actor, "describe", name, name, {"description": before},
-                   {"description": text}, "", now)  # fmt: skip
+                   {"description": text}, reason, now)  # fmt: skip
 
 
-def describe_version(db: Database, name: str, number: int, text: str, actor: str) -> None:
+def describe_version(
+    db: Database, name: str, number: int, text: str, actor: str, reason: str = ""
+) -> None:
     check_description(text)
     with Write(db) as s:
         now = clock(s)
@@ -89,10 +91,12 @@ def describe_version(db: Database, name: str, number: int, text: str, actor: str
         before, row.description = row.description, text
         if before != text:
             append(s, actor, "describe", name, ref_of(art, row), {"description": before},
-                   {"description": text}, "", now)  # fmt: skip
+                   {"description": text}, reason, now)  # fmt: skip
 
 
-def set_model_tag(db: Database, name: str, key: str, value: str, actor: str) -> None:
+def set_model_tag(
+    db: Database, name: str, key: str, value: str, actor: str, reason: str = ""
+) -> None:
     check_tag(key, value)
     with Write(db) as s:
         now = clock(s)
@@ -103,7 +107,7 @@ def set_model_tag(db: Database, name: str, key: str, value: str, actor: str) -> 
             s.add(ModelTagRow(artifact_id=art.id, key=key, value=value))
         else:
             row.value = value
-        append(s, actor, "tag-set", name, name, {key: before}, {key: value}, "", now)
+        append(s, actor, "tag-set", name, name, {key: before}, {key: value}, reason, now)
 
 
 def delete_model_tag(db: Database, name: str, key: str, actor: str) -> None:
@@ -118,7 +122,9 @@ def delete_model_tag(db: Database, name: str, key: str, actor: str) -> None:
         append(s, actor, "tag-remove", name, name, {key: row.value}, {key: None}, "", now)
 
 
-def set_version_tag(db: Database, name: str, number: int, key: str, value: str, actor: str) -> None:
+def set_version_tag(
+    db: Database, name: str, number: int, key: str, value: str, actor: str, reason: str = ""
+) -> None:
     check_tag(key, value)
     with Write(db) as s:
         now = clock(s)
@@ -131,7 +137,7 @@ def set_version_tag(db: Database, name: str, number: int, key: str, value: str, 
         else:
             row.value = value
         append(s, actor, "tag-set", name, ref_of(art, version), {key: before}, {key: value},
-               "", now)  # fmt: skip
+               reason, now)  # fmt: skip
 
 
 def delete_version_tag(db: Database, name: str, number: int, key: str, actor: str) -> None:
