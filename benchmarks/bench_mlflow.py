@@ -76,17 +76,25 @@ def free_port() -> int:
 
 
 def mlflow_python(work: Path) -> Path:
-    """The venv holding the full MLflow server, made with uv on first use, then reused."""
-    venv = work / "mlflow-venv"
+    """The venv of the full MLflow server (bench_server.py's too), made with uv if missing."""
+    venv = work / "mlflow-server-venv"
     python = venv / "bin" / "python"
-    ready = venv / ".ready"
-    if ready.exists() and ready.read_text() == MLFLOW_SERVER:
-        return python
-    uv = Path(sys.executable).with_name("uv")
-    log(f"installing {MLFLOW_SERVER} into {venv} with uv (one-off) ...")
-    run([uv, "venv", "-q", "--clear", "--python", sys.executable, venv], ENV)
-    run([uv, "pip", "install", "-q", "--python", python, MLFLOW_SERVER], ENV)
-    ready.write_text(MLFLOW_SERVER)
+    name, pinned = MLFLOW_SERVER.split("==")
+    probe = f"import mlflow.server, importlib.metadata as m; print(m.version({name!r}))"
+
+    def ready() -> bool:
+        if not python.exists():
+            return False
+        got = subprocess.run([python, "-c", probe], env=ENV, capture_output=True, text=True)
+        return got.stdout.strip() == pinned
+
+    if not ready():
+        uv = Path(sys.executable).with_name("uv")
+        log(f"installing {MLFLOW_SERVER} into {venv} with uv (one-off) ...")
+        run([uv, "venv", "-q", "--clear", "--python", sys.executable, venv], ENV)
+        run([uv, "pip", "install", "-q", "--python", python, MLFLOW_SERVER], ENV)
+        if not ready():
+            raise BenchError(f"mlflow.server does not import from {venv} after installing it")
     return python
 
 
@@ -115,7 +123,7 @@ def _start(
     proc = subprocess.Popen(
         [os.fspath(a) for a in argv],
         cwd=cwd,
-        env=ENV,
+        env={**ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # as bench_server.py
         stdout=logfile.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its workers are stopped with it

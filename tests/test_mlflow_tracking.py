@@ -399,6 +399,32 @@ def test_metric_values_and_long_keys(served: mkserve.Served, running: str) -> No
     assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"  # modelkeep's own tags stay its
 
 
+@pytest.mark.parametrize(
+    ("path", "doc", "message"),
+    [
+        ("/runs/log-metric", {"run_id": 31, "key": "m", "value": 1}, "Invalid value 31 for "
+         "parameter 'run_id' supplied"),
+        ("/runs/log-metric", {"key": "m", "value": 1, "step": "foo"}, 'Invalid value "foo" for '
+         "parameter 'step' supplied"),
+        ("/runs/set-tag", {"key": "t", "value": 41}, "Invalid value 41 for parameter 'value' "
+         "supplied"),
+        ("/runs/log-parameter", {"value": "v"}, "Missing value for required parameter 'key'"),
+        ("/runs/log-batch", {"metrics": "foo"}, 'Invalid value "foo" for parameter \'metrics\''),
+        ("/experiments/create", {"name": 123}, "Invalid value 123 for parameter 'name'"),
+        ("/runs/search", {"max_results": 123456789}, "Invalid value 123456789 for parameter "
+         "'max_results' supplied"),
+    ],
+)  # fmt: skip
+def test_refusals_use_mlflows_wording(
+    served: mkserve.Served, running: str, path: str, doc: dict[str, Any], message: str
+) -> None:
+    """Scripts (and MLflow's own tests) match on MLflow's wording of a bad parameter."""
+    r = _post(served, path, {"run_id": running, "experiment_ids": ["0"], **doc})
+    assert r.status_code == 400
+    assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert r.json()["message"].startswith(message), r.json()["message"]
+
+
 # -- the search language on its own -------------------------------------------------------------
 
 
