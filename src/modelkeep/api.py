@@ -83,6 +83,7 @@ OPS: tuple[Op, ...] = (
     Op("end_run", "POST", "/runs/{run_id}/end", "editor"),
     Op("set_run_error", "POST", "/runs/{run_id}/error", "editor"),
     Op("attachments", "GET", "/runs/{ref}/attachments", "viewer"),
+    Op("run_files", "GET", "/runs/{ref}/files", "viewer"),
     Op("add_attachment", "POST", "/runs/{run_id}/attachments", "editor"),
     Op("tag_run", "POST", "/runs/{run_id}/tags", "editor"),
     Op("set_run_note", "PUT", "/runs/{run_id}/note", "editor"),

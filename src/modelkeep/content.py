@@ -179,6 +179,15 @@ def put_file(parts: Parts, path: str | os.PathLike[str]) -> tuple[str, int]:
     return put.root.id.hex(), put.size
 
 
+def put_received(parts: Parts, path: Path) -> tuple[str, int]:
+    """Store a file the server received into the store's own temp folder (MLflow's
+    artifact proxy), which `put_file` refuses as modelkeep's own data: (content id, size).
+    Caller holds `parts.store.writing()` until the row that keeps it is written."""
+    ownership.require_own(parts.store, parts.db)
+    put = store.put(parts.store, path)
+    return put.root.id.hex(), put.size
+
+
 def stored_file_size(parts: Parts, digest: str) -> int:
     """The size of a file a client uploaded for an attachment, read back against its id:
     nothing the client says about it is believed (as `commit` does for a version)."""

@@ -1176,3 +1176,52 @@ class InvalidExperiment(ModelkeepError, ValueError):
         self.what = what
         self.reason = reason
         super().__init__(f"{what}: {reason}")
+
+
+# -- the MLflow artifact proxy and logged models of `modelkeep serve` -----------------------------
+
+
+class ArtifactPathConflict(ModelkeepError, FileExistsError):
+    """An upload whose path is a folder of files already there, or lies under a file."""
+
+    def __init__(self, path: str, existing: str) -> None:
+        self.path = path
+        self.existing = existing
+        super().__init__(
+            f"artifact path {path!r} clashes with {existing!r}: a path is a file or a folder, "
+            "never both; choose another path"
+        )
+
+
+class ArtifactFileNotFound(ModelkeepError, LookupError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"no artifact at {path!r}; list a folder with mlflow.artifacts.list_artifacts"
+        )
+
+
+class ArtifactPathRefused(ModelkeepError, ValueError):
+    """An upload outside any run's or logged model's artifact folder, or into a read-only one."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"artifact path {path!r}: {reason}")
+
+
+class UploadNotFound(ModelkeepError, LookupError):
+    """A multipart upload id the server does not know (completed, aborted or expired)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no such multipart upload (it was completed, aborted or expired); upload the file again"
+        )
+
+
+class LoggedModelNotFound(ModelkeepError, LookupError):
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"no logged model {model_id!r}; list them with mlflow.search_logged_models()"
+        )

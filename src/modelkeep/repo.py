@@ -31,7 +31,16 @@ from modelkeep.errors import (
     RunDeleted,
     RunNotFound,
 )
-from modelkeep.meta import Artifact, Attachment, Lineage, Metric, RunRecord, Version, attachments
+from modelkeep.meta import (
+    Artifact,
+    Attachment,
+    Lineage,
+    Metric,
+    RunRecord,
+    Version,
+    attachments,
+    mlflow_artifacts,
+)
 from modelkeep.meta import housekeeping as run_housekeeping
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
@@ -400,8 +409,9 @@ class Repo:
                 if missing:  # not walkable here: checked against the remotes instead
                     away[label] = missing
                     del roots[label]
-            for label, digest in attachments.stored_here(self.db, self.parts.store_id).items():
-                roots[label] = Root(Kind.FILE, bytes.fromhex(digest))
+            for module in (attachments, mlflow_artifacts):
+                for label, digest in module.stored_here(self.db, self.parts.store_id).items():
+                    roots[label] = Root(Kind.FILE, bytes.fromhex(digest))
             report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
             absent = set().union(*away.values()) if away else set()
             nowhere = absent - elsewhere(sorted(absent)) if absent else set()
@@ -421,16 +431,15 @@ class Repo:
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Versions added on another machine or pushed to a remote are not only this
         store's: what of them is here is kept, and what is not is not gc's concern.
-        Run attachments are kept too, as far as they are here (one attached on another
-        machine of a team is in that machine's store)."""
+        Run attachments and MLflow artifacts are kept too, as far as they are here (one
+        attached on another machine of a team is in that machine's store)."""
         ownership.require_own(self.store, self.db)
         # exclusive() waits for adds (and attachments) in flight to commit their rows
         with self.store.exclusive(), self.store.offline():
             roots = content.roots(self.db)
             theirs = self._not_only_here(roots)
-            attached = [
-                Root(Kind.FILE, bytes.fromhex(d)) for d in sorted(attachments.all_digests(self.db))
-            ]
+            files = attachments.all_digests(self.db) | mlflow_artifacts.all_digests(self.db)
+            attached = [Root(Kind.FILE, bytes.fromhex(d)) for d in sorted(files)]
             return store.gc(
                 self.store,
                 [r for label, r in roots.items() if label not in theirs],
@@ -752,6 +761,10 @@ class Repo:
         if dest is not None and (str(dest).endswith(("/", os.sep)) or target.is_dir()):
             target = target / base
         return content.restore_content(self.parts, att.content_id, target.absolute(), force=force)
+
+    def run_files(self, ref: str) -> list[mlflow_artifacts.ArtifactFile]:
+        """The files the MLflow client logged for a run through `modelkeep serve`."""
+        return mlflow_artifacts.of_run(self.db, self.run(ref).id)
 
     def metric_history(self, ref: str) -> list[Metric]:
         return meta.metric_history(self.db, self.run(ref).id)

@@ -253,6 +253,7 @@ def runs_show(ctx: click.Context, run_ref: str, full_env: bool, as_json: bool) -
     r = repo.run(run_ref)
     history = repo.metric_history(r.id)
     attached = repo.attachments(r.id)
+    logged = repo.run_files(r.id)
     env_doc = repo.environment(r.id) if r.env_id else None
     if as_json:
         render.emit_json(
@@ -260,6 +261,9 @@ def runs_show(ctx: click.Context, run_ref: str, full_env: bool, as_json: bool) -
                 **r.to_json(),
                 "metric_history": [m.to_json() for m in history],
                 "attachments": [a.to_json() for a in attached],
+                "mlflow_artifacts": [
+                    {"path": f.path, "content_id": f"b3:{f.digest}", "size": f.size} for f in logged
+                ],
                 "environment_summary": summarize(env_doc) if env_doc is not None else None,
                 **({"environment": env_doc} if full_env else {}),
             }
@@ -323,6 +327,10 @@ def runs_show(ctx: click.Context, run_ref: str, full_env: bool, as_json: bool) -
         click.echo("  attachments:")
         for a in attached:
             click.echo(f"    {a.name}  {render.size(a.size)}  {a.content_id[:15]}")
+    if logged:
+        click.echo("  MLflow artifacts:")
+        for f in logged:
+            click.echo(f"    {f.path}  {render.size(f.size)}  b3:{f.digest[:12]}")
     if env_doc is not None and full_env:
         click.echo("  environment:")
         for line in json.dumps(

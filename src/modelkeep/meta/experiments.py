@@ -237,12 +237,19 @@ def delete_tag(db: Database, experiment_id: int, key: str) -> None:
             raise ExperimentNotFound(f"{experiment_id} tag {key!r}")
 
 
+def artifact_root(experiment_id: int, location: str) -> str:
+    """Where an experiment's runs log files: the location its creator gave, else a folder
+    of the server's own artifact proxy (`mlflow-artifacts:/<id>`), as MLflow's server
+    started with `--serve-artifacts` does."""
+    return location.rstrip("/") or f"mlflow-artifacts:/{experiment_id}"
+
+
 def to_json(e: Experiment) -> dict[str, Any]:
     """As MLflow's `Experiment` message."""
     return {
         "experiment_id": str(e.id),
         "name": e.name,
-        "artifact_location": e.artifact_location,
+        "artifact_location": artifact_root(e.id, e.artifact_location),
         "lifecycle_stage": e.lifecycle_stage,
         "creation_time": int(e.created_at.timestamp() * 1000),
         "last_update_time": int(e.updated_at.timestamp() * 1000),

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from modelkeep.errors import InvalidArgument, RunNotActive, RunNotFound
 from modelkeep.meta import experiments, housekeeping
 from modelkeep.meta.db import Database
-from modelkeep.meta.models import MetricRow, ParamRow, RunRow, RunTagRow
+from modelkeep.meta.models import ExperimentRow, MetricRow, ParamRow, RunRow, RunTagRow
 from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RESERVED, RUNNING, write_params
 
 HOST = "mlflow"  # no process of the server's host: reaped only after a silence (capture/process)
@@ -63,6 +63,7 @@ class TrackedRun:
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, LoggedMetric] = field(default_factory=dict)  # the last of each key
     tags: dict[str, str] = field(default_factory=dict)
+    artifact_uri: str = ""  # where the client logs its files (experiments.artifact_root)
 
 
 def ms(at: datetime) -> int:
@@ -287,6 +288,14 @@ def load(
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         metrics: dict[str, dict[str, LoggedMetric]] = defaultdict(dict)
         all_ids = [r.id for r in rows]
+        roots = {
+            e.id: e.artifact_location
+            for e in s.execute(
+                select(ExperimentRow.id, ExperimentRow.artifact_location).where(
+                    ExperimentRow.id.in_({r.experiment_id for r in rows if r.experiment_id})
+                )
+            )
+        }
         for start in range(0, len(all_ids), 500):
             batch = all_ids[start : start + 500]
             for p in s.execute(
@@ -323,6 +332,10 @@ def load(
             params=dict(sorted(params[r.id].items())),
             metrics=dict(sorted(metrics[r.id].items())),
             tags=dict(sorted(tags[r.id].items())),
+            artifact_uri=experiments.artifact_root(
+                r.experiment_id or experiments.DEFAULT_ID, roots.get(r.experiment_id or -1, "")
+            )
+            + f"/{r.id}/artifacts",
         )
         for r in rows
     ]

@@ -44,6 +44,7 @@ from modelkeep.errors import (
 from modelkeep.meta import accounts
 from modelkeep.meta.accounts import Account
 from modelkeep.results import AddResult
+from modelkeep.server import mlflow_artifacts, mlflow_models
 from modelkeep.server.mlflow import routes as mlflow_routes
 from modelkeep.store.packs import PACK_TARGET, PackEntry, decode_index
 
@@ -63,6 +64,7 @@ class Options:
     proxy_addresses: frozenset[str] = frozenset({"127.0.0.1", "::1"})
     max_body: int = 1024 * 1024  # a JSON request
     max_upload: int = PACK_TARGET + 16 * 1024 * 1024  # one pack and its index
+    max_artifact: int = 1 << 40  # one file through MLflow's artifact proxy
     rate_limit: int = 1200  # requests per minute per account; 0: none
     sign_in_limit: int = 60  # failed sign-ins per minute per client address
     deliver_webhooks: bool = True
@@ -379,6 +381,8 @@ def create_app(options: Options) -> Starlette:
         # -- the table ---------------------------------------------------------------------
         *(server.op_route(op) for op in api.OPS),
         *mlflow_routes(server),  # MLflow's tracking API, for the unmodified mlflow client
+        *mlflow_routes(server, mlflow_models.ROUTES),
+        *mlflow_artifacts.routes(server),
     ]
     app = Starlette(routes=routes, lifespan=_lifespan(server))
     app.state.server = server

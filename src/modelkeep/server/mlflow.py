@@ -263,7 +263,7 @@ def run_info(run: tracking.TrackedRun) -> Doc:
         "user_id": run.user,
         "status": run.status.upper(),
         "start_time": tracking.ms(run.started_at),
-        "artifact_uri": "",
+        "artifact_uri": run.artifact_uri,
         "lifecycle_stage": "deleted" if run.deleted else "active",
     }
     if run.ended_at is not None:
@@ -565,6 +565,7 @@ def _query(request: Request) -> Doc:
 def _handle(server: Server, fn: Handler) -> Callable[[Request, Account], Any]:
     async def handle(request: Request, who: Account) -> Response:
         doc = _query(request) if request.method == "GET" else await server.json_body(request)
+        doc.update(request.path_params)  # /logged-models/{model_id}
         return JSONResponse(await run_in_threadpool(fn, server, who, doc))
 
     return handle

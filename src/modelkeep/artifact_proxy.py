@@ -1,0 +1,253 @@
+"""MLflow's artifact proxy (`mlflow-artifacts:`) on the store: files the MLflow client logs,
+chunked and deduplicated like every version, verified on every read.
+
+Below Repo: takes the parts. A path is relative to the server's artifact root. Files are
+written only in a run's artifact folder (`<experiment>/<run id>/artifacts/…`) or a logged
+model's (`<experiment>/models/<model id>/artifacts/…`), so every file has an owner whose
+account may write it; anything else is refused. `_modelkeep/versions/<name>/<number>/…` is
+a read-only view of a registered version's own files, which is where a model version's
+download URI points: it can never change under a reader, as MLflow's copy could.
+
+A large file arrives in parts (a multipart upload): each part is spooled to disk under
+`.modelkeep/uploads/<upload>/`, and completing the upload streams the parts, in order,
+into the store as one file. An upload id is a random secret, kept only as its hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from modelkeep import content
+from modelkeep.errors import (
+    ArtifactFileNotFound,
+    ArtifactPathRefused,
+    InvalidArgument,
+    UploadNotFound,
+)
+from modelkeep.meta import Version, logged_models, mlflow_artifacts, tracking
+from modelkeep.meta.mlflow_artifacts import Entry, check_path
+from modelkeep.parts import Parts
+from modelkeep.store.trees import Kind
+
+VERSIONS = "_modelkeep/versions"
+_RUN = re.compile(r"(?:^|/)([0-9a-f]{32})/artifacts(?:/|$)")
+_MODEL = re.compile(r"(?:^|/)models/(m-[0-9a-f]{32})/artifacts(?:/|$)")
+MAX_PARTS = 10_000  # as S3's
+UPLOAD_TTL = 7 * 24 * 3600.0  # an unfinished multipart upload is dropped after a week
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    kind: str  # "run" or "logged model"
+    id: str
+    user: str
+
+
+def owner(parts: Parts, path: str) -> Owner:
+    """Whose folder a path is in, for an upload or a delete; refused outside any."""
+    check_path(path)
+    if path == VERSIONS or path.startswith(VERSIONS + "/"):
+        raise ArtifactPathRefused(path, "a registered version's files never change")
+    model = _MODEL.search(path)
+    if model is not None:
+        found = logged_models.get(parts.db, model.group(1))
+        return Owner("logged model", found.id, found.user)
+    run = _RUN.search(path)
+    if run is not None:
+        return Owner("run", run.group(1), tracking.owner(parts.db, run.group(1)))
+    raise ArtifactPathRefused(
+        path, "files go in a run's or a logged model's artifact folder (…/<run id>/artifacts/…)"
+    )
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def spooled(parts: Parts) -> Iterator[Path]:
+    """A temporary file in the store's folder (one file system: no copy to put it), removed
+    afterwards; the store is held for writing so gc neither removes it nor the objects put
+    from it before their row is written."""
+    with parts.store.writing():
+        path = parts.store.tmp_dir / f"artifact-{secrets.token_hex(8)}"
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def keep(parts: Parts, path: str, source: Path) -> None:
+    """Store a spooled file as the artifact at path (replacing what was there)."""
+    digest, size = content.put_received(parts, source)
+    mlflow_artifacts.put(parts.db, path, digest, size, parts.store_id, parts.user)
+
+
+def remove(parts: Parts, path: str) -> int:
+    """Forget a file or a folder (the bytes stay until gc, as a deleted version's do)."""
+    owner(parts, path)
+    return mlflow_artifacts.remove(parts.db, path)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def version_model(path: str) -> str | None:
+    """The model whose registered version a `_modelkeep/versions/<name>/…` path reads."""
+    if not path.startswith(VERSIONS + "/"):
+        return None
+    return path[len(VERSIONS) + 1 :].split("/", 1)[0]
+
+
+def _version_part(parts: Parts, path: str) -> tuple[Version, str | None] | None:
+    """The version and the path inside it that a `_modelkeep/versions/…` path names."""
+    if not path.startswith(VERSIONS + "/"):
+        return None
+    segments = path[len(VERSIONS) + 1 :].split("/")
+    if len(segments) < 2 or not segments[1].isdigit():
+        raise ArtifactFileNotFound(path)
+    from modelkeep import meta
+
+    try:
+        version = meta.resolve(parts.db, f"{segments[0]}:v{int(segments[1])}")
+    except LookupError:
+        raise ArtifactFileNotFound(path) from None
+    return version, "/".join(segments[2:]) or None
+
+
+def open_file(parts: Parts, path: str) -> tuple[BinaryIO, int]:
+    """A reader over the file at path, verified as it is read, and its size."""
+    check_path(path)
+    inside = _version_part(parts, path)
+    if inside is not None:
+        version, rel = inside
+        try:
+            found = content.entry(parts, version, rel)
+        except LookupError:
+            raise ArtifactFileNotFound(path) from None
+        if found.kind != Kind.FILE:
+            raise ArtifactFileNotFound(path)
+        return content.open_file(parts, version, rel), found.size
+    row = mlflow_artifacts.get(parts.db, path)
+    if row is None:
+        raise ArtifactFileNotFound(path)
+    reader = parts.store.open_blob(bytes.fromhex(row.digest), lambda exc: exc, row.size)
+    return reader, row.size  # type: ignore[return-value]
+
+
+def listing(parts: Parts, path: str) -> list[Entry]:
+    """The names in a folder (a file's own entry for a file); [] for nothing, as MLflow."""
+    check_path(path, root=True)
+    inside = _version_part(parts, path)
+    if inside is None:
+        return mlflow_artifacts.listing(parts.db, path) or []
+    version, rel = inside
+    try:
+        found = content.entry(parts, version, rel)
+    except LookupError:
+        return []
+    if found.kind == Kind.FILE:
+        return [Entry(path.rsplit("/", 1)[-1], False, found.size)]
+    return [
+        Entry(os.fsdecode(e.name), e.kind == Kind.DIR, None if e.kind == Kind.DIR else e.size)
+        for e in parts.store.tree(found.id).entries
+    ]
+
+
+# -- multipart uploads ----------------------------------------------------------------------
+
+
+def _uploads(parts: Parts) -> Path:
+    return parts.settings.control_dir / "uploads"
+
+
+def _folder(parts: Parts, upload_id: str) -> Path:
+    if not isinstance(upload_id, str) or not 16 <= len(upload_id) <= 128:
+        raise UploadNotFound()
+    return _uploads(parts) / hashlib.sha256(upload_id.encode()).hexdigest()[:32]
+
+
+def _state(
+    parts: Parts, upload_id: str, *, starter: bool = False
+) -> tuple[Path, dict[str, object]]:
+    """An upload's folder and record; with starter, only for the account that started it
+    (to anyone else it does not exist)."""
+    folder = _folder(parts, upload_id)
+    try:
+        state = json.loads((folder / "upload.json").read_text())
+    except (OSError, ValueError):
+        raise UploadNotFound() from None
+    if starter and state.get("user") != parts.user:
+        raise UploadNotFound()
+    return folder, state
+
+
+def start_upload(parts: Parts, path: str, num_parts: int) -> str:
+    """Begin a multipart upload of path (its owner checked by the caller): its id."""
+    check_path(path)
+    if not isinstance(num_parts, int) or not 1 <= num_parts <= MAX_PARTS:
+        raise InvalidArgument(f"num_parts must be 1-{MAX_PARTS}, not {num_parts!r}")
+    _drop_stale(parts)
+    upload_id = secrets.token_urlsafe(32)
+    folder = _folder(parts, upload_id)
+    folder.mkdir(parents=True)
+    state = {"path": path, "parts": num_parts, "user": parts.user, "started": time.time()}
+    (folder / "upload.json").write_text(json.dumps(state))
+    return upload_id
+
+
+def part_file(parts: Parts, upload_id: str, number: int) -> Path:
+    """Where part `number` of an upload is spooled (written to a temp name, then renamed)."""
+    folder, state = _state(parts, upload_id)
+    if not isinstance(number, int) or not 1 <= number <= int(state["parts"]):  # type: ignore[call-overload]
+        raise InvalidArgument(f"part_number must be 1-{state['parts']}, not {number!r}")
+    return folder / f"part-{number:05d}"
+
+
+def complete_upload(parts: Parts, upload_id: str, path: str, numbers: list[int]) -> None:
+    """Join the parts, in order, into the artifact at path (the path the upload was for).
+    Each part is removed once joined: a completion that fails needs the upload again."""
+    folder, state = _state(parts, upload_id, starter=True)
+    if state["path"] != path:
+        raise InvalidArgument(f"upload {upload_id[:8]}… is for {state['path']!r}, not {path!r}")
+    if sorted(numbers) != list(range(1, len(numbers) + 1)) or not numbers:
+        raise InvalidArgument("parts must be numbered 1..N, each once")
+    files = [part_file(parts, upload_id, n) for n in sorted(numbers)]
+    absent = [f.name for f in files if not f.exists()]
+    if absent:
+        raise InvalidArgument(f"parts never uploaded: {', '.join(absent[:5])}")
+    with spooled(parts) as joined:
+        with joined.open("wb") as out:
+            for f in files:
+                with f.open("rb") as part:
+                    shutil.copyfileobj(part, out, 8 << 20)
+                f.unlink()
+        keep(parts, path, joined)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def abort_upload(parts: Parts, upload_id: str) -> None:
+    folder, _ = _state(parts, upload_id, starter=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop_stale(parts: Parts) -> None:
+    """Remove multipart uploads nobody finished within UPLOAD_TTL."""
+    root = _uploads(parts)
+    if not root.is_dir():
+        return
+    cutoff = time.time() - UPLOAD_TTL
+    for folder in root.iterdir():
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
