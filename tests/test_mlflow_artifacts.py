@@ -209,6 +209,8 @@ def test_a_file_and_a_folder_never_share_a_path(
         assert r.status_code == 400 and "clashes" in r.json()["message"]
         assert http.get(f"{ART}/artifacts/{base}/missing.txt").status_code == 404
         assert http.get(f"{ART}/artifacts", params={"path": f"{base}/nothing"}).json() == {}
+        # a file lists as nothing, as MLflow's server answers: how the client tells the two
+        assert http.get(f"{ART}/artifacts", params={"path": f"{base}/notes.txt"}).json() == {}
         odd = f'{base}/caf\u00e9 "x";.txt'
         assert http.put(f"{ART}/artifacts/{odd}", content=b"odd").status_code == 200
         back = http.get(f"{ART}/artifacts/{odd}")

@@ -146,18 +146,18 @@ def open_file(parts: Parts, path: str) -> tuple[BinaryIO, int]:
 
 
 def listing(parts: Parts, path: str) -> list[Entry]:
-    """The names in a folder (a file's own entry for a file); [] for nothing, as MLflow."""
+    """The names in a folder; [] for a file or nothing, as MLflow's server answers."""
     check_path(path, root=True)
     inside = _version_part(parts, path)
     if inside is None:
-        return mlflow_artifacts.listing(parts.db, path) or []
+        return mlflow_artifacts.listing(parts.db, path)
     version, rel = inside
     try:
         found = content.entry(parts, version, rel)
     except LookupError:
         return []
-    if found.kind == Kind.FILE:
-        return [Entry(path.rsplit("/", 1)[-1], False, found.size)]
+    if found.kind != Kind.DIR:
+        return []
     return [
         Entry(os.fsdecode(e.name), e.kind == Kind.DIR, None if e.kind == Kind.DIR else e.size)
         for e in parts.store.tree(found.id).entries

@@ -122,17 +122,13 @@ def of_run(db: Database, run_id: str) -> list[ArtifactFile]:
         return _files(s, f"{experiment or DEFAULT_ID}/{run_id}/artifacts")
 
 
-def listing(db: Database, prefix: str) -> list[Entry] | None:
-    """The names directly in a folder; a file's own entry for a file; None for nothing."""
-    found = get(db, prefix) if prefix else None
-    if found is not None:
-        return [Entry(prefix.rsplit("/", 1)[-1], False, found.size)]
+def listing(db: Database, prefix: str) -> list[Entry]:
+    """The names directly in a folder; nothing for a file or for no folder (as MLflow's
+    server answers, and how its client tells a file from a folder)."""
     names: dict[str, Entry] = {}
     for f in files_under(db, prefix):
         head, sep, _ = f.path.partition("/")
         names.setdefault(head, Entry(head, True, None) if sep else Entry(head, False, f.size))
-    if not names:
-        return None
     return [names[n] for n in sorted(names)]
 
 
