@@ -92,21 +92,7 @@ def story_2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         s.stop()
 
 
-@pytest.mark.parametrize(
-    "told_by",
-    [
-        "story",
-        pytest.param(
-            "story_2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a file's listing names the file itself; MLflow's server lists a file as "
-                "nothing, and the 2.22 client, unlike 3.x, takes the entry for a folder "
-                "(downloads meta/config.json/config.json)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("told_by", ["story", "story_2"])
 def test_the_client_logs_lists_and_downloads_files(
     request: pytest.FixtureRequest, told_by: str
 ) -> None:
