@@ -50,7 +50,6 @@ ENV = process_env()
 os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
 os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_ENABLE_ASYNC_LOGGING="false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
-logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "View run at ..." per run
 
 
 @dataclass(frozen=True)
@@ -483,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = checkpoints(args.workdir, s) if "checkpoints" in only else []
     from mlflow import MlflowClient
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow set its own levels
     results: dict[str, dict[str, Result]] = {}
     problems: list[str] = []
     with servers(work, args.workdir, which) as started:
