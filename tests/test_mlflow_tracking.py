@@ -410,6 +410,8 @@ def test_metric_values_and_long_keys(served: mkserve.Served, running: str) -> No
          "supplied"),
         ("/runs/log-parameter", {"value": "v"}, "Missing value for required parameter 'key'"),
         ("/runs/log-batch", {"metrics": "foo"}, 'Invalid value "foo" for parameter \'metrics\''),
+        ("/runs/log-batch", {"metrics": [{"key": "mae", "value": 2.5}]}, 'Invalid value [{"key":'
+         '"mae","value":2.5}] for parameter \'metrics\' supplied'),
         ("/experiments/create", {"name": 123}, "Invalid value 123 for parameter 'name'"),
         ("/runs/search", {"max_results": 123456789}, "Invalid value 123456789 for parameter "
          "'max_results' supplied"),

@@ -489,7 +489,10 @@ def log_batch(server: Server, who: Account, doc: Doc) -> Doc:
     tags = _pairs(doc, "tags", MAX_TAGS)
     if len(metrics) + len(params) + len(tags) > MAX_BATCH:
         raise InvalidArgument(f"a batch holds at most {MAX_BATCH} metrics, params and tags")
-    parsed = [_metric(m) if isinstance(m, dict) else _metric({}) for m in metrics]
+    if not all(isinstance(m, dict) and m.get("timestamp") is not None for m in metrics):
+        # as MLflow's server: a batch's metrics carry their time (the client always sends it)
+        raise _invalid("metrics", metrics, "each metric has a key, a value and a timestamp")
+    parsed = [_metric(m) for m in metrics]
     _own(server, who, run_id, "log a batch")
     tracking.log_batch(server.repo.db, run_id, metrics=parsed, params=params, tags=tags)
     return {}
