@@ -245,9 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Commonest first lines of the failures and errors:",
         "",
         *md_table(
-            ["count", "first line"],
-            [[str(n), f"`{t}`"] for t, n in causes.most_common(args.causes)],
-            0,
+            ["first line", "count"],
+            [[f"`{t}`", str(n)] for t, n in causes.most_common(args.causes)],
         ),
     ]
     save(args.workdir, "mlflow-suite", lines, {"per_file": per_file, "causes": dict(causes)})
