@@ -1225,3 +1225,94 @@ class LoggedModelNotFound(ModelkeepError, LookupError):
         super().__init__(
             f"no logged model {model_id!r}; list them with mlflow.search_logged_models()"
         )
+
+
+# -- importing an MLflow store (`modelkeep import mlflow`) ---------------------------------------
+
+
+class MlflowMissing(ModelkeepError, ImportError):
+    def __init__(self, extra: str) -> None:
+        self.extra = extra
+        super().__init__(f"reading an MLflow store needs the mlflow client; pip install '{extra}'")
+
+
+class MlflowSourceNotFound(ModelkeepError, FileNotFoundError):
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"no MLflow store at {source!r}; give the mlruns folder, sqlite:///PATH of the "
+            "database file, or the tracking server's http(s):// URL"
+        )
+
+
+class NotAnMlflowStore(ModelkeepError, ValueError):
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(
+            f"{source!r} is not an MLflow store MLflow can read: {reason}; give the tracking "
+            "URI its runs were logged to"
+        )
+
+
+class ImportIncomplete(ModelkeepError):
+    """Some of an MLflow store could not be brought; the rest was (the CLI's exit 1)."""
+
+    def __init__(self, skipped: int) -> None:
+        self.skipped = skipped
+        super().__init__(
+            f"{skipped} item(s) of the MLflow store were not brought (listed above, with why); "
+            "fix what they need and run the import again: it brings only what is missing"
+        )
+
+
+# -- the MLflow model registry API of `modelkeep serve` ------------------------------------------
+
+
+class NotRegistered(ModelkeepError, LookupError):
+    """An artifact exists under the name, but it is not a registered model."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name!r} is not a registered model; create it with "
+            f"MlflowClient().create_registered_model({name!r}) or `modelkeep register REF --as "
+            f"{name}`"
+        )
+
+
+class RegisteredModelExists(ModelkeepError, FileExistsError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a registered model named {name!r} exists already; choose another name")
+
+
+class TagNotFound(ModelkeepError, LookupError):
+    def __init__(self, what: str, key: str) -> None:
+        self.what = what
+        self.key = key
+        super().__init__(f"{what} has no tag {key!r}")
+
+
+class BadModelSource(ModelkeepError, ValueError):
+    """The source of an MLflow model version that names no files the server holds."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(
+            f"model version source {source[:200]!r}: {reason}; give the artifact URI the "
+            "client logged the model to (mlflow-artifacts:/PATH, runs:/RUN_ID/PATH or "
+            "models:/m-ID)"
+        )
+
+
+class VersionNotRegistered(ModelkeepError, LookupError):
+    """A version of a registered model that is not itself registered: MLflow does not see it."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"{ref} is not a registered version; register it with `modelkeep register {ref} "
+            f"--as {ref.rsplit(':', 1)[0]}`"
+        )

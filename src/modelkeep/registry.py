@@ -17,7 +17,7 @@ from typing import Any
 
 from modelkeep import config, meta, policy
 from modelkeep.errors import InvalidArgument, PromotionRefused, ReasonRequired, RegistryRefused
-from modelkeep.meta import Version
+from modelkeep.meta import Version, model_names
 from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
 from modelkeep.parts import Parts
 from modelkeep.refs import AliasRef, VersionRef, parse_ref, validate_alias, validate_name
@@ -264,3 +264,89 @@ def delete(parts: Parts, version: Version, reason: str) -> Version:
     if not reason.strip():
         raise InvalidArgument("deleting a version needs --reason: the tombstone keeps it")
     return meta.delete(parts.db, version.name, version.number, parts.user, reason)
+
+
+# -- a model's own life, for MLflow's registry (server/mlflow_registry.py) -------------------
+
+
+def create_model(
+    parts: Parts, name: str, *, description: str = "", tags: dict[str, str] | None = None
+) -> None:
+    """A registered model with no version yet."""
+    validate_name(name)
+    model_names.create(parts.db, name, parts.user, description=description, tags=tags or {})
+
+
+def rename_model(parts: Parts, name: str, new_name: str) -> None:
+    validate_name(name)
+    validate_name(new_name)
+    model_names.rename(parts.db, name, new_name, parts.user)
+
+
+def delete_model(parts: Parts, name: str, reason: str) -> list[Version]:
+    """Tombstone every registered version of model name (each as `delete` does, so never
+    one in staging or production), then unregister it. Checked first: a refusal writes
+    nothing."""
+    validate_name(name)
+    live = [v for v in meta.versions(parts.db, name) if v.registered and v.deleted_at is None]
+    held = [v.ref for v in live if v.stage in ("staging", "production")]
+    if held:
+        raise RegistryRefused(
+            f"{', '.join(held)} {'is' if len(held) == 1 else 'are'} in staging or production "
+            f"and cannot be deleted; archive {'it' if len(held) == 1 else 'them'} first "
+            f"(`modelkeep archive REF`), then delete {name!r}"
+        )
+    gone = [delete(parts, v, reason) for v in live]
+    model_names.unregister(parts.db, name, parts.user, reason)
+    return gone
+
+
+def register_files(
+    parts: Parts,
+    name: str,
+    files: Sequence[tuple[str, str, int]],
+    *,
+    origin: str,
+    metadata: dict[str, Any],
+    run_id: str | None,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+) -> tuple[Version, bool]:
+    """The next version of registered model name: a folder of files already in the store,
+    each (relative path, hex content id, size). Only the folders' trees are written; each
+    file's size is read from its stored manifest, not taken from the caller."""
+    from modelkeep import ownership, store
+    from modelkeep.errors import MissingObjects
+    from modelkeep.refs import content_id
+
+    validate_name(name)
+    if not files:
+        raise InvalidArgument(f"a version of {name!r} needs at least one file")
+    ownership.require_own(parts.store, parts.db)
+    with parts.store.writing():
+        ids = [bytes.fromhex(digest) for _, digest, _ in files]
+        absent = [i.hex() for i in ids if not parts.store.has(i)]
+        if absent:
+            raise MissingObjects(f"{name} (from {origin})", absent)
+        entries = [
+            (path.encode(), blob, parts.store.manifest(blob).size)
+            for (path, _, _), blob in zip(files, ids, strict=True)
+        ]
+        root = store.put_tree(parts.store, entries)
+        new = model_names.NewTree(
+            digest=root.id.hex(),
+            size=root.size,
+            file_count=len(entries),
+            source_name=origin.rstrip("/").rsplit("/", 1)[-1][:255] or "model",
+            message=f"registered from {origin}"[:1000],
+            origin=origin,
+            metadata=metadata,
+            run_id=run_id,
+            host=parts.settings.host,
+            store_id=parts.store_id,
+            description=description,
+            tags=tags or {},
+        )
+        version, created = model_names.register_tree(parts.db, name, new, parts.user)
+    assert version.digest == content_id(root.id)
+    return version, created

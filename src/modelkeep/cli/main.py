@@ -15,6 +15,7 @@ import click
 
 from modelkeep.cli import database as database_cli
 from modelkeep.cli import evaluations as evaluations_cli
+from modelkeep.cli import imports as imports_cli
 from modelkeep.cli import reference, render
 from modelkeep.cli import registry as registry_cli
 from modelkeep.cli import remotes as remotes_cli
@@ -406,6 +407,7 @@ cli.add_command(evaluations_cli.evaluate)
 for command in server_cli.COMMANDS:
     cli.add_command(command)
 cli.add_command(webhooks_cli.webhook)
+cli.add_command(imports_cli.import_)
 reference.attach_examples(cli)
 
 

@@ -78,6 +78,7 @@ EXAMPLES: dict[str, str] = {
     "webhook remove": "modelkeep webhook remove 3",
     "webhook deliveries": "modelkeep webhook deliveries --status failed",
     "webhook deliver": "modelkeep webhook deliver --watch",
+    "import mlflow": "modelkeep import mlflow sqlite:///mlflow.db --dry-run",
     # groups that do something of their own
     "runs": 'modelkeep runs --where "tags.team = fraud" --sort metrics.auc --desc',
 }

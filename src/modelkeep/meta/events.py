@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import CorruptEvent, NothingAtTime
@@ -91,12 +91,50 @@ def events(
             if until is not None and art.created_at > until:
                 when = until.astimezone(UTC).isoformat(timespec="seconds")
                 raise NothingAtTime(model, when, f"{model!r} did not exist yet")
-            query = query.where(EventRow.model == model)
+            query = query.where(_of_model(s, model))
         if since is not None:
             query = query.where(EventRow.at >= since)
         if until is not None:
             query = query.where(EventRow.at <= until)
         return [_event(r) for r in s.scalars(query)]
+
+
+def _of_model(s: Session, name: str) -> ColumnElement[bool]:
+    """Which events are model name's: under each name it had, between its renames (a
+    rename's event is written under the new name; a later model may take the old one)."""
+    renames = s.execute(
+        select(EventRow.id, EventRow.model, EventRow.before_json)
+        .where(EventRow.action == "rename")
+        .order_by(EventRow.id.desc())
+    ).all()
+    parts: list[ColumnElement[bool]] = []
+    upper: int | None = None
+    for event_id, new_name, before_json in renames:
+        if upper is not None and event_id >= upper:
+            continue
+        old = _renamed_from(before_json)
+        if new_name == name:  # this name began here; before it, the model had the old one
+            parts.append(_segment(name, event_id, upper))
+            name, upper = old, event_id
+        elif old == name:  # another model had this name before, and left it here
+            parts.append(_segment(name, event_id + 1, upper))
+            return or_(*parts)
+    parts.append(_segment(name, 0, upper))
+    return or_(*parts)
+
+
+def _segment(name: str, lower: int, upper: int | None) -> ColumnElement[bool]:
+    test = and_(EventRow.model == name, EventRow.id >= lower)
+    return test if upper is None else and_(test, EventRow.id < upper)
+
+
+def _renamed_from(before_json: str) -> str:
+    try:
+        before = json.loads(before_json)
+    except ValueError:
+        return ""
+    name = before.get("name") if isinstance(before, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +263,9 @@ def _state_problems(s: Session, rows: list[EventRow]) -> list[str]:
     problems: list[str] = []
     replayed: dict[str, Replayed] = {}
     for row in rows:
+        if row.action == "rename":  # the model's state goes on under its new name
+            replayed[row.model] = replayed.pop(_renamed_from(row.before_json), Replayed())
+            continue
         try:
             replayed.setdefault(row.model, Replayed()).apply(row)
         except CorruptEvent as exc:

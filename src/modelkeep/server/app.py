@@ -44,7 +44,7 @@ from modelkeep.errors import (
 from modelkeep.meta import accounts
 from modelkeep.meta.accounts import Account
 from modelkeep.results import AddResult
-from modelkeep.server import mlflow_artifacts, mlflow_models
+from modelkeep.server import mlflow_artifacts, mlflow_models, mlflow_registry
 from modelkeep.server.mlflow import routes as mlflow_routes
 from modelkeep.store.packs import PACK_TARGET, PackEntry, decode_index
 
@@ -383,6 +383,7 @@ def create_app(options: Options) -> Starlette:
         *mlflow_routes(server),  # MLflow's tracking API, for the unmodified mlflow client
         *mlflow_routes(server, mlflow_models.ROUTES),
         *mlflow_artifacts.routes(server),
+        *mlflow_routes(server, mlflow_registry.ROUTES),  # and its model registry
     ]
     app = Starlette(routes=routes, lifespan=_lifespan(server))
     app.state.server = server

@@ -48,6 +48,7 @@ class Server(Protocol):
 
     repo: Any
     options: Any
+    writing: Any  # one store writer per process
 
     def require(
         self, who: Account, role: str, what: str, model: str | None = None, anywhere: bool = False
@@ -85,6 +86,8 @@ def error_code(exc: BaseException) -> tuple[int, str]:
         return 503, "TEMPORARILY_UNAVAILABLE"
     if isinstance(exc, (ValueError, errors.RequestTooLarge, errors.TooLarge)):
         return 400, "INVALID_PARAMETER_VALUE"
+    if isinstance(exc, (errors.RegistryRefused, errors.PromotionRefused)):
+        return 400, "INVALID_PARAMETER_VALUE"  # the registry's rules or the policy said no
     return 400, "INVALID_STATE"  # a run that ended, one still running, one not deleted
 
 

@@ -1,6 +1,6 @@
 """Bytes and ids: chunks, blobs, trees, packs. Never names or versions."""
 
-from modelkeep.store.add import PutResult, put
+from modelkeep.store.add import PutResult, put, put_tree
 from modelkeep.store.fsck import FsckReport, Problem, fsck, needed_by
 from modelkeep.store.gc import GcReport, gc, walk_here
 from modelkeep.store.objects import NULL_FETCHER, BlobReader, Fetcher, ObjectStore, Root
@@ -24,6 +24,7 @@ __all__ = [
     "gc",
     "needed_by",
     "put",
+    "put_tree",
     "restore",
     "walk_here",
 ]

@@ -11,6 +11,7 @@ import os
 import stat
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import BinaryIO
 
 import blake3
 
-from modelkeep.errors import PathNotFound, UnreadablePath, UnsupportedFileType
+from modelkeep.errors import InvalidArgument, PathNotFound, UnreadablePath, UnsupportedFileType
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.store.chunking import BUFFERS, digest, iter_blocks
 from modelkeep.store.codec import Compressor
@@ -336,3 +337,45 @@ def put(
     result.new_bytes = writer.new_bytes
     result.stored_bytes = writer.stored_bytes
     return result
+
+
+def put_tree(store: ObjectStore, files: Sequence[tuple[bytes, bytes, int]]) -> TreeEntry:
+    """A folder made of files the store already holds: (relative path, blob id, size) each,
+    `/` between folders. Only the folders' trees are written, no file byte is read or
+    copied, so a folder assembled from objects uploaded one by one (MLflow's artifacts)
+    costs a few small objects. Caller holds `writing()` and checked that the blobs exist."""
+    top: dict[bytes, object] = {}
+    for path, blob, size in files:
+        *dirs, name = path.split(b"/")
+        here = top
+        for d in dirs:
+            sub = here.setdefault(d, {})
+            if not isinstance(sub, dict):
+                raise InvalidArgument(f"{os.fsdecode(path)!r} is both a file and a folder")
+            here = sub
+        if name in here:
+            raise InvalidArgument(f"{os.fsdecode(path)!r} is both a file and a folder")
+        here[name] = TreeEntry(name, Kind.FILE, 0o644, size, blob)
+    writer = Writer(store)
+    try:
+        root = _write_tree(writer, b"root", top)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return root
+
+
+def _write_tree(writer: Writer, name: bytes, folder: dict[bytes, object]) -> TreeEntry:
+    entries = []
+    for child_name, child in folder.items():
+        if isinstance(child, dict):
+            entries.append(_write_tree(writer, child_name, child))
+        else:
+            assert isinstance(child, TreeEntry)
+            entries.append(child)
+    tree = Tree(tuple(entries))
+    data = tree.encode()
+    key = digest(data)
+    writer._put(key, KIND_TREE, data)
+    return TreeEntry(name, Kind.DIR, 0, sum(e.size for e in entries), key)
