@@ -62,7 +62,7 @@ class Scale:
 
 FULL = Scale(calls=50, runs=10_000, ckpt_bytes=512 * MiB, versions=50)
 QUICK = Scale(calls=10, runs=500, ckpt_bytes=32 * MiB, versions=10)
-SECTIONS = ("log_batch", "search_runs", "registry", "checkpoints")
+SECTIONS = ("floor", "log_batch", "search_runs", "registry", "checkpoints")
 
 
 # -- the two servers ---------------------------------------------------------------------------
@@ -222,6 +222,12 @@ def timed(call: Callable[[int], object], n: int, warmup: int = 2) -> list[float]
     return seconds
 
 
+def bench_floor(client: Any, s: Scale) -> Result:
+    """`get_experiment`: the least a call costs (request, authentication, one row, JSON)."""
+    exp = client.create_experiment("floor")
+    return Result(timed(lambda _: client.get_experiment(exp), s.calls))
+
+
 def bench_log_batch(client: Any, s: Scale) -> Result:
     from mlflow.entities import Metric
 
@@ -281,17 +287,31 @@ def bench_search_runs(client: Any, s: Scale) -> Result:
     return out
 
 
-def bench_registry(client: Any, s: Scale) -> dict[str, Result]:
+def bench_registry(client: Any, s: Scale, tmp: Path) -> dict[str, Result]:
     exp = client.create_experiment("registry")
     run_id = client.create_run(exp).info.run_id
     made, got = Result(), Result()
     try:
+        # The run logs one small model per version first (untimed): modelkeep registers the
+        # files a source names (a version is a snapshot of them), MLflow records the URI.
+        rng = random.Random(3)
+        for i in range(s.versions + 2):
+            model = tmp / f"model{i}"
+            model.mkdir(parents=True)
+            (model / "MLmodel").write_text(f"artifact_path: model{i}\nflavors: {{}}\n")
+            (model / "weights.bin").write_bytes(rng.randbytes(64 * 1024))
+            client.log_artifacts(run_id, str(model), f"model{i}")
         client.create_registered_model("bench-model")
+        numbers: list[str] = []
 
-        def create(_: int) -> None:
-            client.create_model_version("bench-model", f"runs:/{run_id}/model", run_id=run_id)
+        def create(i: int) -> None:
+            source = f"runs:/{run_id}/model{i + 2}"
+            made_one = client.create_model_version("bench-model", source, run_id=run_id)
+            numbers.append(made_one.version)
 
         made.seconds = timed(create, s.versions)
+        if len(set(numbers)) != len(numbers):
+            made.note = f"{len(numbers)} registrations made {len(set(numbers))} versions"
         client.set_registered_model_alias("bench-model", "champion", "2")
 
         def by_alias(_: int) -> None:
@@ -495,12 +515,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for section in only:
                 log(f"{name}: {section} ...")
                 try:
-                    if section == "log_batch":
+                    if section == "floor":
+                        results.setdefault("get_experiment", {})[name] = bench_floor(client, s)
+                    elif section == "log_batch":
                         results.setdefault(section, {})[name] = bench_log_batch(client, s)
                     elif section == "search_runs":
                         results.setdefault(section, {})[name] = bench_search_runs(client, s)
                     elif section == "registry":
-                        for key, r in bench_registry(client, s).items():
+                        for key, r in bench_registry(client, s, work / f"{name}-reg").items():
                             results.setdefault(key, {})[name] = r
                     else:
                         tmp = work / f"{name}-download"
