@@ -22,7 +22,7 @@ from modelkeep import artifact_proxy
 from modelkeep.errors import ArtifactPathConflict, InvalidArgument
 from modelkeep.meta import mlflow_artifacts
 from tests import mkserve
-from tests.mlflow_client import client_run
+from tests.mlflow_client import MLFLOW_2, client_run
 
 ART = "/api/2.0/mlflow-artifacts"
 
@@ -81,7 +81,22 @@ def story(served: mkserve.Served) -> dict[str, Any]:
     return client_run(served, STORY, MLFLOW_TRACKING_TOKEN=served.tokens["ann"])
 
 
-def test_the_client_logs_lists_and_downloads_files(story: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def story_2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The same story told by the 2.22 client, to a server of its own."""
+    s = mkserve.start(tmp_path_factory.mktemp("mlflow-artifacts-2") / "store")
+    mkserve.with_accounts(s, {"ann": "editor"})
+    try:
+        yield client_run(s, STORY, MLFLOW_2, MLFLOW_TRACKING_TOKEN=s.tokens["ann"])
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("told_by", ["story", "story_2"])
+def test_the_client_logs_lists_and_downloads_files(
+    request: pytest.FixtureRequest, told_by: str
+) -> None:
+    story: dict[str, Any] = request.getfixturevalue(told_by)
     assert story["artifact_uri"] == f"mlflow-artifacts:/1/{story['run_id']}/artifacts"
     assert story["top"] == [
         ["ckpt", True, None],

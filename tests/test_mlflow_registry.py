@@ -20,14 +20,12 @@ from modelkeep import content
 from modelkeep.errors import NotRegistered, RegistryRefused
 from modelkeep.meta import mlflow_artifacts
 from tests import mkserve
-from tests.mlflow_client import client_run
+from tests.mlflow_client import MLFLOW_2, client_run
 
 POLICY = '[policy.gated.production]\ngates = ["auc >= 0.9"]\n'
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mkserve.Served]:
-    base = tmp_path_factory.mktemp("mlflow-registry")
+def _serve(base: Path) -> mkserve.Served:
     store = base / "store"
     store.mkdir()
     mkserve.admin(store, "init", "-q")
@@ -36,6 +34,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mkserve.Served]
     mkserve.with_accounts(
         s, {"ann": "editor", "bob": "editor", "val": "viewer", "mo": "maintainer", "boss": "admin"}
     )
+    return s
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mkserve.Served]:
+    s = _serve(tmp_path_factory.mktemp("mlflow-registry"))
     yield s
     s.stop()
 
@@ -190,9 +194,8 @@ print(json.dumps(out))
 )
 
 
-@pytest.fixture(scope="module")
-def ids(served: mkserve.Served) -> dict[str, Any]:
-    found = client_run(served, RUNS, TOKENS=json.dumps(served.tokens))
+def _ids(served: mkserve.Served, client: str = "3") -> dict[str, Any]:
+    found = client_run(served, RUNS, client, TOKENS=json.dumps(served.tokens))
     exp = found["experiment"]
     for name, user in (("weak", "ann"), ("good", "ann"), ("bobs", "bob")):
         prefix = f"{exp}/{found[name]}/artifacts/model"
@@ -202,13 +205,40 @@ def ids(served: mkserve.Served) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def ids(served: mkserve.Served) -> dict[str, Any]:
+    return _ids(served)
+
+
+@pytest.fixture(scope="module")
 def story(served: mkserve.Served, ids: dict[str, Any]) -> dict[str, Any]:
     return client_run(served, STORY, TOKENS=json.dumps(served.tokens), IDS=json.dumps(ids))
 
 
+@pytest.fixture(scope="module")
+def told_2(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The same story told by the 2.22 client, to a server of its own: (story, ids)."""
+    s = _serve(tmp_path_factory.mktemp("mlflow-registry-2"))
+    try:
+        found = _ids(s, MLFLOW_2)
+        env = {"TOKENS": json.dumps(s.tokens), "IDS": json.dumps(found)}
+        yield client_run(s, STORY, MLFLOW_2, **env), found
+    finally:
+        s.stop()
+
+
+@pytest.fixture(params=["3", MLFLOW_2], ids=lambda c: f"mlflow{c}")
+def told(request: pytest.FixtureRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    if request.param == "3":
+        return request.getfixturevalue("story"), request.getfixturevalue("ids")
+    return request.getfixturevalue("told_2")  # type: ignore[no-any-return]
+
+
 def test_models_and_versions_are_created_and_searched(
-    story: dict[str, Any], ids: dict[str, Any]
+    told: tuple[dict[str, Any], dict[str, Any]],
 ) -> None:
+    story, ids = told
     assert story["created"] == ["gated", "fraud model", {"team": "risk"}]
     assert story["twice"][0] == "RESOURCE_ALREADY_EXISTS"
     assert story["v1"] == [
@@ -225,7 +255,10 @@ def test_models_and_versions_are_created_and_searched(
     assert story["by_vtag"] == ["1"]
 
 
-def test_descriptions_tags_stages_and_aliases(story: dict[str, Any]) -> None:
+def test_descriptions_tags_stages_and_aliases(
+    told: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    story = told[0]
     assert story["model"] == ["the fraud model", {"owner": "ann"}]
     assert story["version"] == ["weak model", {}]
     assert story["v2_tags"] == {"checked": "yes"}

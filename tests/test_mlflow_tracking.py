@@ -24,18 +24,39 @@ from modelkeep.errors import ExperimentExists, ExperimentNotFound, InvalidArgume
 from modelkeep.meta import experiments, tracking, tracking_search
 from modelkeep.meta.tracking import LoggedMetric, TrackedRun
 from tests import mkserve
-from tests.mlflow_client import client_run
+from tests.mlflow_client import CLIENTS, client_run
 
 API = "/api/2.0/mlflow"
+ACCOUNTS: dict[str, str | None] = {
+    "ann": "editor", "bob": "editor", "val": "viewer", "mo": "maintainer", "boss": "admin"
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mkserve.Served]:
     base = tmp_path_factory.mktemp("mlflow")
     s = mkserve.start(base / "store")
-    mkserve.with_accounts(
-        s, {"ann": "editor", "bob": "editor", "val": "viewer", "mo": "maintainer", "boss": "admin"}
-    )
+    mkserve.with_accounts(s, ACCOUNTS)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module", params=CLIENTS, ids=lambda c: f"mlflow{c}")
+def client(request: pytest.FixtureRequest) -> str:
+    """Which MLflow client drives the stories: the newest 3.x, or 2.22 in a venv of its own."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def client_served(
+    client: str, served: mkserve.Served, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[mkserve.Served]:
+    """A server of its own for each client (the stories name the same experiments)."""
+    if client == "3":
+        yield served
+        return
+    s = mkserve.start(tmp_path_factory.mktemp(f"mlflow-{client}") / "store")
+    mkserve.with_accounts(s, ACCOUNTS)
     yield s
     s.stop()
 
@@ -95,17 +116,19 @@ out["run"] = {
     "experiment_id": got.info.experiment_id, "ended": got.info.end_time is not None,
 }
 out["experiment_id"] = exp.experiment_id
+out["version"] = mlflow.__version__
 print(json.dumps(out))
 """
 
 
 @pytest.fixture(scope="module")
-def story(served: mkserve.Served) -> dict[str, Any]:
+def story(client_served: mkserve.Served, client: str) -> dict[str, Any]:
     who = "mallory"  # what the client says its user is; the account is ann
     return client_run(
-        served,
+        client_served,
         STORY,
-        MLFLOW_TRACKING_TOKEN=served.tokens["ann"],
+        client,
+        MLFLOW_TRACKING_TOKEN=client_served.tokens["ann"],
         USER=who,
         LOGNAME=who,
         LNAME=who,
@@ -113,7 +136,8 @@ def story(served: mkserve.Served) -> dict[str, Any]:
     )
 
 
-def test_the_client_logs_searches_and_reads_back(story: dict[str, Any]) -> None:
+def test_the_client_logs_searches_and_reads_back(story: dict[str, Any], client: str) -> None:
+    assert story["version"].split(".")[0] == client.split(".")[0]
     assert story["rf"] == ["base", "other"]  # auc 0.82 then 0.7; the child is gbm
     assert story["rf_asc"] == ["other", "base"]
     assert story["risk"] == ["base"]
@@ -135,7 +159,8 @@ def test_the_client_logs_searches_and_reads_back(story: dict[str, Any]) -> None:
     assert run["experiment_id"] == story["experiment_id"] != "0"
 
 
-def test_modelkeep_sees_the_same_runs(served: mkserve.Served, story: dict[str, Any]) -> None:
+def test_modelkeep_sees_the_same_runs(client_served: mkserve.Served, story: dict[str, Any]) -> None:
+    served = client_served
     ids = story["ids"]
     listed = json.loads(mkserve.admin(served.root, "runs", "--json"))["runs"]
     by_id = {r["id"]: r for r in listed}
@@ -220,8 +245,8 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def refusals(served: mkserve.Served) -> dict[str, Any]:
-    return client_run(served, REFUSALS, TOKENS=json.dumps(served.tokens))
+def refusals(client_served: mkserve.Served, client: str) -> dict[str, Any]:
+    return client_run(client_served, REFUSALS, client, TOKENS=json.dumps(client_served.tokens))
 
 
 @pytest.mark.parametrize(
@@ -372,6 +397,34 @@ def test_metric_values_and_long_keys(served: mkserve.Served, running: str) -> No
         served, "/runs/set-tag", {"run_id": running, "key": "modelkeep.deleted_by", "value": "x"}
     )
     assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"  # modelkeep's own tags stay its
+
+
+@pytest.mark.parametrize(
+    ("path", "doc", "message"),
+    [
+        ("/runs/log-metric", {"run_id": 31, "key": "m", "value": 1}, "Invalid value 31 for "
+         "parameter 'run_id' supplied"),
+        ("/runs/log-metric", {"key": "m", "value": 1, "step": "foo"}, 'Invalid value "foo" for '
+         "parameter 'step' supplied"),
+        ("/runs/set-tag", {"key": "t", "value": 41}, "Invalid value 41 for parameter 'value' "
+         "supplied"),
+        ("/runs/log-parameter", {"value": "v"}, "Missing value for required parameter 'key'"),
+        ("/runs/log-batch", {"metrics": "foo"}, 'Invalid value "foo" for parameter \'metrics\''),
+        ("/runs/log-batch", {"metrics": [{"key": "mae", "value": 2.5}]}, 'Invalid value [{"key":'
+         '"mae","value":2.5}] for parameter \'metrics\' supplied'),
+        ("/experiments/create", {"name": 123}, "Invalid value 123 for parameter 'name'"),
+        ("/runs/search", {"max_results": 123456789}, "Invalid value 123456789 for parameter "
+         "'max_results' supplied"),
+    ],
+)  # fmt: skip
+def test_refusals_use_mlflows_wording(
+    served: mkserve.Served, running: str, path: str, doc: dict[str, Any], message: str
+) -> None:
+    """Scripts (and MLflow's own tests) match on MLflow's wording of a bad parameter."""
+    r = _post(served, path, {"run_id": running, "experiment_ids": ["0"], **doc})
+    assert r.status_code == 400
+    assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert r.json()["message"].startswith(message), r.json()["message"]
 
 
 # -- the search language on its own -------------------------------------------------------------

@@ -108,12 +108,24 @@ def renderer(server: Server) -> Callable[[ModelkeepError], Response]:
 # -- reading requests ---------------------------------------------------------------------------
 
 
+def _invalid(key: str, value: object, expected: str) -> InvalidArgument:
+    """MLflow's wording ("Invalid value 31 for parameter 'run_id' supplied"), which scripts and
+    MLflow's own tests match on, then what was expected."""
+    shown = json.dumps(value, separators=(",", ":"), default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return InvalidArgument(f"Invalid value {shown} for parameter {key!r} supplied: {expected}")
+
+
+def _missing(key: str) -> InvalidArgument:
+    return InvalidArgument(f"Missing value for required parameter {key!r}")
+
+
 def _text(doc: Doc, key: str, *, limit: int = 1000, default: str | None = None) -> str:
     value = doc.get(key, default)
     if value is None:
-        raise InvalidArgument(f"missing value for required parameter {key!r}")
+        raise _missing(key)
     if not isinstance(value, str) or len(value) > limit:
-        raise InvalidArgument(f"parameter {key!r} is text of at most {limit} characters")
+        raise _invalid(key, value, f"text of at most {limit} characters")
     return value
 
 
@@ -126,7 +138,7 @@ def _int(doc: Doc, key: str, default: int | None = None) -> int:
     if isinstance(value, str) and value.lstrip("-").isdigit() and len(value) <= 20:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63:
-        raise InvalidArgument(f"parameter {key!r} is a whole number, got {str(value)[:40]!r}")
+        raise _invalid(key, value, "a whole number")
     return value
 
 
@@ -134,8 +146,10 @@ def _float(doc: Doc, key: str) -> float:
     value = doc.get(key)
     if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"):
         return float(value.replace("Infinity", "inf"))
+    if value is None:
+        raise _missing(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise InvalidArgument(f"parameter {key!r} is a number, got {str(value)[:40]!r}")
+        raise _invalid(key, value, "a number")
     return float(value)
 
 
@@ -158,7 +172,7 @@ def experiments_not_found(text: str) -> errors.ExperimentNotFound:
 def _pairs(doc: Doc, key: str, limit: int) -> dict[str, str]:
     items = doc.get(key) or []
     if not isinstance(items, list):
-        raise InvalidArgument(f"parameter {key!r} is a list of {{key, value}}")
+        raise _invalid(key, items, "a list of {key, value}")
     if len(items) > limit:
         raise InvalidArgument(f"a request holds at most {limit} {key}, this one {len(items)}")
     out: dict[str, str] = {}
@@ -182,7 +196,7 @@ def _metric(doc: Doc) -> tracking.LoggedMetric:
 def _max_results(doc: Doc, default: int = DEFAULT_RESULTS, limit: int = MAX_RESULTS) -> int:
     value = _int(doc, "max_results", default)
     if not 1 <= value <= limit:
-        raise InvalidArgument(f"max_results is 1 to {limit}, got {value}")
+        raise _invalid("max_results", value, f"1 to {limit}")
     return value
 
 
@@ -470,13 +484,18 @@ def log_param(server: Server, who: Account, doc: Doc) -> Doc:
 def log_batch(server: Server, who: Account, doc: Doc) -> Doc:
     run_id = _run_id(doc)
     metrics = doc.get("metrics") or []
-    if not isinstance(metrics, list) or len(metrics) > MAX_METRICS:
+    if not isinstance(metrics, list):
+        raise _invalid("metrics", metrics, "a list of {key, value, timestamp, step}")
+    if len(metrics) > MAX_METRICS:
         raise InvalidArgument(f"a batch holds at most {MAX_METRICS} metrics")
     params = _pairs(doc, "params", MAX_PARAMS)
     tags = _pairs(doc, "tags", MAX_TAGS)
     if len(metrics) + len(params) + len(tags) > MAX_BATCH:
         raise InvalidArgument(f"a batch holds at most {MAX_BATCH} metrics, params and tags")
-    parsed = [_metric(m) if isinstance(m, dict) else _metric({}) for m in metrics]
+    if not all(isinstance(m, dict) and m.get("timestamp") is not None for m in metrics):
+        # as MLflow's server: a batch's metrics carry their time (the client always sends it)
+        raise _invalid("metrics", metrics, "each metric has a key, a value and a timestamp")
+    parsed = [_metric(m) for m in metrics]
     _own(server, who, run_id, "log a batch")
     tracking.log_batch(server.repo.db, run_id, metrics=parsed, params=params, tags=tags)
     return {}
