@@ -1225,3 +1225,26 @@ class LoggedModelNotFound(ModelkeepError, LookupError):
         super().__init__(
             f"no logged model {model_id!r}; list them with mlflow.search_logged_models()"
         )
+
+
+# -- web UI (server/ui) --------------------------------------------------------------------
+
+
+class CsrfRefused(ModelkeepError, PermissionError):
+    """A state-changing request from a browser session without its session's CSRF token:
+    HTTP 403 (bearer-token clients never send the cookie, so never meet this)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request came from a browser session without its CSRF token (X-CSRF-Token); "
+            "reload the page and try again"
+        )
+
+
+class LinkUsed(ModelkeepError, PermissionError):
+    """`modelkeep ui`'s one-time sign-in link, used a second time, late, or guessed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this sign-in link is used, expired or wrong; run `modelkeep ui` again for a new one"
+        )

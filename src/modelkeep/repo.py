@@ -612,10 +612,12 @@ class Repo:
         sort: str | None = None,
         descending: bool = False,
         deleted: Literal["hide", "only", "all"] = "hide",
+        offset: int = 0,
     ) -> list[RunRecord]:
         """Runs, newest first; where holds conditions like "metrics.auc > 0.9" or
         "tags.team = fraud"; sort is a key like "metrics.auc" (runs without it last);
-        deleted runs are hidden unless deleted is "only" or "all"."""
+        deleted runs are hidden unless deleted is "only" or "all". offset skips that many
+        of the runs (with limit: one page, as the web UI shows them)."""
         meta.reap(self.db, process.alive)
         return meta.find_runs(
             self.db,
@@ -623,6 +625,7 @@ class Repo:
             status=status,
             where=where,
             limit=limit,
+            offset=offset,
             sort=sort,
             descending=descending,
             deleted={"hide": False, "only": True, "all": None}[deleted],
