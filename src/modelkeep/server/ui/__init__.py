@@ -17,7 +17,7 @@ import string
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -34,8 +34,27 @@ from modelkeep.meta import accounts
 from modelkeep.meta.accounts import Account
 from modelkeep.server.ui import sessions
 
-if TYPE_CHECKING:
-    from modelkeep.server.app import Server
+
+class Server(Protocol):
+    """What the UI uses of app.Server (which imports this module to mount it)."""
+
+    repo: Any
+    options: Any
+    failures: Any
+    local: sessions.LocalSessions | None
+
+    def session_account(self, cookie: str, request: Request) -> Account: ...
+
+    def call(self, op: api.Op, args: dict[str, Any], who: Account) -> Response: ...
+
+    def endpoint(
+        self, handler: Callable[[Request, Account], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]: ...
+
+    async def json_body(self, request: Request) -> dict[str, Any]: ...
+
+    def _errors(self, exc: ModelkeepError) -> Response: ...
+
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -140,9 +159,7 @@ def _page(server: Server, page: str, arg_name: str | None = None) -> Callable[..
         except Unauthenticated:
             return RedirectResponse(f"/ui/login?next={back}", status_code=303)
         except ModelkeepError as exc:
-            from modelkeep.server.app import status_of
-
-            status = status_of(exc)
+            status = server._errors(exc).status_code  # as the API would answer
             if status in (404, 422):
                 return not_found(f"There is no {page} {arg!r} here.")
             title = "Not allowed" if status == 403 else "Error"
@@ -185,9 +202,14 @@ def _login(server: Server) -> Callable[[Request], Awaitable[Response]]:
         try:
             wait = server.failures.take(peer, spend=False)
             if wait:
-                from modelkeep.server.app import _limited
-
-                return _limited(wait)
+                return JSONResponse(
+                    {
+                        "error": "rate_limited",
+                        "message": f"too many sign-ins; retry in {wait:.0f} s",
+                    },
+                    status_code=429,
+                    headers={"Retry-After": str(max(1, round(wait)))},
+                )
             doc = await server.json_body(request)
             try:
                 who = await run_in_threadpool(_who, server, doc)

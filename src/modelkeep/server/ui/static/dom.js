@@ -53,7 +53,8 @@ export async function api(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body || {});
   }
-  const response = await fetch(path.startsWith("/") && !path.startsWith("/api/") ? "/api/v1" + path : path, init);
+  const url = path.startsWith("/api/") || path.startsWith("/ui/") ? path : "/api/v1" + path;
+  const response = await fetch(url, init);
   if (response.status === 401) {
     location.assign("/ui/login?next=" + encodeURIComponent(location.pathname + location.search));
     throw new ApiError(401, { message: "signed out" });

@@ -29,7 +29,7 @@ export default async function run(root, id) {
       section("Code", codeView(r.code)),
       env ? section("Environment", envView(env)) : null);
     // charts need their container in the document to measure its width
-    queueMicrotask(() => drawCharts(charts, byKey));
+    setTimeout(() => drawCharts(charts, byKey), 0);
     return page;
   });
 }
