@@ -457,3 +457,95 @@ def test_a_viewer_sees_no_buttons_and_signs_out(browser: Any, served: mkserve.Se
     WebDriverWait(d, 20).until(lambda x: "/ui/login" in x.current_url)
     d.get(served.url + "/ui/runs")
     assert "/ui/login" in d.current_url  # the session is over
+
+
+@browser_tests
+@pytest.mark.slow
+def test_compare_diff_lineage_audit_and_account(browser: Any, served: mkserve.Served) -> None:
+    from urllib.parse import quote
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d = browser
+    sign_in_with(d, served, user="alice", password=PASSWORD)
+    visit(d, served, "/ui/runs")
+    for box in find_all(d, "#runs input.pick"):
+        box.click()
+    find(d, "#compare").click()
+    WebDriverWait(d, 20).until(lambda x: len(find_all(x, "#charts figure.chart canvas")) == 2)
+    ready(d)
+    shot(d, "compare")
+    # one series per run in every shared metric's chart
+    assert [f.get_attribute("data-series") for f in find_all(d, "#charts figure")] == ["3", "3"]
+    assert "≠" in find(d, "#comparison").text  # lr differs between the runs
+
+    visit(d, served, "/ui/versions/fraud:v2")
+    find(d, "#diff-previous").click()
+    ready(d)
+    shot(d, "diff")
+    changes = find(d, "#changes").text
+    assert "weights.bin" in changes and "modified" in changes
+    assert "auc" in find(d, "#diff-metrics").text
+
+    visit(d, served, "/ui/versions/fraud:v2")
+    find(d, "#lineage-graph").click()
+    ready(d)
+    WebDriverWait(d, 20).until(lambda x: find(x, "#graph").get_attribute("data-ready") == "1")
+    before = int(find(d, "#graph").get_attribute("data-nodes"))
+    assert before == 3  # fraud:v2, the run that made it, ds:v1
+    # select ds:v1 and expand it: the other runs that used it join the graph
+    d.execute_script("document.querySelector('#graph')._cyreg.cy.getElementById('ds:v1').select()")
+    find(d, "#graph-expand").click()
+    WebDriverWait(d, 20).until(lambda x: int(find(x, "#graph").get_attribute("data-nodes")) > 3)
+    shot(d, "lineage")
+    find(d, "#graph-collapse").click()
+    WebDriverWait(d, 20).until(lambda x: int(find(x, "#graph").get_attribute("data-nodes")) == 3)
+
+    visit(d, served, "/ui/audit", "audit")
+    assert "verifies" in find(d, "#chain").text
+    assert "rollback" in find(d, "#events").text
+    with served.http("alice") as api:
+        history = api.get("/api/v1/models/fraud/history").json()
+    v3_live = next(
+        e["at"]
+        for e in history
+        if e["target"] == "fraud:v3" and e["after"] == {"stage": "production"}
+    )
+    visit(d, served, "/ui/audit?at=" + quote(v3_live), "audit-as-of")
+    assert "v3" in find(d, "#as-of tbody").text  # production then, rolled back since
+    assert "rollback" not in find(d, "#events").text
+
+    visit(d, served, "/ui/account", "account")
+    assert "web session" in find(d, "#tokens").text and "mia" in find(d, "#users").text
+    find(d, "#token-label").send_keys("from the ui")
+    find(d, "#token-create").click()
+    WebDriverWait(d, 20).until(lambda x: find_all(x, "#new-token"))
+    token = find(d, "#new-token").text
+    assert (
+        httpx.get(
+            served.url + "/api/v1/account", headers={"Authorization": f"Bearer {token}"}
+        ).json()["name"]
+        == "alice"
+    )
+    visit(d, served, "/ui/account")
+    token_id = token.split("_")[1]
+    find(d, f"tr[data-token='{token_id}'] button.revoke").click()
+    WebDriverWait(d, 20).until(  # the page reloads: read it by script, never a stale element
+        lambda x: (
+            "revoked"
+            in x.execute_script(
+                "const r = document.querySelector(arguments[0]); return r ? r.textContent : ''",
+                f"tr[data-token='{token_id}']",
+            )
+        )
+    )
+    assert (
+        httpx.get(
+            served.url + "/api/v1/account", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+        == 401
+    )
+    outside = [u for u in requested_urls(d) if not u.startswith((served.url, "data:", "blob:"))]
+    assert outside == []
+    logged = d.get_log("browser")
+    assert [e for e in logged if e["level"] == "SEVERE" and e["source"] != "network"] == []

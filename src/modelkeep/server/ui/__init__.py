@@ -70,13 +70,23 @@ _HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 # page name -> (the operation whose answer says the subject exists, its argument)
-_SUBJECT = {"model": ("show", "ref"), "version": ("show", "ref"), "run": ("run", "ref")}
+_SUBJECT = {
+    "model": ("show", "ref"),
+    "version": ("show", "ref"),
+    "lineage": ("show", "ref"),
+    "run": ("run", "ref"),
+}
 TITLES = {
     "models": "Models",
     "model": "Model",
     "version": "Version",
     "runs": "Runs",
     "run": "Run",
+    "compare": "Compare runs",
+    "diff": "Diff",
+    "lineage": "Lineage",
+    "audit": "Audit log",
+    "account": "Account",
     "login": "Sign in",
 }
 
@@ -283,6 +293,11 @@ def routes(server: Server) -> list[Route | Mount]:
         Route("/ui/versions/{ref:path}", _page(server, "version", "ref")),
         Route("/ui/runs", _page(server, "runs")),
         Route("/ui/runs/{id}", _page(server, "run", "id")),
+        Route("/ui/compare", _page(server, "compare")),
+        Route("/ui/diff", _page(server, "diff")),
+        Route("/ui/lineage/{ref:path}", _page(server, "lineage", "ref")),
+        Route("/ui/audit", _page(server, "audit")),
+        Route("/ui/account", _page(server, "account")),
         Route("/ui/login", _login_page, methods=["GET"]),
         Route("/ui/login", _login(server), methods=["POST"]),
         Route("/ui/logout", server.endpoint(_logout(server)), methods=["POST"]),

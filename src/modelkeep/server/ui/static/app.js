@@ -6,8 +6,13 @@ import model from "./pages/model.js";
 import version from "./pages/version.js";
 import runs from "./pages/runs.js";
 import run from "./pages/run.js";
+import compare from "./pages/compare.js";
+import diff from "./pages/diff.js";
+import audit from "./pages/audit.js";
+import account from "./pages/account.js";
+import lineage from "./pages/lineage.js";
 
-const PAGES = { models, model, version, runs, run };
+const PAGES = { models, model, version, runs, run, compare, diff, audit, account, lineage };
 
 async function main() {
   const body = document.body;

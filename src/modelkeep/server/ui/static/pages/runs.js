@@ -32,7 +32,9 @@ export default async function runs(root) {
         h("a", { href: href(next), class: "sort", "data-key": key }, label + (active ? (s.desc ? " ↓" : " ↑") : "")));
     });
     const rows = shown.map((r) => h("tr", { "data-run": r.id },
-      h("td", { class: "mono" }, h("a", { href: link.run(r.id) }, r.id.slice(0, 8))),
+      h("td", { class: "mono" },
+        h("input", { type: "checkbox", class: "pick", value: r.id, "aria-label": `select run ${r.name || r.id.slice(0, 8)} to compare` }), " ",
+        h("a", { href: link.run(r.id) }, r.id.slice(0, 8))),
       h("td", {}, r.name || ""), h("td", {}, r.status), h("td", {}, r.user),
       h("td", {}, when(r.started_at)), h("td", {}, duration(r.started_at, r.ended_at)),
       ...metricKeys.map((k) => h("td", {}, k in (r.metrics || {}) ? num(r.metrics[k]) : "")),
@@ -47,8 +49,13 @@ export default async function runs(root) {
       s.page > 0 ? h("a", { href: href({ ...s, page: s.page - 1 }), id: "prev" }, "← Previous") : null, " ",
       h("span", {}, `page ${s.page + 1}`), " ",
       more ? h("a", { href: href({ ...s, page: s.page + 1 }), id: "next" }, "Next →") : null);
+    const compareButton = h("button", { type: "button", id: "compare" }, "Compare selected");
+    compareButton.addEventListener("click", () => {
+      const picked = [...root.querySelectorAll("input.pick:checked")].map((x) => x.value);
+      location.assign("/ui/compare" + q({ runs: picked }));
+    });
     return h("div", {},
-      h("h1", {}, "Runs"), form,
+      h("h1", {}, "Runs"), form, h("p", {}, compareButton),
       h("div", { class: "scroll" }, h("table", { id: "runs" }, h("thead", {}, h("tr", {}, header)),
         h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, "no runs match"))))),
       pager);

@@ -1,4 +1,4 @@
-import { api, ApiError, clear, enc, errorBox, h, link, load, num, section, short, size, table, when } from "../dom.js";
+import { api, ApiError, clear, enc, errorBox, h, link, load, num, q, section, short, size, table, when } from "../dom.js";
 
 const PREVIEW_LIMIT = 256 * 1024;
 
@@ -35,7 +35,9 @@ export default async function version(root, ref) {
       spec ? section("Model spec", specView(spec)) : null,
       card ? section("Model card", h("pre", { id: "card", class: "text" }, card)) : null,
       run ? section("Producing run", runSummary(run)) : null,
-      section("Lineage", lineageView(lineage, exact)));
+      section("Lineage", lineageView(lineage, exact),
+        h("p", {}, h("a", { href: "/ui/lineage/" + enc(exact), id: "lineage-graph" }, "Open the lineage graph"))),
+      v.number > 1 ? h("p", {}, h("a", { href: "/ui/diff" + q({ old: `${v.name}:v${v.number - 1}`, new: exact }), id: "diff-previous" }, `Diff with ${v.name}:v${v.number - 1}`)) : null);
   });
 }
 
