@@ -343,6 +343,9 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     assert "production" in find(d, "#version-2").text and "champion" in find(d, "#version-2").text
     assert "archived" in find(d, "#version-3").text
     assert "auc >= 0.80" in find(d, "#gates").text
+    # the server's readiness check per version, with the measured values
+    assert "auc is 0.7" in find(d, "#version-1 td.readiness").text
+    assert "already in production" in find(d, "#version-2 td.readiness").text
     history = find(d, "#history").text
     assert "rollback" in history and "v3 misbehaves" in history
 
@@ -549,3 +552,27 @@ def test_compare_diff_lineage_audit_and_account(browser: Any, served: mkserve.Se
     assert outside == []
     logged = d.get_log("browser")
     assert [e for e in logged if e["level"] == "SEVERE" and e["source"] != "network"] == []
+
+
+def test_readiness_reads_what_promote_would_check_and_moves_nothing(
+    served: mkserve.Served,
+) -> None:
+    with served.http("vic") as api:  # a viewer may ask; only a maintainer may move
+        before = api.get("/api/v1/models/fraud/history").json()
+        r = api.get("/api/v1/versions/fraud:v1/readiness", params={"stage": "production"})
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["ready"] is False and doc["gates"] == ["auc >= 0.80"]
+        assert doc["unmet"] == ["gate 'auc >= 0.80' unmet: auc is 0.7"]
+        assert any("from staging only" in x for x in doc["refused"])
+        staging = api.get("/api/v1/versions/fraud:v1/readiness", params={"stage": "staging"})
+        assert staging.json()["ready"] is True
+        assert api.get("/api/v1/models/fraud/history").json() == before  # nothing recorded
+        with closing(sign_in(served, token=served.tokens["mia"])) as mia:
+            refused = mia.post(
+                "/api/v1/versions/fraud:v1/stage",
+                json={"stage": "production", "reason": "x"},
+                headers={"X-CSRF-Token": csrf_of(mia)},
+            )
+            assert refused.status_code == 409  # the same conditions, listed for the page
+            assert sorted(refused.json()["unmet"]) == sorted(doc["refused"] + doc["unmet"])

@@ -955,6 +955,11 @@ class Repo:
         """Move a registered version to staging, production or archived, through the policy."""
         return registry.promote(self.parts, self.show(ref), stage, reason=reason, force=force)
 
+    def readiness(self, ref: Target, stage: str = "production") -> registry.Readiness:
+        """Whether ref could move to stage now and what stands in the way (the gates with
+        their measured values, the stage order, approvals), without moving or recording."""
+        return registry.readiness(self.parts, self.show(ref), stage)
+
     def archive(self, ref: Target, *, reason: str = "") -> Version:
         return registry.archive(self.parts, self.show(ref), reason)
 

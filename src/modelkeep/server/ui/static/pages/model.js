@@ -1,6 +1,7 @@
 import { api, enc, errorBox, h, link, load, mayOn, num, q, section, short, size, table, when, clear } from "../dom.js";
 
 const STAGES = ["staging", "production", "archived"];
+const READINESS_FOR = 20; // the newest versions whose readiness the page asks for
 
 // The gates of the policy that apply to model, per stage (the policy's own text).
 function gatesOf(policy, name) {
@@ -38,8 +39,19 @@ export default async function model(root, name, account) {
     if (metrics.length) {
       measured = await api("GET", `/artifacts/${enc(name)}/metrics` + q({ metrics })).catch(() => []);
     }
+    // whether each of the newest versions could move to the gated stage now, and why not:
+    // the server's own check (the promotion's rules, read without moving anything)
+    const gated = gates.production ? "production" : Object.keys(gates)[0] || null;
+    const checked = gated ? versions.slice(-READINESS_FOR) : [];
+    const ready = {};
+    if (gated) {
+      const found = await Promise.all(checked.map((v) =>
+        api("GET", `/versions/${enc(v.name + ":v" + v.number)}/readiness` + q({ stage: gated })).catch(() => null)));
+      checked.forEach((v, i) => { ready[v.number] = found[i]; });
+    }
     const actionArea = h("div", { id: "action-area" });
     const headers = ["Version", "Digest", "Size", "Author", "Time", "Message", "Run", "Stage", "Aliases", ...metrics];
+    if (gated) headers.push(`Ready for ${gated}?`);
     if (maintainer) headers.push("Actions");
     const rows = versions.map((v, i) => {
       const cells = [
@@ -54,6 +66,7 @@ export default async function model(root, name, account) {
         h("td", {}, (aliasesOf[v.number] || []).join(", ") || "-"),
         ...metrics.map((m) => h("td", {}, measured[i] && measured[i][m] !== null && measured[i][m] !== undefined ? num(measured[i][m]) : "-")),
       ];
+      if (gated) cells.push(h("td", { class: "readiness" }, readinessCell(ready[v.number])));
       if (maintainer) cells.push(h("td", { class: "actions" }, actionButtons(v, actionArea, name)));
       return h("tr", { id: `version-${v.number}` }, cells);
     });
@@ -76,6 +89,12 @@ export default async function model(root, name, account) {
         metrics.length ? h("p", { class: "muted" }, "The measured value of each gate's metric is in the versions table; the server checks the gates on promotion.") : null),
       section("Stage and alias history", table(["Time", "Actor", "Action", "Target", "Before", "After", "Reason"], events, { id: "history" })));
   });
+}
+
+function readinessCell(r) {
+  if (!r) return "-";
+  if (r.ready) return h("span", { class: "ok" }, "✓ ready", r.notes.length ? h("ul", {}, r.notes.map((n) => h("li", {}, n))) : null);
+  return h("div", {}, h("span", { class: "no" }, "✗ not now"), h("ul", { class: "unmet" }, [...r.refused, ...r.unmet].map((u) => h("li", {}, u))));
 }
 
 function describe(doc) {
