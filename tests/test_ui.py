@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -49,6 +50,9 @@ def build_store(root: Path) -> None:
         w.mkdir()
         (w / "weights.bin").write_bytes(bytes(range(256)) * (i + 1))
         (w / "README.md").write_text(f"model {i}\n", "utf-8")
+        if i == 2:
+            made.append(repo.show(_train_from_a_dirty_work_tree(root, w)))
+            continue
         with mk.start_run(name=f"train-{i}", repo=repo, capture_code=False) as run:
             run.use(ds.ref, work / f"use{i}")
             run.log_params({"lr": 0.1 / (i + 1), "epochs": 3})
@@ -66,6 +70,47 @@ def build_store(root: Path) -> None:
     repo.rollback("fraud", reason="v3 misbehaves")
     repo.set_alias("fraud@champion", "fraud:v2", reason="best so far")
     repo.close()
+
+
+TRAIN = """\
+import sys
+from pathlib import Path
+
+import modelkeep as mk
+
+lr = 0.03
+print('<b>not bold</b>')
+repo = mk.open(sys.argv[1])
+w = Path(sys.argv[2])
+with mk.start_run(name="train-2", repo=repo) as run:
+    run.use("ds:v1", w.parent / "use2")
+    run.log_params({"lr": 0.1 / 3, "epochs": 3})
+    for step in range(5):
+        run.log_metrics({"loss": 1.0 / (step + 3), "auc": 0.9 * (step + 1) / 5}, step=step)
+    print(run.log_artifact(w, "fraud-run").ref)
+"""
+
+
+def _train_from_a_dirty_work_tree(root: Path, w: Path) -> str:
+    """The last run, as a real script in a Git work tree with an uncommitted change: the
+    run records the commit and the dirty patch. The version's ref."""
+    code = root / "work" / "code"
+    code.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(code)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (code / "train.py").write_text(TRAIN.replace("lr = 0.03", "lr = 0.1"), "utf-8")
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    (code / "train.py").write_text(TRAIN, "utf-8")
+    r = subprocess.run(
+        [sys.executable, "train.py", str(root), str(w)],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return r.stdout.splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -394,6 +439,13 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     assert len(find_all(d, "#charts figure.chart canvas")) == 2  # auc and loss over steps
     assert "lr" in find(d, "#params").text
     assert "ds:v1" in d.page_source and "fraud:v3" in d.page_source
+    # the code: its commit and the uncommitted change as a diff, as text
+    WebDriverWait(d, 20).until(lambda x: find_all(x, "#patch"))
+    assert any(s.text == "+lr = 0.03" for s in find_all(d, "#patch span.add"))
+    assert any(s.text == "-lr = 0.1" for s in find_all(d, "#patch span.del"))
+    assert any(s.text == " print('<b>not bold</b>')" for s in find_all(d, "#patch span"))
+    assert not find_all(d, "#patch b")
+    shot(d, "run-code")
 
     d.get(served.url + "/ui/versions/fraud:v99")  # server-rendered, no script
     shot(d, "not-found")

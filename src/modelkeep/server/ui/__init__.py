@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,13 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +50,10 @@ class Server(Protocol):
     local: sessions.LocalSessions | None
 
     def session_account(self, cookie: str, request: Request) -> Account: ...
+
+    def require(
+        self, who: Account, role: str, what: str, model: str | None = None, anywhere: bool = False
+    ) -> None: ...
 
     def call(self, op: api.Op, args: dict[str, Any], who: Account) -> Response: ...
 
@@ -282,6 +292,63 @@ def _link(server: Server) -> Callable[[Request], Awaitable[Response]]:
     return link
 
 
+def _download(server: Server) -> Callable[[Request, Account], Awaitable[Response]]:
+    """One file of a version, by ref and path (a query: both may hold '/'), verified as it
+    is read; with the viewer role on that model, as the MLflow artifact proxy's view of a
+    version's files asks (which cannot name a model with '/' in its name)."""
+
+    async def download(request: Request, who: Account) -> Response:
+        from modelkeep import content
+        from modelkeep.errors import ArtifactFileNotFound
+        from modelkeep.store.trees import Kind
+
+        ref = request.query_params.get("ref", "")
+        path = request.query_params.get("path", "").strip("/")
+        if not ref or not path:
+            raise InvalidArgument("a download names ?ref=REF&path=PATH")
+        repo = server.repo.acting_as(who.name)
+        version = await run_in_threadpool(repo.show, ref)
+        server.require(who, "viewer", "download files", version.name)
+
+        def open_it() -> tuple[Any, int]:
+            try:
+                found = content.entry(repo.parts, version, path)
+            except LookupError:
+                raise ArtifactFileNotFound(f"{version.ref}/{path}") from None
+            if found.kind != Kind.FILE:
+                raise ArtifactFileNotFound(f"{version.ref}/{path}")
+            return content.open_file(repo.parts, version, path), found.size
+
+        reader, size = await run_in_threadpool(open_it)
+        try:  # damage in the first MiB is an error response; later, a cut connection
+            first = await run_in_threadpool(reader.read, 1 << 20)
+        except BaseException:
+            reader.close()
+            raise
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                data = first
+                while data:
+                    yield data
+                    data = await run_in_threadpool(reader.read, 1 << 20)
+            finally:
+                reader.close()
+
+        name = quote(path.rsplit("/", 1)[-1], safe="")
+        return StreamingResponse(
+            body(),
+            media_type="application/octet-stream",
+            headers={
+                "Content-Length": str(size),
+                "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    return download
+
+
 async def _unknown(request: Request) -> Response:
     return not_found(f"There is no page {request.url.path!r}.")
 
@@ -302,6 +369,7 @@ def routes(server: Server) -> list[Route | Mount]:
         Route("/ui/login", _login(server), methods=["POST"]),
         Route("/ui/logout", server.endpoint(_logout(server)), methods=["POST"]),
         Route("/ui/link/{secret}", _link(server), methods=["GET"]),
+        Route("/ui/download", server.endpoint(_download(server)), methods=["GET"]),
         Mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static"),
         Route("/ui/{rest:path}", _unknown),
     ]

@@ -113,9 +113,7 @@ export const link = {
   version: (ref) => "/ui/versions/" + enc(ref),
   run: (id) => "/ui/runs/" + enc(id),
   runs: () => "/ui/runs",
-  file: (name, number, path) =>
-    "/api/2.0/mlflow-artifacts/artifacts/_modelkeep/versions/" +
-    name.split("/").map(enc).join("/") + "/" + number + "/" + path.split("/").map(enc).join("/"),
+  file: (name, number, path) => "/ui/download" + q({ ref: `${name}:v${number}`, path }),
 };
 
 export function table(headers, rows, attrs = {}) {
