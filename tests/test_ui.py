@@ -321,7 +321,17 @@ def ready(driver: Any, timeout: float = 20) -> None:
 
 
 def shot(driver: Any, name: str) -> None:
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    """The whole page (up to 4000 px tall), not only the window."""
+    import base64
+
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    width = size["cssLayoutViewport"]["clientWidth"]
+    height = min(4000, size["cssContentSize"]["height"])
+    clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+    png = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(png["data"]))
 
 
 def visit(driver: Any, served: mkserve.Served, path: str, name: str | None = None) -> None:

@@ -91,7 +91,7 @@ async function showPatch(box, ref) {
 function envView(env) {
   const packages = Object.entries(env.packages || {});
   const facts = h("dl", { class: "facts" },
-    env.python ? fact("Python", typeof env.python === "object" ? JSON.stringify(env.python) : String(env.python)) : null,
+    env.python ? fact("Python", typeof env.python === "object" ? [env.python.implementation, env.python.version].filter(Boolean).join(" ") : String(env.python)) : null,
     env.os ? fact("OS", Object.values(env.os).join(" ")) : null,
     env.cpu ? fact("CPU", `${env.cpu.model || ""} × ${env.cpu.count || "?"}`) : null,
     fact("GPU", (env.gpu || []).length ? env.gpu.map((g) => (typeof g === "object" ? g.name || JSON.stringify(g) : g)).join(", ") : "none"),
