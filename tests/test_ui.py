@@ -559,7 +559,9 @@ def test_compare_diff_lineage_audit_and_account(browser: Any, served: mkserve.Se
     before = int(find(d, "#graph").get_attribute("data-nodes"))
     assert before == 3  # fraud:v2, the run that made it, ds:v1
     # select ds:v1 and expand it: the other runs that used it join the graph
-    d.execute_script("document.querySelector('#graph')._cyreg.cy.getElementById('ds:v1').select()")
+    from selenium.webdriver.support.ui import Select
+
+    Select(find(d, "#graph-node")).select_by_value("ds:v1")  # the keyboard's way to pick
     find(d, "#graph-expand").click()
     WebDriverWait(d, 20).until(lambda x: int(find(x, "#graph").get_attribute("data-nodes")) > 3)
     shot(d, "lineage")

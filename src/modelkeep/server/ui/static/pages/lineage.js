@@ -12,9 +12,11 @@ export default async function lineage(root, ref) {
     const expand = h("button", { type: "button", id: "graph-expand" }, "Expand selected");
     const collapse = h("button", { type: "button", id: "graph-collapse" }, "Collapse selected");
     const fit = h("button", { type: "button", id: "graph-fit" }, "Fit");
+    // the keyboard's way to pick a node (a click selects one too)
+    const pick = h("select", { id: "graph-node", "aria-label": "select a node" });
     const page = h("div", {}, h("h1", {}, "Lineage of ", h("span", { class: "mono" }, first.root)),
-      h("p", {}, open, " ", expand, " ", collapse, " ", fit, " ", h("a", { href: link.version(first.root) }, "back to the version")), status, box);
-    setTimeout(() => draw(box, status, first, { open, expand, collapse, fit }), 0);
+      h("p", {}, h("label", {}, "Node ", pick), " ", open, " ", expand, " ", collapse, " ", fit, " ", h("a", { href: link.version(first.root) }, "back to the version")), status, box);
+    setTimeout(() => draw(box, status, first, { open, expand, collapse, fit, pick }), 0);
     return page;
   });
 }
@@ -50,7 +52,19 @@ function draw(box, status, first, buttons) {
     layout: { name: "breadthfirst", directed: true, spacingFactor: 1.1 },
   });
   const layout = () => cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.1 }).run();
-  const say = () => { status.textContent = `${cy.nodes().length} nodes, ${cy.edges().length} edges`; box.dataset.nodes = String(cy.nodes().length); };
+  const say = () => {
+    status.textContent = `${cy.nodes().length} nodes, ${cy.edges().length} edges`;
+    box.dataset.nodes = String(cy.nodes().length);
+    const current = selected() ? selected().id() : "";
+    buttons.pick.replaceChildren(h("option", { value: "" }, "(none)"),
+      ...cy.nodes().map((n) => h("option", { value: n.id(), selected: n.id() === current }, n.data("label"))));
+  };
+  buttons.pick.addEventListener("change", () => {
+    cy.nodes().unselect();
+    const node = buttons.pick.value ? cy.getElementById(buttons.pick.value) : null;
+    if (node && node.nonempty()) { node.select(); cy.center(node); }
+  });
+  cy.on("select", "node", (event) => { buttons.pick.value = event.target.id(); });
   const selected = () => cy.nodes(":selected")[0];
   async function grow(node) {
     if (!node || node.data("kind") !== "version") return;
