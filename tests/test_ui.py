@@ -442,6 +442,14 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     names = [r.find_elements("css selector", "td")[1].text for r in find_all(d, "#runs tbody tr")]
     assert names == ["train-2", "train-1"]
     shot(d, "runs-filtered")
+    # the user chooses the columns, and the choice is part of the link
+    assert "epochs" in find(d, "#runs thead").text
+    find(d, "#columns summary").click()
+    find(d, "#columns input[data-column='params.epochs']").click()
+    WebDriverWait(d, 20).until(lambda x: "hide=" in x.current_url)
+    ready(d)
+    assert "hide=params.epochs" in d.current_url and "epochs" not in find(d, "#runs thead").text
+    assert len(find_all(d, "#runs tbody tr")) == 2  # still filtered
 
     find(d, "#runs tbody tr a").click()
     ready(d)
