@@ -86,7 +86,7 @@ export default async function model(root, name, account) {
       section("Policy and gates", Object.keys(gates).length
         ? table(["Stage", "From", "Gates", "Requires stage", "Approvals"], gateRows, { id: "gates" })
         : h("p", { class: "muted" }, "No policy applies: any maintainer may move versions."),
-        metrics.length ? h("p", { class: "muted" }, "The measured value of each gate's metric is in the versions table; the server checks the gates on promotion.") : null),
+        metrics.length ? h("p", { class: "muted" }, "The versions table shows each gate metric's measured value and, from the server's own check, whether each version could move now.") : null),
       section("Stage and alias history", table(["Time", "Actor", "Action", "Target", "Before", "After", "Reason"], events, { id: "history" })));
   });
 }
