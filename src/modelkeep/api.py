@@ -62,6 +62,7 @@ OPS: tuple[Op, ...] = (
     # editor, as for logging a run's metrics or adding a version: it records a measurement,
     # it moves nothing; the gates that read it are checked when a maintainer promotes.
     Op("evaluate", "POST", "/versions/{ref:path}/evaluations", "editor", "ref"),
+    Op("readiness", "GET", "/versions/{ref:path}/readiness", "viewer", "ref"),
     Op("promote", "POST", "/versions/{ref:path}/stage", "maintainer", "ref"),
     Op("archive", "POST", "/versions/{ref:path}/archive", "maintainer", "ref"),
     Op("approve", "POST", "/versions/{ref:path}/approvals", "maintainer", "ref"),

@@ -1316,3 +1316,26 @@ class VersionNotRegistered(ModelkeepError, LookupError):
             f"{ref} is not a registered version; register it with `modelkeep register {ref} "
             f"--as {ref.rsplit(':', 1)[0]}`"
         )
+
+
+# -- web UI (server/ui) --------------------------------------------------------------------
+
+
+class CsrfRefused(ModelkeepError, PermissionError):
+    """A state-changing request from a browser session without its session's CSRF token:
+    HTTP 403 (bearer-token clients never send the cookie, so never meet this)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request came from a browser session without its CSRF token (X-CSRF-Token); "
+            "reload the page and try again"
+        )
+
+
+class LinkUsed(ModelkeepError, PermissionError):
+    """`modelkeep ui`'s one-time sign-in link, used a second time, late, or guessed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this sign-in link is used, expired or wrong; run `modelkeep ui` again for a new one"
+        )

@@ -18,7 +18,7 @@ from typing import Any
 from modelkeep import config, meta, policy
 from modelkeep.errors import InvalidArgument, PromotionRefused, ReasonRequired, RegistryRefused
 from modelkeep.meta import Version, model_names
-from modelkeep.meta.registry import TARGET_STAGES, Approvals, StaleCheck
+from modelkeep.meta.registry import TARGET_STAGES, Approvals, Holders, StaleCheck
 from modelkeep.parts import Parts
 from modelkeep.refs import AliasRef, VersionRef, parse_ref, validate_alias, validate_name
 
@@ -90,42 +90,12 @@ def promote(
     for _ in range(_ATTEMPTS):
         held, version = meta.holders(parts.db, version.name, version.number)
         _check_movable(version, stage)
-        refused: list[str] = []
-        if rules.require_stage and version.stage != rules.require_stage:
-            refused.append(
-                f"{stage} takes versions from {rules.require_stage} only, and {version.ref} "
-                f"is in {version.stage}"
+        refused, unmet, notes, have = _conditions(parts, root, rules, version, stage, held, actor)
+        short = have is not None and len(have.approvers - {actor}) < rules.approvals
+        if short and have is not None and have.requester != actor:  # ask, once per asker
+            meta.record_event(
+                parts.db, version.name, version.number, "request", stage, actor, reason
             )
-        holders: dict[str, Version | None] = {}
-        for name in ("staging", "production"):
-            holder = held.get(name)
-            # no champion but itself
-            holders[name] = None if holder is None or holder.ref == version.ref else holder
-        measured = dict(
-            zip(
-                [version.ref, *(h.ref for h in holders.values() if h)],
-                measure(parts, [version, *(h for h in holders.values() if h)]),
-                strict=True,
-            )
-        )
-        unmet, notes = policy.check_gates(
-            root / policy.FILE,
-            rules.gates,
-            measured[version.ref],
-            {name: measured[h.ref] if h else None for name, h in holders.items()},
-        )
-        if rules.approvals:
-            have = meta.approvals(parts.db, version.name, version.number, stage)
-            others = have.approvers - {actor}
-            if len(others) < rules.approvals:
-                refused.append(
-                    f"needs {rules.approvals} approval(s) from users other than {actor!r}, has "
-                    f"{len(others)}: ask for `modelkeep approve {version.ref} {stage}`"
-                )
-                if have.requester != actor:
-                    meta.record_event(
-                        parts.db, version.name, version.number, "request", stage, actor, reason
-                    )
         if refused or (unmet and not force):
             raise PromotionRefused(version.ref, stage, refused + unmet, overridable=not refused)
         try:
@@ -146,6 +116,83 @@ def promote(
     raise RegistryRefused(
         f"{version.ref}: the stages kept changing while it was checked; try again"
     )
+
+
+def _conditions(
+    parts: Parts,
+    root: Path,
+    rules: policy.StagePolicy,
+    version: Version,
+    stage: str,
+    held: Holders,
+    actor: str,
+) -> tuple[list[str], list[str], list[str], Approvals | None]:
+    """What stands between version and stage now: (refused: conditions no --force skips,
+    unmet gates, notes of gates that passed with a remark, the approvals so far)."""
+    refused: list[str] = []
+    if rules.require_stage and version.stage != rules.require_stage:
+        refused.append(
+            f"{stage} takes versions from {rules.require_stage} only, and {version.ref} "
+            f"is in {version.stage}"
+        )
+    holders: dict[str, Version | None] = {}
+    for name in ("staging", "production"):
+        holder = held.get(name)
+        # no champion but itself
+        holders[name] = None if holder is None or holder.ref == version.ref else holder
+    measured = dict(
+        zip(
+            [version.ref, *(h.ref for h in holders.values() if h)],
+            measure(parts, [version, *(h for h in holders.values() if h)]),
+            strict=True,
+        )
+    )
+    unmet, notes = policy.check_gates(
+        root / policy.FILE,
+        rules.gates,
+        measured[version.ref],
+        {name: measured[h.ref] if h else None for name, h in holders.items()},
+    )
+    have = None
+    if rules.approvals:
+        have = meta.approvals(parts.db, version.name, version.number, stage)
+        others = have.approvers - {actor}
+        if len(others) < rules.approvals:
+            refused.append(
+                f"needs {rules.approvals} approval(s) from users other than {actor!r}, has "
+                f"{len(others)}: ask for `modelkeep approve {version.ref} {stage}`"
+            )
+    return refused, unmet, notes, have
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether a version could move to a stage now, and why not: what `promote` would
+    check, read without moving anything or recording a request (the web UI's gate view)."""
+
+    ref: str
+    stage: str
+    gates: tuple[str, ...]  # the policy's gates for that stage, as written
+    refused: tuple[str, ...]  # conditions no --force skips (stage order, approvals)
+    unmet: tuple[str, ...]  # unmet gates, each with the measured values
+    notes: tuple[str, ...]  # gates that pass with a remark
+    ready: bool  # nothing refused, no gate unmet: promote would move it now
+
+
+def readiness(parts: Parts, version: Version, stage: str) -> Readiness:
+    _check_stage(stage)
+    root, whole = _policy(parts)
+    rules = whole.for_stage(version.name, stage)
+    held, version = meta.holders(parts.db, version.name, version.number)
+    gates = tuple(g.text for g in rules.gates)
+    try:
+        _check_movable(version, stage)
+        _check_mover(rules, parts.user, version.name, stage)
+    except RegistryRefused as exc:
+        return Readiness(version.ref, stage, gates, (str(exc),), (), (), False)
+    refused, unmet, notes, _ = _conditions(parts, root, rules, version, stage, held, parts.user)
+    ready = not refused and not unmet
+    return Readiness(version.ref, stage, gates, tuple(refused), tuple(unmet), tuple(notes), ready)
 
 
 def _check_movable(version: Version, stage: str) -> None:

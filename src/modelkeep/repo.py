@@ -612,10 +612,12 @@ class Repo:
         sort: str | None = None,
         descending: bool = False,
         deleted: Literal["hide", "only", "all"] = "hide",
+        offset: int = 0,
     ) -> list[RunRecord]:
         """Runs, newest first; where holds conditions like "metrics.auc > 0.9" or
         "tags.team = fraud"; sort is a key like "metrics.auc" (runs without it last);
-        deleted runs are hidden unless deleted is "only" or "all"."""
+        deleted runs are hidden unless deleted is "only" or "all". offset skips that many
+        of the runs (with limit: one page, as the web UI shows them)."""
         meta.reap(self.db, process.alive)
         return meta.find_runs(
             self.db,
@@ -623,6 +625,7 @@ class Repo:
             status=status,
             where=where,
             limit=limit,
+            offset=offset,
             sort=sort,
             descending=descending,
             deleted={"hide": False, "only": True, "all": None}[deleted],
@@ -955,6 +958,11 @@ class Repo:
     ) -> registry.Promotion:
         """Move a registered version to staging, production or archived, through the policy."""
         return registry.promote(self.parts, self.show(ref), stage, reason=reason, force=force)
+
+    def readiness(self, ref: Target, stage: str = "production") -> registry.Readiness:
+        """Whether ref could move to stage now and what stands in the way (the gates with
+        their measured values, the stage order, approvals), without moving or recording."""
+        return registry.readiness(self.parts, self.show(ref), stage)
 
     def archive(self, ref: Target, *, reason: str = "") -> Version:
         return registry.archive(self.parts, self.show(ref), reason)

@@ -22,6 +22,7 @@ from modelkeep.cli import remotes as remotes_cli
 from modelkeep.cli import reproduce as reproduce_cli
 from modelkeep.cli import runs as runs_cli
 from modelkeep.cli import server as server_cli
+from modelkeep.cli import ui as ui_cli
 from modelkeep.cli import webhooks as webhooks_cli
 from modelkeep.cli import worktree as worktree_cli
 from modelkeep.cli.common import (
@@ -408,6 +409,7 @@ for command in server_cli.COMMANDS:
     cli.add_command(command)
 cli.add_command(webhooks_cli.webhook)
 cli.add_command(imports_cli.import_)
+cli.add_command(ui_cli.ui)
 reference.attach_examples(cli)
 
 

@@ -60,6 +60,7 @@ EXAMPLES: dict[str, str] = {
     "migrate": "modelkeep migrate --to postgresql://db.example.com/modelkeep",
     "reproduce": "modelkeep reproduce fraud-detector@production --rtol 1e-6",
     "serve": "modelkeep serve --host 0.0.0.0 --port 8080 --workers 4",
+    "ui": "modelkeep ui",
     "login": "modelkeep login https://models.example.com",
     "logout": "modelkeep logout https://models.example.com",
     "user add": "modelkeep user add alice --admin",

@@ -646,8 +646,10 @@ def find_runs(
     deleted: bool | None = False,
     sort: str | None = None,
     descending: bool = False,
+    offset: int = 0,
 ) -> list[RunRecord]:
-    """Runs, newest first (or by sort), that match every condition in where.
+    """Runs, newest first (or by sort), that match every condition in where, after the
+    first offset of them (a page of the web UI's table).
 
     deleted: False hides deleted runs, True shows only them, None shows all. Sorting by a
     column (started, name, status) is the database's; by anything else (a metric, a
@@ -656,6 +658,8 @@ def find_runs(
     """
     if status is not None and status not in STATUSES:
         raise InvalidArgument(f"unknown run status {status!r}; use one of {', '.join(STATUSES)}")
+    if offset < 0:
+        raise InvalidArgument("offset is a number of runs to skip, 0 or more")
     tests = [parse_condition(c) for c in where]
     if sort is not None:
         parse_sort(sort)  # a bad key is refused before anything is read
@@ -666,11 +670,12 @@ def find_runs(
     if not tests and in_sql:
         return runs(
             db, name=name, status=status, deleted=deleted, limit=limit, order=order,
-            descending=desc,
+            descending=desc, offset=offset,
         )  # fmt: skip
+    wanted = None if limit is None else offset + limit
     found: list[RunRecord] = []
     page, offset = 500, 0
-    while limit is None or not in_sql or len(found) < limit:  # a page at a time
+    while wanted is None or not in_sql or len(found) < wanted:  # a page at a time
         batch = runs(
             db, name=name, status=status, deleted=deleted, limit=page, offset=offset,
             order=order, descending=desc,
@@ -682,4 +687,4 @@ def find_runs(
     if not in_sql:
         assert sort is not None
         found = sort_runs(found, sort, descending=descending)
-    return found[:limit] if limit is not None else found
+    return found[offset:wanted]

@@ -44,8 +44,9 @@ from modelkeep.errors import (
 from modelkeep.meta import accounts
 from modelkeep.meta.accounts import Account
 from modelkeep.results import AddResult
-from modelkeep.server import mlflow_artifacts, mlflow_models, mlflow_registry
+from modelkeep.server import mlflow_artifacts, mlflow_models, mlflow_registry, ui
 from modelkeep.server.mlflow import routes as mlflow_routes
+from modelkeep.server.ui import sessions
 from modelkeep.store.packs import PACK_TARGET, PackEntry, decode_index
 
 log = logging.getLogger("modelkeep.server")
@@ -68,6 +69,8 @@ class Options:
     rate_limit: int = 1200  # requests per minute per account; 0: none
     sign_in_limit: int = 60  # failed sign-ins per minute per client address
     deliver_webhooks: bool = True
+    ui_user: str | None = None  # `modelkeep ui`: the local user its one-time link signs in
+    ui_link: str | None = None  # `modelkeep ui`: sha256 of that link's secret
 
 
 @dataclass
@@ -108,7 +111,7 @@ class Limiter:
 def status_of(exc: BaseException) -> int:
     if isinstance(exc, Unauthenticated):
         return 401
-    if isinstance(exc, (Forbidden, errors.RemoteAccessDenied)):
+    if isinstance(exc, (Forbidden, errors.RemoteAccessDenied, errors.CsrfRefused)):
         return 403
     if isinstance(exc, (RequestTooLarge, TooLarge)):
         return 413
@@ -144,6 +147,8 @@ def error_response(
         doc["missing"] = list(exc.missing)
     if isinstance(exc, Forbidden):
         doc["role"] = exc.role
+    if isinstance(exc, errors.PromotionRefused):  # every unmet condition, for the web UI
+        doc["unmet"] = list(exc.unmet)
     return JSONResponse(doc, status_code=status or status_of(exc))
 
 
@@ -164,6 +169,11 @@ class Server:
         self.failures = Limiter(options.sign_in_limit)
         self.writing = threading.Lock()  # one store writer per process; others queue
         self.uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self.local = (  # `modelkeep ui`'s browser sessions (one process, the local store)
+            sessions.LocalSessions(options.ui_user, options.ui_link)
+            if options.ui_user is not None
+            else None
+        )
 
     # -- who is asking ----------------------------------------------------------------------
 
@@ -178,7 +188,18 @@ class Server:
             return accounts.authenticate(self.repo.db, value.strip())
         if scheme.lower() == "basic" and value:
             return self._basic(value.strip())
+        cookie = request.cookies.get(sessions.COOKIE)
+        if cookie:  # a browser: its session, and a CSRF token on every change
+            return self.session_account(cookie, request)
         raise Unauthenticated("no token was sent (Authorization: Bearer TOKEN)")
+
+    def session_account(self, cookie: str, request: Request) -> Account:
+        if self.local is not None and cookie.startswith(sessions.LOCAL_PREFIX):
+            who = self.local.account(cookie)
+        else:
+            who = accounts.authenticate(self.repo.db, cookie)
+        sessions.check_csrf(cookie, request.method, request.headers.get(sessions.CSRF_HEADER))
+        return who
 
     def _basic(self, value: str) -> Account:
         """user:token, or user:password for an account that has one."""
@@ -384,8 +405,9 @@ def create_app(options: Options) -> Starlette:
         *mlflow_routes(server, mlflow_models.ROUTES),
         *mlflow_artifacts.routes(server),
         *mlflow_routes(server, mlflow_registry.ROUTES),  # and its model registry
+        *ui.routes(server),  # the web UI: pages at / and /ui/, data from the API above
     ]
-    app = Starlette(routes=routes, lifespan=_lifespan(server))
+    app = Starlette(routes=routes, lifespan=_lifespan(server), middleware=ui.MIDDLEWARE)
     app.state.server = server
     return app
 

@@ -38,6 +38,8 @@ def serve(
     sign_in_limit: int,
     max_upload: int,
     webhooks: bool,
+    ui_user: str | None = None,
+    ui_link: str | None = None,
 ) -> None:
     import uvicorn
 
@@ -49,6 +51,8 @@ def serve(
         "sign_in_limit": sign_in_limit,
         "max_upload": max_upload,
         "deliver_webhooks": webhooks,
+        "ui_user": ui_user,  # `modelkeep ui`: its local user and one-time link's hash
+        "ui_link": ui_link,
     }
     os.environ[_ENV] = json.dumps(options)
     uvicorn.run(
