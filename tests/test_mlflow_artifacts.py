@@ -452,3 +452,15 @@ def test_a_registered_versions_files_are_read_only_and_per_model(
         assert http.delete(f"{base}/MLmodel").status_code == 400
     with served.http("other") as http:
         assert http.get(f"{base}/MLmodel").status_code == 403
+    # a name with '/' in it: its grant is the one checked, not that of its first segment
+    with mk.open(served.root) as repo:
+        repo.add(folder, "team/fraud-files")
+        repo.register("team/fraud-files", "team/fraud")
+        accounts.add_user(repo.db, "teamer")
+        accounts.grant(repo.db, "teamer", "viewer", "team")
+        served.tokens["teamer"] = accounts.create_token(repo.db, "teamer")[0]
+    nested = f"{ART}/artifacts/_modelkeep/versions/team/fraud/1/MLmodel"
+    with served.http("val") as http:
+        assert http.get(nested).content == b"flavors: {}\n"
+    with served.http("teamer") as http:  # a grant on the model "team" only
+        assert http.get(nested).status_code == 403

@@ -102,27 +102,35 @@ def remove(parts: Parts, path: str) -> int:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def version_model(path: str) -> str | None:
-    """The model whose registered version a `_modelkeep/versions/<name>/…` path reads."""
-    if not path.startswith(VERSIONS + "/"):
+def version_model(parts: Parts, path: str) -> str | None:
+    """The model whose registered version a `_modelkeep/versions/<name>/…` path reads
+    (None for any other path, or one naming no version: then a grant on every model is
+    needed), so its grant is the one checked."""
+    try:
+        inside = _version_part(parts, path)
+    except ArtifactFileNotFound:
         return None
-    return path[len(VERSIONS) + 1 :].split("/", 1)[0]
+    return None if inside is None else inside[0].name
 
 
 def _version_part(parts: Parts, path: str) -> tuple[Version, str | None] | None:
-    """The version and the path inside it that a `_modelkeep/versions/…` path names."""
+    """The version and the path inside it that `_modelkeep/versions/<name>/<n>/<path>`
+    names. A name may hold '/', so each all-digit segment is tried as the number, the
+    segments before it as the name, until one names a version."""
     if not path.startswith(VERSIONS + "/"):
         return None
-    segments = path[len(VERSIONS) + 1 :].split("/")
-    if len(segments) < 2 or not segments[1].isdigit():
-        raise ArtifactFileNotFound(path)
     from modelkeep import meta
 
-    try:
-        version = meta.resolve(parts.db, f"{segments[0]}:v{int(segments[1])}")
-    except LookupError:
-        raise ArtifactFileNotFound(path) from None
-    return version, "/".join(segments[2:]) or None
+    segments = path[len(VERSIONS) + 1 :].split("/")
+    for i, segment in enumerate(segments[1:], start=1):
+        if not segment.isdigit() or len(segment) > 12:
+            continue
+        try:
+            version = meta.resolve(parts.db, f"{'/'.join(segments[:i])}:v{int(segment)}")
+        except (LookupError, ValueError):
+            continue
+        return version, "/".join(segments[i + 1 :]) or None
+    raise ArtifactFileNotFound(path)
 
 
 def open_file(parts: Parts, path: str) -> tuple[BinaryIO, int]:
@@ -148,7 +156,10 @@ def open_file(parts: Parts, path: str) -> tuple[BinaryIO, int]:
 def listing(parts: Parts, path: str) -> list[Entry]:
     """The names in a folder; [] for a file or nothing, as MLflow's server answers."""
     check_path(path, root=True)
-    inside = _version_part(parts, path)
+    try:
+        inside = _version_part(parts, path)
+    except ArtifactFileNotFound:
+        return []
     if inside is None:
         return mlflow_artifacts.listing(parts.db, path)
     version, rel = inside

@@ -43,7 +43,7 @@ def _path(request: Request) -> str:
 def _may_read(server: Server, who: Account, path: str) -> None:
     """Runs' files are read with a viewer's grant on every model, as runs are; a registered
     version's files with a viewer's grant on that model."""
-    model = artifact_proxy.version_model(path)
+    model = artifact_proxy.version_model(server.repo.parts, path)
     server.require(who, "viewer", "read MLflow artifacts", model)
 
 
@@ -95,7 +95,7 @@ def _upload(server: Server) -> Callable[[Request, Account], Any]:
 def _download(server: Server) -> Callable[[Request, Account], Any]:
     async def download(request: Request, who: Account) -> Response:
         path = _path(request)
-        _may_read(server, who, path)
+        await run_in_threadpool(_may_read, server, who, path)
         reader, size = await run_in_threadpool(artifact_proxy.open_file, server.repo.parts, path)
         try:  # damage in the first MiB is an error response; later, a cut connection
             first = await run_in_threadpool(reader.read, 1 << 20)
@@ -129,7 +129,7 @@ def _download(server: Server) -> Callable[[Request, Account], Any]:
 def _list(server: Server) -> Callable[[Request, Account], Any]:
     async def listing(request: Request, who: Account) -> Response:
         path = request.query_params.get("path", "").strip("/")
-        _may_read(server, who, path)
+        await run_in_threadpool(_may_read, server, who, path)
         entries = await run_in_threadpool(artifact_proxy.listing, server.repo.parts, path)
         files = [
             {"path": e.name, "is_dir": e.is_dir} | ({} if e.size is None else {"file_size": e.size})
