@@ -96,3 +96,12 @@ def test_wheel_installs_and_runs_with_no_extras(tmp_path: Path) -> None:
     # The installed package is the wheel, not this checkout.
     where = _run(python, "-c", "import modelkeep; print(modelkeep.__file__)").stdout
     assert str(site) in where
+    # The web UI's pages, scripts and vendored libraries (with their licences) ship inside.
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    ui = "modelkeep/server/ui/"
+    for part in ("static/app.js", "static/app.css", "templates/shell.html"):
+        assert ui + part in names, part
+    assert any(n.startswith(ui + "static/vendor/uplot-") and n.endswith("LICENSE") for n in names)
+    assert any(n.startswith(ui + "static/vendor/cytoscape-") for n in names)
