@@ -464,3 +464,30 @@ def test_a_registered_versions_files_are_read_only_and_per_model(
         assert http.get(nested).content == b"flavors: {}\n"
     with served.http("teamer") as http:  # a grant on the model "team" only
         assert http.get(nested).status_code == 403
+
+
+def test_a_folder_named_like_anothers_inside_a_run_is_still_the_runs(
+    served: mkserve.Served, story: dict[str, Any]
+) -> None:
+    """bob's logged model id, written inside ann's run folder, does not make the path
+    bob's; nor can bob register ann's files as made by his own run."""
+    run = story["run_id"]
+    api = "/api/2.0/mlflow"
+    with served.http("bob") as bob:
+        made = bob.post(f"{api}/logged-models", json={"experiment_id": "0", "name": "b"})
+        model_id = made.json()["model"]["info"]["model_id"]
+        inside = f"1/{run}/artifacts/models/{model_id}/artifacts/evil.pkl"
+        r = bob.put(f"{ART}/artifacts/{inside}", content=b"evil")
+        assert r.status_code == 403 and "another account's run" in r.json()["message"]
+        assert bob.put(f"{ART}/artifacts/0/models/{model_id}/artifacts/ok.pkl", content=b"ok")
+        own = bob.post(f"{api}/runs/create", json={"experiment_id": "0"}).json()
+        own_run = own["run"]["info"]["run_id"]
+        assert bob.post(f"{api}/registered-models/create", json={"name": "bobs"}).status_code == 200
+        claim = {"name": "bobs", "source": f"runs:/{run}/ckpt", "run_id": own_run}
+        r = bob.post(f"{api}/model-versions/create", json=claim)
+        assert r.status_code == 400 and "were made by run" in r.json()["message"]
+        r = bob.post(f"{api}/model-versions/create", json={**claim, "run_id": None})
+        assert r.status_code == 403
+    with served.http("ann") as ann:
+        listed = ann.get(f"{ART}/artifacts", params={"path": f"1/{run}/artifacts"}).json()
+        assert "models" not in [f["path"] for f in listed["files"]]

@@ -41,8 +41,8 @@ from modelkeep.parts import Parts
 from modelkeep.store.trees import Kind
 
 VERSIONS = "_modelkeep/versions"
-_RUN = re.compile(r"(?:^|/)([0-9a-f]{32})/artifacts(?:/|$)")
-_MODEL = re.compile(r"(?:^|/)models/(m-[0-9a-f]{32})/artifacts(?:/|$)")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
 MAX_PARTS = 10_000  # as S3's
 UPLOAD_TTL = 7 * 24 * 3600.0  # an unfinished multipart upload is dropped after a week
 
@@ -55,20 +55,40 @@ class Owner:
 
 
 def owner(parts: Parts, path: str) -> Owner:
-    """Whose folder a path is in, for an upload or a delete; refused outside any."""
+    """Whose folder a path is in, for an upload or a delete; refused outside any. A path
+    is in a run's (or logged model's) folder when it starts with that folder as the run's
+    experiment places it: a run or model id further down (a folder someone named so
+    inside another's) never makes the path theirs."""
     check_path(path)
     if path == VERSIONS or path.startswith(VERSIONS + "/"):
         raise ArtifactPathRefused(path, "a registered version's files never change")
-    model = _MODEL.search(path)
-    if model is not None:
-        found = logged_models.get(parts.db, model.group(1))
-        return Owner("logged model", found.id, found.user)
-    run = _RUN.search(path)
-    if run is not None:
-        return Owner("run", run.group(1), tracking.owner(parts.db, run.group(1)))
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        found = _folder_of(parts, segments, i, segment)
+        if found is not None:
+            kind, owner_id, user, folder = found
+            if path == folder or path.startswith(folder + "/"):
+                return Owner(kind, owner_id, user)
     raise ArtifactPathRefused(
         path, "files go in a run's or a logged model's artifact folder (…/<run id>/artifacts/…)"
     )
+
+
+def _folder_of(
+    parts: Parts, segments: list[str], i: int, segment: str
+) -> tuple[str, str, str, str] | None:
+    """(kind, id, account, folder) of the run or logged model segment i may name."""
+    following = segments[i + 1 : i + 2]
+    if _RUN_ID.fullmatch(segment) and following == ["artifacts"]:
+        run = tracking.folder(parts.db, segment)
+        return None if run is None else ("run", segment, run[0], run[1])
+    if _MODEL_ID.fullmatch(segment) and segments[i - 1 : i] == ["models"]:
+        try:
+            model = logged_models.get(parts.db, segment)
+        except LookupError:
+            return None
+        return "logged model", model.id, model.user, tracking.proxied_path(model.artifact_uri)
+    return None
 
 
 # -- writing ---------------------------------------------------------------------------------

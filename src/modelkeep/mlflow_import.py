@@ -295,7 +295,7 @@ def _describe_version(
     actor: str,
     why: str,
 ) -> int:
-    current = next(v for v in model_tags.one(db, name).versions if v.number == number)
+    (current,) = model_tags.one(db, name, number).versions
     changed = 0
     if description and current.description != description:
         model_tags.describe_version(db, name, number, description, actor, why)

@@ -17,52 +17,57 @@ def resolve(
     db: Database, source: str, run_id: str | None, model_id: str | None
 ) -> tuple[str, str | None, str | None]:
     """The artifact path (under the proxy's root) a model version source names, and the
-    run and logged model it came from."""
+    run and logged model it came from. The run is the one the source's files belong to:
+    a client's run_id that names another is refused, so no version claims a run that did
+    not make its files."""
     if source.startswith("mlflow-artifacts:"):
         rest = source.removeprefix("mlflow-artifacts:")
         if rest.startswith("//"):  # mlflow-artifacts://HOST/PATH
             rest = rest[2:].partition("/")[2]
         path = _clean(source, rest)
-        run_id, model_id = _logged_by(db, path, run_id, model_id)
+        found_run, found_model = _logged_by(db, path)
     elif source.startswith("runs:/"):
         run_part, _, sub = source.removeprefix("runs:/").partition("/")
         run = tracking.get(db, run_part)
         path = f"{run.experiment_id}/{run.id}/artifacts/{sub}"
-        run_id = run_id or run.id
+        found_run, found_model = run.id, None
     elif source.startswith("models:/"):
         wanted = model_id or source.removeprefix("models:/").strip("/")
         logged = logged_model(db, wanted)
         if logged is None:
             raise BadModelSource(source, f"no logged model {wanted[:64]!r}")
-        experiment, model_id, logged_run = logged
-        path = f"{experiment}/models/{model_id}/artifacts"
-        run_id = run_id or logged_run
+        experiment, found_model, found_run = logged
+        path = f"{experiment}/models/{found_model}/artifacts"
     else:
         raise BadModelSource(source, "it is not an artifact URI of this server")
-    return _clean(source, path), run_id, model_id
+    owned = found_run is not None or found_model is not None
+    if run_id is not None and owned and run_id != found_run:
+        made = f"run {found_run}" if found_run else f"logged model {found_model} (no run)"
+        raise BadModelSource(source, f"its files were made by {made}, not run {run_id}")
+    if model_id is not None and found_model is not None and model_id != found_model:
+        raise BadModelSource(source, f"its files are logged model {found_model}'s")
+    return _clean(source, path), found_run if owned else run_id, found_model or model_id
 
 
-def _logged_by(
-    db: Database, path: str, run_id: str | None, model_id: str | None
-) -> tuple[str | None, str | None]:
-    """The run (and logged model) a path of the proxy's layout belongs to, when the client
-    named none: `EXP/RUN/artifacts/...` or `EXP/models/MODEL/artifacts/...`."""
+def _logged_by(db: Database, path: str) -> tuple[str | None, str | None]:
+    """The run (and logged model) a path of the proxy's layout belongs to:
+    `EXP/RUN/artifacts/...` or `EXP/models/MODEL/artifacts/...`."""
     parts = path.split("/")
     if len(parts) < 3 or not parts[0].isdigit():
-        return run_id, model_id
+        return None, None
     if parts[1] == "models" and len(parts) >= 4 and parts[3] == "artifacts":
         logged = logged_model(db, parts[2])
         if logged is not None and str(logged[0]) == parts[0]:
-            return run_id or logged[2], model_id or logged[1]
-        return run_id, model_id
-    if run_id is None and parts[2] == "artifacts":
+            return logged[2], logged[1]
+        return None, None
+    if parts[2] == "artifacts":
         try:
             run = tracking.get(db, parts[1])
         except RunNotFound:
-            return None, model_id
+            return None, None
         if str(run.experiment_id) == parts[0]:
-            return run.id, model_id
-    return run_id, model_id
+            return run.id, None
+    return None, None
 
 
 def _clean(source: str, path: str) -> str:

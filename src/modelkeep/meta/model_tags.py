@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, true
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import InvalidArgument, NotRegistered, TagNotFound
@@ -210,9 +210,11 @@ class ModelDoc:
     versions: tuple[VersionDoc, ...] = field(default=())
 
 
-def registered(db: Database, names: Iterable[str] | None = None) -> list[ModelDoc]:
+def registered(
+    db: Database, names: Iterable[str] | None = None, number: int | None = None
+) -> list[ModelDoc]:
     """Every registered model (or those of names that are), by name, with its registered,
-    live versions."""
+    live versions (only version `number`, if given: one version read, not all)."""
     with db.read() as s:
         query = select(ArtifactRow).where(ArtifactRow.registered).order_by(ArtifactRow.name)
         if names is not None:
@@ -235,6 +237,7 @@ def registered(db: Database, names: Iterable[str] | None = None) -> list[ModelDo
                 VersionRow.artifact_id.in_(ids),
                 VersionRow.registered,
                 VersionRow.deleted_at.is_(None),
+                VersionRow.number == number if number is not None else true(),
             )
             .order_by(VersionRow.number)
         ):
@@ -299,9 +302,10 @@ def registered(db: Database, names: Iterable[str] | None = None) -> list[ModelDo
         return out
 
 
-def one(db: Database, name: str) -> ModelDoc:
-    """The registered model called name; ArtifactNotFound (naming similar ones) if none."""
-    found = registered(db, [name])
+def one(db: Database, name: str, number: int | None = None) -> ModelDoc:
+    """The registered model called name (with only version `number`, if given);
+    ArtifactNotFound (naming similar ones) if none."""
+    found = registered(db, [name], number)
     if not found:
         with db.read() as s:
             art = artifact(s, name)  # raises ArtifactNotFound when there is no such name

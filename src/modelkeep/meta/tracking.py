@@ -18,11 +18,12 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import InvalidArgument, RunNotActive, RunNotFound
@@ -252,6 +253,32 @@ def owner(db: Database, run_id: str) -> str:
     return user
 
 
+def folder(db: Database, run_id: str) -> tuple[str, str] | None:
+    """(the account, the artifact folder under the server's artifact proxy) of a run, or
+    None if there is no such run; the folder is "" when its experiment logs elsewhere."""
+    with db.read() as s:
+        row = s.execute(
+            select(RunRow.user, RunRow.experiment_id, ExperimentRow.artifact_location)
+            .outerjoin(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+            .where(RunRow.id == run_id)
+        ).first()
+    if row is None:
+        return None
+    root = experiments.artifact_root(row.experiment_id or experiments.DEFAULT_ID, row[2] or "")
+    return row.user, proxied_path(f"{root}/{run_id}/artifacts")
+
+
+def proxied_path(uri: str) -> str:
+    """The path under the artifact proxy's root of an `mlflow-artifacts:` URI ("" for any
+    other URI: those files are not the server's)."""
+    if not uri.startswith("mlflow-artifacts:"):
+        return ""
+    rest = uri.removeprefix("mlflow-artifacts:")
+    if rest.startswith("//"):  # mlflow-artifacts://HOST/PATH
+        rest = rest[2:].partition("/")[2]
+    return rest.strip("/")
+
+
 def get(db: Database, run_id: str) -> TrackedRun:
     found = load(db, ids=[run_id])
     if not found:
@@ -265,29 +292,39 @@ def load(
     ids: Iterable[str] | None = None,
     experiment_ids: Sequence[int] | None = None,
     deleted: bool | None = None,
+    keys: Collection[tuple[str, str]] | None = None,
 ) -> list[TrackedRun]:
-    """Runs with their params, tags and last metric of each key, newest first."""
-    query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id)
+    """Runs with their params, tags and last metric of each key, newest first. keys, as
+    (`params`|`tags`|`metrics`, key) pairs, loads only those (what a search filters and
+    orders on: the page it returns is then loaded whole, by ids)."""
+    where: list[Any] = []
     if ids is not None:
-        query = query.where(RunRow.id.in_(list(ids)))
+        where.append(RunRow.id.in_(list(ids)))
     if experiment_ids is not None:
         named = [i for i in experiment_ids if i != experiments.DEFAULT_ID]
         default = experiments.DEFAULT_ID in experiment_ids
-        query = query.where(
+        where.append(
             or_(RunRow.experiment_id.in_(named), RunRow.experiment_id.is_(None))
             if default
             else RunRow.experiment_id.in_(named)
         )
     if deleted is not None:
-        query = query.where(
-            RunRow.deleted_at.is_not(None) if deleted else RunRow.deleted_at.is_(None)
-        )
+        where.append(RunRow.deleted_at.is_not(None) if deleted else RunRow.deleted_at.is_(None))
+    chosen = select(RunRow.id).where(*where)  # one query per table, however many runs
+
+    def only(column: Any, entity: str) -> Any:
+        wanted = sorted(k for e, k in keys or () if e == entity)
+        return column.in_(wanted) if keys is not None else true()
+
     with db.read() as s:
-        rows = list(s.scalars(query))
+        rows = list(
+            s.execute(
+                select(*_RUN_COLUMNS).where(*where).order_by(RunRow.started_at.desc(), RunRow.id)
+            )
+        )
         params: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, dict[str, str]] = defaultdict(dict)
         metrics: dict[str, dict[str, LoggedMetric]] = defaultdict(dict)
-        all_ids = [r.id for r in rows]
         roots = {
             e.id: e.artifact_location
             for e in s.execute(
@@ -296,29 +333,26 @@ def load(
                 )
             )
         }
-        for start in range(0, len(all_ids), 500):
-            batch = all_ids[start : start + 500]
-            for p in s.execute(
-                select(ParamRow.run_id, ParamRow.key, ParamRow.value_json).where(
-                    ParamRow.run_id.in_(batch)
-                )
-            ):
-                params[p.run_id][p.key] = param_text(p.value_json)
-            for t in s.execute(
-                select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value).where(
-                    RunTagRow.run_id.in_(batch)
-                )
-            ):
-                if not t.key.startswith(RESERVED):
-                    tags[t.run_id][t.key] = t.value
-            last = (
-                select(func.max(MetricRow.id))
-                .where(MetricRow.run_id.in_(batch))
-                .group_by(MetricRow.run_id, MetricRow.key)
+        for p in s.execute(
+            select(ParamRow.run_id, ParamRow.key, ParamRow.value_json).where(
+                ParamRow.run_id.in_(chosen), only(ParamRow.key, "params")
             )
-            for m in s.execute(select(MetricRow).where(MetricRow.id.in_(last))):
-                row = m[0]
-                metrics[row.run_id][row.key] = _metric(row)
+        ):
+            params[p.run_id][p.key] = param_text(p.value_json)
+        for t in s.execute(
+            select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value).where(
+                RunTagRow.run_id.in_(chosen), only(RunTagRow.key, "tags")
+            )
+        ):
+            if not t.key.startswith(RESERVED):
+                tags[t.run_id][t.key] = t.value
+        last = (
+            select(func.max(MetricRow.id))
+            .where(MetricRow.run_id.in_(chosen), only(MetricRow.key, "metrics"))
+            .group_by(MetricRow.run_id, MetricRow.key)
+        )
+        for row in s.execute(select(*_METRIC_COLUMNS).where(MetricRow.id.in_(last))):
+            metrics[row.run_id][row.key] = _metric(row)
     return [
         TrackedRun(
             id=r.id,
@@ -347,7 +381,20 @@ def param_text(value_json: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _metric(row: MetricRow) -> LoggedMetric:
+_RUN_COLUMNS = (
+    RunRow.id, RunRow.name, RunRow.experiment_id, RunRow.user, RunRow.status,
+    RunRow.started_at, RunRow.ended_at, RunRow.deleted_at,
+)  # fmt: skip
+_METRIC_COLUMNS = (
+    MetricRow.run_id,
+    MetricRow.key,
+    MetricRow.value,
+    MetricRow.step,
+    MetricRow.logged_at,
+)  # columns, not ORM rows: a search reads thousands, and building objects was half its time
+
+
+def _metric(row: Any) -> LoggedMetric:
     value = math.nan if row.value is None else row.value
     return LoggedMetric(row.key, value, ms(row.logged_at), row.step)
 

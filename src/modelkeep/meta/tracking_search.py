@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -119,7 +120,13 @@ def attribute_value(run: TrackedRun, key: str) -> Any:
     }[key]
 
 
+_SEEN: ContextVar[set[tuple[str, str]] | None] = ContextVar("search_keys", default=None)
+
+
 def _value_of(entity: str, key: str) -> Callable[[TrackedRun], Any]:
+    seen = _SEEN.get()
+    if seen is not None and entity != "attributes":
+        seen.add((entity, key))
     if entity == "metrics":
         return lambda r: r.metrics[key].value if key in r.metrics else None
     if entity == "params":
@@ -167,6 +174,25 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: bool(a > b),
     ">=": lambda a, b: bool(a >= b),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """A run search read: its predicate, its order, and the params, tags and metrics they
+    read (so only those are loaded for every run, and the page's runs in full)."""
+
+    match: Callable[[TrackedRun], bool]
+    order: list[SortKey]
+    keys: frozenset[tuple[str, str]]
+
+
+def parse_search(text: str, order_by: Sequence[str]) -> Search:
+    seen: set[tuple[str, str]] = set()
+    token = _SEEN.set(seen)
+    try:
+        return Search(parse_filter(text), parse_order(order_by), frozenset(seen))
+    finally:
+        _SEEN.reset(token)
 
 
 def parse_filter(text: str) -> Callable[[TrackedRun], bool]:

@@ -451,15 +451,22 @@ def search_runs(server: Server, who: Account, doc: Doc) -> Doc:
     wanted = [_experiment_id({"id": i}, "id") for i in ids]
     size = _max_results(doc)
     offset = _offset(doc, "runs")
-    match = tracking_search.parse_filter(_opt_text(doc, "filter", 4000) or "")
-    order = tracking_search.parse_order(_order_by(doc))
+    search = tracking_search.parse_search(_opt_text(doc, "filter", 4000) or "", _order_by(doc))
+    db = server.repo.db
     found = tracking.load(
-        server.repo.db, experiment_ids=wanted, deleted=_view(doc, "run_view_type")
+        db, experiment_ids=wanted, deleted=_view(doc, "run_view_type"), keys=search.keys
     )
     page, token = _page(
-        tracking_search.sort([r for r in found if match(r)], order), offset, size, "runs"
+        tracking_search.sort([r for r in found if search.match(r)], search.order),
+        offset,
+        size,
+        "runs",
     )
-    out: Doc = {"runs": [run_json(r) for r in page]}
+    ids = [r.id for r in page]
+    whole = {  # the page's runs in full, 500 ids to a query (a page may hold 50,000)
+        r.id: r for at in range(0, len(ids), 500) for r in tracking.load(db, ids=ids[at : at + 500])
+    }
+    out: Doc = {"runs": [run_json(whole[r.id]) for r in page]}
     if token:
         out["next_page_token"] = token
     return out

@@ -168,7 +168,7 @@ def model_json(m: ModelDoc) -> Doc:
 def _version(server: Server, name: str, number: int) -> VersionDoc:
     """name:vN as MLflow shows it; VersionNotFound, VersionDeleted or VersionNotRegistered
     if it is no registered version."""
-    for v in model_tags.one(server.repo.db, name).versions:
+    for v in model_tags.one(server.repo.db, name, number).versions:
         if v.number == number:
             return v
     server.repo.show(f"{name}:v{number}")  # raises the precise error: missing or deleted
@@ -406,7 +406,7 @@ def transition_stage(server: Server, who: Account, doc: Doc) -> Doc:
     repo = _acting(server, who)
     repo.promote(f"{name}:v{current.number}", stage)
     if archive_others:
-        for v in model_tags.one(server.repo.db, name).versions:
+        for v in model_tags.one(server.repo.db, name, number).versions:
             if v.stage == stage and v.number != number:
                 repo.archive(f"{name}:v{v.number}", reason=f"replaced in {stage} by v{number}")
     return {"model_version": version_json(_version(server, name, number))}
