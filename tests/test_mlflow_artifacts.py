@@ -491,3 +491,33 @@ def test_a_folder_named_like_anothers_inside_a_run_is_still_the_runs(
     with served.http("ann") as ann:
         listed = ann.get(f"{ART}/artifacts", params={"path": f"1/{run}/artifacts"}).json()
         assert "models" not in [f["path"] for f in listed["files"]]
+
+
+def test_racing_uploads_never_make_a_path_both_file_and_folder(backend_repo: mk.Repo) -> None:
+    """Two servers (threads here) writing `a/b` and `a/b/c` at once: one wins, the other
+    is refused; on PostgreSQL as on SQLite. Two first writes of one path: one row."""
+    import threading
+
+    db = backend_repo.db
+    for i in range(10):
+        outcomes: list[str] = []
+
+        def put(path: str, outcomes: list[str] = outcomes) -> None:
+            try:
+                mlflow_artifacts.put(db, path, "00" * 32, 1, None, "me")
+                outcomes.append("ok")
+            except ArtifactPathConflict:
+                outcomes.append("clash")
+
+        base = f"0/{'a' * 32}/artifacts/x{i}"
+        threads = [
+            threading.Thread(target=put, args=(p,))
+            for p in (f"{base}/b", f"{base}/b/c", f"{base}/d", f"{base}/d")
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes.count("ok") == 3 and outcomes.count("clash") == 1, outcomes
+        paths = [f.path for f in mlflow_artifacts.files_under(db, base)]
+        assert paths in (["b", "d"], ["b/c", "d"])

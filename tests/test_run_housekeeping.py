@@ -434,3 +434,17 @@ def test_through_a_server_only_the_runs_owner_tags_and_deletes(
         assert len(json.loads(as_user("vera", "runs", "--json").stdout)["runs"]) == 1
     finally:
         served.stop()
+
+
+def test_pages_of_a_filtered_or_metric_sorted_search_do_not_overlap(tmp_path: Path) -> None:
+    """offset after a filter read in pages (the web UI's runs table): each page holds
+    its own runs, never the pages before it too."""
+    with mk.init(tmp_path / "r") as repo:
+        for i in range(30):
+            finished_run(repo, f"r{i}", tags={"team": "a"}, metrics={"auc": i / 100})
+        names = [r.name for r in repo.runs(where=["tags.team = a"])]
+        first = [r.name for r in repo.runs(where=["tags.team = a"], limit=10)]
+        second = [r.name for r in repo.runs(where=["tags.team = a"], limit=10, offset=10)]
+        assert first == names[:10] and second == names[10:20]
+        by_auc = [r.name for r in repo.runs(sort="metrics.auc", limit=10, offset=20)]
+        assert by_auc == [f"r{i}" for i in range(20, 30)]

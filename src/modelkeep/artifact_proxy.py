@@ -96,21 +96,24 @@ def _folder_of(
 
 @contextlib.contextmanager
 def spooled(parts: Parts) -> Iterator[Path]:
-    """A temporary file in the store's folder (one file system: no copy to put it), removed
-    afterwards; the store is held for writing so gc neither removes it nor the objects put
-    from it before their row is written."""
-    with parts.store.writing():
-        path = parts.store.tmp_dir / f"artifact-{secrets.token_hex(8)}"
-        try:
-            yield path
-        finally:
-            path.unlink(missing_ok=True)
+    """A temporary file under `.modelkeep/uploads/` (where gc never looks: a slow upload
+    holds no lock), removed afterwards."""
+    folder = _uploads(parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"put-{secrets.token_hex(8)}"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def keep(parts: Parts, path: str, source: Path) -> None:
-    """Store a spooled file as the artifact at path (replacing what was there)."""
-    digest, size = content.put_received(parts, source)
-    mlflow_artifacts.put(parts.db, path, digest, size, parts.store_id, parts.user)
+    """Store a spooled file as the artifact at path (replacing what was there). The store
+    is held for writing from the first object put until the row that keeps them is
+    written, so gc never removes them in between."""
+    with parts.store.writing():
+        digest, size = content.put_received(parts, source)
+        mlflow_artifacts.put(parts.db, path, digest, size, parts.store_id, parts.user)
 
 
 def remove(parts: Parts, path: str) -> int:
@@ -237,6 +240,12 @@ def start_upload(parts: Parts, path: str, num_parts: int) -> str:
     return upload_id
 
 
+def received(parts: Parts, upload_id: str) -> int:
+    """The bytes of an upload's parts on disk so far (an upload is bounded as a file is)."""
+    folder, _ = _state(parts, upload_id)
+    return sum(f.stat().st_size for f in folder.glob("part-*") if f.is_file())
+
+
 def part_file(parts: Parts, upload_id: str, number: int) -> Path:
     """Where part `number` of an upload is spooled (written to a temp name, then renamed)."""
     folder, state = _state(parts, upload_id)
@@ -273,12 +282,16 @@ def abort_upload(parts: Parts, upload_id: str) -> None:
 
 
 def _drop_stale(parts: Parts) -> None:
-    """Remove multipart uploads nobody finished within UPLOAD_TTL."""
+    """Remove multipart uploads nobody finished within UPLOAD_TTL (and any spool file a
+    stopped server left behind)."""
     root = _uploads(parts)
     if not root.is_dir():
         return
     cutoff = time.time() - UPLOAD_TTL
-    for folder in root.iterdir():
+    for entry in root.iterdir():
         with contextlib.suppress(OSError):
-            if folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
+            if entry.stat().st_mtime < cutoff:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()

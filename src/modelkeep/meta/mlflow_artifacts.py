@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_, select, true
+from sqlalchemy import delete, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import ArtifactPathConflict, InvalidArgument
@@ -20,6 +20,7 @@ from modelkeep.meta.db import Database
 from modelkeep.meta.models import MlflowArtifactRow
 
 MAX_PATH = 1024
+_LOCK = 0x6D6B6172  # the advisory lock of artifact rows on PostgreSQL ('mkar')
 MAX_SEGMENTS = 64
 
 
@@ -77,6 +78,10 @@ def put(db: Database, path: str, digest: str, size: int, store_id: str | None, u
     returns, so gc never sees the content without the row that keeps it."""
     check_path(path)
     with db.write() as s:
+        # PostgreSQL: one artifact write at a time, so two uploads never make one path a
+        # file and a folder, nor race to insert one row (SQLite writes one at a time anyway)
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
         clash = s.scalar(
             select(MlflowArtifactRow.path)
             .where(or_(MlflowArtifactRow.path.in_(_parents(path)), _under(path)))

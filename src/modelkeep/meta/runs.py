@@ -674,16 +674,16 @@ def find_runs(
         )  # fmt: skip
     wanted = None if limit is None else offset + limit
     found: list[RunRecord] = []
-    page, offset = 500, 0
+    page, at = 500, 0
     while wanted is None or not in_sql or len(found) < wanted:  # a page at a time
         batch = runs(
-            db, name=name, status=status, deleted=deleted, limit=page, offset=offset,
+            db, name=name, status=status, deleted=deleted, limit=page, offset=at,
             order=order, descending=desc,
         )  # fmt: skip
         found += [r for r in batch if all(t(r) for t in tests)]
         if len(batch) < page:
             break
-        offset += page
+        at += page
     if not in_sql:
         assert sort is not None
         found = sort_runs(found, sort, descending=descending)

@@ -184,13 +184,14 @@ def _mpu_part(server: Server) -> Callable[[Request, Account], Any]:
 
     async def part(request: Request, _anonymous: Account) -> Response:
         parts = server.repo.parts
-        number = request.path_params["number"]
-        dest = await run_in_threadpool(
-            artifact_proxy.part_file, parts, request.path_params["upload_id"], number
+        number, upload_id = request.path_params["number"], request.path_params["upload_id"]
+        dest = await run_in_threadpool(artifact_proxy.part_file, parts, upload_id, number)
+        room = server.options.max_artifact - await run_in_threadpool(
+            artifact_proxy.received, parts, upload_id
         )
         partial = dest.with_name(f"{dest.name}.{secrets.token_hex(8)}.partial")
         try:
-            await _spool(request, partial, MAX_PART)
+            await _spool(request, partial, max(0, min(MAX_PART, room)))
             os.replace(partial, dest)
         finally:
             partial.unlink(missing_ok=True)
@@ -212,7 +213,10 @@ def _mpu_finish(server: Server, complete: bool) -> Callable[[Request, Account], 
             given = doc.get("parts")
             if not isinstance(given, list) or not all(isinstance(p, dict) for p in given):
                 raise InvalidArgument("'parts' is a list of {part_number, etag}")
-            numbers = [int(p.get("part_number", 0)) for p in given]
+            numbers = [p.get("part_number") for p in given]
+            if not all(isinstance(n, int) or (isinstance(n, str) and n.isdigit()) for n in numbers):
+                raise InvalidArgument("each part's part_number is a whole number")
+            numbers = [int(n) for n in numbers]
             await run_in_threadpool(artifact_proxy.complete_upload, parts, upload_id, path, numbers)
         else:
             await run_in_threadpool(artifact_proxy.abort_upload, parts, upload_id)

@@ -218,8 +218,10 @@ def update_registered_model(server: Server, who: Account, doc: Doc) -> Doc:
 
 def rename_registered_model(server: Server, who: Account, doc: Doc) -> Doc:
     name, new_name = _name(doc), _name(doc, "new_name")
-    # admin: a policy names models, so a rename could move one out from under its gates
+    # admin of both names: a policy names models, so a rename could move one out from
+    # under its gates, or into names whose grants the account does not hold
     _may(server, who, "admin", "rename models", name)
+    _may(server, who, "admin", "rename models", new_name)
     registry.rename_model(_acting(server, who).parts, name, new_name)
     return {"registered_model": model_json(model_tags.one(server.repo.db, new_name))}
 

@@ -1,8 +1,14 @@
 // Sign in with a password or a token: the server answers with a session cookie.
 function next() {
   const wanted = new URLSearchParams(location.search).get("next") || "/";
-  // only a path on this server: never an open redirect
-  return wanted.startsWith("/") && !wanted.startsWith("//") ? wanted : "/";
+  // only a page of this server: never an open redirect (`//x`, `/\x` and tabs resolve
+  // elsewhere, so the URL is resolved and its origin compared)
+  try {
+    const url = new URL(wanted, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  } catch (e) {
+    return "/";
+  }
 }
 
 async function signIn(doc) {
