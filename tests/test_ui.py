@@ -190,14 +190,15 @@ def test_a_cookie_change_needs_its_own_sessions_csrf_token(served: mkserve.Serve
 
 def test_signing_out_ends_the_session_on_the_server(served: mkserve.Served) -> None:
     client = sign_in(served, token=served.tokens["vic"])
-    cookie = client.cookies["modelkeep_session"]
+    name = f"modelkeep_session_{served.port}"  # the port is in the name: cookies ignore ports
+    cookie = client.cookies[name]
     token = csrf_of(client)
     assert client.post("/ui/logout", headers={"X-CSRF-Token": "wrong"}).status_code == 403
     assert client.post("/ui/logout", headers={"X-CSRF-Token": token}).status_code == 200
     # the copied cookie no longer signs anyone in: API and pages alike
-    again = httpx.get(served.url + "/api/v1/account", cookies={"modelkeep_session": cookie})
+    again = httpx.get(served.url + "/api/v1/account", cookies={name: cookie})
     assert again.status_code == 401
-    page = httpx.get(served.url + "/ui/runs", cookies={"modelkeep_session": cookie})
+    page = httpx.get(served.url + "/ui/runs", cookies={name: cookie})
     assert page.status_code == 303 and page.headers["location"].startswith("/ui/login")
 
 
@@ -648,3 +649,18 @@ def test_readiness_reads_what_promote_would_check_and_moves_nothing(
             )
             assert refused.status_code == 409  # the same conditions, listed for the page
             assert sorted(refused.json()["unmet"]) == sorted(doc["refused"] + doc["unmet"])
+
+
+def test_the_browser_is_given_a_private_page_not_the_link() -> None:
+    """A command line is readable by every user of the machine: the browser opens a file
+    only this user can read, which forwards to the one-time link."""
+    import stat
+
+    from modelkeep.cli.ui import _forwarding_page
+
+    link = 'http://127.0.0.1:9/ui/link/s3cret"<x>'
+    page = _forwarding_page(link)
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700
+    text = page.read_text()
+    assert "s3cret&quot;&lt;x&gt;" in text and '"<x>' not in text

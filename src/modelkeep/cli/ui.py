@@ -9,13 +9,35 @@ meet the sign-in page, and the store has no account of the local user to sign in
 
 from __future__ import annotations
 
+import atexit
+import html
+import os
+import shutil
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
 from modelkeep.cli import render
 from modelkeep.cli.common import json_option, open_repo
+
+
+def _forwarding_page(link: str) -> Path:
+    """A page only this user can read (a 0700 folder, a 0600 file) that sends the browser
+    to link; removed when this process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="modelkeep-ui-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    page = folder / "open.html"
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        quoted = html.escape(link, quote=True)
+        out.write(
+            f'<!doctype html><meta http-equiv="refresh" content="0;url={quoted}">'
+            f'<p><a href="{quoted}">Open the modelkeep web UI</a></p>'
+        )
+    return page
 
 
 def _free_port() -> int:
@@ -54,8 +76,12 @@ def ui(ctx: click.Context, port: int, no_browser: bool, as_json: bool) -> None:
         import threading
         import webbrowser
 
-        # once the server listens; a machine with no browser just has the printed link
-        threading.Timer(1.0, webbrowser.open, args=(link,)).start()
+        # The browser is given a private file that forwards to the link, never the link
+        # itself: a command line (the browser's, xdg-open's) is readable by every user of
+        # the machine, who could use the link first. Opened once the server listens; a
+        # machine with no browser just has the printed link.
+        opener = _forwarding_page(link)
+        threading.Timer(1.0, webbrowser.open, args=(opener.as_uri(),)).start()
     server_run.serve(
         repo.root,
         host="127.0.0.1",

@@ -188,7 +188,7 @@ class Server:
             return accounts.authenticate(self.repo.db, value.strip())
         if scheme.lower() == "basic" and value:
             return self._basic(value.strip())
-        cookie = request.cookies.get(sessions.COOKIE)
+        cookie = request.cookies.get(sessions.cookie_name(request))
         if cookie:  # a browser: its session, and a CSRF token on every change
             return self.session_account(cookie, request)
         raise Unauthenticated("no token was sent (Authorization: Bearer TOKEN)")

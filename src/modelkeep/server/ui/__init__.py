@@ -152,7 +152,7 @@ def _secure(server: Server, request: Request) -> bool:
 
 def _set_session(response: Response, server: Server, request: Request, session: str) -> None:
     response.set_cookie(
-        sessions.COOKIE,
+        sessions.cookie_name(request),
         session,
         max_age=sessions.SESSION_HOURS * 3600,
         path="/",
@@ -167,7 +167,7 @@ def _set_session(response: Response, server: Server, request: Request, session: 
 
 def _page(server: Server, page: str, arg_name: str | None = None) -> Callable[..., Awaitable[Any]]:
     async def show(request: Request) -> Response:
-        cookie = request.cookies.get(sessions.COOKIE)
+        cookie = request.cookies.get(sessions.cookie_name(request))
         back = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         if not cookie:
             return RedirectResponse(f"/ui/login?next={back}", status_code=303)
@@ -262,7 +262,7 @@ def _who(server: Server, doc: dict[str, Any]) -> Account:
 
 def _logout(server: Server) -> Callable[[Request, Account], Awaitable[Response]]:
     async def logout(request: Request, who: Account) -> Response:
-        cookie = request.cookies.get(sessions.COOKIE)
+        cookie = request.cookies.get(sessions.cookie_name(request))
         if not cookie:  # a bearer client has no session to end
             raise InvalidArgument("there is no browser session to sign out of")
         if server.local is not None and cookie.startswith(sessions.LOCAL_PREFIX):
@@ -270,7 +270,7 @@ def _logout(server: Server) -> Callable[[Request, Account], Awaitable[Response]]
         else:
             await run_in_threadpool(sessions.end, server.repo.db, cookie)
         response = JSONResponse({"signed_out": who.name})
-        response.delete_cookie(sessions.COOKIE, path="/")
+        response.delete_cookie(sessions.cookie_name(request), path="/")
         return response
 
     return logout

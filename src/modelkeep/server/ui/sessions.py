@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from modelkeep.errors import CsrfRefused, LinkUsed, Unauthenticated
 from modelkeep.meta import accounts
@@ -37,6 +38,15 @@ from modelkeep.meta.accounts import Account
 from modelkeep.meta.db import Database
 
 COOKIE = "modelkeep_session"
+
+
+def cookie_name(request: Any) -> str:
+    """The session cookie's name, with the port the browser used: cookies ignore ports, so
+    another service (or another `modelkeep ui`) on the same host never receives it."""
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return f"{COOKIE}_{port}"
+
+
 CSRF_HEADER = "x-csrf-token"
 SESSION_HOURS = 12
 LINK_SECONDS = 300
