@@ -566,3 +566,26 @@ def test_an_unregistered_version_is_not_mlflows(
             "/api/2.0/mlflow/model-versions/search", params={"filter": "name = 'gated'"}
         ).json()
         assert [v["version"] for v in found["model_versions"]] == ["2"]
+
+
+def test_archive_existing_versions_archives_the_others_in_that_stage(
+    served: mkserve.Served, tmp_path: Path
+) -> None:
+    """transition-stage with archive_existing_versions: the version moves, and every other
+    version in that stage is archived after it (each through the policy, checked first)."""
+    with mk.open(served.root) as repo:
+        for i in range(3):
+            (tmp_path / f"w{i}.bin").write_bytes(b"w" * (i + 1))
+            repo.add(tmp_path / f"w{i}.bin", "stacked-files")
+            repo.register(f"stacked-files:v{i + 1}", "stacked")
+        repo.acting_as("mo").promote("stacked:v1", "staging")
+        repo.acting_as("mo").promote("stacked:v2", "staging")
+    api = "/api/2.0/mlflow/model-versions/transition-stage"
+    body = {"name": "stacked", "version": "3", "stage": "Staging"}
+    with served.http("mo") as mo:
+        r = mo.post(api, json={**body, "archive_existing_versions": True})
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"]["current_stage"] == "Staging"
+    with mk.open(served.root) as repo:
+        stages = {v.number: v.stage for v in repo.versions("stacked")}
+    assert stages == {1: "archived", 2: "archived", 3: "staging"}

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelkeep import registry
-from modelkeep.errors import BadModelSource, Forbidden, InvalidArgument, VersionNotRegistered
+from modelkeep.errors import (
+    BadModelSource,
+    Forbidden,
+    InvalidArgument,
+    RegistryRefused,
+    VersionNotRegistered,
+)
 from modelkeep.meta import (
     mlflow_sources,
     model_tags,
@@ -406,11 +412,20 @@ def transition_stage(server: Server, who: Account, doc: Doc) -> Doc:
         raise InvalidArgument("archive_existing_versions is for Staging and Production only")
     current = _version(server, name, number)
     repo = _acting(server, who)
+    others = [
+        v.number
+        for v in model_tags.one(server.repo.db, name).versions
+        if archive_others and v.stage == stage and v.number != number
+    ]
+    for other in others:  # each archive checked first, so a refusal moves nothing
+        check = repo.readiness(f"{name}:v{other}", "archived")
+        if not check.ready:
+            raise RegistryRefused(
+                f"{name}:v{other} cannot be archived: {'; '.join(check.refused + check.unmet)}"
+            )
     repo.promote(f"{name}:v{current.number}", stage)
-    if archive_others:
-        for v in model_tags.one(server.repo.db, name, number).versions:
-            if v.stage == stage and v.number != number:
-                repo.archive(f"{name}:v{v.number}", reason=f"replaced in {stage} by v{number}")
+    for other in others:
+        repo.archive(f"{name}:v{other}", reason=f"replaced in {stage} by v{number}")
     return {"model_version": version_json(_version(server, name, number))}
 
 
