@@ -16,19 +16,19 @@ from __future__ import annotations
 import os
 import posixpath
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelkeep import artifact_proxy
 from modelkeep.errors import Forbidden, InvalidArgument, RequestTooLarge
 from modelkeep.meta.accounts import Account
+from modelkeep.server.files import file_response
 from modelkeep.server.mlflow import Server, renderer
 
 PREFIX = "/api/2.0/mlflow-artifacts"
@@ -97,31 +97,7 @@ def _download(server: Server) -> Callable[[Request, Account], Any]:
         path = _path(request)
         await run_in_threadpool(_may_read, server, who, path)
         reader, size = await run_in_threadpool(artifact_proxy.open_file, server.repo.parts, path)
-        try:  # damage in the first MiB is an error response; later, a cut connection
-            first = await run_in_threadpool(reader.read, 1 << 20)
-        except BaseException:
-            reader.close()
-            raise
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                data = first
-                while data:
-                    yield data
-                    data = await run_in_threadpool(reader.read, 1 << 20)
-            finally:
-                reader.close()
-
-        name = posixpath.basename(path)
-        return StreamingResponse(
-            body(),
-            media_type="application/octet-stream",
-            headers={
-                "Content-Length": str(size),
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        return await file_response(reader, size, posixpath.basename(path))
 
     return download
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,6 @@ from starlette.responses import (
     JSONResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -38,6 +37,7 @@ from modelkeep import api
 from modelkeep.errors import InvalidArgument, ModelkeepError, Unauthenticated
 from modelkeep.meta import accounts
 from modelkeep.meta.accounts import Account
+from modelkeep.server.files import file_response
 from modelkeep.server.ui import sessions
 
 
@@ -320,31 +320,7 @@ def _download(server: Server) -> Callable[[Request, Account], Awaitable[Response
             return content.open_file(repo.parts, version, path), found.size
 
         reader, size = await run_in_threadpool(open_it)
-        try:  # damage in the first MiB is an error response; later, a cut connection
-            first = await run_in_threadpool(reader.read, 1 << 20)
-        except BaseException:
-            reader.close()
-            raise
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                data = first
-                while data:
-                    yield data
-                    data = await run_in_threadpool(reader.read, 1 << 20)
-            finally:
-                reader.close()
-
-        name = quote(path.rsplit("/", 1)[-1], safe="")
-        return StreamingResponse(
-            body(),
-            media_type="application/octet-stream",
-            headers={
-                "Content-Length": str(size),
-                "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        return await file_response(reader, size, path.rsplit("/", 1)[-1])
 
     return download
 
