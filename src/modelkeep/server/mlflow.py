@@ -466,7 +466,7 @@ def search_runs(server: Server, who: Account, doc: Doc) -> Doc:
     whole = {  # the page's runs in full, 500 ids to a query (a page may hold 50,000)
         r.id: r for at in range(0, len(ids), 500) for r in tracking.load(db, ids=ids[at : at + 500])
     }
-    out: Doc = {"runs": [run_json(whole[r.id]) for r in page]}
+    out: Doc = {"runs": [run_json(whole.get(r.id, r)) for r in page]}
     if token:
         out["next_page_token"] = token
     return out
