@@ -243,7 +243,11 @@ def start_upload(parts: Parts, path: str, num_parts: int) -> str:
 def received(parts: Parts, upload_id: str) -> int:
     """The bytes of an upload's parts on disk so far (an upload is bounded as a file is)."""
     folder, _ = _state(parts, upload_id)
-    return sum(f.stat().st_size for f in folder.glob("part-*") if f.is_file())
+    total = 0
+    for f in folder.glob("part-*"):
+        with contextlib.suppress(FileNotFoundError):  # a part being renamed into place
+            total += f.stat().st_size
+    return total
 
 
 def part_file(parts: Parts, upload_id: str, number: int) -> Path:
