@@ -21,10 +21,7 @@ def resolve(
     a client's run_id that names another is refused, so no version claims a run that did
     not make its files."""
     if source.startswith("mlflow-artifacts:"):
-        rest = source.removeprefix("mlflow-artifacts:")
-        if rest.startswith("//"):  # mlflow-artifacts://HOST/PATH
-            rest = rest[2:].partition("/")[2]
-        path = _clean(source, rest)
+        path = _clean(source, tracking.proxied_path(source))
         found_run, found_model = _logged_by(db, path)
     elif source.startswith("runs:/"):
         run_part, _, sub = source.removeprefix("runs:/").partition("/")
