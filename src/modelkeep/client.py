@@ -36,7 +36,7 @@ from modelkeep.errors import (
     ModelkeepError,
     ServerError,
 )
-from modelkeep.meta import Attachment, Version
+from modelkeep.meta.records import Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.repo import Repo
 from modelkeep.results import AddResult
@@ -44,6 +44,7 @@ from modelkeep.store import Kind, ObjectStore, Root
 
 if TYPE_CHECKING:
     from modelkeep import content, store
+    from modelkeep.meta import Attachment
 else:
     from modelkeep.lazy import LazyModule
 

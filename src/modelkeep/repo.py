@@ -31,17 +31,8 @@ from modelkeep.errors import (
     RunDeleted,
     RunNotFound,
 )
-from modelkeep.meta import (
-    Artifact,
-    Attachment,
-    Lineage,
-    Metric,
-    RunRecord,
-    Version,
-    attachments,
-    mlflow_artifacts,
-)
-from modelkeep.meta import housekeeping as run_housekeeping
+from modelkeep.meta import reads, run_reads
+from modelkeep.meta.records import Version
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
@@ -56,6 +47,16 @@ if TYPE_CHECKING:
     from modelkeep.capture import process
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
+    from modelkeep.meta import (
+        Artifact,
+        Attachment,
+        Lineage,
+        Metric,
+        RunRecord,
+        attachments,
+        mlflow_artifacts,
+    )
+    from modelkeep.meta import housekeeping as run_housekeeping
     from modelkeep.migrate import Moved
     from modelkeep.remotes import Remote
     from modelkeep.store import FsckReport, GcReport, PruneReport
@@ -63,12 +64,15 @@ if TYPE_CHECKING:
 else:
     from modelkeep.lazy import LazyModule
 
+    attachments = LazyModule("modelkeep.meta.attachments")
     cards = LazyModule("modelkeep.card")
     content = LazyModule("modelkeep.content")
     migrate = LazyModule("modelkeep.migrate")
+    mlflow_artifacts = LazyModule("modelkeep.meta.mlflow_artifacts")
     model = LazyModule("modelkeep.model")
     process = LazyModule("modelkeep.capture.process")
     registry = LazyModule("modelkeep.registry")
+    run_housekeeping = LazyModule("modelkeep.meta.housekeeping")
     sharing = LazyModule("modelkeep.sharing")
     store = LazyModule("modelkeep.store")
     store_diff = LazyModule("modelkeep.store.diff")
@@ -634,7 +638,7 @@ class Repo:
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
         meta.reap(self.db, process.alive)
-        return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
+        return run_reads.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
 
     # -- writing runs (what a Run calls; the server's clients call them over HTTP) ------
 
@@ -862,10 +866,10 @@ class Repo:
 
     def evaluations(self, ref: Target) -> list[meta.Evaluation]:
         """The evaluations recorded on a version, oldest first."""
-        from modelkeep.meta import evaluations
+        from modelkeep.meta import evaluation_reads
 
         v = self.show(ref)
-        return evaluations.of_versions(self.db, [(v.name, v.number)])[v.ref]
+        return evaluation_reads.of_versions(self.db, [(v.name, v.number)])[v.ref]
 
     def version_metrics(self, name: str, metrics: Sequence[str]) -> list[dict[str, float | None]]:
         """For each version of name (as `versions` lists them), the value each of metrics
@@ -987,7 +991,7 @@ class Repo:
         return registry.delete(self.parts, self.show(ref), reason)
 
     def models(self) -> list[meta.Model]:
-        return meta.models(self.db)
+        return reads.models(self.db)
 
     def history(self, name: str, *, at: datetime | None = None) -> list[meta.Event]:
         """Every registry event of model name (up to at)."""
