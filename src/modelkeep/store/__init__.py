@@ -1,13 +1,41 @@
-"""Bytes and ids: chunks, blobs, trees, packs. Never names or versions."""
+"""Bytes and ids: chunks, blobs, trees, packs. Never names or versions.
 
-from modelkeep.store.add import PutResult, put, put_tree
-from modelkeep.store.fsck import FsckReport, Problem, fsck, needed_by
-from modelkeep.store.gc import GcReport, gc, walk_here
-from modelkeep.store.objects import NULL_FETCHER, BlobReader, Fetcher, ObjectStore, Root
-from modelkeep.store.prune import PruneReport
-from modelkeep.store.restore import restore
-from modelkeep.store.trees import Kind
+Imported on first use (PEP 562): a command that only lists metadata, or reads the store's
+binding, does not import chunking, compression and the pack writer with it. `fsck`, `gc`
+and `restore` are not offered here: they name submodules too, and a submodule imported
+later would take the name over (use `store.fsck.fsck`, `store.gc.gc`, `store.restore.restore`).
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelkeep.store.add import PutResult, put, put_tree
+    from modelkeep.store.fsck import FsckReport, Problem, needed_by
+    from modelkeep.store.gc import GcReport, walk_here
+    from modelkeep.store.objects import NULL_FETCHER, BlobReader, Fetcher, ObjectStore, Root
+    from modelkeep.store.prune import PruneReport
+    from modelkeep.store.trees import Kind
+
+_WHERE: dict[str, str] = {  # name -> the module of modelkeep.store that defines it
+    "NULL_FETCHER": "objects",
+    "BlobReader": "objects",
+    "Fetcher": "objects",
+    "FsckReport": "fsck",
+    "GcReport": "gc",
+    "Kind": "trees",
+    "ObjectStore": "objects",
+    "Problem": "fsck",
+    "PruneReport": "prune",
+    "PutResult": "add",
+    "Root": "objects",
+    "needed_by": "fsck",
+    "put": "add",
+    "put_tree": "add",
+    "walk_here": "gc",
+}
 __all__ = [
     "NULL_FETCHER",
     "BlobReader",
@@ -20,11 +48,18 @@ __all__ = [
     "PruneReport",
     "PutResult",
     "Root",
-    "fsck",
-    "gc",
     "needed_by",
     "put",
     "put_tree",
-    "restore",
     "walk_here",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module 'modelkeep.store' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"modelkeep.store.{module}"), name)
+    globals()[name] = value
+    return value
