@@ -115,16 +115,25 @@ class Added:
     same_as: Version | None = None  # that version, when it is an older one (not the latest)
 
 
-def when(value: datetime | str) -> datetime:
+def when(value: datetime | str, ref: str = "a row", field: str = "time") -> datetime:
     """A stored time as the ORM gives it, timezone-aware UTC: from a driver's datetime, or
-    from the text SQLite keeps (read through the standard library, `Database.query`)."""
+    from the text SQLite keeps (read through the standard library, `Database.query`).
+    Anything else is an edited or damaged row (UnsafeRecord naming ref and field)."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        text = value
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise UnsafeRecord(ref, field, text[:40], "not a time") from None
+    if not isinstance(value, datetime):
+        raise UnsafeRecord(ref, field, value, "not a time")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def when_or_none(value: datetime | str | None) -> datetime | None:
-    return None if value is None else when(value)
+def when_or_none(
+    value: datetime | str | None, ref: str = "a row", field: str = "time"
+) -> datetime | None:
+    return None if value is None else when(value, ref, field)
 
 
 def _metadata(ref: str, text: object) -> dict[str, Any]:
@@ -169,14 +178,14 @@ def version_of(artifact: ArtifactRow | Any, row: VersionRow | Any) -> Version:
         file_count=row.file_count,
         mode=row.mode,
         source_name=os.fsdecode(row.source_name),
-        created_at=when(row.created_at),
+        created_at=when(row.created_at, ref, "created_at"),
         user=row.user,
         message=row.message,
         metadata=metadata,
         run_id=row.run_id,
         registered=bool(row.registered),
         stage=row.stage,
-        deleted_at=when_or_none(row.deleted_at),
+        deleted_at=when_or_none(row.deleted_at, ref, "deleted_at"),
         host=row.host,
         store_id=row.store_id if isinstance(row.store_id, str) else None,
     )
