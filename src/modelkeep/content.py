@@ -37,7 +37,6 @@ from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_bytes, content_hex, content_id, validate_name
 from modelkeep.results import AddResult
 from modelkeep.store import Kind, Root
-from modelkeep.store import restore as store_restore
 from modelkeep.store.diff import root_entry
 from modelkeep.store.packs import KIND_TREE
 from modelkeep.store.trees import TreeEntry
@@ -404,7 +403,7 @@ def restore_entry(
     progress: Progress = NULL_PROGRESS,
 ) -> None:
     with explained(parts, version):
-        store_restore.restore(
+        store.restore(
             parts.store,
             Root(found.kind, found.id),
             target,

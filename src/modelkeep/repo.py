@@ -59,8 +59,6 @@ if TYPE_CHECKING:
     from modelkeep.remotes import Remote
     from modelkeep.store import FsckReport, GcReport, PruneReport
     from modelkeep.store import diff as store_diff
-    from modelkeep.store import fsck as store_fsck
-    from modelkeep.store import gc as store_gc
     from modelkeep.store.objects import ObjectStore, Root
 else:
     from modelkeep.lazy import LazyModule
@@ -77,8 +75,6 @@ else:
     sharing = LazyModule("modelkeep.sharing")
     store = LazyModule("modelkeep.store")
     store_diff = LazyModule("modelkeep.store.diff")
-    store_fsck = LazyModule("modelkeep.store.fsck")
-    store_gc = LazyModule("modelkeep.store.gc")
     sync = LazyModule("modelkeep.sync")
     worktree = LazyModule("modelkeep.worktree")
 
@@ -420,7 +416,7 @@ class Repo:
             for module in (attachments, mlflow_artifacts):
                 for label, digest in module.stored_here(self.db, self.parts.store_id).items():
                     roots[label] = store.Root(store.Kind.FILE, bytes.fromhex(digest))
-            report = store_fsck.fsck(self.store, roots, progress, elsewhere=elsewhere)
+            report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
             absent = set().union(*away.values()) if away else set()
             nowhere = absent - elsewhere(sorted(absent)) if absent else set()
         extra = [
@@ -448,7 +444,7 @@ class Repo:
             theirs = self._not_only_here(roots)
             files = attachments.all_digests(self.db) | mlflow_artifacts.all_digests(self.db)
             attached = [store.Root(store.Kind.FILE, bytes.fromhex(d)) for d in sorted(files)]
-            return store_gc.gc(
+            return store.gc(
                 self.store,
                 [r for label, r in roots.items() if label not in theirs],
                 dry_run=dry_run,

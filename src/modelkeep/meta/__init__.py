@@ -1,14 +1,16 @@
 """Names, versions and their history as rows; content ids are plain strings here.
 
 Imported on first use (PEP 562): a read command that needs `Version` and one query does not
-import SQLAlchemy and every writer's module with it. `runs` and `models` are not offered
-here: they name submodules too, and a submodule imported later would take the name over
-(use `meta.run_reads.runs` and `meta.reads.models`).
+import SQLAlchemy and every writer's module with it. Where a name offered here is also a
+submodule's (`events`, `lineage`, `models`, `resolve`, `runs`), the name stays the function:
+importing that submodule later does not take it over, as with an eagerly filled package.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from modelkeep.meta.events import Event, Verification, events, verify
     from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
     from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed, pushed_anywhere
-    from modelkeep.meta.reads import Model, all_versions, artifacts, resolve, versions
+    from modelkeep.meta.reads import Model, all_versions, artifacts, models, resolve, versions
     from modelkeep.meta.records import ARTIFACT_TYPES, Added, Artifact, NewVersion, Version
     from modelkeep.meta.registry import (
         Approvals,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
         parse_condition,
         reap,
         resolve_run,
+        runs,
     )
     from modelkeep.meta.run_reads import environment as run_environment
     from modelkeep.meta.runs import (
@@ -121,6 +124,8 @@ _WHERE: dict[str, tuple[str, str]] = {  # name -> (module of modelkeep.meta, its
     "resolve_run": ("run_reads", "resolve_run"),
     "run_environment": ("run_reads", "environment"),
     "set_error": ("runs", "set_error"),
+    "runs": ("run_reads", "runs"),
+    "models": ("reads", "models"),
 }
 __all__ = [
     "ARTIFACT_TYPES",
@@ -167,6 +172,7 @@ __all__ = [
     "log_params",
     "mark_pushed",
     "metric_history",
+    "models",
     "move",
     "parse_condition",
     "push_state",
@@ -180,6 +186,7 @@ __all__ = [
     "resolve_run",
     "rollback",
     "run_environment",
+    "runs",
     "set_alias",
     "set_error",
     "verify",
@@ -195,3 +202,13 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"modelkeep.meta.{module}"), attr)
     globals()[name] = value
     return value
+
+
+class _Package(ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, ModuleType):
+            return  # the import system naming a submodule: the offered name keeps its value
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -2,21 +2,23 @@
 
 Imported on first use (PEP 562): a command that only lists metadata, or reads the store's
 binding, does not import chunking, compression and the pack writer with it. `fsck`, `gc`
-and `restore` are not offered here: they name submodules too, and a submodule imported
-later would take the name over (use `store.fsck.fsck`, `store.gc.gc`, `store.restore.restore`).
+and `restore` name submodules too; the names stay the functions (see `meta/__init__.py`).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelkeep.store.add import PutResult, put, put_tree
-    from modelkeep.store.fsck import FsckReport, Problem, needed_by
-    from modelkeep.store.gc import GcReport, walk_here
+    from modelkeep.store.fsck import FsckReport, Problem, fsck, needed_by
+    from modelkeep.store.gc import GcReport, gc, walk_here
     from modelkeep.store.objects import NULL_FETCHER, BlobReader, Fetcher, ObjectStore, Root
     from modelkeep.store.prune import PruneReport
+    from modelkeep.store.restore import restore
     from modelkeep.store.trees import Kind
 
 _WHERE: dict[str, str] = {  # name -> the module of modelkeep.store that defines it
@@ -35,6 +37,9 @@ _WHERE: dict[str, str] = {  # name -> the module of modelkeep.store that defines
     "put": "add",
     "put_tree": "add",
     "walk_here": "gc",
+    "fsck": "fsck",
+    "gc": "gc",
+    "restore": "restore",
 }
 __all__ = [
     "NULL_FETCHER",
@@ -48,9 +53,12 @@ __all__ = [
     "PruneReport",
     "PutResult",
     "Root",
+    "fsck",
+    "gc",
     "needed_by",
     "put",
     "put_tree",
+    "restore",
     "walk_here",
 ]
 
@@ -63,3 +71,13 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"modelkeep.store.{module}"), name)
     globals()[name] = value
     return value
+
+
+class _Package(ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _WHERE and isinstance(value, ModuleType):
+            return  # the import system naming a submodule: the offered name keeps its value
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
