@@ -27,7 +27,9 @@ from modelkeep.store import identity
 from modelkeep.store.identity import Binding
 
 if TYPE_CHECKING:
-    from modelkeep.parts import Parts
+    from collections.abc import Callable
+    from pathlib import Path
+
     from modelkeep.store import ObjectStore
 
 _STEP = (
@@ -36,15 +38,16 @@ _STEP = (
 )
 
 
-def bind(parts: Parts) -> None:
+def bind(store_dir: Path, db: meta.Database, open_store: Callable[[], ObjectStore]) -> None:
     """Record the open database in a store that records none yet, where that is safe. A
-    store already bound is not opened here (a metadata command never opens it)."""
+    store already bound is not opened (open_store is not called): a metadata command never
+    opens it."""
     try:
-        if identity.read(parts.settings.store_dir) is not None:
+        if identity.read(store_dir) is not None:
             return
     except BadStoreBinding:
         return  # reading stays possible; require_own refuses what could lose data
-    store, db = parts.store, parts.db
+    store = open_store()
     current = database_id(db)
     if not identity.has_packs(store.packs_dir) or _holds_some_version(store, db):
         identity.write(store.root, Binding(current, db.display_url))

@@ -99,7 +99,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
         )
         repo = Repo(config.load(root))
         repo.db.create()
-        ownership.bind(repo.parts)
+        ownership.bind(repo.settings.store_dir, repo.db, lambda: repo.store)
         worktree.ignore_control_dir(root)
     except BaseException:
         shutil.rmtree(control, ignore_errors=True)
@@ -111,7 +111,7 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     """Open the repository at path or in the nearest folder above it, as Git does."""
     repo = Repo(config.load(config.find_root(Path(path))))
     repo.db.migrate()
-    ownership.bind(repo.parts)
+    ownership.bind(repo.settings.store_dir, repo.db, lambda: repo.store)
     return repo
 
 
@@ -622,7 +622,7 @@ class Repo:
         "tags.team = fraud"; sort is a key like "metrics.auc" (runs without it last);
         deleted runs are hidden unless deleted is "only" or "all". offset skips that many
         of the runs (with limit: one page, as the web UI shows them)."""
-        meta.reap(self.db, process.alive)
+        self._reap()
         return meta.find_runs(
             self.db,
             name=name,
@@ -635,9 +635,15 @@ class Repo:
             deleted={"hide": False, "only": True, "all": None}[deleted],
         )
 
+    def _reap(self) -> None:
+        """Runs whose process died are marked killed before runs are shown; the writer (and
+        SQLAlchemy with it) is loaded only when there is one."""
+        if run_reads.dead_runs(self.db, process.alive):
+            meta.reap(self.db, process.alive)
+
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
-        meta.reap(self.db, process.alive)
+        self._reap()
         return run_reads.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
 
     # -- writing runs (what a Run calls; the server's clients call them over HTTP) ------
@@ -947,7 +953,7 @@ class Repo:
     def card(self, ref: Target) -> str:
         """The Markdown model card of a model version, from what was recorded."""
         version = self.show(ref)
-        meta.reap(self.db, process.alive)
+        self._reap()
         return cards.card(self.parts, version)
 
     # -- model registry ---------------------------------------------------------

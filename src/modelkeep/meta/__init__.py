@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from modelkeep.meta.events import Event, Verification, events, verify
     from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
     from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed, pushed_anywhere
-    from modelkeep.meta.reads import Model, all_versions, artifacts, models, resolve, versions
+    from modelkeep.meta.reads import Model, all_versions, artifacts, models, versions
     from modelkeep.meta.records import ARTIFACT_TYPES, Added, Artifact, NewVersion, Version
     from modelkeep.meta.registry import (
         Approvals,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         rollback,
         set_alias,
     )
+    from modelkeep.meta.resolve import resolve
     from modelkeep.meta.run_reads import STATUSES as RUN_STATUSES
     from modelkeep.meta.run_reads import (
         Comparison,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
         last_metrics,
         metric_history,
         parse_condition,
-        reap,
         resolve_run,
         runs,
     )
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         heartbeat,
         log_metrics,
         log_params,
+        reap,
         set_error,
     )
 
@@ -103,7 +104,7 @@ _WHERE: dict[str, tuple[str, str]] = {  # name -> (module of modelkeep.meta, its
     "remove_alias": ("registry", "remove_alias"),
     "rollback": ("registry", "rollback"),
     "set_alias": ("registry", "set_alias"),
-    "resolve": ("reads", "resolve"),
+    "resolve": ("resolve", "resolve"),
     "Comparison": ("run_reads", "Comparison"),
     "Metric": ("run_reads", "Metric"),
     "NewRun": ("runs", "NewRun"),
@@ -120,7 +121,7 @@ _WHERE: dict[str, tuple[str, str]] = {  # name -> (module of modelkeep.meta, its
     "log_params": ("runs", "log_params"),
     "metric_history": ("run_reads", "metric_history"),
     "parse_condition": ("run_reads", "parse_condition"),
-    "reap": ("run_reads", "reap"),
+    "reap": ("runs", "reap"),
     "resolve_run": ("run_reads", "resolve_run"),
     "run_environment": ("run_reads", "environment"),
     "set_error": ("runs", "set_error"),

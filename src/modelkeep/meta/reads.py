@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from modelkeep.errors import (
@@ -98,14 +97,9 @@ def all_versions(db: Database) -> list[Version]:
     return [version_of(_Named(r.a_name, r.a_type), r) for r in rows]
 
 
-def resolve(db: Database, target: Ref | str, *, at: datetime | None = None) -> Version:
-    """The version target names now (every ref form), or named at a past moment (replaying
-    the event log: `meta.resolve`)."""
+def resolve(db: Database, target: Ref | str) -> Version:
+    """The version target names now (every ref form; `meta.resolve` adds `at`)."""
     parsed = parse_ref(target) if isinstance(target, str) else target
-    if at is not None:
-        from modelkeep.meta.resolve import resolve_at
-
-        return resolve_at(db, parsed, at)
     with db.query() as q:
         return resolve_in(q, parsed)
 

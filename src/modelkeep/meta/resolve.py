@@ -1,25 +1,38 @@
-"""Refs as they stood at a past moment (`--at`), replaying the registry's event log; the
-resolver of refs now is `meta.reads.resolve`, which calls this one for `at`."""
+"""The one resolver: every ref form (`NAME`, `NAME:vN`, `NAME:latest`, `NAME@stage`,
+`NAME@alias`, `b3:PREFIX`) to a version, now (`meta.reads`: no SQLAlchemy on the default
+SQLite file) or as it stood at a past moment (replaying the registry's event log)."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from modelkeep.errors import NothingAtTime, VersionDeleted
+from modelkeep.meta import reads
 from modelkeep.meta.db import Database
-from modelkeep.meta.events import Replayed
-from modelkeep.meta.models import EventRow, VersionRow
 from modelkeep.meta.records import Version, version_of
-from modelkeep.meta.rows import artifact, ref_of
-from modelkeep.refs import AliasRef, DigestRef, Ref
+from modelkeep.refs import AliasRef, DigestRef, Ref, parse_ref
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from modelkeep.meta.events import Replayed
+
+
+def resolve(db: Database, target: Ref | str, *, at: datetime | None = None) -> Version:
+    """The version target names now, or named at a past moment."""
+    parsed = parse_ref(target) if isinstance(target, str) else target
+    return reads.resolve(db, parsed) if at is None else resolve_at(db, parsed, at)
 
 
 def replay(s: Session, name: str, at: datetime) -> Replayed:
     """Model name's registry state at a moment, from its events up to then."""
+    from sqlalchemy import select
+
+    from modelkeep.meta.events import Replayed
+    from modelkeep.meta.models import EventRow
+
     state = Replayed()
     for e in s.scalars(
         select(EventRow).where(EventRow.model == name, EventRow.at <= at).order_by(EventRow.id)
@@ -29,7 +42,12 @@ def replay(s: Session, name: str, at: datetime) -> Replayed:
 
 
 def resolve_at(db: Database, target: Ref, at: datetime) -> Version:
-    """The version target named at a past moment, from the event log (`reads.resolve`)."""
+    """The version target named at a past moment, from the event log."""
+    from sqlalchemy import select
+
+    from modelkeep.meta.models import VersionRow
+    from modelkeep.meta.rows import artifact, ref_of
+
     when = at.astimezone(UTC).isoformat(timespec="seconds")
     with db.read() as s:
         if isinstance(target, DigestRef):

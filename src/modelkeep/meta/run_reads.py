@@ -151,17 +151,6 @@ def json_number(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
-def reap(db: Database, alive: Callable[[str, int, int | None, datetime], bool]) -> int:
-    """Mark killed every running run whose process is gone; alive(host, pid, started, beat).
-    Reads first: only when some run is found dead is anything written."""
-    dead = dead_runs(db, alive)
-    if dead:
-        from modelkeep.meta.runs import mark_killed
-
-        mark_killed(db, dead)
-    return len(dead)
-
-
 def dead_runs(
     db: Database, alive: Callable[[str, int, int | None, datetime], bool]
 ) -> list[tuple[str, datetime]]:

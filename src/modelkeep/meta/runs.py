@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +35,7 @@ from modelkeep.meta.models import (
     RunRow,
     VersionRow,
 )
-from modelkeep.meta.run_reads import KILLED, RUNNING
+from modelkeep.meta.run_reads import KILLED, RUNNING, dead_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +182,11 @@ def heartbeat(db: Database, run_id: str) -> None:
         )
 
 
-def mark_killed(db: Database, dead: Sequence[tuple[str, datetime]]) -> None:
-    """Mark each (run id, last heartbeat) killed, if it is still running (`reap`)."""
+def reap(db: Database, alive: Callable[[str, int, int | None, datetime], bool]) -> int:
+    """Mark killed every running run whose process is gone; alive(host, pid, started, beat)."""
+    dead = dead_runs(db, alive)
+    if not dead:
+        return 0
     with db.write() as s:
         for run_id, beat in dead:
             row = s.get(RunRow, run_id)
@@ -191,3 +194,4 @@ def mark_killed(db: Database, dead: Sequence[tuple[str, datetime]]) -> None:
                 row.status = KILLED
                 row.ended_at = beat
                 row.error = row.error or "its process ended without ending the run"
+    return len(dead)
