@@ -403,7 +403,8 @@ def test_query_runs_one_sql_on_either_database(backend_repo: mk.Repo, tmp_path: 
         sql = "SELECT number FROM versions WHERE number IN :n ORDER BY number"
         assert [r.number for r in q.rows(sql, n=[1, 3])] == [1, 3]
         assert q.rows(sql, n=[]) == []
-        assert q.row(sql, n=(2,)).number == 2
+        found = q.row(sql, n=(2,))
+        assert found is not None and found.number == 2
         assert q.scalar("SELECT count(*) FROM versions") == 3
         assert q.row("SELECT number FROM versions WHERE number = :n", n=99) is None
     listed = backend_repo.versions("m")
