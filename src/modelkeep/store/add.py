@@ -65,7 +65,8 @@ class Writer:
     whole-file id) while the next one is read and cut; a storer thread deduplicates,
     compresses and appends hashed blocks to the pack, handing the second half of a block's
     new chunks to a compressor thread (byte-grouped compression of float weights costs
-    more than every other stage together, so one thread would hold the others back); a
+    about as much CPU as reading, cutting and hashing together, so on one thread it would
+    hold the other stages back); a
     sealer thread fsyncs full packs while writing goes on. BLAKE3, the chunker, zstd and
     file I/O release the GIL, so the stages overlap on both cores.
     """
