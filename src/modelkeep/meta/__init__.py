@@ -1,17 +1,15 @@
 """Names, versions and their history as rows; content ids are plain strings here.
 
-Imported on first use (PEP 562): a read command that needs `Version` and one query does not
-import SQLAlchemy and every writer's module with it. Where a name offered here is also a
-submodule's (`events`, `lineage`, `models`, `resolve`, `runs`), the name stays the function:
-importing that submodule later does not take it over, as with an eagerly filled package.
+Each name is imported on first use (`lazy.package`): a read command that needs `Version`
+and one query does not import SQLAlchemy and every writer's module with it. `events`,
+`lineage`, `models`, `resolve` and `runs` stay the functions though submodules share them.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelkeep import lazy
 
 if TYPE_CHECKING:
     from modelkeep.meta.attachments import Attachment
@@ -195,21 +193,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module 'modelkeep.meta' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"modelkeep.meta.{module}"), attr)
-    globals()[name] = value
-    return value
-
-
-class _Package(ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _WHERE and isinstance(value, ModuleType):
-            return  # the import system naming a submodule: the offered name keeps its value
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy.package(__name__, _WHERE)

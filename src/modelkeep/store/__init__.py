@@ -2,15 +2,14 @@
 
 Imported on first use (PEP 562): a command that only lists metadata, or reads the store's
 binding, does not import chunking, compression and the pack writer with it. `fsck`, `gc`
-and `restore` name submodules too; the names stay the functions (see `meta/__init__.py`).
+and `restore` name submodules too; the names stay the functions (`lazy.package`).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelkeep import lazy
 
 if TYPE_CHECKING:
     from modelkeep.store.add import PutResult, put, put_tree
@@ -63,21 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module 'modelkeep.store' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"modelkeep.store.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-class _Package(ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _WHERE and isinstance(value, ModuleType):
-            return  # the import system naming a submodule: the offered name keeps its value
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy.package(__name__, {name: (module, name) for name, module in _WHERE.items()})
