@@ -385,11 +385,15 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     sign_in_with(d, served, user="alice", password=PASSWORD)
     shot(d, "models")
     assert [a.text for a in find_all(d, "#models tbody td:first-child a")] == ["fraud"]
-    find(d, "#model-search").send_keys("zzz")
-    assert "no models" in find(d, "#models tbody").text
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    find(d, "#model-search").send_keys(Keys.BACKSPACE * 3)  # typing fires the filter
+    find(d, "#model-search").send_keys("zzz")  # typing asks the server, a moment later
+    WebDriverWait(d, 20).until(lambda x: "no models" in find(x, "#models tbody").text)
+    assert "q=zzz" in d.current_url  # the search is a link
+    find(d, "#model-search").send_keys(Keys.BACKSPACE * 3)
+    WebDriverWait(d, 20).until(lambda x: find_all(x, "#models tbody a"))
+    ready(d)
 
     find(d, "#models tbody a").click()
     ready(d)
@@ -423,7 +427,6 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     # a file that holds markup is shown as text, never run
     visit(d, served, "/ui/versions/ds:v1")
     find(d, "button.preview[data-path='evil.html']").click()
-    from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(d, 20).until(lambda x: find_all(x, "#preview-text"))
     assert find(d, "#preview-text").text.strip() == EVIL.strip()
