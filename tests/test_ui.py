@@ -775,3 +775,23 @@ def test_the_version_page_shows_new_and_reused_bytes(browser: Any, served: mkser
     visit(d, served, "/ui/versions/fraud-run:v2", "version-dedup")
     text = find(d, "#dedup").text
     assert "fraud-run:v1" in text and "Reused bytes" in text and "New bytes" in text
+
+
+@browser_tests
+@pytest.mark.slow
+def test_the_model_spec_shows_the_input_example_as_a_table(
+    browser: Any, served: mkserve.Served
+) -> None:
+    pd = pytest.importorskip("pandas")
+    linear = pytest.importorskip("sklearn.linear_model")
+    frame = pd.DataFrame({"age": [31, 47, 52], "city": ["Oslo", "<b>Lima</b>", "Pune"]})
+    model = linear.LinearRegression().fit(frame[["age"]], [1.0, 2.0, 3.0])
+    with mk.open(served.root) as repo:
+        repo.log_model(model, "price", input_example=frame)
+    d = browser
+    sign_in_with(d, served, user="alice", password=PASSWORD)
+    visit(d, served, "/ui/versions/price:v1", "version-model-spec")
+    example = find(d, "#input-example")
+    assert [c.text for c in example.find_elements("css selector", "th")] == ["age", "city"]
+    rows = [r.text for r in example.find_elements("css selector", "tbody tr")]
+    assert rows == ["31 Oslo", "47 <b>Lima</b>", "52 Pune"]  # text, never markup

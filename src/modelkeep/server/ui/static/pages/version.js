@@ -9,13 +9,14 @@ export default async function version(root, ref) {
     const v = await api("GET", `/versions/${enc(ref)}`);
     const exact = `${v.name}:v${v.number}`;
     const dir = new URLSearchParams(location.search).get("dir") || "";
-    const [files, near, spec, card, run, dedup] = await Promise.all([
+    const [files, near, spec, card, run, dedup, example] = await Promise.all([
       api("GET", `/pages/files/${enc(exact)}` + q({ path: dir, limit: FILES, offset: pageOf("fpage") * FILES })),
       api("GET", `/pages/lineage/${enc(exact)}` + q({ limit: NEIGHBOURS })),
       v.type === "model" ? api("GET", `/versions/${enc(exact)}/model-spec`).catch(() => null) : null,
       v.type === "model" ? api("GET", `/versions/${enc(exact)}/card`).catch(() => null) : null,
       v.run_id ? api("GET", `/runs/${enc(v.run_id)}`).catch(() => null) : null,
       api("GET", `/pages/dedup/${enc(exact)}`).catch(() => null),
+      v.type === "model" ? api("GET", `/versions/${enc(exact)}/input-example`).catch(() => null) : null,
     ]);
     const preview = h("div", { id: "preview" });
     const into = (path) => withParams({ dir: path, fpage: 0 });
@@ -40,7 +41,7 @@ export default async function version(root, ref) {
       info,
       section(dir ? `Files in ${dir}/` : "Files", table(["Path", "Size", "Digest", ""], up ? [up, ...fileRows] : fileRows, { id: "files" }), pager(files, "fpage", "files"), preview),
       dedup ? section("Storage: new and reused bytes", dedupView(dedup)) : null,
-      spec ? section("Model spec", specView(spec)) : null,
+      spec ? section("Model spec", specView(spec), example ? [h("h3", {}, "Input example"), exampleView(example)] : null) : null,
       card ? section("Model card", h("pre", { id: "card", class: "text" }, card)) : null,
       run ? section("Producing run", runSummary(run)) : null,
       section("Lineage", lineageView(near.graph, exact),
@@ -89,6 +90,36 @@ async function showPreview(area, v, f) {
   } catch (error) {
     clear(area).appendChild(errorBox(error));
   }
+}
+
+const EXAMPLE_ROWS = 50;
+
+// The stored input example as a table where it is one (rows of a frame, columns of a
+// dict, records), else as JSON text; every value is text.
+function exampleView(doc) {
+  const data = doc.data;
+  let columns = Array.isArray(doc.columns) ? doc.columns.map(String) : null;
+  let rows = null;
+  if (data && Array.isArray(data.columns) && Array.isArray(data.data) && data.data.every(Array.isArray)) {
+    columns = data.columns.map(String); // a DataFrame, split: {columns, data: rows}
+    rows = data.data;
+  } else if (Array.isArray(data) && data.every(Array.isArray)) {
+    rows = data;
+  } else if (Array.isArray(data) && data.length && data.every((r) => r && typeof r === "object" && !Array.isArray(r))) {
+    columns = [...new Set(data.flatMap(Object.keys))];
+    rows = data.map((r) => columns.map((c) => r[c]));
+  } else if (data && typeof data === "object" && !Array.isArray(data) && Object.values(data).every(Array.isArray)) {
+    columns = Object.keys(data);
+    const n = Math.max(0, ...Object.values(data).map((c) => c.length));
+    rows = Array.from({ length: n }, (_, i) => columns.map((c) => data[c][i]));
+  }
+  if (!rows) return h("pre", { class: "text", id: "input-example" }, JSON.stringify(data, null, 2));
+  const width = Math.max(columns ? columns.length : 0, ...rows.map((r) => r.length));
+  const head = columns || Array.from({ length: width }, (_, i) => String(i));
+  const cell = (x) => h("td", {}, x === null || x === undefined ? "" : typeof x === "object" ? JSON.stringify(x) : String(x));
+  return h("div", {},
+    table(head, rows.slice(0, EXAMPLE_ROWS).map((r) => h("tr", {}, r.map(cell))), { id: "input-example" }),
+    rows.length > EXAMPLE_ROWS ? h("p", { class: "muted" }, `the first ${EXAMPLE_ROWS} of ${rows.length} rows`) : null);
 }
 
 function specView(spec) {
