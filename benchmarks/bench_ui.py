@@ -44,6 +44,9 @@ MODEL = "fraud"
 MODEL_VERSIONS = 500  # registered versions of MODEL (60 ms each through the library)
 OTHER_MODELS = 60  # more than one page of the models list (50)
 READY_S = 60.0
+# a gate on production: the model page then asks the server, per version shown, whether it
+# could be promoted (20 readiness requests a page), as a team with a policy sees it
+POLICY = '[policy.default.production]\nrequire_stage = "staging"\ngates = ["auc >= 0.80"]\n'
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,9 @@ def pages(f: dict[str, Any]) -> list[Page]:
         Page("models (page 1 of 2)", "/", at_least("#models tbody tr", 50)),
         Page("models, searched", "/?q=team-0", at_least("#models tbody tr", 10)),
         Page(
-            f"model ({last:,} versions)", f"/ui/models/{MODEL}", at_least("#versions tbody tr", 20)
+            f"model ({last:,} versions, a gate)",
+            f"/ui/models/{MODEL}",
+            at_least("td.readiness", 20),
         ),
         Page("model, page 20", f"/ui/models/{MODEL}?page=20", at_least("#versions tbody tr", 20)),
         Page("version (300-file folder)", hub, at_least("#files tbody tr", 2)),
@@ -272,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rebuild:
         shutil.rmtree(root, ignore_errors=True)
     facts = build(root, args.runs)  # facts.json is written last: a failed build is redone
+    (root / "store" / "modelkeep.toml").write_text(POLICY, "utf-8")
     port = common_free_port()
     proc = serve(root / "store", port, env)
     base = f"http://127.0.0.1:{port}"
