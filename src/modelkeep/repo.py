@@ -21,18 +21,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from modelkeep import config, meta, ownership
 from modelkeep.errors import (
-    AliasNotFound,
     ArtifactNotFound,
     AttachmentNotFound,
     DigestNotFound,
     InvalidArgument,
-    NothingAtTime,
     RemoteExists,
     RemoteNotFound,
     RepoExists,
     RunDeleted,
     RunNotFound,
-    VersionDeleted,
 )
 from modelkeep.meta import (
     Artifact,
@@ -48,7 +45,7 @@ from modelkeep.meta import housekeeping as run_housekeeping
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
-from modelkeep.results import AddResult, Change, Dedup, Diff, DiffPage, FileInfo, FilePage, Usage
+from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 from modelkeep.store.objects import NULL_FETCHER, ObjectStore, Root
 from modelkeep.store.trees import Kind
 
@@ -59,7 +56,6 @@ if TYPE_CHECKING:
     from modelkeep.capture import process
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
-    from modelkeep.meta import pages
     from modelkeep.migrate import Moved
     from modelkeep.remotes import Remote
     from modelkeep.store import FsckReport, GcReport, PruneReport
@@ -71,7 +67,6 @@ else:
     content = LazyModule("modelkeep.content")
     migrate = LazyModule("modelkeep.migrate")
     model = LazyModule("modelkeep.model")
-    pages = LazyModule("modelkeep.meta.pages")
     process = LazyModule("modelkeep.capture.process")
     registry = LazyModule("modelkeep.registry")
     sharing = LazyModule("modelkeep.sharing")
@@ -1088,6 +1083,8 @@ class Repo:
     def stages_at(self, names: Sequence[str], at: datetime) -> dict[str, dict[str, int | None]]:
         """For each model named (at most one page's worth), the version number in
         production and staging at a past moment, from the event log (None: none then)."""
+        from modelkeep.errors import AliasNotFound, NothingAtTime, VersionDeleted
+
         pages.check_page(max(1, len(names)), 0)
         out: dict[str, dict[str, int | None]] = {}
         for name in names:
@@ -1105,6 +1102,9 @@ class Repo:
         self, ref: Target, *, path: str = "", limit: int = 100, offset: int = 0
     ) -> FilePage:
         """One page of one folder of a version (a lone file: that file), by name."""
+        from modelkeep.results import FilePage
+        from modelkeep.store.trees import Kind
+
         pages.check_page(limit, offset)
         version = self.show(ref)
         path = path.strip("/")
@@ -1132,6 +1132,8 @@ class Repo:
         self, old_ref: Target, new_ref: Target, *, limit: int = 100, offset: int = 0
     ) -> DiffPage:
         """One page of diff's changes, with the counts of the whole diff."""
+        from modelkeep.results import DiffPage
+
         pages.check_page(limit, offset)
         whole = self.diff(old_ref, new_ref)
         counts = {
@@ -1156,6 +1158,7 @@ class Repo:
     def dedup(self, ref: Target) -> Dedup:
         """How many of a version's bytes are in chunks the previous live version of the
         same artifact already holds (reused) and how many are not (new)."""
+        from modelkeep.results import Dedup
         from modelkeep.store.dedup import shared
 
         version = self.show(ref)
@@ -1216,3 +1219,12 @@ def _deprecated(old: str, new: str) -> None:
         DeprecationWarning,
         stacklevel=3,
     )
+
+
+# The web UI's pages (Repo.*_page and friends): imported here, apart from the imports above,
+# and on first use, as those are.
+if TYPE_CHECKING:
+    from modelkeep.meta import pages
+    from modelkeep.results import Dedup, DiffPage, FilePage
+else:
+    pages = LazyModule("modelkeep.meta.pages")

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from modelkeep import meta
 from modelkeep.errors import InvalidArgument
 from modelkeep.meta.db import Database
 from modelkeep.meta.events import Event, _event, _of_model
@@ -31,7 +32,6 @@ from modelkeep.meta.models import (
     VersionRow,
 )
 from modelkeep.meta.records import Version, version_of
-from modelkeep.meta.registry import Model
 from modelkeep.meta.rows import artifact
 
 MAX_LIMIT = 500  # rows in one page
@@ -121,7 +121,7 @@ def previous_version(db: Database, name: str, number: int) -> Version | None:
 
 @dataclass(frozen=True, slots=True)
 class ModelSummary:
-    model: Model
+    model: meta.Model
     last_change: datetime | None  # the newest registry event under the model's name
 
 
@@ -168,6 +168,8 @@ def model_summary(db: Database, name: str) -> ModelSummary:
 
 
 def _summaries(s: Session, arts: list[ArtifactRow]) -> list[ModelSummary]:
+    from modelkeep.meta import Model  # where the models list keeps it
+
     ids = [a.id for a in arts]
     stages: dict[int, dict[str, list[int]]] = {i: {} for i in ids}
     counts: dict[int, int] = dict.fromkeys(ids, 0)
