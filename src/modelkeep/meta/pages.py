@@ -21,7 +21,7 @@ from modelkeep import meta
 from modelkeep.errors import InvalidArgument
 from modelkeep.meta.db import Database
 from modelkeep.meta.events import Event, _event, _of_model
-from modelkeep.meta.lineage import Edge, Lineage, Node, _run_key, _Walk
+from modelkeep.meta.lineage import Edge, Lineage, Node, RunNode, VersionNode
 from modelkeep.meta.models import (
     AliasRow,
     ArtifactRow,
@@ -33,6 +33,7 @@ from modelkeep.meta.models import (
 )
 from modelkeep.meta.records import Version, version_of
 from modelkeep.meta.rows import artifact
+from modelkeep.refs import content_id
 
 MAX_LIMIT = 500  # rows in one page
 MAX_POINTS = 10_000  # points of one metric series
@@ -279,20 +280,20 @@ class Neighbours:
 
 def neighbours(db: Database, name: str, number: int, *, limit: int = 100) -> Neighbours:
     check_page(limit, 0)
+    edges: set[Edge] = set()
     with db.read() as s:
         art = artifact(s, name)
-        root_id = s.scalars(
-            select(VersionRow.id).where(
+        root_id, producer = s.execute(
+            select(VersionRow.id, VersionRow.run_id).where(
                 VersionRow.artifact_id == art.id, VersionRow.number == number
             )
         ).one()
-        walk = _Walk(s)
-        walk.load_versions([root_id])
-        root_key = walk.version_keys[root_id]
-        producer = s.scalar(select(VersionRow.run_id).where(VersionRow.id == root_id))
+        version_ids = {root_id}
+        keys: dict[int, str] = {root_id: f"{name}:v{number}"}
+        run_ids: list[str] = []
         if producer is not None:
-            walk.load_runs([producer])
-            walk.edges.add(Edge(_run_key(producer), root_key, "output"))
+            run_ids.append(producer)
+            edges.add(Edge(_run(producer), keys[root_id], "output"))
             inputs = list(
                 s.scalars(
                     select(RunInputRow.version_id)
@@ -300,9 +301,7 @@ def neighbours(db: Database, name: str, number: int, *, limit: int = 100) -> Nei
                     .limit(MAX_LIMIT)
                 )
             )
-            walk.load_versions(inputs)
-            for vid in inputs:
-                walk.edges.add(Edge(walk.version_keys[vid], _run_key(producer), "input"))
+            version_ids.update(inputs)
         users = list(
             s.scalars(
                 select(RunInputRow.run_id)
@@ -320,26 +319,59 @@ def neighbours(db: Database, name: str, number: int, *, limit: int = 100) -> Nei
             )
             or 0
         )
-        walk.load_runs(users)
-        for run_id in users:
-            walk.edges.add(Edge(root_key, _run_key(run_id), "input"))
+        run_ids += users
+        outputs: list[tuple[int, str]] = []
         if users:
-            outputs = s.execute(
-                select(VersionRow.id, VersionRow.run_id)
-                .where(VersionRow.run_id.in_(users))
-                .limit(MAX_LIMIT)
-            ).all()
-            walk.load_versions(vid for vid, _ in outputs)
-            for vid, producer_id in outputs:
-                key = _run_key(str(producer_id))
-                walk.edges.add(Edge(key, walk.version_keys[vid], "output"))
-    nodes: dict[str, Node] = {root_key: walk.versions[root_id]}
-    for v in sorted(walk.versions.values(), key=lambda n: n.created_at):
-        nodes.setdefault(v.key, v)
-    for r in sorted(walk.runs.values(), key=lambda n: n.started_at):
-        nodes[r.key] = r
-    edges = tuple(sorted(walk.edges, key=lambda e: (e.source, e.target)))
-    return Neighbours(Lineage(root_key, nodes, edges), total, len(users))
+            outputs = [
+                (vid, str(run_id))
+                for vid, run_id in s.execute(
+                    select(VersionRow.id, VersionRow.run_id)
+                    .where(VersionRow.run_id.in_(users))
+                    .limit(MAX_LIMIT)
+                )
+            ]
+            version_ids.update(vid for vid, _ in outputs)
+        versions: dict[int, VersionNode] = {}
+        for vid, vname, vnumber, vtype, digest, created in s.execute(
+            select(
+                VersionRow.id,
+                ArtifactRow.name,
+                VersionRow.number,
+                ArtifactRow.type,
+                VersionRow.digest,
+                VersionRow.created_at,
+            )
+            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
+            .where(VersionRow.id.in_(list(version_ids)))
+        ):
+            versions[vid] = VersionNode(f"{vname}:v{vnumber}", vtype, content_id(digest), created)
+            keys[vid] = versions[vid].ref
+        runs = [
+            RunNode(r.id, r.name, r.status, r.user, r.started_at)
+            for r in s.execute(
+                select(RunRow.id, RunRow.name, RunRow.status, RunRow.user, RunRow.started_at).where(
+                    RunRow.id.in_(run_ids)
+                )
+            )
+        ]
+        if producer is not None:
+            for vid in inputs:
+                edges.add(Edge(keys[vid], _run(producer), "input"))
+        for run_id in users:
+            edges.add(Edge(keys[root_id], _run(run_id), "input"))
+        for vid, run_id in outputs:
+            edges.add(Edge(_run(run_id), keys[vid], "output"))
+    nodes: dict[str, Node] = {keys[root_id]: versions[root_id]}
+    for v in sorted(versions.values(), key=lambda n: n.created_at):
+        nodes.setdefault(v.ref, v)
+    for r in sorted(runs, key=lambda n: n.started_at):
+        nodes[_run(r.id)] = r
+    ordered = tuple(sorted(edges, key=lambda e: (e.source, e.target)))
+    return Neighbours(Lineage(keys[root_id], nodes, ordered), total, len(users))
+
+
+def _run(run_id: str) -> str:
+    return f"run:{run_id}"
 
 
 # -- metric series, thinned -------------------------------------------------------------------
