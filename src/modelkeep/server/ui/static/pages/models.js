@@ -1,4 +1,4 @@
-import { api, h, link, load, pageOf, pager, q, when, withParams } from "../dom.js";
+import { api, errorBox, h, link, pageOf, pager, q, when, withParams } from "../dom.js";
 
 const PAGE = 50;
 
@@ -14,26 +14,17 @@ export default async function models(root) {
   const holder = h("div");
   root.replaceChildren(h("h1", {}, "Models"), h("p", {}, search), holder);
   let page = pageOf("page");
-  const show = () => load(holder, async () => {
-    const needle = search.value.trim();
-    const found = await api("GET", "/pages/models" + q({ search: needle, limit: PAGE, offset: page * PAGE }));
-    const rows = found.items.map(({ model: m, last_change }) => {
-      const aliases = Object.entries(m.aliases || {}).map(([a, n]) => `${a}=v${n}`).join(" ");
-      return h("tr", {},
-        h("td", {}, h("a", { href: link.model(m.name) }, m.name)),
-        h("td", {}, stageCell((m.stages || {}).production, m.name)),
-        h("td", {}, stageCell((m.stages || {}).staging, m.name)),
-        h("td", {}, aliases || "-"),
-        h("td", {}, h("a", { href: link.version(`${m.name}:v${m.latest}`) }, `v${m.latest}`)),
-        h("td", {}, String(m.registered)),
-        h("td", {}, when(last_change)));
-    });
-    return h("div", {},
-      h("div", { class: "scroll" }, h("table", { id: "models", "data-total": found.total },
-        h("thead", {}, h("tr", {}, ["Model", "Production", "Staging", "Aliases", "Latest", "Versions", "Last change"].map((x) => h("th", { scope: "col" }, x)))),
-        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "no models"))))),
-      pager(found));
-  });
+  let latest = 0; // answers to an older search (typing fast) are dropped, not shown
+  const show = async () => {
+    const mine = ++latest;
+    holder.replaceChildren(h("p", { class: "loading", role: "status" }, "Loading…"));
+    try {
+      const found = await api("GET", "/pages/models" + q({ search: search.value.trim(), limit: PAGE, offset: page * PAGE }));
+      if (mine === latest) holder.replaceChildren(render(found));
+    } catch (error) {
+      if (mine === latest) holder.replaceChildren(errorBox(error));
+    }
+  };
   let timer = null;
   search.addEventListener("input", () => {
     clearTimeout(timer);
@@ -44,4 +35,23 @@ export default async function models(root) {
     }, 250);
   });
   await show();
+}
+
+function render(found) {
+  const rows = found.items.map(({ model: m, last_change }) => {
+    const aliases = Object.entries(m.aliases || {}).map(([a, n]) => `${a}=v${n}`).join(" ");
+    return h("tr", {},
+      h("td", {}, h("a", { href: link.model(m.name) }, m.name)),
+      h("td", {}, stageCell((m.stages || {}).production, m.name)),
+      h("td", {}, stageCell((m.stages || {}).staging, m.name)),
+      h("td", {}, aliases || "-"),
+      h("td", {}, h("a", { href: link.version(`${m.name}:v${m.latest}`) }, `v${m.latest}`)),
+      h("td", {}, String(m.registered)),
+      h("td", {}, when(last_change)));
+  });
+  return h("div", {},
+    h("div", { class: "scroll" }, h("table", { id: "models", "data-total": found.total },
+      h("thead", {}, h("tr", {}, ["Model", "Production", "Staging", "Aliases", "Latest", "Versions", "Last change"].map((x) => h("th", { scope: "col" }, x)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "no models"))))),
+    pager(found));
 }
