@@ -385,11 +385,15 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     sign_in_with(d, served, user="alice", password=PASSWORD)
     shot(d, "models")
     assert [a.text for a in find_all(d, "#models tbody td:first-child a")] == ["fraud"]
-    find(d, "#model-search").send_keys("zzz")
-    assert "no models" in find(d, "#models tbody").text
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    find(d, "#model-search").send_keys(Keys.BACKSPACE * 3)  # typing fires the filter
+    find(d, "#model-search").send_keys("zzz")  # typing asks the server, a moment later
+    WebDriverWait(d, 20).until(lambda x: "no models" in find(x, "#models tbody").text)
+    assert "q=zzz" in d.current_url  # the search is a link
+    find(d, "#model-search").send_keys(Keys.BACKSPACE * 3)
+    WebDriverWait(d, 20).until(lambda x: find_all(x, "#models tbody a"))
+    ready(d)
 
     find(d, "#models tbody a").click()
     ready(d)
@@ -423,7 +427,6 @@ def test_walk_every_page_as_an_admin(browser: Any, served: mkserve.Served) -> No
     # a file that holds markup is shown as text, never run
     visit(d, served, "/ui/versions/ds:v1")
     find(d, "button.preview[data-path='evil.html']").click()
-    from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(d, 20).until(lambda x: find_all(x, "#preview-text"))
     assert find(d, "#preview-text").text.strip() == EVIL.strip()
@@ -664,3 +667,131 @@ def test_the_browser_is_given_a_private_page_not_the_link() -> None:
     assert stat.S_IMODE(page.parent.stat().st_mode) == 0o700
     text = page.read_text()
     assert "s3cret&quot;&lt;x&gt;" in text and '"<x>' not in text
+
+
+def build_long_store(root: Path) -> None:
+    """More of everything than one page shows: 55 models, a model of 25 versions, a
+    folder of 130 files, and 60 more events than that."""
+    repo = mk.init(root)
+    work = root / "work"
+    (work / "shards").mkdir(parents=True)
+    for i in range(130):
+        (work / "shards" / f"s{i:03}.bin").write_bytes(b"x" * (i + 1))
+    repo.add(work, "big-ds")
+    for i in range(25):
+        (work / "w.bin").write_bytes(f"weights {i}".encode())
+        repo.add(work / "w.bin", "long-src")
+        repo.register(f"long-src:v{i + 1}", "long")
+    for i in range(54):
+        (work / "m.txt").write_text(f"model {i}", "utf-8")
+        repo.add(work / "m.txt", f"m{i:02}-src")
+        repo.register(f"m{i:02}-src:v1", f"m{i:02}")
+    repo.close()
+
+
+@pytest.fixture(scope="module")
+def long_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mkserve.Served]:
+    base = tmp_path_factory.mktemp("ui-long")
+    build_long_store(base / "store")
+    s = mkserve.start(base / "store")
+    try:
+        mkserve.with_accounts(s, {"alice": "admin"})
+        yield s
+    finally:
+        s.stop()
+
+
+def _rows(driver: Any, css: str) -> list[str]:
+    return [r.text for r in find_all(driver, css)]
+
+
+@browser_tests
+@pytest.mark.slow
+def test_long_lists_are_paged_on_the_server(browser: Any, long_served: mkserve.Served) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d, s = browser, long_served
+    sign_in_with(d, s, token=s.tokens["alice"])
+    visit(d, s, "/")
+    first = _rows(d, "#models tbody td:first-child")
+    assert len(first) == 50 and first[0] == "long" and "1–50 of 55" in find(d, ".pager").text
+    find(d, "#next").click()
+    ready(d)
+    assert _rows(d, "#models tbody td:first-child") == [f"m{i:02}" for i in range(49, 54)]
+    assert "page=1" in d.current_url and find(d, "#prev")
+    shot(d, "models-page-2")
+    find(d, "#model-search").send_keys("m5")  # searched on the server, back to page 1
+    WebDriverWait(d, 20).until(lambda x: len(find_all(x, "#models tbody tr")) == 4)
+
+    visit(d, s, "/ui/models/long")
+    assert [r.get_attribute("id") for r in find_all(d, "#versions tbody tr")][:2] == [
+        "version-25",
+        "version-24",
+    ]
+    assert (
+        len(find_all(d, "#versions tbody tr")) == 20 and "of 25" in find(d, "#versions-pager").text
+    )
+    assert len(find_all(d, "#history tbody tr")) == 25  # 25 registrations
+    find(d, "#versions-next").click()
+    ready(d)
+    assert [r.get_attribute("id") for r in find_all(d, "#versions tbody tr")] == [
+        f"version-{n}" for n in range(5, 0, -1)
+    ]
+
+    visit(d, s, "/ui/audit")
+    assert len(find_all(d, "#events tbody tr")) == 50 and "of 79" in find(d, "#events-pager").text
+    find(d, "#events-next").click()
+    ready(d)
+    assert len(find_all(d, "#events tbody tr")) == 29
+    visit(d, s, "/ui/audit?kind=register&model=m03")  # filtered on the server
+    assert len(find_all(d, "#events tbody tr")) == 1 and "m03:v1" in find(d, "#events").text
+
+    visit(d, s, "/ui/versions/big-ds:v1")
+    assert _rows(d, "#files tbody td:first-child") == ["shards/"]
+    find(d, "#files a.dir").click()
+    ready(d)
+    assert len(find_all(d, "#files a.download")) == 100 and "of 130" in find(d, "#files-pager").text
+    find(d, "#files-next").click()
+    ready(d)
+    names = [a.get_attribute("download") for a in find_all(d, "#files a.download")]
+    assert names == [f"s{i:03}.bin" for i in range(100, 130)]
+    shot(d, "version-folder-page-2")
+    assert "every byte counts as new" in find(d, "#dedup").text
+    logged = d.get_log("browser")
+    assert [e for e in logged if e["level"] == "SEVERE" and e["source"] != "network"] == []
+
+
+@browser_tests
+@pytest.mark.slow
+def test_the_version_page_shows_new_and_reused_bytes(browser: Any, served: mkserve.Served) -> None:
+    d = browser
+    sign_in_with(d, served, user="alice", password=PASSWORD)
+    with served.http("alice") as api:
+        figures = api.get("/api/v1/pages/dedup/fraud-run:v2").json()
+    assert (
+        figures["previous"] == "fraud-run:v1"
+        and figures["new"] + figures["reused"] == (figures["size"])
+    )
+    visit(d, served, "/ui/versions/fraud-run:v2", "version-dedup")
+    text = find(d, "#dedup").text
+    assert "fraud-run:v1" in text and "Reused bytes" in text and "New bytes" in text
+
+
+@browser_tests
+@pytest.mark.slow
+def test_the_model_spec_shows_the_input_example_as_a_table(
+    browser: Any, served: mkserve.Served
+) -> None:
+    pd = pytest.importorskip("pandas")
+    linear = pytest.importorskip("sklearn.linear_model")
+    frame = pd.DataFrame({"age": [31, 47, 52], "city": ["Oslo", "<b>Lima</b>", "Pune"]})
+    model = linear.LinearRegression().fit(frame[["age"]], [1.0, 2.0, 3.0])
+    with mk.open(served.root) as repo:
+        repo.log_model(model, "price", input_example=frame)
+    d = browser
+    sign_in_with(d, served, user="alice", password=PASSWORD)
+    visit(d, served, "/ui/versions/price:v1", "version-model-spec")
+    example = find(d, "#input-example")
+    assert [c.text for c in example.find_elements("css selector", "th")] == ["age", "city"]
+    rows = [r.text for r in example.find_elements("css selector", "tbody tr")]
+    assert rows == ["31 Oslo", "47 <b>Lima</b>", "52 Pune"]  # text, never markup

@@ -99,6 +99,17 @@ OPS: tuple[Op, ...] = (
     Op("remove_alias", "DELETE", "/aliases/{alias:path}", "maintainer", "alias"),
     Op("audit", "GET", "/audit", "viewer", "name"),
     Op("verify_audit", "GET", "/audit/verify", "viewer"),
+    # pages of the web UI: one bounded slice of a long answer, with its total
+    Op("version_page", "GET", "/pages/versions/{name:path}", "viewer", "name"),
+    Op("model_page", "GET", "/pages/models", "viewer"),
+    Op("model_summary", "GET", "/pages/model/{name:path}", "viewer", "name"),
+    Op("audit_page", "GET", "/pages/audit", "viewer", "name"),
+    Op("stages_at", "GET", "/pages/stages-at", "viewer"),
+    Op("file_page", "GET", "/pages/files/{ref:path}", "viewer", "ref"),
+    Op("diff_page", "GET", "/pages/diff", "viewer", "new_ref"),
+    Op("lineage_neighbours", "GET", "/pages/lineage/{ref:path}", "viewer", "ref"),
+    Op("metric_series", "GET", "/pages/metrics/{ref}", "viewer"),
+    Op("dedup", "GET", "/pages/dedup/{ref:path}", "viewer", "ref"),
 )
 BY_NAME = {op.name: op for op in OPS}
 # Operations on a run that only its own account (or an admin) may do.
@@ -151,8 +162,10 @@ def _late_names() -> dict[str, Any]:
     from modelkeep import card, meta, registry, results, store, sync, worktree
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
+    from modelkeep.meta import pages
 
     return {
+        "pages": pages,
         "cards": card,
         "meta": meta,
         "registry": registry,
@@ -160,7 +173,19 @@ def _late_names() -> dict[str, Any]:
         "worktree": worktree,
         "EnvDiff": EnvDiff,
         "ModelSpec": ModelSpec,
-        **{n: getattr(results, n) for n in ("AddResult", "Change", "Diff", "FileInfo", "Usage")},
+        **{
+            n: getattr(results, n)
+            for n in (
+                "AddResult",
+                "Change",
+                "Dedup",
+                "Diff",
+                "DiffPage",
+                "FileInfo",
+                "FilePage",
+                "Usage",
+            )
+        },
         **{
             n: getattr(meta, n)
             for n in ("Artifact", "Attachment", "Lineage", "Metric", "RunRecord")

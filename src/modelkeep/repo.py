@@ -877,10 +877,18 @@ class Repo:
         v = self.show(ref)
         return evaluation_reads.of_versions(self.db, [(v.name, v.number)])[v.ref]
 
-    def version_metrics(self, name: str, metrics: Sequence[str]) -> list[dict[str, float | None]]:
-        """For each version of name (as `versions` lists them), the value each of metrics
-        names: a run metric or evaluation (`auc`), or `eval[DATASET].KEY`; None if absent."""
-        return registry.metric_columns(self.parts, self.versions(name), metrics)
+    def version_metrics(
+        self, name: str, metrics: Sequence[str], *, numbers: Sequence[int] = ()
+    ) -> list[dict[str, float | None]]:
+        """For each version of name (as `versions` lists them, or those numbered numbers,
+        in that order: one page of them), the value each of metrics names: a run metric or
+        evaluation (`auc`), or `eval[DATASET].KEY`; None if absent."""
+        if numbers:
+            validate_name(name)
+            versions = pages.numbered(self.db, name, numbers)
+        else:
+            versions = self.versions(name)
+        return registry.metric_columns(self.parts, versions, metrics)
 
     # -- model objects ----------------------------------------------------------
 
@@ -1045,6 +1053,142 @@ class Repo:
         """A Git post-checkout hook that runs `modelkeep checkout`; returns its path."""
         return worktree.install_hooks(self.parts, force=force)
 
+    # -- pages of the web UI: one bounded slice each, with how many there are -----------
+
+    def version_page(
+        self, name: str, *, limit: int = 50, offset: int = 0, descending: bool = True
+    ) -> pages.VersionPage:
+        """One page of an artifact's versions (newest first unless descending is false)."""
+        validate_name(name)
+        return pages.versions_page(self.db, name, limit=limit, offset=offset, descending=descending)
+
+    def model_page(self, *, search: str = "", limit: int = 50, offset: int = 0) -> pages.ModelPage:
+        """One page of the registered models whose name holds search (any case)."""
+        return pages.models_page(self.db, search=search, limit=limit, offset=offset)
+
+    def model_summary(self, name: str) -> pages.ModelSummary:
+        """One registered model's stages, aliases and last change."""
+        validate_name(name)
+        return pages.model_summary(self.db, name)
+
+    def audit_page(
+        self,
+        name: str | None = None,
+        *,
+        actor: str = "",
+        kind: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> pages.EventPage:
+        """One page of the event log, newest first, filtered on the server."""
+        if name:
+            validate_name(name)
+        return pages.events_page(
+            self.db, name or None, actor=actor, kind=kind, since=since, until=until,
+            limit=limit, offset=offset,
+        )  # fmt: skip
+
+    def stages_at(self, names: Sequence[str], at: datetime) -> dict[str, dict[str, int | None]]:
+        """For each model named (at most one page's worth), the version number in
+        production and staging at a past moment, from the event log (None: none then)."""
+        from modelkeep.errors import AliasNotFound, NothingAtTime, VersionDeleted
+
+        pages.check_page(max(1, len(names)), 0)
+        out: dict[str, dict[str, int | None]] = {}
+        for name in names:
+            validate_name(name)
+            held: dict[str, int | None] = {}
+            for stage in ("production", "staging"):
+                try:
+                    held[stage] = meta.resolve(self.db, f"{name}@{stage}", at=at).number
+                except (AliasNotFound, NothingAtTime, VersionDeleted):
+                    held[stage] = None
+            out[name] = held
+        return out
+
+    def file_page(
+        self, ref: Target, *, path: str = "", limit: int = 100, offset: int = 0
+    ) -> FilePage:
+        """One page of one folder of a version (a lone file: that file), by name."""
+        from modelkeep.results import FilePage
+        from modelkeep.store.trees import Kind
+
+        pages.check_page(limit, offset)
+        version = self.show(ref)
+        path = path.strip("/")
+        with content.explained(self.parts, version):
+            top = content.entry(self.parts, version, path or None)
+            if top.kind != Kind.DIR:
+                if path:
+                    raise InvalidArgument(f"{path!r} in {version.ref} is a file, not a folder")
+                return FilePage("", self.files(version), 1, offset, limit)
+            entries = self.store.tree(top.id).entries
+            prefix = path + "/" if path else ""
+            items = [
+                FileInfo(
+                    prefix + os.fsdecode(e.name),
+                    content.KIND_NAMES[e.kind],
+                    e.size,
+                    e.mode,
+                    content_id(e.id),
+                )
+                for e in entries[offset : offset + limit]
+            ]
+        return FilePage(path, items, len(entries), offset, limit)
+
+    def diff_page(
+        self, old_ref: Target, new_ref: Target, *, limit: int = 100, offset: int = 0
+    ) -> DiffPage:
+        """One page of diff's changes, with the counts of the whole diff."""
+        from modelkeep.results import DiffPage
+
+        pages.check_page(limit, offset)
+        whole = self.diff(old_ref, new_ref)
+        counts = {
+            s: sum(c.status == s for c in whole.changes) for s in ("added", "removed", "modified")
+        }
+        items = list(whole.changes[offset : offset + limit])
+        return DiffPage(whole.old, whole.new, counts, items, len(whole.changes), offset, limit)
+
+    def lineage_neighbours(self, ref: Target, *, limit: int = 100) -> pages.Neighbours:
+        """A version's lineage one step each way, at most limit of the runs that used it."""
+        v = self.show(ref)
+        return pages.neighbours(self.db, v.name, v.number, limit=limit)
+
+    def metric_series(
+        self, ref: str, *, keys: Sequence[str] = (), max_points: int = 1000
+    ) -> list[pages.Series]:
+        """A run's metrics, each thinned to at most max_points points (the last kept)."""
+        return pages.metric_series(
+            self.db, self.run(ref).id, keys=list(keys) or None, max_points=max_points
+        )
+
+    def dedup(self, ref: Target) -> Dedup:
+        """How many of a version's bytes are in chunks the previous live version of the
+        same artifact already holds (reused) and how many are not (new)."""
+        from modelkeep.results import Dedup
+        from modelkeep.store.dedup import shared
+
+        version = self.show(ref)
+        previous = pages.previous_version(self.db, version.name, version.number)
+        with content.explained(self.parts, version):
+            found = shared(
+                self.store,
+                content.entry(self.parts, previous, None) if previous else None,
+                content.entry(self.parts, version, None),
+            )
+        return Dedup(
+            version.ref,
+            previous.ref if previous else None,
+            version.size,
+            found.new,
+            found.reused,
+            found.changed_files,
+            found.complete,
+        )
+
     # -- deprecated: helpers that served the old circle between Repo and its parts ---
 
     def root_of(self, version: Version) -> Root:
@@ -1085,3 +1229,12 @@ def _deprecated(old: str, new: str) -> None:
         DeprecationWarning,
         stacklevel=3,
     )
+
+
+# The web UI's pages (Repo.*_page and friends): imported here, apart from the imports above,
+# and on first use, as those are.
+if TYPE_CHECKING:
+    from modelkeep.meta import pages
+    from modelkeep.results import Dedup, DiffPage, FilePage
+else:
+    pages = LazyModule("modelkeep.meta.pages")

@@ -112,3 +112,44 @@ class Usage:
             "dedup_ratio": round(self.dedup_ratio, 3),
             "compression_ratio": round(self.compression_ratio, 3),
         }
+
+
+# -- pages of the web UI: one bounded slice of a long answer, with how long it is -----------
+
+
+@dataclass(frozen=True, slots=True)
+class FilePage:
+    """One folder of a version, one page of its entries (sorted by name)."""
+
+    path: str  # the folder, '' for the version's top
+    items: list[FileInfo]  # paths relative to the version's top
+    total: int  # entries in the folder
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiffPage:
+    old: Version
+    new: Version
+    counts: dict[str, int]  # added, removed, modified: over the whole diff
+    items: list[Change]  # one page of the changes, by path
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dedup:
+    """How much of a version's bytes the previous live version of the same artifact
+    already holds, counted chunk by chunk (before compression): `reused` bytes lie in
+    chunks that version holds, `new` bytes in chunks it does not (they may still be
+    elsewhere in the store); reused + new is the version's size."""
+
+    ref: str
+    previous: str | None  # None: no earlier live version, so every byte counts as new
+    size: int
+    new: int
+    reused: int
+    changed_files: int  # files added or modified since previous
+    complete: bool  # False: too many changed files to count on a page

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -347,7 +348,10 @@ class Server:
             raise Forbidden(who.name, "admin", f"{_what(op)} of another account's run", None)
         result = getattr(repo, op.name)(**args)
         if listing and not who.may("viewer"):  # a per-model grant sees its models only
-            result = _visible(who, result)
+            if op.name == "stages_at":  # model name -> its stages
+                result = {k: v for k, v in result.items() if who.may("viewer", k)}
+            else:
+                result = _visible(who, result)
         return JSONResponse(api.encode_result(op, result))
 
 
@@ -367,12 +371,19 @@ def _what(op: api.Op) -> str:
 
 
 def _visible(who: Account, result: Any) -> Any:
-    """What a listing shows an account whose grants name some models only."""
+    """What a listing shows an account whose grants name some models only (a page of the
+    web UI: its items, and a total that counts only what it may see of them)."""
+    items = getattr(result, "items", None)
+    if isinstance(items, list) and dataclasses.is_dataclass(result):
+        kept = _visible(who, items)
+        total = getattr(result, "total", 0) - (len(items) - len(kept))
+        return dataclasses.replace(result, items=kept, total=total)  # type: ignore[type-var]
     if not isinstance(result, list):
         return result
     out = []
     for item in result:
         name = getattr(item, "name", None) or getattr(item, "model", None)
+        name = getattr(name, "name", name)  # a page's model summary holds its Model
         if name is None or who.may("viewer", name):
             out.append(item)
     return out

@@ -35,6 +35,8 @@ async function main() {
   } catch (error) {
     clear(root).appendChild(h("div", {}, errorBox(error), h("p", {}, h("a", { href: "/" }, "Back to the models"))));
   }
+  // when the page was filled, in ms since navigation began (benchmarks/bench_ui.py reads it)
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "1";
 }
 

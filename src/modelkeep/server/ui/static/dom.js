@@ -161,3 +161,32 @@ export function mayOn(account, role, model) {
   return (account.grants || []).some(
     (g) => (g.model === "*" || (model && glob(g.model, model))) && ROLES.indexOf(g.role) >= ROLES.indexOf(role));
 }
+
+// The URL with some of its query parameters changed (a page of a table is a link).
+export function withParams(changes) {
+  const p = new URLSearchParams(location.search);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null || value === undefined || value === "" || value === 0) p.delete(key);
+    else p.set(key, String(value));
+  }
+  const text = p.toString();
+  return location.pathname + (text ? "?" + text : "");
+}
+
+export function pageOf(name) {
+  return Math.max(0, parseInt(new URLSearchParams(location.search).get(name) || "0", 10) || 0);
+}
+
+// Previous/next links of one paged table, read from the server's {total, offset, limit};
+// param names the table's page in the URL (several tables on one page each have their own).
+export function pager(found, param = "page", id = "") {
+  const page = Math.floor(found.offset / found.limit);
+  const last = Math.max(0, Math.ceil(found.total / found.limit) - 1);
+  const from = found.total ? found.offset + 1 : 0;
+  const to = Math.min(found.total, found.offset + found.limit);
+  const pre = id ? id + "-" : "";
+  return h("nav", { class: "pager", "aria-label": "pages", id: id ? id + "-pager" : null },
+    page > 0 ? h("a", { href: withParams({ [param]: page - 1 }), id: pre + "prev", rel: "prev" }, "← Previous") : null, " ",
+    h("span", { class: "muted" }, `${from.toLocaleString()}–${to.toLocaleString()} of ${found.total.toLocaleString()}`), " ",
+    page < last ? h("a", { href: withParams({ [param]: page + 1 }), id: pre + "next", rel: "next" }, "Next →") : null);
+}

@@ -1,4 +1,7 @@
-import { api, enc, h, link, load, q, section, table, when } from "../dom.js";
+import { api, h, link, load, pageOf, pager, q, section, table, when } from "../dom.js";
+
+const PAGE = 50; // events on one page
+const MODELS = 50; // models on one page of the "as of" table
 
 function iso(local) {
   // a datetime-local value is the viewer's wall time: as an instant for the API
@@ -15,14 +18,12 @@ export default async function audit(root) {
   const body = h("div");
   root.replaceChildren(h("h1", {}, "Audit log"), form, body);
   await load(body, async () => {
-    const [events, check] = await Promise.all([
-      api("GET", "/audit" + q({ name: s.model, since: iso(s.since) })),
+    // filtered and paged on the server: a page of events, never the whole log
+    const [found, check] = await Promise.all([
+      api("GET", "/pages/audit" + q({ name: s.model, actor: s.actor, kind: s.kind, since: iso(s.since), until: iso(s.at), limit: PAGE, offset: pageOf("page") * PAGE })),
       api("GET", "/audit/verify"),
     ]);
-    const until = s.at ? new Date(s.at) : null;
-    const shown = events.filter((e) =>
-      (!s.actor || e.actor.includes(s.actor)) && (!s.kind || e.action === s.kind) && (!until || new Date(e.at) <= until));
-    const rows = shown.slice().reverse().map((e) => h("tr", {},
+    const rows = found.items.map((e) => h("tr", {},
       h("td", {}, String(e.id)), h("td", {}, when(e.at)), h("td", {}, e.actor), h("td", {}, e.action),
       h("td", {}, e.model ? h("a", { href: link.model(e.model) }, e.model) : "-"),
       h("td", {}, e.target ? h("a", { href: link.version(e.target) }, e.target) : "-"),
@@ -31,18 +32,20 @@ export default async function audit(root) {
       ? h("div", { class: "error", id: "chain" }, `The event chain does NOT verify: ${check.problems.length} problem(s)`, h("ul", {}, check.problems.map((x) => h("li", {}, typeof x === "string" ? x : JSON.stringify(x)))))
       : h("p", { class: "ok", id: "chain" }, `The event chain verifies: ${check.events} events, head ${check.head}`);
     return h("div", {}, verified,
-      s.at ? section(`Stages as of ${new Date(s.at).toLocaleString()}`, await stagesAt(iso(s.at))) : null,
-      section(`Events (${shown.length})`, table(["#", "Time", "Actor", "Kind", "Model", "Target", "Before", "After", "Reason"], rows, { id: "events" })));
+      s.at ? section(`Stages as of ${new Date(s.at).toLocaleString()}`, await stagesAt(iso(s.at), s.model)) : null,
+      section(`Events (${found.total})`, table(["#", "Time", "Actor", "Kind", "Model", "Target", "Before", "After", "Reason"], rows, { id: "events" }), pager(found, "page", "events")));
   });
 }
 
-// Every model's production and staging version at a past instant (the server reads the log).
-async function stagesAt(at) {
-  const models = await api("GET", "/models");
-  const held = await Promise.all(models.map(async (m) => {
-    const one = (stage) => api("GET", `/versions/${enc(m.name + "@" + stage)}` + q({ at })).then((v) => `v${v.number}`, () => "-");
-    return [m.name, await one("production"), await one("staging")];
-  }));
-  return table(["Model", "Production", "Staging"], held.map(([name, prod, stag]) =>
-    h("tr", {}, h("td", {}, h("a", { href: link.model(name) }, name)), h("td", {}, prod), h("td", {}, stag))), { id: "as-of" });
+// One page of the models with their production and staging version at a past instant
+// (the server replays the log for the models on the page).
+async function stagesAt(at, model) {
+  const models = await api("GET", "/pages/models" + q({ search: model, limit: MODELS, offset: pageOf("mpage") * MODELS }));
+  const names = models.items.map((m) => m.model.name);
+  const held = names.length ? await api("GET", "/pages/stages-at" + q({ names, at })) : {};
+  const cell = (n) => (n === null || n === undefined ? "-" : `v${n}`);
+  return h("div", {}, table(["Model", "Production", "Staging"], names.map((name) =>
+    h("tr", {}, h("td", {}, h("a", { href: link.model(name) }, name)),
+      h("td", {}, cell((held[name] || {}).production)), h("td", {}, cell((held[name] || {}).staging)))), { id: "as-of" }),
+    pager(models, "mpage", "as-of"));
 }

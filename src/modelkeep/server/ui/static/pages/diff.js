@@ -1,4 +1,6 @@
-import { api, enc, h, link, load, num, q, section, size, table } from "../dom.js";
+import { api, enc, h, link, load, num, pageOf, pager, q, section, size, table } from "../dom.js";
+
+const PAGE = 100; // changes on one page
 
 export default async function diff(root) {
   const params = new URLSearchParams(location.search);
@@ -11,8 +13,8 @@ export default async function diff(root) {
   root.replaceChildren(h("h1", {}, "Diff of two versions"), form, body);
   if (!oldRef || !newRef) return;
   await load(body, async () => {
-    const d = await api("GET", "/diff" + q({ old_ref: oldRef, new_ref: newRef }));
-    const rows = d.changes.map((c) => h("tr", { class: "change-" + c.status },
+    const d = await api("GET", "/pages/diff" + q({ old_ref: oldRef, new_ref: newRef, limit: PAGE, offset: pageOf("page") * PAGE }));
+    const rows = d.items.map((c) => h("tr", { class: "change-" + c.status },
       h("td", { class: "mono" }, c.path), h("td", {}, c.status),
       h("td", {}, c.old_size === null || c.old_size === undefined ? "-" : size(c.old_size)),
       h("td", {}, c.new_size === null || c.new_size === undefined ? "-" : size(c.new_size))));
@@ -26,7 +28,8 @@ export default async function diff(root) {
     const refOf = (v) => `${v.name}:v${v.number}`;
     return h("div", {},
       h("p", {}, h("a", { href: link.version(refOf(d.old)) }, refOf(d.old)), " → ", h("a", { href: link.version(refOf(d.new)) }, refOf(d.new))),
-      section("Files", table(["Path", "Change", "Old size", "New size"], rows, { id: "changes" })),
+      section(`Files: ${d.counts.added} added, ${d.counts.removed} removed, ${d.counts.modified} modified`,
+        table(["Path", "Change", "Old size", "New size"], rows, { id: "changes" }), pager(d)),
       section("Metrics of the producing runs", table(["Metric", refOf(d.old), refOf(d.new)], metricRows, { id: "diff-metrics" })));
   });
 }

@@ -1,11 +1,14 @@
-import { api, enc, h, link, load } from "../dom.js";
+import { api, enc, h, link, load, q } from "../dom.js";
 import cytoscape from "../vendor/cytoscape-3.35.0/cytoscape.esm.min.js";
+
+const NEIGHBOURS = 100; // runs that used a version, newest first, drawn per expansion
 
 // An interactive graph around a version: pan and zoom; a version node expands to its own
 // lineage (double-click, or select it and press Enter); Collapse removes what it added.
 export default async function lineage(root, ref) {
   await load(root, async () => {
-    const first = await api("GET", `/versions/${enc(ref)}/lineage`);
+    const near = await api("GET", `/pages/lineage/${enc(ref)}` + q({ limit: NEIGHBOURS }));
+    const first = near.graph;
     const box = h("div", { id: "graph", class: "graph", tabindex: 0, "aria-label": "lineage graph" });
     const status = h("p", { id: "graph-status", class: "muted", role: "status" });
     const open = h("button", { type: "button", id: "graph-open" }, "Open selected");
@@ -16,7 +19,7 @@ export default async function lineage(root, ref) {
     const pick = h("select", { id: "graph-node", "aria-label": "select a node" });
     const page = h("div", {}, h("h1", {}, "Lineage of ", h("span", { class: "mono" }, first.root)),
       h("p", {}, h("label", {}, "Node ", pick), " ", open, " ", expand, " ", collapse, " ", fit, " ", h("a", { href: link.version(first.root) }, "back to the version")), status, box);
-    setTimeout(() => draw(box, status, first, { open, expand, collapse, fit, pick }), 0);
+    setTimeout(() => draw(box, status, near, { open, expand, collapse, fit, pick }), 0);
     return page;
   });
 }
@@ -33,7 +36,10 @@ function elements(doc, addedBy) {
   return out;
 }
 
-function draw(box, status, first, buttons) {
+function draw(box, status, near, buttons) {
+  const first = near.graph;
+  // runs that used a node and are not drawn (the server sends the newest NEIGHBOURS)
+  const hidden = { [first.root]: near.users - near.shown };
   // cytoscape adds an inline <style> unless an element with this id exists: our own file
   if (!document.getElementById("__________cytoscape_stylesheet")) {
     document.head.appendChild(h("link", { rel: "stylesheet", id: "__________cytoscape_stylesheet", href: "/ui/static/cytoscape.css" }));
@@ -53,7 +59,9 @@ function draw(box, status, first, buttons) {
   });
   const layout = () => cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.1 }).run();
   const say = () => {
-    status.textContent = `${cy.nodes().length} nodes, ${cy.edges().length} edges`;
+    const more = Object.entries(hidden).filter(([key, n]) => n > 0 && cy.getElementById(key).nonempty());
+    status.textContent = `${cy.nodes().length} nodes, ${cy.edges().length} edges` +
+      more.map(([key, n]) => `; ${n} more runs used ${key}`).join("");
     box.dataset.nodes = String(cy.nodes().length);
     const current = selected() ? selected().id() : "";
     buttons.pick.replaceChildren(h("option", { value: "" }, "(none)"),
@@ -68,7 +76,9 @@ function draw(box, status, first, buttons) {
   const selected = () => cy.nodes(":selected")[0];
   async function grow(node) {
     if (!node || node.data("kind") !== "version") return;
-    const doc = await api("GET", `/versions/${enc(node.id())}/lineage`);
+    const found = await api("GET", `/pages/lineage/${enc(node.id())}` + q({ limit: NEIGHBOURS }));
+    const doc = found.graph;
+    hidden[node.id()] = found.users - found.shown;
     cy.add(elements(doc, node.id()).filter((el) => cy.getElementById(el.data.id).empty()));
     layout(); say();
   }

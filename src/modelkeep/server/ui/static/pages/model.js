@@ -1,7 +1,8 @@
-import { api, enc, errorBox, h, link, load, mayOn, num, q, section, short, size, table, when, clear } from "../dom.js";
+import { api, enc, errorBox, h, link, load, mayOn, num, pageOf, pager, q, section, short, size, table, when, clear } from "../dom.js";
 
 const STAGES = ["staging", "production", "archived"];
-const READINESS_FOR = 20; // the newest versions whose readiness the page asks for
+const PAGE = 20; // versions on one page (the server checks the readiness of each)
+const HISTORY = 50; // events of the stage and alias history on one page
 
 // The gates of the policy that apply to model, per stage (the policy's own text).
 function gatesOf(policy, name) {
@@ -24,30 +25,32 @@ function metricOf(gate) {
 export default async function model(root, name, account) {
   const maintainer = mayOn(account, "maintainer", name);
   await load(root, async () => {
-    const [versions, models, history, policy] = await Promise.all([
-      api("GET", `/artifacts/${enc(name)}/versions`),
-      api("GET", "/models"),
-      api("GET", `/models/${enc(name)}/history`),
+    // one page of the versions (newest first) and one of the history: never all of them
+    const [found, summary, history, policy] = await Promise.all([
+      api("GET", `/pages/versions/${enc(name)}` + q({ limit: PAGE, offset: pageOf("page") * PAGE })),
+      api("GET", `/pages/model/${enc(name)}`),
+      api("GET", "/pages/audit" + q({ name, limit: HISTORY, offset: pageOf("hpage") * HISTORY })),
       api("GET", "/policy").catch(() => null),
     ]);
-    const entry = models.find((m) => m.name === name) || { aliases: {} };
+    const versions = found.items;
+    const entry = summary.model;
     const aliasesOf = {};
     for (const [alias, number] of Object.entries(entry.aliases || {})) (aliasesOf[number] ||= []).push(alias);
     const gates = gatesOf(policy, name);
     const metrics = [...new Set(Object.values(gates).flatMap((r) => (r.gates || []).map(metricOf).filter(Boolean)))];
     let measured = [];
-    if (metrics.length) {
-      measured = await api("GET", `/artifacts/${enc(name)}/metrics` + q({ metrics })).catch(() => []);
+    if (metrics.length && versions.length) {
+      measured = await api("GET", `/artifacts/${enc(name)}/metrics` + q({ metrics, numbers: versions.map((v) => v.number) })).catch(() => []);
     }
-    // whether each of the newest versions could move to the gated stage now, and why not:
+    // whether each version on this page could move to the gated stage now, and why not:
     // the server's own check (the promotion's rules, read without moving anything)
     const gated = gates.production ? "production" : Object.keys(gates)[0] || null;
-    const checked = gated ? versions.slice(-READINESS_FOR) : [];
+    const checked = gated ? versions : [];
     const ready = {};
     if (gated) {
-      const found = await Promise.all(checked.map((v) =>
+      const answers = await Promise.all(checked.map((v) =>
         api("GET", `/versions/${enc(v.name + ":v" + v.number)}/readiness` + q({ stage: gated })).catch(() => null)));
-      checked.forEach((v, i) => { ready[v.number] = found[i]; });
+      checked.forEach((v, i) => { ready[v.number] = answers[i]; });
     }
     const actionArea = h("div", { id: "action-area" });
     const headers = ["Version", "Digest", "Size", "Author", "Time", "Message", "Run", "Stage", "Aliases", ...metrics];
@@ -74,7 +77,7 @@ export default async function model(root, name, account) {
       h("tr", {}, h("td", {}, stage), h("td", {}, rule.from),
         h("td", {}, (rule.gates || []).join("; ") || "-"),
         h("td", {}, rule.require_stage || "-"), h("td", {}, rule.approvals ? String(rule.approvals) : "-")));
-    const events = history.slice().reverse().map((e) =>
+    const events = history.items.map((e) =>
       h("tr", {}, h("td", {}, when(e.at)), h("td", {}, e.actor), h("td", {}, e.action),
         h("td", {}, e.target ? h("a", { href: link.version(e.target) }, e.target) : "-"),
         h("td", {}, describe(e.before)), h("td", {}, describe(e.after)), h("td", {}, e.reason || "")));
@@ -82,12 +85,13 @@ export default async function model(root, name, account) {
       h("h1", {}, "Model ", h("span", { class: "mono" }, name)),
       maintainer ? h("p", {}, h("button", { type: "button", id: "rollback", onclick: () => ask(actionArea, { title: `Roll back ${name}`, name, run: (reason) => api("POST", `/models/${enc(name)}/rollback`, { reason }) }) }, "Roll back production")) : null,
       actionArea,
-      section("Versions", table(headers, rows, { id: "versions" })),
+      section(`Versions (${found.total})`, table(headers, rows, { id: "versions" }), pager(found, "page", "versions")),
       section("Policy and gates", Object.keys(gates).length
         ? table(["Stage", "From", "Gates", "Requires stage", "Approvals"], gateRows, { id: "gates" })
         : h("p", { class: "muted" }, "No policy applies: any maintainer may move versions."),
         metrics.length ? h("p", { class: "muted" }, "The versions table shows each gate metric's measured value and, from the server's own check, whether each version could move now.") : null),
-      section("Stage and alias history", table(["Time", "Actor", "Action", "Target", "Before", "After", "Reason"], events, { id: "history" })));
+      section("Stage and alias history", table(["Time", "Actor", "Action", "Target", "Before", "After", "Reason"], events, { id: "history" }),
+        pager(history, "hpage", "history")));
   });
 }
 

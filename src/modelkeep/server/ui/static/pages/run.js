@@ -1,18 +1,22 @@
-import { api, enc, h, link, load, num, section, size, table, when, duration } from "../dom.js";
+import { api, enc, h, link, load, num, q, section, size, table, when, duration } from "../dom.js";
+
+const POINTS = 1000; // points of one chart
 import uPlot from "../vendor/uplot-1.6.32/uPlot.esm.js";
 
 export default async function run(root, id) {
   await load(root, async () => {
     const r = await api("GET", `/runs/${enc(id)}`);
     const [history, env] = await Promise.all([
-      api("GET", `/runs/${enc(r.id)}/metrics`),
+      // each metric thinned on the server to at most POINTS points: a long history
+      // costs the page the same as a short one
+      api("GET", `/pages/metrics/${enc(r.id)}` + q({ max_points: POINTS })),
       r.env_id ? api("GET", `/environments/${enc(r.id)}`).catch(() => null) : null,
     ]);
     const charts = h("div", { class: "charts", id: "charts" });
     const byKey = {};
-    for (const m of history) (byKey[m.key] ||= []).push(m);
+    for (const series of history) byKey[series.key] = series;
     const params = Object.entries(r.params || {}).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, String(v))));
-    const metrics = Object.entries(r.metrics || {}).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, num(v)), h("td", {}, String((byKey[k] || []).length))));
+    const metrics = Object.entries(r.metrics || {}).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, num(v)), h("td", {}, byKey[k] ? byKey[k].points.toLocaleString() : "0")));
     const refs = (list) => (list || []).length ? h("ul", {}, list.map((ref) => h("li", {}, h("a", { href: link.version(ref) }, ref)))) : h("p", { class: "muted" }, "none");
     const page = h("div", {},
       h("h1", {}, "Run ", h("span", { class: "mono" }, r.name || r.id.slice(0, 8))),
@@ -45,12 +49,12 @@ function commandText(command) {
 
 function drawCharts(container, byKey) {
   const width = Math.max(260, Math.min(560, container.clientWidth - 16 || 560));
-  for (const [key, points] of Object.entries(byKey).sort()) {
-    points.sort((a, b) => a.step - b.step);
-    const figure = h("figure", { class: "chart", "data-metric": key }, h("figcaption", {}, key));
+  for (const [key, series] of Object.entries(byKey).sort()) {
+    const thinned = series.steps.length < series.points ? ` (${series.steps.length} of ${series.points.toLocaleString()} points)` : "";
+    const figure = h("figure", { class: "chart", "data-metric": key }, h("figcaption", {}, key + thinned));
     container.appendChild(figure);
     new uPlot({ width, height: 200, scales: { x: { time: false } }, series: [{ label: "step" }, { label: key, stroke: "#2563eb", width: 2 }] },
-      [points.map((p) => p.step), points.map((p) => (typeof p.value === "number" ? p.value : null))], figure);
+      [series.steps, series.values.map((x) => (typeof x === "number" ? x : null))], figure);
   }
   if (!Object.keys(byKey).length) container.appendChild(h("p", { class: "muted" }, "no metric history"));
 }

@@ -1,22 +1,30 @@
-import { api, ApiError, clear, enc, errorBox, h, link, load, num, q, section, short, size, table, when } from "../dom.js";
+import { api, ApiError, clear, enc, errorBox, h, link, load, num, pageOf, pager, q, section, short, size, table, when, withParams } from "../dom.js";
 
 const PREVIEW_LIMIT = 256 * 1024;
+const FILES = 100; // entries of one folder on one page
+const NEIGHBOURS = 50; // runs that used the version, newest first
 
 export default async function version(root, ref) {
   await load(root, async () => {
     const v = await api("GET", `/versions/${enc(ref)}`);
     const exact = `${v.name}:v${v.number}`;
-    const [files, lineage, spec, card, run] = await Promise.all([
-      api("GET", `/versions/${enc(exact)}/files`),
-      api("GET", `/versions/${enc(exact)}/lineage`),
+    const dir = new URLSearchParams(location.search).get("dir") || "";
+    const [files, near, spec, card, run, dedup, example] = await Promise.all([
+      api("GET", `/pages/files/${enc(exact)}` + q({ path: dir, limit: FILES, offset: pageOf("fpage") * FILES })),
+      api("GET", `/pages/lineage/${enc(exact)}` + q({ limit: NEIGHBOURS })),
       v.type === "model" ? api("GET", `/versions/${enc(exact)}/model-spec`).catch(() => null) : null,
       v.type === "model" ? api("GET", `/versions/${enc(exact)}/card`).catch(() => null) : null,
       v.run_id ? api("GET", `/runs/${enc(v.run_id)}`).catch(() => null) : null,
+      api("GET", `/pages/dedup/${enc(exact)}`).catch(() => null),
+      v.type === "model" ? api("GET", `/versions/${enc(exact)}/input-example`).catch(() => null) : null,
     ]);
     const preview = h("div", { id: "preview" });
-    const fileRows = files.map((f) => h("tr", {},
-      h("td", { class: "mono" }, f.kind === "dir" ? f.path + "/" : f.path),
-      h("td", {}, f.kind === "dir" ? "" : size(f.size)),
+    const into = (path) => withParams({ dir: path, fpage: 0 });
+    const up = dir ? h("tr", {}, h("td", { class: "mono", colspan: 4 },
+      h("a", { href: into(dir.includes("/") ? dir.slice(0, dir.lastIndexOf("/")) : ""), id: "dir-up" }, "../"))) : null;
+    const fileRows = files.items.map((f) => h("tr", {},
+      h("td", { class: "mono" }, f.kind === "dir" ? h("a", { href: into(f.path), class: "dir" }, f.path + "/") : f.path),
+      h("td", {}, size(f.size)),
       h("td", { class: "mono" }, short(f.digest)),
       h("td", {}, f.kind === "dir" ? "" : [
         h("a", { href: link.file(v.name, v.number, f.path), download: f.path.split("/").pop(), class: "download" }, "Download"), " ",
@@ -31,14 +39,33 @@ export default async function version(root, ref) {
     return h("div", {},
       h("h1", {}, "Version ", h("span", { class: "mono" }, exact)),
       info,
-      section("Files", table(["Path", "Size", "Digest", ""], fileRows, { id: "files" }), preview),
-      spec ? section("Model spec", specView(spec)) : null,
+      section(dir ? `Files in ${dir}/` : "Files", table(["Path", "Size", "Digest", ""], up ? [up, ...fileRows] : fileRows, { id: "files" }), pager(files, "fpage", "files"), preview),
+      dedup ? section("Storage: new and reused bytes", dedupView(dedup)) : null,
+      spec ? section("Model spec", specView(spec), example ? [h("h3", {}, "Input example"), exampleView(example)] : null) : null,
       card ? section("Model card", h("pre", { id: "card", class: "text" }, card)) : null,
       run ? section("Producing run", runSummary(run)) : null,
-      section("Lineage", lineageView(lineage, exact),
+      section("Lineage", lineageView(near.graph, exact),
+        near.users > near.shown ? h("p", { class: "muted", id: "lineage-more" }, `${near.shown} of the ${near.users} runs that used it are shown (the newest).`) : null,
         h("p", {}, h("a", { href: "/ui/lineage/" + enc(exact), id: "lineage-graph" }, "Open the lineage graph"))),
       v.number > 1 ? h("p", {}, h("a", { href: "/ui/diff" + q({ old: `${v.name}:v${v.number - 1}`, new: exact }), id: "diff-previous" }, `Diff with ${v.name}:v${v.number - 1}`)) : null);
   });
+}
+
+// What the figures mean, said where they are shown (docs/ui.md says the same).
+function dedupView(d) {
+  if (!d.complete) {
+    return h("p", { class: "muted", id: "dedup" }, `${d.changed_files.toLocaleString()} files changed since ${d.previous}: too many to count here.`);
+  }
+  const pct = (x) => (d.size ? ` (${((100 * x) / d.size).toFixed(1)} %)` : "");
+  const explain = d.previous
+    ? `Counted chunk by chunk (about 64 KiB each, before compression) against the previous version ${d.previous}: reused bytes lie in chunks ${d.previous} already holds, so storing this version did not store them again; new bytes lie in chunks it does not hold (some may still be shared with other versions of the store). ${d.changed_files.toLocaleString()} file(s) were added or changed.`
+    : "There is no earlier version of this artifact, so every byte counts as new.";
+  return h("div", { id: "dedup" },
+    h("dl", { class: "facts" },
+      fact("New bytes", h("span", { id: "dedup-new" }, size(d.new) + pct(d.new))),
+      fact("Reused bytes", h("span", { id: "dedup-reused" }, size(d.reused) + pct(d.reused))),
+      fact("Compared with", d.previous ? h("a", { href: link.version(d.previous) }, d.previous) : "-")),
+    h("p", { class: "muted" }, explain));
 }
 
 function fact(name, value) {
@@ -63,6 +90,36 @@ async function showPreview(area, v, f) {
   } catch (error) {
     clear(area).appendChild(errorBox(error));
   }
+}
+
+const EXAMPLE_ROWS = 50;
+
+// The stored input example as a table where it is one (rows of a frame, columns of a
+// dict, records), else as JSON text; every value is text.
+function exampleView(doc) {
+  const data = doc.data;
+  let columns = Array.isArray(doc.columns) ? doc.columns.map(String) : null;
+  let rows = null;
+  if (data && Array.isArray(data.columns) && Array.isArray(data.data) && data.data.every(Array.isArray)) {
+    columns = data.columns.map(String); // a DataFrame, split: {columns, data: rows}
+    rows = data.data;
+  } else if (Array.isArray(data) && data.every(Array.isArray)) {
+    rows = data;
+  } else if (Array.isArray(data) && data.length && data.every((r) => r && typeof r === "object" && !Array.isArray(r))) {
+    columns = [...new Set(data.flatMap(Object.keys))];
+    rows = data.map((r) => columns.map((c) => r[c]));
+  } else if (data && typeof data === "object" && !Array.isArray(data) && Object.values(data).every(Array.isArray)) {
+    columns = Object.keys(data);
+    const n = Math.max(0, ...Object.values(data).map((c) => c.length));
+    rows = Array.from({ length: n }, (_, i) => columns.map((c) => data[c][i]));
+  }
+  if (!rows) return h("pre", { class: "text", id: "input-example" }, JSON.stringify(data, null, 2));
+  const width = Math.max(columns ? columns.length : 0, ...rows.map((r) => r.length));
+  const head = columns || Array.from({ length: width }, (_, i) => String(i));
+  const cell = (x) => h("td", {}, x === null || x === undefined ? "" : typeof x === "object" ? JSON.stringify(x) : String(x));
+  return h("div", {},
+    table(head, rows.slice(0, EXAMPLE_ROWS).map((r) => h("tr", {}, r.map(cell))), { id: "input-example" }),
+    rows.length > EXAMPLE_ROWS ? h("p", { class: "muted" }, `the first ${EXAMPLE_ROWS} of ${rows.length} rows`) : null);
 }
 
 function specView(spec) {
