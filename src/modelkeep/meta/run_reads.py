@@ -198,6 +198,27 @@ def runs(
     newest 50 of 10,000 runs reads 50. deleted: True only deleted runs, False only the
     others, None both. order names a column (started, name, status).
     """
+    sql, params = _select(
+        "*", ids=ids, name=name, status=status, deleted=deleted, order=order,
+        descending=descending, limit=limit, offset=offset,
+    )  # fmt: skip
+    with db.query() as q:
+        return _records(q, q.rows(sql, **params))
+
+
+def _select(
+    columns: str,
+    *,
+    ids: Iterable[str] | None = None,
+    name: str | None = None,
+    status: str | None = None,
+    deleted: bool | None = None,
+    order: str = "started",
+    descending: bool = True,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[str, dict[str, Any]]:
+    """The SQL (and its parameters) of the runs table's rows that `runs` lists."""
     where: list[str] = []
     params: dict[str, Any] = {}
     if ids is not None:
@@ -211,15 +232,14 @@ def runs(
         params["status"] = status
     if deleted is not None:
         where.append("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL")
-    sql = "SELECT * FROM runs"
+    sql = f"SELECT {columns} FROM runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {_ORDER[order]} {'DESC' if descending else 'ASC'}, started_at DESC, id"
     if limit is not None:
         sql += " LIMIT :limit OFFSET :offset"
         params.update(limit=limit, offset=offset)
-    with db.query() as q:
-        return _records(q, q.rows(sql, **params))
+    return sql, params
 
 
 def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
@@ -492,19 +512,99 @@ def find_runs(
             db, name=name, status=status, deleted=deleted, limit=limit, order=order,
             descending=desc, offset=offset,
         )  # fmt: skip
-    wanted = None if limit is None else offset + limit
-    found: list[RunRecord] = []
-    page, at = 500, 0
-    while wanted is None or not in_sql or len(found) < wanted:  # a page at a time
-        batch = runs(
-            db, name=name, status=status, deleted=deleted, limit=page, offset=at,
-            order=order, descending=desc,
-        )  # fmt: skip
-        found += [r for r in batch if all(t(r) for t in tests)]
-        if len(batch) < page:
-            break
-        at += page
+    # Filtered or sorted by what only the params, metrics or tags hold: every matching
+    # run is read with just the keys the conditions and the sort name, then only the page
+    # asked for is read in full.
+    # In the database's order, a page of 500 at a time until the page asked for is full.
+    wanted = None if limit is None or not in_sql else offset + limit
+    keys, found, at = _keys(where, sort), list[RunRecord](), 0
+    with db.query() as q:
+        while wanted is None or len(found) < wanted:
+            sql, params = _select(
+                _LIGHT, name=name, status=status, deleted=deleted, order=order,
+                descending=desc, limit=None if wanted is None else 500, offset=at,
+            )  # fmt: skip
+            batch = _light(q, q.rows(sql, **params), keys)
+            found += [r for r in batch if all(t(r) for t in tests)]
+            if wanted is None or len(batch) < 500:
+                break
+            at += 500
     if not in_sql:
         assert sort is not None
         found = sort_runs(found, sort, descending=descending)
-    return found[offset:wanted]
+    page = found[offset : None if limit is None else offset + limit]
+    full = {r.id: r for r in runs(db, ids=[r.id for r in page], deleted=None)}
+    return [full[r.id] for r in page if r.id in full]  # one deleted since is left out
+
+
+_LIGHT = 'id, name, status, "user", host, started_at, ended_at, parent_id, deleted_at'
+
+
+def _keys(where: Sequence[str], sort: str | None) -> dict[str, list[str]]:
+    """The params, metrics and tags the conditions and the sort key read."""
+    keys: dict[str, set[str]] = {"params": set(), "metrics": set(), "tags": set()}
+    for text in where:
+        m = _CONDITION.fullmatch(text)
+        if m is not None:
+            keys[m["kind"].rstrip("s") + "s"].add(m["key"])
+    if sort is not None:
+        kind, _, name = sort.partition(".")
+        if name and kind in keys:
+            keys[kind].add(name)
+    return {kind: sorted(names) for kind, names in keys.items()}
+
+
+def _light(q: Query, rows: Sequence[Any], keys: dict[str, list[str]]) -> list[RunRecord]:
+    """Runs with only the given keys of their params, metrics and tags, and none of their
+    command, code, inputs or outputs: enough to filter and sort them."""
+    params: dict[str, dict[str, Any]] = defaultdict(dict)
+    metrics: dict[str, dict[str, float]] = defaultdict(dict)
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    for batch in _chunks([r.id for r in rows]):
+        if keys["tags"]:
+            for t in q.rows(
+                "SELECT run_id, key, value FROM run_tags WHERE run_id IN :b AND key IN :k",
+                b=batch,
+                k=keys["tags"],
+            ):
+                if not t.key.startswith(RESERVED):  # as a listed run's tags
+                    tags[t.run_id][t.key] = t.value
+        if keys["params"]:
+            for p in q.rows(
+                "SELECT run_id, key, value_json FROM params WHERE run_id IN :b AND key IN :k",
+                b=batch,
+                k=keys["params"],
+            ):
+                params[p.run_id][p.key] = json.loads(p.value_json)
+        if keys["metrics"]:
+            for m in q.rows(
+                "SELECT run_id, key, value FROM metrics WHERE id IN (SELECT max(id) FROM "
+                "metrics WHERE run_id IN :b AND key IN :k GROUP BY run_id, key)",
+                b=batch,
+                k=keys["metrics"],
+            ):
+                metrics[m.run_id][m.key] = math.nan if m.value is None else m.value
+    return [
+        RunRecord(
+            id=r.id,
+            name=r.name,
+            status=r.status,
+            user=r.user,
+            host=r.host,
+            started_at=when(r.started_at, f"run {r.id}", "started_at"),
+            ended_at=when_or_none(r.ended_at, f"run {r.id}", "ended_at"),
+            exit_code=None,
+            error="",
+            command={},
+            code={},
+            env_id=None,
+            params=params[r.id],
+            metrics=metrics[r.id],
+            inputs=(),
+            outputs=(),
+            parent_id=r.parent_id,
+            tags=tags[r.id],
+            deleted_at=when_or_none(r.deleted_at, f"run {r.id}", "deleted_at"),
+        )
+        for r in rows
+    ]
