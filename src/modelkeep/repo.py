@@ -44,7 +44,7 @@ from modelkeep.meta import (
 from modelkeep.meta import housekeeping as run_housekeeping
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
+from modelkeep.refs import content_hex, content_id, is_full_id, parse_ref, validate_name
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 from modelkeep.store.objects import NULL_FETCHER, ObjectStore, Root
 from modelkeep.store.trees import Kind
@@ -951,7 +951,9 @@ class Repo:
     def register(self, source_ref: Target, name: str, *, reason: str = "") -> Version:
         """Make the version source_ref names the next version of model name (no bytes copied)."""
         validate_name(name)
-        return registry.register(self.parts, self.show(source_ref), name, reason)[0]
+        # A ref is resolved inside the registering transaction, not read once more before it.
+        source = source_ref if isinstance(source_ref, Version) else parse_ref(source_ref)
+        return registry.register(self.parts, source, name, reason)[0]
 
     def promote(
         self, ref: Target, stage: str, *, reason: str = "", force: bool = False
