@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.errors import DatabaseError, ModelkeepError
 
-HEAD = "0011"  # the newest migration; checked cheaply so alembic is imported only to migrate
+HEAD = "0012"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7160250515  # PostgreSQL: one machine builds or migrates a shared schema
 _WRITERS: dict[str, threading.RLock] = {}  # SQLite file -> this process's writers' queue
