@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ W6_QUICK = (256 * MiB, 1 * GiB)
 W6_BLOCK = 16 * MiB
 W6_CHANGE_EVERY = 10  # every 10th block rewritten: the successor differs in ~10% of its bytes
 RSS_LIMIT = 300 * 1000 * 1000  # bytes
+TIME = "/usr/bin/time"  # GNU time, for the peak RSS of one command
 THROUGHPUT_SLACK = 0.15
 
 
@@ -57,24 +57,21 @@ class Measured:
 
 
 def measured(argv: Sequence[Arg], cwd: Path) -> Measured:
-    """Run argv (after an untimed sync) and a sync; time both, and the peak RSS of argv."""
-    os.sync()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Run argv (after an untimed sync) and a sync; time both, and the peak RSS of argv.
+
+    The peak comes from GNU time (`/usr/bin/time -f %M`), which execs argv at once: the
+    ru_maxrss of a child forked from this process would also count what the child
+    inherited before its exec (this process's own memory: a hashed file's mapped pages).
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        os.sync()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [os.fspath(a) for a in argv], cwd=cwd, env=ENV, stdout=out, stderr=err
-        )
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        out = common.run([TIME, "-o", rss.name, "-f", "%M", *argv], ENV, cwd)
         t1 = time.perf_counter()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         os.sync()
         t2 = time.perf_counter()
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            tail = (err.read().strip() or out.read().strip())[-800:]
-            raise BenchError(f"`{' '.join(map(str, argv))}` exited {proc.returncode}: {tail}")
-        return Measured(t1 - t0, t2 - t1, usage.ru_maxrss * 1024, out.read())
+        kib = int(rss.read().split()[-1])
+    return Measured(t1 - t0, t2 - t1, kib * 1024, out)
 
 
 # -- W5: 200,000 small files --------------------------------------------------------------------
@@ -393,7 +390,7 @@ def w6_lines(runs: list[W6Run]) -> list[str]:
         *common.md_table(head, table),
         "",
         "Time: the command plus a `sync` right after it (page cache dropped when root, the "
-        "input read once first). Peak RSS: the modelkeep process's (`wait4` ru_maxrss). "
+        "input read once first). Peak RSS: the modelkeep process's (`/usr/bin/time -f %M`). "
         "Successor: every 10th 16 MiB block rewritten in place. `get` writes the file back "
         "after the source was deleted; its BLAKE3 is checked against the one computed while "
         f"generating. Stored after both versions: {'; '.join(stored)}.",
