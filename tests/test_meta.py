@@ -392,3 +392,34 @@ def test_head_is_the_newest_migration() -> None:
 
     newest = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("0*.py"))
     assert newest == HEAD
+
+
+def test_query_runs_one_sql_on_either_database(backend_repo: mk.Repo, tmp_path: Path) -> None:
+    """`Database.query`: the read commands' SQL, with list parameters expanded for either
+    driver, rows by column name, and the same records as the writers' ORM rows give."""
+    for i in range(3):
+        _add(backend_repo, tmp_path, "m", f"v{i}".encode())
+    with backend_repo.db.query() as q:
+        sql = "SELECT number FROM versions WHERE number IN :n ORDER BY number"
+        assert [r.number for r in q.rows(sql, n=[1, 3])] == [1, 3]
+        assert q.rows(sql, n=[]) == []
+        found = q.row(sql, n=(2,))
+        assert found is not None and found.number == 2
+        assert q.scalar("SELECT count(*) FROM versions") == 3
+        assert q.row("SELECT number FROM versions WHERE number = :n", n=99) is None
+    listed = backend_repo.versions("m")
+    assert [v.number for v in listed] == [1, 2, 3]
+    assert all(v.created_at.tzinfo is not None and isinstance(v.registered, bool) for v in listed)
+    assert backend_repo.show("m:v2") == listed[1]
+
+
+def test_a_read_never_creates_a_missing_sqlite_file(tmp_path: Path) -> None:
+    from modelkeep.errors import DatabaseError
+    from modelkeep.meta.db import Database
+
+    missing = tmp_path / "gone.sqlite"
+    db = Database(f"sqlite:///{missing}")
+    assert db.current_revision() is None
+    with pytest.raises(DatabaseError, match=r"gone\.sqlite"), db.query() as q:
+        q.rows("SELECT 1")
+    assert not missing.exists()

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 import modelkeep as mk
 from modelkeep.errors import InvalidName, InvalidRef
 from modelkeep.refs import DigestRef, VersionRef, parse_ref, validate_name
-from modelkeep.store import Kind, ObjectStore, put, restore
+from modelkeep.store import Kind, ObjectStore, put
 from modelkeep.store.chunking import BLOCK, chunk_bytes, digest, iter_blocks
 from modelkeep.store.limits import MAX_CHUNK
 from modelkeep.store.packs import PackEntry, decode_index, encode_index
+from modelkeep.store.restore import restore
 from modelkeep.store.trees import (
     BadTree,
     Manifest,

@@ -37,9 +37,11 @@ else:
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
 
-# Needed by no read command: migrating, remotes, moving packs, model formats, adding bytes.
+# Needed by no read command: migrating, remotes, moving packs, model formats, adding bytes;
+# and on the default SQLite file, SQLAlchemy (reads go through the standard library's sqlite3).
 NEVER_ON_READ = (
     "alembic",
+    "sqlalchemy",
     "fsspec",
     "numpy",
     "torch",
@@ -55,8 +57,15 @@ NEVER_ON_READ = (
     "modelkeep.store.export",
 )
 # Listing rows needs neither the work tree nor the content layer above the store (`show`
-# lists a version's files, so it reads content).
-NOT_FOR_LISTING = ("modelkeep.content", "modelkeep.worktree", "modelkeep.checkouts")
+# lists a version's files, so it reads content), nor the object store: chunking, compression.
+NOT_FOR_LISTING = (
+    "modelkeep.content",
+    "modelkeep.worktree",
+    "modelkeep.checkouts",
+    "modelkeep.store.objects",
+    "zstandard",
+    "pyfastcdc",
+)
 
 
 def imported_by(*args: str, cwd: Path) -> set[str]:

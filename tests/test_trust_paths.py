@@ -456,3 +456,25 @@ def test_a_copy_from_before_sealing_is_verified_and_sealed(repo: mk.Repo) -> Non
         warnings.simplefilter("error")
         assert repo.local_copy("w:v1") == copy
     assert stat.S_IMODE(copy.stat().st_mode) == 0o444
+
+
+@pytest.mark.parametrize(
+    ("sql", "args", "said"),
+    [
+        ("UPDATE versions SET created_at = 'not a time'", ("ls",), "f:v1 has an unsafe created_at"),
+        ("UPDATE versions SET created_at = 12", ("versions", "f"), "f:v1 has an unsafe created_at"),
+        ("UPDATE versions SET digest = 'zz'", ("show", "f"), "f:v1 has an unsafe digest"),
+        ("UPDATE versions SET metadata_json = '[1]'", ("show", "f:v1"), "unsafe metadata"),
+    ],
+)
+def test_read_commands_refuse_an_edited_row_in_one_line(
+    project: Path, sql: str, args: tuple[str, ...], said: str
+) -> None:
+    """The read commands run on SQLite through the standard library (no ORM between the row
+    and the record): an edited row still gets the one-line refusal, not a traceback."""
+    db = sqlite3.connect(project / ".modelkeep" / "meta.sqlite")
+    with db:
+        db.execute(sql)
+    db.close()
+    line = one_error_line(cli(*args, cwd=project))
+    assert said in line and "edited or damaged" in line

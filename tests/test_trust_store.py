@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import modelkeep as mk
 from modelkeep.errors import CorruptObject, ModelkeepError, ObjectError, TooLarge
-from modelkeep.store import Kind, ObjectStore, Root, restore, trees
+from modelkeep.store import Kind, ObjectStore, Root, trees
 from modelkeep.store.chunking import MIN_SIZE, digest
 from modelkeep.store.limits import MAX_CHUNK
 from modelkeep.store.packs import (
@@ -39,6 +39,7 @@ from modelkeep.store.packs import (
     decode_index,
     encode_index,
 )
+from modelkeep.store.restore import restore
 from modelkeep.store.trees import (
     TREE_MAGIC,
     BadTree,

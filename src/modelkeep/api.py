@@ -148,7 +148,7 @@ def signature(name: str) -> tuple[inspect.Signature, Mapping[str, Any]]:
 
 def _late_names() -> dict[str, Any]:
     """Names repo.py imports only for type checking, which its hints use."""
-    from modelkeep import card, meta, registry, results, sync, worktree
+    from modelkeep import card, meta, registry, results, store, sync, worktree
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
 
@@ -161,6 +161,11 @@ def _late_names() -> dict[str, Any]:
         "EnvDiff": EnvDiff,
         "ModelSpec": ModelSpec,
         **{n: getattr(results, n) for n in ("AddResult", "Change", "Diff", "FileInfo", "Usage")},
+        **{
+            n: getattr(meta, n)
+            for n in ("Artifact", "Attachment", "Lineage", "Metric", "RunRecord")
+        },
+        **{n: getattr(store, n) for n in ("ObjectStore", "Root")},
     }
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from modelkeep import meta, model
 from modelkeep.errors import ModelkeepError
 from modelkeep.formats import ModelSpec, signature
-from modelkeep.meta import RunRecord, Version, evaluations
-from modelkeep.meta.runs import json_number
+from modelkeep.meta import RunRecord, Version, evaluation_reads, evaluations
+from modelkeep.meta.run_reads import json_number, runs
 from modelkeep.parts import Parts
 
 _EXAMPLE_ROWS = 5
@@ -65,7 +65,7 @@ def _facts(version: Version, spec: ModelSpec, run: RunRecord | None) -> list[str
 
 
 def _run(parts: Parts, run_id: str) -> RunRecord:
-    return meta.runs(parts.db, ids=[run_id])[0]
+    return runs(parts.db, ids=[run_id])[0]
 
 
 def _stage_history(parts: Parts, version: Version) -> list[str]:
@@ -89,7 +89,7 @@ def _stage_history(parts: Parts, version: Version) -> list[str]:
 
 def _evaluations(parts: Parts, version: Version) -> list[str]:
     """Metrics measured on the version after it was made (`modelkeep eval`), oldest first."""
-    found = evaluations.of_versions(parts.db, [(version.name, version.number)])[version.ref]
+    found = evaluation_reads.of_versions(parts.db, [(version.name, version.number)])[version.ref]
     rows = [
         (
             e.key,

@@ -36,14 +36,15 @@ from modelkeep.errors import (
     ModelkeepError,
     ServerError,
 )
-from modelkeep.meta import Attachment, Version
+from modelkeep.meta.records import Version
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.repo import Repo
 from modelkeep.results import AddResult
-from modelkeep.store import Kind, ObjectStore, Root
 
 if TYPE_CHECKING:
     from modelkeep import content, store
+    from modelkeep.meta import Attachment
+    from modelkeep.store import ObjectStore
 else:
     from modelkeep.lazy import LazyModule
 
@@ -273,7 +274,7 @@ class ServerRepo(Repo):
         self.conn = Connection(url, token, insecure=insecure)
         self.url = self.conn.url
         cache = _open_cache(cache_root(self.url)).parts
-        self.parts = dataclasses.replace(cache, origin=self.url)
+        self.parts = dataclasses.replace(cache, origin=self.url, opened_store=cache.store)
         self.store.fetcher = ServerFetcher(self.conn, self.store)
 
     def close(self) -> None:
@@ -376,7 +377,13 @@ class ServerRepo(Repo):
         server records it (reading the file back against its id)."""
         with self.store.writing():
             digest, _size = content.put_file(self.parts, path)
-        self.upload(list(dict.fromkeys(self.store.closure(Root(Kind.FILE, bytes.fromhex(digest))))))
+        self.upload(
+            list(
+                dict.fromkeys(
+                    self.store.closure(store.Root(store.Kind.FILE, bytes.fromhex(digest)))
+                )
+            )
+        )
         attached: Attachment = self.add_attachment(run_id, name, digest)
         return attached
 

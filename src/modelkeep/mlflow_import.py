@@ -50,8 +50,16 @@ from modelkeep.errors import (
     ModelkeepError,
     NotAnMlflowStore,
 )
-from modelkeep.meta import experiments, housekeeping, mlflow_artifacts, model_tags, tracking
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING, RunRecord
+from modelkeep.meta import (
+    experiments,
+    housekeeping,
+    mlflow_artifacts,
+    model_tags,
+    reads,
+    run_reads,
+    tracking,
+)
+from modelkeep.meta.run_reads import FAILED, FINISHED, KILLED, RUNNING, RunRecord
 from modelkeep.redact import mask_url
 from modelkeep.refs import validate_alias, validate_name
 
@@ -476,7 +484,7 @@ class _Importer:
     def _existing_runs(self, ids: list[str]) -> dict[str, RunRecord]:
         found: dict[str, RunRecord] = {}
         for start in range(0, len(ids), 500):
-            for r in meta.runs(self.db, ids=ids[start : start + 500], deleted=None):
+            for r in run_reads.runs(self.db, ids=ids[start : start + 500], deleted=None):
                 found[r.id] = r
         return found
 
@@ -853,7 +861,7 @@ class _Importer:
                 )
 
     def _alias_names(self, name: str) -> set[str]:
-        return {a for mod in meta.models(self.db) if mod.name == name for a in mod.aliases}
+        return {a for mod in reads.models(self.db) if mod.name == name for a in mod.aliases}
 
     def _aliases(self, m: RegisteredModel, mapped: Mapping[int, Version | None]) -> None:
         """MLflow's aliases, where the alias is not set here yet."""

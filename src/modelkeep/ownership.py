@@ -17,12 +17,20 @@ binding is in place before it is ever needed; it never refuses (reading is harml
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modelkeep import meta
 from modelkeep.errors import BadStoreBinding, WrongDatabase
 from modelkeep.meta.identity import database_id, version_count
 from modelkeep.refs import content_bytes
-from modelkeep.store import ObjectStore, identity
+from modelkeep.store import identity
 from modelkeep.store.identity import Binding
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from modelkeep.store import ObjectStore
 
 _STEP = (
     "set MODELKEEP_DATABASE_URL (or database_url in .modelkeep/config.toml) to the "
@@ -30,13 +38,16 @@ _STEP = (
 )
 
 
-def bind(store: ObjectStore, db: meta.Database) -> None:
-    """Record the open database in a store that records none yet, where that is safe."""
+def bind(store_dir: Path, db: meta.Database, open_store: Callable[[], ObjectStore]) -> None:
+    """Record the open database in a store that records none yet, where that is safe. A
+    store already bound is not opened (open_store is not called): a metadata command never
+    opens it."""
     try:
-        if identity.read(store.root) is not None:
+        if identity.read(store_dir) is not None:
             return
     except BadStoreBinding:
         return  # reading stays possible; require_own refuses what could lose data
+    store = open_store()
     current = database_id(db)
     if not identity.has_packs(store.packs_dir) or _holds_some_version(store, db):
         identity.write(store.root, Binding(current, db.display_url))

@@ -7,18 +7,23 @@ versions), never a `Repo`: `Repo` composes them, and nothing below it reaches ba
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelkeep import config, meta
-from modelkeep.store import ObjectStore
+
+if TYPE_CHECKING:
+    from modelkeep.store import ObjectStore
 
 
 @dataclass(eq=False)
 class Parts:
     settings: config.Settings
     db: meta.Database
-    store: ObjectStore
+    # The object store, opened on first use (from settings.store_dir) unless given: a
+    # command that reads only metadata never imports or opens it.
+    opened_store: ObjectStore | None = field(default=None, repr=False)
     # The authenticated account a server request acts as; None: this machine's user.
     actor: str | None = None
     # A server's client: the server's URL (the store and database are its local cache).
@@ -27,6 +32,14 @@ class Parts:
     @property
     def root(self) -> Path:
         return self.settings.root
+
+    @property
+    def store(self) -> ObjectStore:
+        if self.opened_store is None:
+            from modelkeep.store.objects import ObjectStore
+
+            self.opened_store = ObjectStore(self.settings.store_dir)
+        return self.opened_store
 
     @functools.cached_property
     def store_id(self) -> str:

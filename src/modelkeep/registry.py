@@ -222,9 +222,9 @@ def _check_mover(rules: policy.StagePolicy, actor: str, name: str, stage: str) -
 def measure(parts: Parts, versions: Sequence[Version]) -> list[policy.Measured]:
     """What gates (and `versions --metric`) read of each version: its producing run's last
     metric values and its evaluations."""
-    from modelkeep.meta import evaluations
+    from modelkeep.meta import evaluation_reads
 
-    found = evaluations.of_versions(parts.db, [(v.name, v.number) for v in versions])
+    found = evaluation_reads.of_versions(parts.db, [(v.name, v.number) for v in versions])
     out = []
     for v in versions:
         metrics = meta.last_metrics(parts.db, v.run_id) if v.run_id else None

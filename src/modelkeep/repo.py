@@ -31,23 +31,12 @@ from modelkeep.errors import (
     RunDeleted,
     RunNotFound,
 )
-from modelkeep.meta import (
-    Artifact,
-    Attachment,
-    Lineage,
-    Metric,
-    RunRecord,
-    Version,
-    attachments,
-    mlflow_artifacts,
-)
-from modelkeep.meta import housekeeping as run_housekeeping
+from modelkeep.meta import reads, run_reads
+from modelkeep.meta.records import Version
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
 from modelkeep.refs import content_hex, content_id, is_full_id, parse_ref, validate_name
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
-from modelkeep.store.objects import NULL_FETCHER, ObjectStore, Root
-from modelkeep.store.trees import Kind
 
 if TYPE_CHECKING:
     # Imported on first use (see modelkeep.lazy): a read command pays for none of these.
@@ -56,19 +45,33 @@ if TYPE_CHECKING:
     from modelkeep.capture import process
     from modelkeep.capture.environment import EnvDiff
     from modelkeep.formats import ModelSpec
+    from modelkeep.meta import (
+        Artifact,
+        Attachment,
+        Lineage,
+        Metric,
+        RunRecord,
+        attachments,
+        mlflow_artifacts,
+    )
+    from modelkeep.meta import housekeeping as run_housekeeping
     from modelkeep.migrate import Moved
     from modelkeep.remotes import Remote
     from modelkeep.store import FsckReport, GcReport, PruneReport
     from modelkeep.store import diff as store_diff
+    from modelkeep.store.objects import ObjectStore, Root
 else:
     from modelkeep.lazy import LazyModule
 
+    attachments = LazyModule("modelkeep.meta.attachments")
     cards = LazyModule("modelkeep.card")
     content = LazyModule("modelkeep.content")
     migrate = LazyModule("modelkeep.migrate")
+    mlflow_artifacts = LazyModule("modelkeep.meta.mlflow_artifacts")
     model = LazyModule("modelkeep.model")
     process = LazyModule("modelkeep.capture.process")
     registry = LazyModule("modelkeep.registry")
+    run_housekeeping = LazyModule("modelkeep.meta.housekeeping")
     sharing = LazyModule("modelkeep.sharing")
     store = LazyModule("modelkeep.store")
     store_diff = LazyModule("modelkeep.store.diff")
@@ -96,7 +99,7 @@ def init(path: str | os.PathLike[str] = ".") -> Repo:
         )
         repo = Repo(config.load(root))
         repo.db.create()
-        ownership.bind(repo.store, repo.db)
+        ownership.bind(repo.settings.store_dir, repo.db, lambda: repo.store)
         worktree.ignore_control_dir(root)
     except BaseException:
         shutil.rmtree(control, ignore_errors=True)
@@ -108,15 +111,13 @@ def open(path: str | os.PathLike[str] = ".") -> Repo:
     """Open the repository at path or in the nearest folder above it, as Git does."""
     repo = Repo(config.load(config.find_root(Path(path))))
     repo.db.migrate()
-    ownership.bind(repo.store, repo.db)
+    ownership.bind(repo.settings.store_dir, repo.db, lambda: repo.store)
     return repo
 
 
 class Repo:
     def __init__(self, settings: config.Settings) -> None:
-        self.parts = Parts(
-            settings, meta.Database(settings.database_url), ObjectStore(settings.store_dir)
-        )
+        self.parts = Parts(settings, meta.Database(settings.database_url))
         self._wire_fetcher()
 
     # -- the parts --------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Repo:
         `modelkeep serve` runs each request with, so every event names the authenticated
         account and never a name the client chose."""
         repo = Repo.__new__(Repo)
-        repo.parts = dataclasses.replace(self.parts, actor=actor)
+        repo.parts = dataclasses.replace(self.parts, actor=actor, opened_store=self.store)
         return repo
 
     def _wire_fetcher(self) -> None:
@@ -161,14 +162,17 @@ class Repo:
             )
 
     def _close_fetcher(self) -> None:
+        if self.parts.opened_store is None:
+            return  # never opened: no fetcher to close
         fetcher = self.store.fetcher  # only sync wires another one: do not import it to look
-        if fetcher is not NULL_FETCHER and isinstance(fetcher, sync.RemoteFetcher):
+        if fetcher is not store.NULL_FETCHER and isinstance(fetcher, sync.RemoteFetcher):
             fetcher.close()
-        self.store.fetcher = NULL_FETCHER
+        self.store.fetcher = store.NULL_FETCHER
 
     def close(self) -> None:
         self._close_fetcher()
-        self.store.close()
+        if self.parts.opened_store is not None:
+            self.store.close()
         self.db.close()
 
     def __enter__(self) -> Repo:
@@ -259,7 +263,7 @@ class Repo:
         version = self.show(ref)
         root = content.root_of(version)
         with content.explained(self.parts, version):
-            if root.kind != Kind.DIR:
+            if root.kind != store.Kind.DIR:
                 return [
                     FileInfo(
                         version.source_name,
@@ -310,7 +314,7 @@ class Repo:
         else:
             target = Path(dest)
             into = str(dest).endswith(("/", os.sep)) or target.is_dir()
-            if found.kind != Kind.DIR and into and not target.is_symlink():
+            if found.kind != store.Kind.DIR and into and not target.is_symlink():
                 target = target / name
         content.restore_entry(
             self.parts, version, found, target.absolute(), force=force, progress=progress
@@ -411,7 +415,7 @@ class Repo:
                     del roots[label]
             for module in (attachments, mlflow_artifacts):
                 for label, digest in module.stored_here(self.db, self.parts.store_id).items():
-                    roots[label] = Root(Kind.FILE, bytes.fromhex(digest))
+                    roots[label] = store.Root(store.Kind.FILE, bytes.fromhex(digest))
             report = store.fsck(self.store, roots, progress, elsewhere=elsewhere)
             absent = set().union(*away.values()) if away else set()
             nowhere = absent - elsewhere(sorted(absent)) if absent else set()
@@ -439,7 +443,7 @@ class Repo:
             roots = content.roots(self.db)
             theirs = self._not_only_here(roots)
             files = attachments.all_digests(self.db) | mlflow_artifacts.all_digests(self.db)
-            attached = [Root(Kind.FILE, bytes.fromhex(d)) for d in sorted(files)]
+            attached = [store.Root(store.Kind.FILE, bytes.fromhex(d)) for d in sorted(files)]
             return store.gc(
                 self.store,
                 [r for label, r in roots.items() if label not in theirs],
@@ -618,7 +622,7 @@ class Repo:
         "tags.team = fraud"; sort is a key like "metrics.auc" (runs without it last);
         deleted runs are hidden unless deleted is "only" or "all". offset skips that many
         of the runs (with limit: one page, as the web UI shows them)."""
-        meta.reap(self.db, process.alive)
+        self._reap()
         return meta.find_runs(
             self.db,
             name=name,
@@ -631,10 +635,16 @@ class Repo:
             deleted={"hide": False, "only": True, "all": None}[deleted],
         )
 
+    def _reap(self) -> None:
+        """Runs whose process died are marked killed before runs are shown; the writer (and
+        SQLAlchemy with it) is loaded only when there is one."""
+        if run_reads.dead_runs(self.db, process.alive):
+            meta.reap(self.db, process.alive)
+
     def run(self, ref: str) -> RunRecord:
         """One run by its id or a unique prefix of it (at least 4 hex digits)."""
-        meta.reap(self.db, process.alive)
-        return meta.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
+        self._reap()
+        return run_reads.runs(self.db, ids=[meta.resolve_run(self.db, ref)])[0]
 
     # -- writing runs (what a Run calls; the server's clients call them over HTTP) ------
 
@@ -862,10 +872,10 @@ class Repo:
 
     def evaluations(self, ref: Target) -> list[meta.Evaluation]:
         """The evaluations recorded on a version, oldest first."""
-        from modelkeep.meta import evaluations
+        from modelkeep.meta import evaluation_reads
 
         v = self.show(ref)
-        return evaluations.of_versions(self.db, [(v.name, v.number)])[v.ref]
+        return evaluation_reads.of_versions(self.db, [(v.name, v.number)])[v.ref]
 
     def version_metrics(self, name: str, metrics: Sequence[str]) -> list[dict[str, float | None]]:
         """For each version of name (as `versions` lists them), the value each of metrics
@@ -943,7 +953,7 @@ class Repo:
     def card(self, ref: Target) -> str:
         """The Markdown model card of a model version, from what was recorded."""
         version = self.show(ref)
-        meta.reap(self.db, process.alive)
+        self._reap()
         return cards.card(self.parts, version)
 
     # -- model registry ---------------------------------------------------------
@@ -989,7 +999,7 @@ class Repo:
         return registry.delete(self.parts, self.show(ref), reason)
 
     def models(self) -> list[meta.Model]:
-        return meta.models(self.db)
+        return reads.models(self.db)
 
     def history(self, name: str, *, at: datetime | None = None) -> list[meta.Event]:
         """Every registry event of model name (up to at)."""

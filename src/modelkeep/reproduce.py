@@ -39,7 +39,7 @@ from modelkeep.capture.environment import diff_environments, environment
 from modelkeep.config import REPO_DIR
 from modelkeep.errors import EnvironmentDrift, InvalidArgument, NotReproducible
 from modelkeep.meta import RunRecord
-from modelkeep.meta.runs import RUNNING, json_number
+from modelkeep.meta.run_reads import RUNNING, json_number
 from modelkeep.repo import Repo
 from modelkeep.results import Diff
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelkeep.meta import Version
+from modelkeep.meta.records import Version
 
 
 @dataclass(frozen=True, slots=True)

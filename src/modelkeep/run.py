@@ -36,7 +36,7 @@ from modelkeep.capture.process import proc_start
 from modelkeep.client import open as open_repo
 from modelkeep.errors import CommandFailed, InvalidArgument, RunNotActive
 from modelkeep.meta import Version
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
+from modelkeep.meta.run_reads import FAILED, FINISHED, KILLED, RUNNING
 from modelkeep.refs import validate_name
 from modelkeep.repo import Repo
 

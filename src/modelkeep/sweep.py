@@ -24,7 +24,7 @@ from typing import Any
 from modelkeep import run as runs
 from modelkeep.errors import CommandFailed, InvalidArgument
 from modelkeep.meta import RunRecord
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED, json_number
+from modelkeep.meta.run_reads import FAILED, FINISHED, KILLED, json_number
 from modelkeep.repo import Repo
 
 ENV_PREFIX = "MODELKEEP_PARAM_"

@@ -176,7 +176,7 @@ def versions(ctx: click.Context, name: str, metrics: tuple[str, ...], as_json: b
     run's last auc, else the latest evaluation of auc; `eval[holdout].auc` the latest
     evaluation of auc on a version of holdout. Blank where a version has none.
     """
-    from modelkeep.meta.runs import json_number
+    from modelkeep.meta.run_reads import json_number
 
     repo = open_repo(ctx)
     rows = repo.versions(name)

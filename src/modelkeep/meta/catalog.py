@@ -9,41 +9,15 @@ before it existed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from sqlalchemy import select
 
 from modelkeep.errors import InvalidArgument, TypeMismatch
 from modelkeep.meta.chain import Write, clock
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ArtifactRow, RunOutputRow, VersionRow
-from modelkeep.meta.records import ARTIFACT_TYPES, Artifact, Version, version_of
-from modelkeep.meta.rows import artifact, artifact_locked, create_version
+from modelkeep.meta.records import ARTIFACT_TYPES, Added, NewVersion, version_of
+from modelkeep.meta.rows import artifact_locked, create_version
 from modelkeep.meta.runs import check_running
-
-
-@dataclass(frozen=True, slots=True)
-class NewVersion:
-    kind: str
-    digest: str  # 64 hex digits
-    size: int
-    file_count: int
-    mode: int
-    source_name: str
-    user: str
-    message: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    run_id: str | None = None  # the run that produced it
-    host: str | None = None  # the machine that added it
-    store_id: str | None = None  # the store that added it
-
-
-@dataclass(frozen=True, slots=True)
-class Added:
-    version: Version
-    created: bool  # False: the content equals a version of this name, which is returned
-    same_as: Version | None = None  # that version, when it is an older one (not the latest)
 
 
 def check_type(type_: str) -> str:
@@ -113,42 +87,3 @@ def artifact_type(db: Database, name: str) -> str | None:
             select(ArtifactRow.type).where(ArtifactRow.name == name)
         ).one_or_none()
         return found
-
-
-def artifacts(db: Database) -> list[Artifact]:
-    with db.read() as s:
-        rows = s.execute(
-            select(ArtifactRow, VersionRow)
-            .outerjoin(
-                VersionRow,
-                (VersionRow.artifact_id == ArtifactRow.id)
-                & (VersionRow.number == ArtifactRow.latest_number),
-            )
-            .order_by(ArtifactRow.name)
-        ).all()
-        return [
-            Artifact(a.name, a.type, a.created_at, version_of(a, v) if v is not None else None)
-            for a, v in rows
-        ]
-
-
-def versions(db: Database, name: str) -> list[Version]:
-    with db.read() as s:
-        art = artifact(s, name)
-        rows = s.execute(  # plain rows, not ORM objects: a long list builds 3x faster
-            select(*VersionRow.__table__.c)
-            .where(VersionRow.artifact_id == art.id)
-            .order_by(VersionRow.number)
-        )
-        return [version_of(art, r) for r in rows]
-
-
-def all_versions(db: Database) -> list[Version]:
-    with db.read() as s:
-        rows = s.execute(
-            select(ArtifactRow, VersionRow)
-            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
-            .where(VersionRow.deleted_at.is_(None))
-            .order_by(ArtifactRow.name, VersionRow.number)
-        ).all()
-        return [version_of(a, v) for a, v in rows]

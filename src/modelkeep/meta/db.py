@@ -12,24 +12,33 @@ a thread lock hands the turn over as soon as the writer before it commits.
 
 from __future__ import annotations
 
+import functools
+import re
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from modelkeep.errors import DatabaseError, ModelkeepError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 HEAD = "0012"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7160250515  # PostgreSQL: one machine builds or migrates a shared schema
 _WRITERS: dict[str, threading.RLock] = {}  # SQLite file -> this process's writers' queue
 _WRITERS_GUARD = threading.Lock()
+# A plain SQLite file URL, which the standard library's sqlite3 opens as well as SQLAlchemy
+# (`sqlite:////abs/path`, `sqlite:///rel/path`); anything else (options, memory) goes
+# through SQLAlchemy only.
+_SQLITE_FILE = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#]+)")
+_EXPANDING = re.compile(r":(\w+)\b")
 
 
 def _writers(url: str) -> threading.RLock:
@@ -38,6 +47,8 @@ def _writers(url: str) -> threading.RLock:
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:
+    from sqlalchemy import create_engine, event
+
     engine = create_engine(url, connect_args={"timeout": 300})
 
     @event.listens_for(engine, "connect")
@@ -57,31 +68,125 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
+@functools.cache
+def _row_type(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", columns, rename=True)
+
+
+def _named_rows(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Any:
+    return _row_type(tuple(d[0] for d in cursor.description))(*row)
+
+
+def expand(sql: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`IN :ids` with a list or tuple becomes `IN (:ids_0, :ids_1, ...)` for either driver."""
+    flat: dict[str, Any] = {}
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = params.get(name)
+        if not isinstance(value, (list, tuple)):
+            return match.group(0)
+        names = [f"{name}_{i}" for i in range(len(value))]
+        flat.update(zip(names, value, strict=True))
+        return "(" + ", ".join(f":{n}" for n in names) + ")" if names else "(NULL)"
+
+    sql = _EXPANDING.sub(one, sql)
+    flat.update((k, v) for k, v in params.items() if not isinstance(v, (list, tuple)))
+    return sql, flat
+
+
+class Query:
+    """Reads in one snapshot, written once as SQL that SQLite and PostgreSQL both speak:
+    on a SQLite file through the standard library's sqlite3 (a read command then never
+    imports SQLAlchemy), elsewhere through SQLAlchemy's connection. Rows are named tuples
+    (or SQLAlchemy's rows): fields by column name. Values come back as each driver gives
+    them (SQLite: times as text, booleans as 0/1); the record builders normalise them."""
+
+    def __init__(self, run: Any) -> None:
+        self._run = run
+
+    def rows(self, sql: str, **params: Any) -> Sequence[Any]:
+        rows: Sequence[Any] = self._run(*expand(sql, params))
+        return rows
+
+    def row(self, sql: str, **params: Any) -> Any | None:
+        found = self.rows(sql, **params)
+        return found[0] if found else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        found = self.row(sql, **params)
+        return found[0] if found is not None else None
+
+
+def session_query(s: Session) -> Query:
+    """`Query`'s SQL inside a writer's own transaction (what it changed so far included)."""
+    from sqlalchemy import text
+
+    def run(sql: str, params: dict[str, Any]) -> Sequence[Any]:
+        s.flush()
+        return s.execute(text(sql), params).all()
+
+    return Query(run)
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
+        plain = _SQLITE_FILE.fullmatch(url)
+        path = unquote(plain.group(1)) if plain else None
+        self._sqlite_file = path if path and path != ":memory:" else None
+        self._queue: threading.RLock | None = None
+        if url.startswith("sqlite"):
+            self._queue = _writers(url)
+        if self._sqlite_file is not None:
+            self.display_url = url  # a file's URL holds no password
+        else:
+            self.display_url = self._parsed().render_as_string(hide_password=True)
+
+    def _parsed(self) -> Any:
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy.engine import make_url
+
         try:
-            parsed = make_url(url)
+            return make_url(self.url)
         except sa_exc.ArgumentError as exc:
-            raise DatabaseError(url, f"not a database URL ({exc})") from exc
-        self.display_url = parsed.render_as_string(hide_password=True)
+            raise DatabaseError(self.url, f"not a database URL ({exc})") from exc
+
+    @functools.cached_property
+    def _engines(self) -> tuple[Engine, Engine]:
+        """(reader, writer), made on first use: a read command on a SQLite file never needs them."""
+        from sqlalchemy import create_engine
+        from sqlalchemy import exc as sa_exc
+
         try:
-            if parsed.get_backend_name() == "sqlite":
-                self._reader = _sqlite_engine(url, "BEGIN")
-                self._writer = _sqlite_engine(url, "BEGIN IMMEDIATE")
-                self._queue: threading.RLock | None = _writers(url)
-            else:
-                self._reader = self._writer = create_engine(url, pool_pre_ping=True)
-                self._queue = None
+            if self._parsed().get_backend_name() == "sqlite":
+                return _sqlite_engine(self.url, "BEGIN"), _sqlite_engine(
+                    self.url, "BEGIN IMMEDIATE"
+                )
+            engine = create_engine(self.url, pool_pre_ping=True)
+            return engine, engine
         except (sa_exc.SQLAlchemyError, ImportError) as exc:
             raise self._failed(exc) from exc
 
+    @property
+    def _reader(self) -> Engine:
+        return self._engines[0]
+
+    @property
+    def _writer(self) -> Engine:
+        return self._engines[1]
+
     def close(self) -> None:
-        self._reader.dispose()
-        self._writer.dispose()
+        if "_engines" in self.__dict__:
+            reader, writer = self._engines
+            reader.dispose()
+            writer.dispose()
 
     @contextmanager
     def _session(self, engine: Engine) -> Iterator[Session]:
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy.orm import Session
+
         try:
             with Session(engine, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -107,12 +212,63 @@ class Database:
         with self._queue, self._session(self._writer) as session:
             yield session
 
+    @contextmanager
+    def query(self) -> Iterator[Query]:
+        """A read-only snapshot for `Query`'s SQL (see there)."""
+        if self._sqlite_file is None:
+            from sqlalchemy import text
+
+            with self.read() as s:
+                yield Query(lambda sql, params: s.execute(text(sql), params).all())
+            return
+        try:
+            conn = self._sqlite_connect()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        try:
+            conn.execute("BEGIN")
+            yield Query(lambda sql, params: conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        finally:
+            conn.close()  # rolls back: nothing was written
+
+    def _sqlite_connect(self) -> sqlite3.Connection:
+        """The file, never created here (a missing file is an error, as SQLAlchemy's
+        first write would make an empty one)."""
+        assert self._sqlite_file is not None
+        uri = Path(self._sqlite_file).absolute().as_uri() + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=300, isolation_level=None)
+        conn.row_factory = _named_rows
+        conn.execute("PRAGMA busy_timeout=300000")
+        return conn
+
     # -- schema -----------------------------------------------------------------
 
     def current_revision(self) -> str | None:
+        if self._sqlite_file is not None:
+            if not Path(self._sqlite_file).exists():
+                return None  # made by the migration, as SQLAlchemy's first connection would
+            try:
+                lite = self._sqlite_connect()
+                try:
+                    row = lite.execute("SELECT version_num FROM alembic_version").fetchone()
+                finally:
+                    lite.close()
+            except sqlite3.Error as exc:
+                if "no such table" in str(exc):
+                    return None
+                raise self._failed(exc) from exc
+            return row[0] if row is not None else None
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy import text
+
         try:
             with self._reader.connect() as conn:
-                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                found: str | None = conn.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar()
+                return found
         except sa_exc.ProgrammingError:  # PostgreSQL: relation does not exist
             return None
         except sa_exc.SQLAlchemyError as exc:
@@ -126,6 +282,7 @@ class Database:
             return
         from alembic import command
         from alembic.config import Config
+        from sqlalchemy import exc as sa_exc
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
@@ -147,6 +304,9 @@ class Database:
         for a fresh database (create_all, then stamp): running the migration chain to build
         empty tables costs importing Alembic and every migration. A database that has
         tables already (a team's shared one) is migrated instead."""
+        from sqlalchemy import exc as sa_exc
+        from sqlalchemy import text
+
         from modelkeep.meta.schema import create_at_head
 
         try:

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from modelkeep.errors import EvaluationInvalid
 from modelkeep.meta.chain import Write, append, clock
-from modelkeep.meta.db import Database
+from modelkeep.meta.db import Database, session_query
+from modelkeep.meta.evaluation_reads import Evaluation, evaluation_of, evaluation_rows, value_of
 from modelkeep.meta.models import (
     ArtifactRow,
     EvaluationRow,
@@ -31,36 +31,11 @@ from modelkeep.meta.models import (
     VersionRow,
 )
 from modelkeep.meta.rows import artifact_locked, ref_of, version_row
-from modelkeep.meta.runs import check_running, json_number
+from modelkeep.meta.run_reads import json_number
+from modelkeep.meta.runs import check_running
 
 ACTION = "evaluate"  # the event action of a recorded evaluation
 MAX_KEY = 255
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """One metric measured on a version: the latest of a key is the one gates read."""
-
-    id: int
-    version: str  # NAME:vN of the version measured
-    key: str
-    value: float  # NaN: measured, but not a number (as a run's metrics keep it)
-    dataset: str | None  # NAME:vN of the dataset version it was measured on
-    run_id: str | None  # the run that measured it
-    user: str
-    created_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "version": self.version,
-            "key": self.key,
-            "value": json_number(self.value),
-            "dataset": self.dataset,
-            "run_id": self.run_id,
-            "user": self.user,
-            "created_at": self.created_at.isoformat(),
-        }
 
 
 def check(items: Sequence[tuple[Any, Any]]) -> list[tuple[str, float]]:
@@ -134,7 +109,7 @@ def record(
             "run": run_id,
         }
         append(s, user, ACTION, name, target, {}, after, "", now)
-        return [_evaluation(r, target, ds_ref) for r in rows]
+        return [evaluation_of(r, target, ds_ref) for r in rows]
 
 
 def import_event(
@@ -191,54 +166,7 @@ def _version_row(s: Session, ref: str) -> VersionRow | None:
 
 def _vouched(r: EvaluationRow) -> dict[str, Any]:
     """What the event says of one row: enough to tell any edit of it."""
-    return {"id": r.id, "key": r.key, "value": json_number(_value(r))}
-
-
-def _value(r: EvaluationRow) -> float:
-    return math.nan if r.value is None else r.value
-
-
-def _evaluation(r: EvaluationRow, ref: str, dataset: str | None) -> Evaluation:
-    return Evaluation(r.id, ref, r.key, _value(r), dataset, r.run_id, r.user, r.created_at)
-
-
-def of_versions(db: Database, refs: Sequence[tuple[str, int]]) -> dict[str, list[Evaluation]]:
-    """The evaluations of each name:vN, oldest first (the last of a key is its latest)."""
-    if not refs:
-        return {}
-    with db.read() as s:
-        return _of_versions(s, refs)
-
-
-def _of_versions(s: Session, refs: Sequence[tuple[str, int]]) -> dict[str, list[Evaluation]]:
-    out: dict[str, list[Evaluation]] = {f"{n}:v{v}": [] for n, v in refs}
-    for ev in _rows(s, sorted({n for n, _ in refs})):
-        if ev.version in out:
-            out[ev.version].append(ev)
-    return out
-
-
-def _rows(s: Session, names: Sequence[str] | None) -> list[Evaluation]:
-    """The evaluations of versions of names (None: all), oldest first."""
-    measured, ds_version = aliased(VersionRow), aliased(VersionRow)
-    ds_artifact = aliased(ArtifactRow)
-    query = (
-        select(
-            EvaluationRow, ArtifactRow.name, measured.number, ds_artifact.name, ds_version.number
-        )
-        .join(measured, measured.id == EvaluationRow.version_id)
-        .join(ArtifactRow, ArtifactRow.id == measured.artifact_id)
-        .outerjoin(ds_version, ds_version.id == EvaluationRow.dataset_id)
-        .outerjoin(ds_artifact, ds_artifact.id == ds_version.artifact_id)
-        .order_by(EvaluationRow.created_at, EvaluationRow.id)
-    )
-    if names is not None:
-        query = query.where(ArtifactRow.name.in_(names))
-    out = []
-    for r, name, number, ds_name, ds_number in s.execute(query):
-        dataset = f"{ds_name}:v{ds_number}" if ds_name is not None else None
-        out.append(_evaluation(r, f"{name}:v{number}", dataset))
-    return out
+    return {"id": r.id, "key": r.key, "value": json_number(value_of(r))}
 
 
 # version, key, value, dataset, run, user: what an event vouches for of one row
@@ -272,7 +200,7 @@ def problems(s: Session) -> list[str]:
     said = _said(s)
     found: dict[int, Vouched] = {
         ev.id: (ev.version, ev.key, repr(ev.value), ev.dataset, ev.run_id, ev.user)
-        for ev in _rows(s, None)
+        for ev in evaluation_rows(session_query(s), None)
     }
     out: list[str] = []
     fields = ("version", "key", "value", "dataset", "run", "user")

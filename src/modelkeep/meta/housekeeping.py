@@ -37,7 +37,7 @@ from modelkeep.meta.models import (
     RunTagRow,
     VersionRow,
 )
-from modelkeep.meta.runs import DELETE_REASON, DELETED_BY, RESERVED, RUNNING, RunRecord
+from modelkeep.meta.run_reads import DELETE_REASON, DELETED_BY, RESERVED, RUNNING, RunRecord
 
 
 @dataclass(frozen=True, slots=True)

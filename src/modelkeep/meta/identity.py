@@ -10,28 +10,26 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
-
 from modelkeep.meta.db import Database
-from modelkeep.meta.models import DatabaseIdentityRow, VersionRow
+
+_FIRST = "SELECT id FROM database_identity ORDER BY created_at LIMIT 1"
 
 
 def database_id(db: Database) -> str:
     """The database's id; made now if its row was lost (then no store matches it)."""
-    with db.read() as s:
-        found = s.scalars(
-            select(DatabaseIdentityRow.id).order_by(DatabaseIdentityRow.created_at).limit(1)
-        ).first()
+    with db.query() as q:
+        found: str | None = q.scalar(_FIRST)
     if found is not None:
         return found
+    from modelkeep.meta.models import DatabaseIdentityRow
+
     with db.write() as s:
         s.add(DatabaseIdentityRow(id=uuid.uuid4().hex, created_at=datetime.now(UTC)))
-    with db.read() as s:
-        return s.scalars(
-            select(DatabaseIdentityRow.id).order_by(DatabaseIdentityRow.created_at).limit(1)
-        ).one()
+    with db.query() as q:
+        made: str = q.scalar(_FIRST)
+        return made
 
 
 def version_count(db: Database) -> int:
-    with db.read() as s:
-        return int(s.scalar(select(func.count()).select_from(VersionRow)) or 0)
+    with db.query() as q:
+        return int(q.scalar("SELECT count(*) FROM versions") or 0)

@@ -3,7 +3,8 @@
 Edges follow the data: a version points at the runs that used it (`input`), a run points
 at the versions it produced (`output`). Each step of the walk is one batched query per
 direction, so a history of many thousands of runs costs a few queries per level, not one
-per node.
+per node. The queries are `Database.query`'s SQL (see `meta.reads`): `modelkeep lineage`
+on the default SQLite file never imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from modelkeep.meta.db import Database
-from modelkeep.meta.models import ArtifactRow, RunInputRow, RunRow, VersionRow
+from modelkeep.errors import VersionNotFound
+from modelkeep.meta.db import Database, Query
+from modelkeep.meta.records import when
 from modelkeep.refs import content_id
 
 _BATCH = 500
@@ -188,8 +187,8 @@ def _run_key(run_id: str) -> str:
 
 
 class _Walk:
-    def __init__(self, s: Session) -> None:
-        self.s = s
+    def __init__(self, q: Query) -> None:
+        self.q = q
         self.version_keys: dict[int, str] = {}
         self.versions: dict[int, VersionNode] = {}
         self.runs: dict[str, RunNode] = {}
@@ -198,41 +197,31 @@ class _Walk:
     def load_versions(self, ids: Iterable[int]) -> None:
         missing = [i for i in ids if i not in self.versions]
         for batch in _batches(missing):
-            for vid, name, number, kind, digest, created in self.s.execute(
-                select(
-                    VersionRow.id,
-                    ArtifactRow.name,
-                    VersionRow.number,
-                    ArtifactRow.type,
-                    VersionRow.digest,
-                    VersionRow.created_at,
-                )
-                .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-                .where(VersionRow.id.in_(batch))
+            for vid, name, number, kind, digest, created in self.q.rows(
+                "SELECT v.id, a.name, v.number, a.type, v.digest, v.created_at FROM versions v "
+                "JOIN artifacts a ON a.id = v.artifact_id WHERE v.id IN :b",
+                b=batch,
             ):
-                node = VersionNode(f"{name}:v{number}", kind, content_id(digest), created)
+                node = VersionNode(f"{name}:v{number}", kind, content_id(digest), when(created))
                 self.versions[vid] = node
                 self.version_keys[vid] = node.ref
 
     def load_runs(self, ids: Iterable[str]) -> None:
         missing = [i for i in ids if i not in self.runs]
         for batch in _batches(missing):
-            for r in self.s.execute(  # only the columns a node shows: no command, no code
-                select(RunRow.id, RunRow.name, RunRow.status, RunRow.user, RunRow.started_at).where(
-                    RunRow.id.in_(batch)
-                )
+            for r in self.q.rows(  # only the columns a node shows: no command, no code
+                'SELECT id, name, status, "user", started_at FROM runs WHERE id IN :b', b=batch
             ):
-                self.runs[r.id] = RunNode(r.id, r.name, r.status, r.user, r.started_at)
+                self.runs[r.id] = RunNode(r.id, r.name, r.status, r.user, when(r.started_at))
 
     def upstream(self, frontier: set[int]) -> None:
         seen_versions, seen_runs = set(frontier), set[str]()
         while frontier:
             producers: set[str] = set()
             for batch in _batches(frontier):
-                for vid, run_id in self.s.execute(
-                    select(VersionRow.id, VersionRow.run_id).where(
-                        VersionRow.id.in_(batch), VersionRow.run_id.is_not(None)
-                    )
+                for vid, run_id in self.q.rows(
+                    "SELECT id, run_id FROM versions WHERE id IN :b AND run_id IS NOT NULL",
+                    b=batch,
                 ):
                     assert run_id is not None
                     self.edges.add(Edge(_run_key(run_id), self.version_keys[vid], "output"))
@@ -242,10 +231,8 @@ class _Walk:
             self.load_runs(producers)
             inputs: list[tuple[str, int]] = []
             for batch in _batches(producers):
-                inputs += self.s.execute(
-                    select(RunInputRow.run_id, RunInputRow.version_id).where(
-                        RunInputRow.run_id.in_(batch)
-                    )
+                inputs += self.q.rows(
+                    "SELECT run_id, version_id FROM run_inputs WHERE run_id IN :b", b=batch
                 )
             self.load_versions(vid for _, vid in inputs)
             for run_id, vid in inputs:
@@ -258,10 +245,8 @@ class _Walk:
         while frontier:
             users: list[tuple[str, int]] = []
             for batch in _batches(frontier):
-                users += self.s.execute(
-                    select(RunInputRow.run_id, RunInputRow.version_id).where(
-                        RunInputRow.version_id.in_(batch)
-                    )
+                users += self.q.rows(
+                    "SELECT run_id, version_id FROM run_inputs WHERE version_id IN :b", b=batch
                 )
             runs = {run_id for run_id, _ in users}
             self.load_runs(runs)
@@ -271,8 +256,8 @@ class _Walk:
             seen_runs |= runs
             outputs: list[tuple[int, str | None]] = []
             for batch in _batches(runs):
-                outputs += self.s.execute(
-                    select(VersionRow.id, VersionRow.run_id).where(VersionRow.run_id.in_(batch))
+                outputs += self.q.rows(
+                    "SELECT id, run_id FROM versions WHERE run_id IN :b", b=batch
                 )
             self.load_versions(vid for vid, _ in outputs)
             for vid, producer in outputs:
@@ -284,13 +269,16 @@ class _Walk:
 def lineage(
     db: Database, name: str, number: int, *, upstream: bool = True, downstream: bool = True
 ) -> Lineage:
-    with db.read() as s:
-        root_id = s.scalars(
-            select(VersionRow.id)
-            .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-            .where(ArtifactRow.name == name, VersionRow.number == number)
-        ).one()
-        walk = _Walk(s)
+    with db.query() as q:
+        root_id = q.scalar(
+            "SELECT v.id FROM versions v JOIN artifacts a ON a.id = v.artifact_id "
+            "WHERE a.name = :name AND v.number = :number",
+            name=name,
+            number=number,
+        )
+        if root_id is None:  # gone since the caller resolved it
+            raise VersionNotFound(name, number, 0)
+        walk = _Walk(q)
         walk.load_versions([root_id])
         if upstream:
             walk.upstream({root_id})

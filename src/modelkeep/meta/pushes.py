@@ -1,7 +1,8 @@
 """Which versions are on which remote, by canonical URL: shared by everyone on a team.
 
 A push row is written only after every object of the version is published on the remote,
-so it is a promise another machine may rely on.
+so it is a promise another machine may rely on. Reads are `Database.query`'s SQL (see
+`meta.reads`), so `show` on the default SQLite file does not import SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
+from modelkeep.errors import VersionNotFound
 from modelkeep.meta.db import Database
-from modelkeep.meta.models import ArtifactRow, PushRow, VersionRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +25,10 @@ class PushState:
 
 
 def _version_ids(s: object, refs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    from sqlalchemy import select
+
+    from modelkeep.meta.models import ArtifactRow, VersionRow
+
     wanted = set(refs)
     names = {n for n, _ in wanted}
     rows = s.execute(  # type: ignore[attr-defined]
@@ -37,6 +40,10 @@ def _version_ids(s: object, refs: Iterable[tuple[str, int]]) -> dict[tuple[str, 
 
 
 def mark_pushed(db: Database, refs: Iterable[tuple[str, int]], remote: str, host: str) -> None:
+    from sqlalchemy import select
+
+    from modelkeep.meta.models import PushRow
+
     refs = list(refs)
     if not refs:
         return
@@ -54,38 +61,35 @@ def mark_pushed(db: Database, refs: Iterable[tuple[str, int]], remote: str, host
             s.add(PushRow(version_id=vid, remote=remote, pushed_at=now, host=host))
 
 
+_PUSHED = (
+    "SELECT DISTINCT a.name, v.number FROM versions v JOIN artifacts a ON a.id = v.artifact_id "
+    "JOIN pushes p ON p.version_id = v.id"
+)
+
+
 def pushed(db: Database, remote: str) -> set[tuple[str, int]]:
     """(name, number) of every version pushed to remote."""
-    with db.read() as s:
-        rows = s.execute(
-            select(ArtifactRow.name, VersionRow.number)
-            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
-            .join(PushRow, PushRow.version_id == VersionRow.id)
-            .where(PushRow.remote == remote)
-        )
-        return {(n, num) for n, num in rows}
+    with db.query() as q:
+        return {(r.name, r.number) for r in q.rows(f"{_PUSHED} WHERE p.remote = :r", r=remote)}
 
 
 def push_state(db: Database, name: str, number: int) -> PushState:
-    with db.read() as s:
-        row = s.execute(
-            select(VersionRow.id, VersionRow.host, VersionRow.user, VersionRow.store_id)
-            .join(ArtifactRow, VersionRow.artifact_id == ArtifactRow.id)
-            .where(ArtifactRow.name == name, VersionRow.number == number)
-        ).one()
-        urls = s.scalars(
-            select(PushRow.remote).where(PushRow.version_id == row.id).order_by(PushRow.remote)
+    with db.query() as q:
+        row = q.row(
+            'SELECT v.id, v.host, v."user", v.store_id FROM versions v '
+            "JOIN artifacts a ON a.id = v.artifact_id WHERE a.name = :name AND v.number = :n",
+            name=name,
+            n=number,
         )
-        return PushState(f"{name}:v{number}", row.host, row.store_id, row.user, tuple(urls))
+        if row is None:
+            raise VersionNotFound(name, number, 0)
+        urls = q.rows("SELECT remote FROM pushes WHERE version_id = :id ORDER BY remote", id=row.id)
+    return PushState(
+        f"{name}:v{number}", row.host, row.store_id, row.user, tuple(r.remote for r in urls)
+    )
 
 
 def pushed_anywhere(db: Database) -> set[tuple[str, int]]:
     """(name, number) of every version pushed to some remote."""
-    with db.read() as s:
-        rows = s.execute(
-            select(ArtifactRow.name, VersionRow.number)
-            .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
-            .join(PushRow, PushRow.version_id == VersionRow.id)
-            .distinct()
-        )
-        return {(n, num) for n, num in rows}
+    with db.query() as q:
+        return {(r.name, r.number) for r in q.rows(_PUSHED)}

@@ -6,12 +6,14 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from modelkeep.errors import UnsafeRecord
-from modelkeep.meta.models import ArtifactRow, VersionRow
 from modelkeep.refs import content_id
+
+if TYPE_CHECKING:
+    from modelkeep.meta.models import ArtifactRow, VersionRow
 
 ARTIFACT_TYPES = ("model", "dataset", "code", "other")
 KINDS = ("file", "dir", "link")
@@ -90,6 +92,50 @@ class Artifact:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    kind: str
+    digest: str  # 64 hex digits
+    size: int
+    file_count: int
+    mode: int
+    source_name: str
+    user: str
+    message: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the run that produced it
+    host: str | None = None  # the machine that added it
+    store_id: str | None = None  # the store that added it
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    version: Version
+    created: bool  # False: the content equals a version of this name, which is returned
+    same_as: Version | None = None  # that version, when it is an older one (not the latest)
+
+
+def when(value: datetime | str, ref: str = "a row", field: str = "time") -> datetime:
+    """A stored time as the ORM gives it, timezone-aware UTC: from a driver's datetime, or
+    from the text SQLite keeps (read through the standard library, `Database.query`).
+    Anything else is an edited or damaged row (UnsafeRecord naming ref and field)."""
+    if isinstance(value, str):
+        text = value
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise UnsafeRecord(ref, field, text[:40], "not a time") from None
+    if not isinstance(value, datetime):
+        raise UnsafeRecord(ref, field, value, "not a time")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def when_or_none(
+    value: datetime | str | None, ref: str = "a row", field: str = "time"
+) -> datetime | None:
+    return None if value is None else when(value, ref, field)
+
+
 def _metadata(ref: str, text: object) -> dict[str, Any]:
     if text == "{}":
         return {}
@@ -103,8 +149,9 @@ def _metadata(ref: str, text: object) -> dict[str, Any]:
     return value
 
 
-def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
-    """row: an ORM row, or a plain result row of the versions table's columns.
+def version_of(artifact: ArtifactRow | Any, row: VersionRow | Any) -> Version:
+    """row: an ORM row, or a plain result row of the versions table's columns (artifact:
+    anything with the artifact's name and type).
 
     The database is not trusted more than a user: a kind, digest, mode or source name of a
     type or shape no `add` writes is refused here (UnsafeRecord), before anything uses it.
@@ -131,14 +178,14 @@ def version_of(artifact: ArtifactRow, row: VersionRow | Any) -> Version:
         file_count=row.file_count,
         mode=row.mode,
         source_name=os.fsdecode(row.source_name),
-        created_at=row.created_at,
+        created_at=when(row.created_at, ref, "created_at"),
         user=row.user,
         message=row.message,
         metadata=metadata,
         run_id=row.run_id,
-        registered=row.registered,
+        registered=bool(row.registered),
         stage=row.stage,
-        deleted_at=row.deleted_at,
+        deleted_at=when_or_none(row.deleted_at, ref, "deleted_at"),
         host=row.host,
         store_id=row.store_id if isinstance(row.store_id, str) else None,
     )

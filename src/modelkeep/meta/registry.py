@@ -10,18 +10,17 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import AliasNotFound, RegistryRefused
 from modelkeep.meta.chain import Write, append, clock
-from modelkeep.meta.db import Database
+from modelkeep.meta.db import Database, session_query
 from modelkeep.meta.events import STAGE_ACTIONS
 from modelkeep.meta.models import AliasRow, ArtifactRow, EventRow, VersionRow
+from modelkeep.meta.reads import resolve_in
 from modelkeep.meta.records import Version, version_of
-from modelkeep.meta.resolve import resolve_in
 from modelkeep.meta.rows import (
     alias_names,
     artifact,
@@ -51,7 +50,7 @@ def register(
     """
     with Write(db) as s:
         now = clock(s)
-        source = resolve_in(s, source_ref)
+        source = resolve_in(session_query(s), source_ref)
         art = artifact_locked(s, name, create="model", now=now)
         digest = content_hex(source.digest)
         row = None
@@ -420,57 +419,3 @@ def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Ver
         s.refresh(row)
         append(s, actor, "delete", name, ref, {"stage": row.stage}, {"deleted": True}, reason, now)
         return version_of(art, row)
-
-
-# -- reading the registry ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Model:
-    name: str
-    latest: int
-    registered: int  # how many versions are registered
-    stages: dict[str, list[int]]  # staging, production, archived -> version numbers
-    aliases: dict[str, int]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "latest": self.latest,
-            "registered": self.registered,
-            "production": self.stages.get("production", []),
-            "staging": self.stages.get("staging", []),
-            "archived": self.stages.get("archived", []),
-            "aliases": self.aliases,
-        }
-
-
-def models(db: Database) -> list[Model]:
-    with db.read() as s:
-        arts = list(
-            s.scalars(select(ArtifactRow).where(ArtifactRow.registered).order_by(ArtifactRow.name))
-        )
-        ids = [a.id for a in arts]
-        stages: dict[int, dict[str, list[int]]] = {i: {} for i in ids}
-        counts: dict[int, int] = dict.fromkeys(ids, 0)
-        for art_id, number, stage in s.execute(
-            select(VersionRow.artifact_id, VersionRow.number, VersionRow.stage)
-            .where(
-                VersionRow.artifact_id.in_(ids),
-                VersionRow.registered,
-                VersionRow.deleted_at.is_(None),
-            )
-            .order_by(VersionRow.number)
-        ):
-            counts[art_id] += 1
-            if stage != "none":
-                stages[art_id].setdefault(stage, []).append(number)
-        aliases: dict[int, dict[str, int]] = {i: {} for i in ids}
-        for art_id, alias, number in s.execute(
-            select(AliasRow.artifact_id, AliasRow.alias, VersionRow.number)
-            .join(VersionRow, VersionRow.id == AliasRow.version_id)
-            .where(AliasRow.artifact_id.in_(ids))
-            .order_by(AliasRow.alias)
-        ):
-            aliases[art_id][alias] = number
-    return [Model(a.name, a.latest_number, counts[a.id], stages[a.id], aliases[a.id]) for a in arts]

@@ -3,7 +3,6 @@ the holders of its stages, and the one way a version row is made."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from datetime import datetime
@@ -12,8 +11,10 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from modelkeep.errors import AliasNotFound, ArtifactNotFound, VersionDeleted, VersionNotFound
+from modelkeep.errors import ArtifactNotFound, VersionDeleted, VersionNotFound
+from modelkeep.meta.db import session_query
 from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
+from modelkeep.meta.reads import holders_in, similar_names
 from modelkeep.meta.webhooks import version_created
 
 # Built once: every registry change runs these, and building a statement (coercing its
@@ -30,9 +31,7 @@ def artifact(s: Session, name: str) -> ArtifactRow:
     art: ArtifactRow | None = s.scalars(_ARTIFACT, {"name": name}).one_or_none()
     if art is None:
         names = list(s.scalars(select(ArtifactRow.name)))
-        similar = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        similar += [n for n in names if n.startswith(name) and n not in similar][:3]
-        raise ArtifactNotFound(name, similar[:3], len(names))
+        raise ArtifactNotFound(name, similar_names(name, names), len(names))
     return art
 
 
@@ -128,30 +127,10 @@ def create_version(
 
 
 def holders(s: Session, art: ArtifactRow) -> dict[str, VersionRow]:
-    """The versions holding staging and production: the only one in production, the
-    most recently moved one in staging. One query for both."""
-    rows = s.scalars(
-        select(VersionRow).where(
-            VersionRow.artifact_id == art.id, VersionRow.stage.in_(("staging", "production"))
-        )
-    ).all()
-    found: dict[str, VersionRow] = {}
-    for row in sorted(rows, key=lambda r: (r.stage_changed_at or art.created_at, r.id)):
-        found[row.stage] = row  # the newest wins
-    return found
+    """The versions holding staging and production (`reads.holders_in`), as ORM rows."""
+    held = holders_in(session_query(s), art)
+    return {stage: s.get_one(VersionRow, row.id) for stage, row in held.items()}
 
 
 def alias_names(s: Session, art: ArtifactRow) -> list[str]:
     return sorted(s.scalars(select(AliasRow.alias).where(AliasRow.artifact_id == art.id)))
-
-
-def alias_row(s: Session, art: ArtifactRow, alias: str) -> VersionRow:
-    """The version NAME@alias names now: a stage's holder or a free alias's target."""
-    if alias in ("staging", "production"):
-        row = holders(s, art).get(alias)
-    else:
-        link = s.get(AliasRow, (art.id, alias))
-        row = s.get(VersionRow, link.version_id) if link else None
-    if row is None:
-        raise AliasNotFound(art.name, alias, alias_names(s, art))
-    return row

@@ -30,7 +30,8 @@ from modelkeep.errors import InvalidArgument, RunNotActive, RunNotFound
 from modelkeep.meta import experiments, housekeeping
 from modelkeep.meta.db import Database
 from modelkeep.meta.models import ExperimentRow, MetricRow, ParamRow, RunRow, RunTagRow
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RESERVED, RUNNING, write_params
+from modelkeep.meta.run_reads import FAILED, FINISHED, KILLED, RESERVED, RUNNING
+from modelkeep.meta.runs import write_params
 
 HOST = "mlflow"  # no process of the server's host: reaped only after a silence (capture/process)
 MAX_KEY = 250  # MLflow's limits

@@ -28,7 +28,7 @@ from modelkeep import errors
 from modelkeep.errors import Forbidden, InvalidArgument, ModelkeepError
 from modelkeep.meta import experiments, housekeeping, tracking, tracking_search
 from modelkeep.meta.accounts import Account
-from modelkeep.meta.runs import FAILED, FINISHED, KILLED, RUNNING
+from modelkeep.meta.run_reads import FAILED, FINISHED, KILLED, RUNNING
 
 log = logging.getLogger("modelkeep.server")
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")

@@ -36,6 +36,12 @@ from modelkeep.store.trees import Kind, Manifest, Tree, TreeEntry
 
 _Item = tuple[bytes, int, int, bytes | memoryview, int]
 Spans = list[tuple[int, int]]
+_Encoded = tuple[int, bytes | memoryview]
+SHARED = 1024 * 1024  # new bytes in a block from which its compression is shared by two threads
+
+
+def _encode_all(compressor: Compressor, pieces: list[tuple[bytes, memoryview]]) -> list[_Encoded]:
+    return [compressor.encode(data) for _, data in pieces]
 
 
 def _nofollow(path: str | bytes, flags: int) -> int:
@@ -57,9 +63,12 @@ class Writer:
 
     The main thread reads and chunks; a hasher thread hashes each block (chunk ids and the
     whole-file id) while the next one is read and cut; a storer thread deduplicates,
-    compresses and appends hashed blocks to the pack; a sealer thread fsyncs full packs
-    while writing goes on. BLAKE3, the chunker and file I/O release the GIL, so the stages
-    overlap on both cores.
+    compresses and appends hashed blocks to the pack, handing the second half of a block's
+    new chunks to a compressor thread (byte-grouped compression of float weights costs
+    about as much CPU as reading, cutting and hashing together, so on one thread it would
+    hold the other stages back); a
+    sealer thread fsyncs full packs while writing goes on. BLAKE3, the chunker, zstd and
+    file I/O release the GIL, so the stages overlap on both cores.
     """
 
     def __init__(
@@ -78,11 +87,13 @@ class Writer:
         self._seals: list[Future[object]] = []
         self._seen: set[bytes] = set()
         self._compressor = Compressor()
+        self._helper = Compressor()  # the compressor thread's: a Compressor has state
         self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
         self._started_ns = time.time_ns()
         self._cache: dict[bytes, tuple[FileStamp, bytes]] = {}
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-hash")
         self._storer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-store")
+        self._compressing = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-compress")
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="modelkeep-seal")
         self.new_bytes = 0
         self.stored_bytes = 0
@@ -98,7 +109,10 @@ class Writer:
         self._append([self._item(key, kind, data)])
 
     def _item(self, key: bytes, kind: int, data: bytes | memoryview) -> _Item:
-        codec, payload = self._compressor.encode(data)
+        return self._record(key, kind, data, self._compressor.encode(data))
+
+    def _record(self, key: bytes, kind: int, data: bytes | memoryview, encoded: _Encoded) -> _Item:
+        codec, payload = encoded
         self._seen.add(key)
         if kind == KIND_CHUNK:
             self.new_bytes += len(data)
@@ -141,7 +155,7 @@ class Writer:
             self._pack = None
 
     def close(self) -> None:
-        for pool in (self._hasher, self._storer, self._sealer):
+        for pool in (self._hasher, self._storer, self._compressing, self._sealer):
             pool.shutdown(wait=True)
 
     # -- files and folders ------------------------------------------------------
@@ -154,13 +168,30 @@ class Writer:
         self, block: memoryview, spans: Spans, ids: list[bytes], chunks: list[tuple[bytes, int]]
     ) -> None:
         known = set(ids) if self.dry else self.store.index.known(ids)
-        items = []
+        new: list[tuple[bytes, memoryview]] = []
         for cid, (start, length) in zip(ids, spans, strict=True):
             if cid not in known and cid not in self._seen:
-                items.append(self._item(cid, KIND_CHUNK, block[start : start + length]))
+                self._seen.add(cid)  # a chunk repeated within the block is stored once
+                new.append((cid, block[start : start + length]))
             chunks.append((cid, length))
-        self._append(items)
+        encoded = self._encode(new)
+        pairs = zip(new, encoded, strict=True)
+        self._append([self._record(cid, KIND_CHUNK, data, e) for (cid, data), e in pairs])
         self.progress.advance(sum(length for _, length in spans))
+
+    def _encode(self, new: list[tuple[bytes, memoryview]]) -> list[_Encoded]:
+        """Compress a block's new chunks in order, the second half on the compressor thread
+        when there is enough to share (each half keeps its own compressor's state)."""
+        half = len(new) // 2
+        if half == 0 or sum(len(data) for _, data in new) < SHARED:
+            return _encode_all(self._compressor, new)
+        later = self._compressing.submit(_encode_all, self._helper, new[half:])
+        try:
+            first = _encode_all(self._compressor, new[:half])
+        except BaseException:
+            wait([later])  # the helper never outlives this block's buffer
+            raise
+        return first + later.result()
 
     def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, list[tuple[bytes, int]]]:
         """Chunk, hash and store one open file; return its id and chunk list.
