@@ -756,7 +756,7 @@ def test_a_0003_database_is_upgraded_and_keeps_its_versions(
     downgrade(backend_repo.settings.database_url, "0003")
     backend_repo.close()
     with mk.open(backend_repo.root) as upgraded:
-        assert upgraded.db.current_revision() == HEAD == "0011"
+        assert upgraded.db.current_revision() == HEAD == "0012"
         again = upgraded.show("m:v1")
         assert (again.digest, again.host) == (old.digest, None)  # unknown before 0004
         upgraded.add_remote("origin", str(tmp_path / "remote"), default=True)

@@ -190,7 +190,7 @@ def test_a_0004_database_and_its_store_upgrade_cleanly(
     engine.dispose()
     binding(backend_repo.root).unlink()
     with mk.open(backend_repo.root) as upgraded:
-        assert upgraded.db.current_revision() == HEAD == "0011"
+        assert upgraded.db.current_revision() == HEAD == "0012"
         assert binding(upgraded.root).read_text().count(database_id(upgraded.db)) == 1
         assert upgraded.gc().objects_removed == 0
         assert upgraded.fsck().ok

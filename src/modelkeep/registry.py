@@ -20,7 +20,7 @@ from modelkeep.errors import InvalidArgument, PromotionRefused, ReasonRequired, 
 from modelkeep.meta import Version, model_names
 from modelkeep.meta.registry import TARGET_STAGES, Approvals, Holders, StaleCheck
 from modelkeep.parts import Parts
-from modelkeep.refs import AliasRef, VersionRef, parse_ref, validate_alias, validate_name
+from modelkeep.refs import AliasRef, Ref, VersionRef, parse_ref, validate_alias, validate_name
 
 _ATTEMPTS = 20
 
@@ -59,10 +59,15 @@ def _check_reason(rules: policy.Policy, action: str, what: str, reason: str) -> 
         raise ReasonRequired(action, what, str(rules.path))
 
 
-def register(parts: Parts, source: Version, name: str, reason: str = "") -> tuple[Version, bool]:
+def register(
+    parts: Parts, source: Version | Ref, name: str, reason: str = ""
+) -> tuple[Version, bool]:
+    """Register source (a version, or a ref resolved in the registering transaction)."""
     validate_name(name)
-    _check_reason(_policy(parts)[1], "register", f"registering {source.ref}", reason)
-    return meta.register(parts.db, VersionRef(source.name, source.number), name, parts.user, reason)
+    what = source.ref if isinstance(source, Version) else str(source)
+    _check_reason(_policy(parts)[1], "register", f"registering {what}", reason)
+    ref = VersionRef(source.name, source.number) if isinstance(source, Version) else source
+    return meta.register(parts.db, ref, name, parts.user, reason)
 
 
 def _check_stage(stage: str) -> None:

@@ -35,7 +35,7 @@ from modelkeep.meta import reads, run_reads
 from modelkeep.meta.records import Version
 from modelkeep.parts import Parts
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.refs import content_hex, content_id, is_full_id, validate_name
+from modelkeep.refs import content_hex, content_id, is_full_id, parse_ref, validate_name
 from modelkeep.results import AddResult, Change, Diff, FileInfo, Usage
 
 if TYPE_CHECKING:
@@ -969,7 +969,9 @@ class Repo:
     def register(self, source_ref: Target, name: str, *, reason: str = "") -> Version:
         """Make the version source_ref names the next version of model name (no bytes copied)."""
         validate_name(name)
-        return registry.register(self.parts, self.show(source_ref), name, reason)[0]
+        # A ref is resolved inside the registering transaction, not read once more before it.
+        source = source_ref if isinstance(source_ref, Version) else parse_ref(source_ref)
+        return registry.register(self.parts, source, name, reason)[0]
 
     def promote(
         self, ref: Target, stage: str, *, reason: str = "", force: bool = False

@@ -22,6 +22,11 @@ from modelkeep.meta.webhooks import event_appended
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = 7160250516
+# Statements built once: building one costs more than running it on SQLite.
+_EVENTS, _HEADS = cast(Table, EventRow.__table__), cast(Table, ChainHeadRow.__table__)
+_HEAD = select(ChainHeadRow.last_id, ChainHeadRow.last_hash, ChainHeadRow.last_at)
+_INSERT_EVENT, _INSERT_HEAD = insert(_EVENTS), insert(_HEADS)
+_UPDATE_HEAD = update(_HEADS).where(_HEADS.c.id == 1)
 
 
 def event_hash(row: EventRow) -> str:
@@ -51,9 +56,7 @@ def read_head(s: Session) -> tuple[int, str, datetime | None]:
     """The newest event's (id, hash, time), read once per transaction under the lock."""
     head = s.info.get("chain_head")
     if head is None:
-        row = s.execute(
-            select(ChainHeadRow.last_id, ChainHeadRow.last_hash, ChainHeadRow.last_at)
-        ).first()
+        row = s.execute(_HEAD).first()
         head = (row.last_id, row.last_hash, row.last_at) if row else (0, GENESIS, None)
         s.info["chain_head"] = head
     return head
@@ -89,14 +92,13 @@ def append(
         prev_hash=prev,
     )
     row.hash = event_hash(row)
-    events, heads = cast(Table, EventRow.__table__), cast(Table, ChainHeadRow.__table__)
     conn = s.connection()  # Core, past the ORM's bulk-insert machinery
-    conn.execute(insert(events).values({c.key: getattr(row, c.key) for c in events.c}))
+    conn.execute(_INSERT_EVENT, {c.key: getattr(row, c.key) for c in _EVENTS.c})
     head = {"last_id": row.id, "last_hash": row.hash, "last_at": now}
     if last_id == 0:
-        conn.execute(insert(heads).values(id=1, **head))
+        conn.execute(_INSERT_HEAD, {"id": 1, **head})
     else:
-        conn.execute(update(heads).where(heads.c.id == 1).values(**head))
+        conn.execute(_UPDATE_HEAD, head)
     s.info["chain_head"] = (row.id, row.hash, now)
     event_appended(s, row, before, after)  # its webhook deliveries, in this transaction
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-HEAD = "0011"  # the newest migration; checked cheaply so alembic is imported only to migrate
+HEAD = "0012"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7160250515  # PostgreSQL: one machine builds or migrates a shared schema
 _WRITERS: dict[str, threading.RLock] = {}  # SQLite file -> this process's writers' queue

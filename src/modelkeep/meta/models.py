@@ -65,6 +65,10 @@ class VersionRow(Base):
     __table_args__ = (
         UniqueConstraint("artifact_id", "number", name="uq_versions_number"),
         Index("ix_versions_stage", "artifact_id", "stage"),
+        # The registry listing at scale (0012): the holders of a stage across every model,
+        # and each model's count of registered, live versions from the index alone.
+        Index("ix_versions_stage_artifact", "stage", "artifact_id"),
+        Index("ix_versions_listing", "artifact_id", "registered", "deleted_at"),
         # At most one production version per model, whatever the code above does.
         Index(
             "uq_versions_production",

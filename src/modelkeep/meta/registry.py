@@ -85,9 +85,11 @@ def register(
                 host=source.host,  # the bytes are where the source's are
                 store_id=source.store_id,
                 now=now,
+                registered=True,
             )
-        row.registered = True
-        row.stage_changed_at = now
+        else:
+            row.registered = True
+            row.stage_changed_at = now
         append(
             s,
             actor,

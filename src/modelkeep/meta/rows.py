@@ -8,7 +8,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import ArtifactNotFound, VersionDeleted, VersionNotFound
@@ -17,12 +17,18 @@ from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
 from modelkeep.meta.reads import holders_in, similar_names
 from modelkeep.meta.webhooks import version_created
 
+# Built once: every registry change runs these, and building a statement (coercing its
+# clauses, computing its cache key) cost more than executing it.
+_ARTIFACT = select(ArtifactRow).where(ArtifactRow.name == bindparam("name"))
+_ARTIFACT_LOCKED = _ARTIFACT.with_for_update()
+_VERSION = select(VersionRow).where(
+    VersionRow.artifact_id == bindparam("art"), VersionRow.number == bindparam("number")
+)
+
 
 def artifact(s: Session, name: str) -> ArtifactRow:
     """The artifact called name; ArtifactNotFound naming similar names if there is none."""
-    art: ArtifactRow | None = s.scalars(
-        select(ArtifactRow).where(ArtifactRow.name == name)
-    ).one_or_none()
+    art: ArtifactRow | None = s.scalars(_ARTIFACT, {"name": name}).one_or_none()
     if art is None:
         names = list(s.scalars(select(ArtifactRow.name)))
         raise ArtifactNotFound(name, similar_names(name, names), len(names))
@@ -37,9 +43,7 @@ def artifact_locked(
     create is the type of a new artifact made when none exists (made at now); without it,
     a missing artifact is ArtifactNotFound.
     """
-    art: ArtifactRow | None = s.scalars(
-        select(ArtifactRow).where(ArtifactRow.name == name).with_for_update()
-    ).one_or_none()
+    art: ArtifactRow | None = s.scalars(_ARTIFACT_LOCKED, {"name": name}).one_or_none()
     if art is not None:
         return art
     if create is None or now is None:
@@ -56,9 +60,7 @@ def ref_of(art: ArtifactRow, row: VersionRow) -> str:
 
 def version_row(s: Session, art: ArtifactRow, number: int) -> VersionRow:
     """name:vN's row; VersionNotFound or VersionDeleted when it cannot be used."""
-    row = s.scalars(
-        select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.number == number)
-    ).one_or_none()
+    row = s.scalars(_VERSION, {"art": art.id, "number": number}).one_or_none()
     if row is None:
         raise VersionNotFound(art.name, number, art.latest_number)
     if row.deleted_at is not None:
@@ -70,11 +72,7 @@ def latest_row(s: Session, art: ArtifactRow) -> VersionRow | None:
     """The row of the artifact's highest number (deleted or not), None for a new artifact."""
     if not art.latest_number:
         return None
-    row: VersionRow = s.scalars(
-        select(VersionRow).where(
-            VersionRow.artifact_id == art.id, VersionRow.number == art.latest_number
-        )
-    ).one()
+    row: VersionRow = s.scalars(_VERSION, {"art": art.id, "number": art.latest_number}).one()
     return row
 
 
@@ -95,9 +93,11 @@ def create_version(
     host: str | None,
     store_id: str | None,
     now: datetime,
+    registered: bool = False,
 ) -> VersionRow:
     """The one way a version row is made (add and register): the next number of art, at
-    now, which the caller read with `chain.clock` under the chain lock."""
+    now, which the caller read with `chain.clock` under the chain lock. A registered one
+    is inserted as such (its stage time now), not inserted and then updated."""
     art.latest_number += 1
     row = VersionRow(
         artifact_id=art.id,
@@ -117,6 +117,8 @@ def create_version(
         deleted_at=None,
         host=host,
         store_id=store_id,
+        registered=registered,
+        stage_changed_at=now if registered else None,
     )
     s.add(row)
     s.flush()

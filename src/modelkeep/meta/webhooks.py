@@ -335,6 +335,9 @@ def deliveries(
 
 
 _Target = tuple[int, tuple[str, ...], str]  # an active webhook's id, events and model glob
+_ACTIVE = select(WebhookRow.id, WebhookRow.events, WebhookRow.model_glob).where(
+    WebhookRow.removed_at.is_(None)
+)  # built once: every registry change runs it
 
 
 def _active(s: Session) -> list[_Target]:
@@ -342,11 +345,7 @@ def _active(s: Session) -> list[_Target]:
     small SELECT per change, and a change that makes many events pays it once."""
     hooks = s.info.get(_SESSION_KEY)
     if hooks is None:
-        rows = s.execute(
-            select(WebhookRow.id, WebhookRow.events, WebhookRow.model_glob).where(
-                WebhookRow.removed_at.is_(None)
-            )
-        )
+        rows = s.execute(_ACTIVE)
         hooks = [(r.id, tuple(r.events.split(",")), r.model_glob) for r in rows]
         s.info[_SESSION_KEY] = hooks
     return cast(list[_Target], hooks)
