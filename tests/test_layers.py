@@ -151,3 +151,25 @@ def test_deprecated_repo_helpers_warn_and_still_work(tmp_path: Path) -> None:
             assert repo.holds(v.digest)
         with pytest.warns(DeprecationWarning, match="Repo.explained"), repo.explained(v):
             pass
+
+
+def test_threads_asking_for_the_store_at_once_open_one(tmp_path: Path) -> None:
+    """The store is opened on first use; a server's first requests all ask at once."""
+    import threading
+
+    mk.init(tmp_path / "r").close()
+    with mk.open(tmp_path / "r") as repo:
+        assert repo.parts.opened_store is None  # a bound store is not opened to open the repo
+        start = threading.Barrier(8)
+        seen: list[int] = []
+
+        def ask() -> None:
+            start.wait()
+            seen.append(id(repo.acting_as("someone").store))
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(seen)) == 1 and seen[0] == id(repo.store)

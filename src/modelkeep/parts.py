@@ -7,6 +7,7 @@ versions), never a `Repo`: `Repo` composes them, and nothing below it reaches ba
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from modelkeep import config, meta
 
 if TYPE_CHECKING:
     from modelkeep.store import ObjectStore
+
+_OPENING = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -36,9 +39,11 @@ class Parts:
     @property
     def store(self) -> ObjectStore:
         if self.opened_store is None:
-            from modelkeep.store.objects import ObjectStore
+            with _OPENING:  # a server's first requests may all ask at once: one store
+                if self.opened_store is None:
+                    from modelkeep.store.objects import ObjectStore
 
-            self.opened_store = ObjectStore(self.settings.store_dir)
+                    self.opened_store = ObjectStore(self.settings.store_dir)
         return self.opened_store
 
     @functools.cached_property

@@ -86,7 +86,7 @@ def expand(sql: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         value = params.get(name)
         if not isinstance(value, (list, tuple)):
             return match.group(0)
-        names = [f"{name}_{i}" for i in range(len(value))]
+        names = [f"{name}__{i}" for i in range(len(value))]
         flat.update(zip(names, value, strict=True))
         return "(" + ", ".join(f":{n}" for n in names) + ")" if names else "(NULL)"
 
@@ -136,6 +136,8 @@ class Database:
         path = unquote(plain.group(1)) if plain else None
         self._sqlite_file = path if path and path != ":memory:" else None
         self._queue: threading.RLock | None = None
+        self._made: tuple[Engine, Engine] | None = None
+        self._engines_lock = threading.Lock()  # a server's first requests come at once
         if url.startswith("sqlite"):
             self._queue = _writers(url)
         if self._sqlite_file is not None:
@@ -152,9 +154,15 @@ class Database:
         except sa_exc.ArgumentError as exc:
             raise DatabaseError(self.url, f"not a database URL ({exc})") from exc
 
-    @functools.cached_property
+    @property
     def _engines(self) -> tuple[Engine, Engine]:
         """(reader, writer), made on first use: a read command on a SQLite file never needs them."""
+        with self._engines_lock:
+            if self._made is None:
+                self._made = self._make_engines()
+            return self._made
+
+    def _make_engines(self) -> tuple[Engine, Engine]:
         from sqlalchemy import create_engine
         from sqlalchemy import exc as sa_exc
 
@@ -177,8 +185,8 @@ class Database:
         return self._engines[1]
 
     def close(self) -> None:
-        if "_engines" in self.__dict__:
-            reader, writer = self._engines
+        if self._made is not None:
+            reader, writer = self._made
             reader.dispose()
             writer.dispose()
 
@@ -239,8 +247,12 @@ class Database:
         assert self._sqlite_file is not None
         uri = Path(self._sqlite_file).absolute().as_uri() + "?mode=rw"
         conn = sqlite3.connect(uri, uri=True, timeout=300, isolation_level=None)
-        conn.row_factory = _named_rows
-        conn.execute("PRAGMA busy_timeout=300000")
+        try:
+            conn.row_factory = _named_rows
+            conn.execute("PRAGMA busy_timeout=300000")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     # -- schema -----------------------------------------------------------------

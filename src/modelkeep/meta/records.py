@@ -165,7 +165,10 @@ def version_of(artifact: ArtifactRow | Any, row: VersionRow | Any) -> Version:
         raise UnsafeRecord(ref, "digest", row.digest, "not 64 lowercase hex digits")
     if type(row.mode) is not int:
         raise UnsafeRecord(ref, "mode", row.mode, "not an integer")
-    if not isinstance(row.source_name, (bytes, str)):
+    source_name = row.source_name
+    if isinstance(source_name, memoryview):  # bytea through a driver that gives views
+        source_name = bytes(source_name)
+    if not isinstance(source_name, (bytes, str)):
         raise UnsafeRecord(ref, "source_name", row.source_name, "not a file name")
     metadata = _metadata(ref, row.metadata_json)
     return Version(
@@ -177,7 +180,7 @@ def version_of(artifact: ArtifactRow | Any, row: VersionRow | Any) -> Version:
         size=row.size,
         file_count=row.file_count,
         mode=row.mode,
-        source_name=os.fsdecode(row.source_name),
+        source_name=os.fsdecode(source_name),
         created_at=when(row.created_at, ref, "created_at"),
         user=row.user,
         message=row.message,

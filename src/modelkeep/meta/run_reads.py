@@ -529,12 +529,15 @@ def find_runs(
             if wanted is None or len(batch) < 500:
                 break
             at += 500
-    if not in_sql:
-        assert sort is not None
-        found = sort_runs(found, sort, descending=descending)
-    page = found[offset : None if limit is None else offset + limit]
-    full = {r.id: r for r in runs(db, ids=[r.id for r in page], deleted=None)}
-    return [full[r.id] for r in page if r.id in full]  # one deleted since is left out
+        if not in_sql:
+            assert sort is not None
+            found = sort_runs(found, sort, descending=descending)
+        page = found[offset : None if limit is None else offset + limit]
+        rows: list[Any] = []  # in full, in the same snapshot, 500 at a time
+        for ids in _chunks([r.id for r in page]):
+            rows += q.rows("SELECT * FROM runs WHERE id IN :ids", ids=ids)
+        full = {r.id: r for r in _records(q, rows)}
+    return [full[r.id] for r in page]
 
 
 _LIGHT = 'id, name, status, "user", host, started_at, ended_at, parent_id, deleted_at'
