@@ -389,7 +389,7 @@ def bench_chain(ctx: Ctx, name: str) -> None:
     files = [ctx.data / ("w2" if v == 0 else name) / f"ckpt{v}.safetensors" for v in range(n)]
     adds = ctx.row(f"{label} add all {n} versions (total time)")
     what = f"(DVC: .dvc/cache; cp: {n} full copies)"
-    stored = ctx.row(f"{label} stored bytes after {n} versions {what}", "B", target=("ratio", 0.32))
+    stored = ctx.row(f"{label} stored bytes after {n} versions {what}", "B", target=("ratio", 0.26))
 
     def work(d: Path, tool: str) -> None:
         repo = d / tool
