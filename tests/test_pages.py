@@ -196,3 +196,29 @@ def test_the_pages_over_http(served: mkserve.Served) -> None:
         assert held == {"fraud": {"production": None, "staging": None}}
         dedup = h.get("/api/v1/pages/dedup/fraud:v1").json()
         assert dedup["new"] == 1 and dedup["previous"] is None
+
+
+def test_pages_show_an_account_only_the_models_its_grants_reach(tmp_path: Path) -> None:
+    """A viewer granted `fraud*` only: no page lists, counts or opens another model."""
+    from modelkeep.meta import accounts
+
+    s = mkserve.start(tmp_path / "store")
+    try:
+        mkserve.with_accounts(s, {"gina": None})
+        with mk.open(s.root) as repo:
+            for name in ("fraud-eu", "churn"):
+                (tmp_path / name).write_text(name, "utf-8")
+                repo.add(tmp_path / name, f"{name}-src")
+                repo.register(f"{name}-src:v1", name)
+            accounts.grant(repo.db, "gina", "viewer", model="fraud*")
+        with s.http("gina") as h:
+            models = h.get("/api/v1/pages/models", params={"limit": 50}).json()
+            assert [m["model"]["name"] for m in models["items"]] == ["fraud-eu"]
+            events = h.get("/api/v1/pages/audit", params={"limit": 50}).json()
+            assert events["items"] and all("churn" not in e["target"] for e in events["items"])
+            for path in ("versions/churn", "files/churn:v1", "dedup/churn:v1"):
+                r = h.get(f"/api/v1/pages/{path}")
+                assert r.status_code in (403, 404), (path, r.status_code, r.text)
+            assert h.get("/api/v1/pages/versions/fraud-eu").status_code == 200
+    finally:
+        s.stop()
