@@ -258,7 +258,10 @@ def _unzstd(entry: PackEntry, frame: bytes | memoryview, raw_length: int, where:
     return raw
 
 
-def _ungroup(entry: PackEntry, data: bytes, width: int, where: str) -> bytes:
+def _ungroup(
+    entry: PackEntry, data: bytes | memoryview, width: int, where: str, out: bytearray, at: int
+) -> None:
+    """Write the object's raw bytes into out[at : at + raw_length], group by group."""
     key = entry.key.hex()
     n = entry.raw_length
     head = width * _HEADER.size
@@ -268,30 +271,46 @@ def _ungroup(entry: PackEntry, data: bytes, width: int, where: str) -> bytes:
     sizes = _group_lengths(n, width)
     if any(s > r for s, r in zip(stored, sizes, strict=True)) or head + sum(stored) != len(data):
         raise CorruptObject(key, f"{where}: grouped payload lengths do not add up")
-    out = bytearray(n)
     view = memoryview(data)
     offset = head
     for k, (s, r) in enumerate(zip(stored, sizes, strict=True)):
         part = view[offset : offset + s]
         offset += s
-        out[k::width] = part if s == r else _unzstd(entry, part, r, where)
-    return bytes(out)
+        out[at + k : at + n : width] = part if s == r else _unzstd(entry, part, r, where)
 
 
-def decode(entry: PackEntry, data: bytes, where: str) -> bytes:
-    """The raw bytes of a stored object, exactly raw_length of them, or CorruptObject.
+def decode_into(
+    entry: PackEntry, data: bytes | memoryview, where: str, out: bytearray, at: int
+) -> None:
+    """Write the raw bytes of a stored object into out[at : at + raw_length], or raise
+    CorruptObject: a run of chunks is decoded straight into its reader's buffer, with no
+    copy of each chunk in between.
 
     Nothing inflates past raw_length, which the caller has bounded by the object's kind
     (check_lengths) before reading; where names the place read, for the message."""
+    n = entry.raw_length
+    if at + n > len(out):
+        raise ValueError(f"{n:,} bytes do not fit at {at:,} of {len(out):,}")
     width = GROUPS.get(entry.codec)
-    if entry.codec == CODEC_RAW:
-        raw = data
+    if width is not None:
+        _ungroup(entry, data, width, where, out, at)
     elif entry.codec == CODEC_ZSTD:
-        raw = _unzstd(entry, data, entry.raw_length, where)
-    elif width is not None:
-        raw = _ungroup(entry, data, width, where)
+        out[at : at + n] = _unzstd(entry, data, n, where)
+    elif entry.codec == CODEC_RAW:
+        if len(data) != n:
+            raise CorruptObject(entry.key.hex(), f"{where}: wrong length")
+        out[at : at + n] = data
     else:
         raise CorruptObject(entry.key.hex(), f"{where}: unknown codec {entry.codec}")
-    if len(raw) != entry.raw_length:
-        raise CorruptObject(entry.key.hex(), f"{where}: wrong length")
-    return raw
+
+
+def decode(entry: PackEntry, data: bytes, where: str) -> bytes:
+    """The raw bytes of a stored object, exactly raw_length of them, or CorruptObject
+    (see `decode_into`)."""
+    if entry.codec == CODEC_RAW:
+        if len(data) != entry.raw_length:
+            raise CorruptObject(entry.key.hex(), f"{where}: wrong length")
+        return data
+    out = bytearray(entry.raw_length)
+    decode_into(entry, data, where, out, 0)
+    return bytes(out)

@@ -533,13 +533,12 @@ class ObjectStore:
         data = os.pread(fd, stored, start)
         if len(data) != stored:
             return None
-        out = 0
+        view, out = memoryview(data), 0
         for entry in entries:
-            where = f"{pack} offset {entry.offset}"
             at = entry.offset - start
-            raw = self._decode(entry, data[at : at + entry.length], where)
-            buf[out : out + len(raw)] = raw
-            out += len(raw)
+            payload = view[at : at + entry.length]
+            codec.decode_into(entry, payload, f"{pack} offset {entry.offset}", buf, out)
+            out += entry.raw_length
         return out
 
     def _refute(
