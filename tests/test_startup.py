@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 import modelkeep as mk
+from modelkeep.errors import ModelkeepError
 from modelkeep.meta.db import HEAD, Database
 from tests.conftest import ok
 
@@ -122,11 +123,45 @@ def test_show_and_status_import_no_sync_formats_or_migrations(
     assert sorted(modules & (set(NEVER_ON_READ) - {needed})) == []
 
 
-def test_init_builds_the_schema_without_alembic(tmp_path: Path) -> None:
+def test_init_builds_the_schema_without_alembic_or_sqlalchemy(tmp_path: Path) -> None:
     modules = imported_by("init", str(tmp_path / "new"), cwd=tmp_path)
-    assert "alembic" not in modules
+    assert sorted(modules & {"alembic", "sqlalchemy"}) == []
     with mk.open(tmp_path / "new") as repo:
         assert repo.db.current_revision() == HEAD
+
+
+def test_an_unchanged_re_add_is_a_stat_check_and_a_read(project: Path) -> None:
+    """Adding the same bytes again answers "unchanged" from a read: no write transaction,
+    so no SQLAlchemy; a version added with a run still links the run (a write)."""
+    modules = imported_by("add", "w.bin", "--name", "m", "--type", "model", cwd=project)
+    assert "sqlalchemy" not in modules
+    assert "modelkeep.store.objects" in modules  # the stat check did run
+    with mk.open(project) as repo:
+        assert [v.number for v in repo.versions("m")] == [1]
+        with mk.start_run(name="again", repo=repo, capture_code=False) as run:
+            again = repo.add(project / "w.bin", "m", run_id=run.id)
+        assert [v.number for v in repo.versions("m")] == [1]
+        assert again.same_as is None and not again.created
+        assert repo.run(run.id).outputs == ("m:v1",)
+
+
+def test_the_sqlite_schema_script_is_the_one_the_models_give() -> None:
+    """`init` on SQLite runs schema.sql (no SQLAlchemy); it must be what `create_all`
+    would run today. Regenerate it with `python -m modelkeep.meta.schema`."""
+    from modelkeep.meta.db import SQLITE_SCHEMA
+    from modelkeep.meta.schema import sqlite_script
+
+    assert SQLITE_SCHEMA.read_text() == sqlite_script()
+
+
+def test_creating_a_database_in_a_file_that_is_not_one_fails_in_one_line(tmp_path: Path) -> None:
+    bogus = tmp_path / "meta.sqlite"
+    bogus.write_bytes(b"not a database at all, " * 100)
+    db = Database(f"sqlite:///{bogus}")
+    with pytest.raises(ModelkeepError) as caught:
+        db.create()
+    assert "\n" not in str(caught.value)
+    assert bogus.read_bytes() == b"not a database at all, " * 100  # left as it was
 
 
 def _schema(url: str) -> dict[str, Any]:

@@ -155,7 +155,7 @@ def _record(
         host=parts.settings.host,
         store_id=parts.store_id,
     )
-    return meta.add_version(parts.db, name, type, new)
+    return meta.existing(parts.db, name, new) or meta.add_version(parts.db, name, type, new)
 
 
 # -- run attachments: a file's content, with no version naming it ---------------------------

@@ -13,14 +13,29 @@ from modelkeep import lazy
 
 if TYPE_CHECKING:
     from modelkeep.meta.attachments import Attachment
-    from modelkeep.meta.catalog import add_version, artifact_type, check_type
+    from modelkeep.meta.catalog import add_version
     from modelkeep.meta.db import Database
     from modelkeep.meta.evaluation_reads import Evaluation
     from modelkeep.meta.events import Event, Verification, events, verify
     from modelkeep.meta.lineage import Edge, Lineage, RunNode, VersionNode, lineage
     from modelkeep.meta.pushes import PushState, mark_pushed, push_state, pushed, pushed_anywhere
-    from modelkeep.meta.reads import Model, all_versions, artifacts, models, versions
-    from modelkeep.meta.records import ARTIFACT_TYPES, Added, Artifact, NewVersion, Version
+    from modelkeep.meta.reads import (
+        Model,
+        all_versions,
+        artifact_type,
+        artifacts,
+        existing,
+        models,
+        versions,
+    )
+    from modelkeep.meta.records import (
+        ARTIFACT_TYPES,
+        Added,
+        Artifact,
+        NewVersion,
+        Version,
+        check_type,
+    )
     from modelkeep.meta.registry import (
         Approvals,
         Holders,
@@ -67,9 +82,10 @@ _WHERE: dict[str, tuple[str, str]] = {  # name -> (module of modelkeep.meta, its
     "NewVersion": ("records", "NewVersion"),
     "add_version": ("catalog", "add_version"),
     "all_versions": ("reads", "all_versions"),
-    "artifact_type": ("catalog", "artifact_type"),
+    "artifact_type": ("reads", "artifact_type"),
+    "existing": ("reads", "existing"),
     "artifacts": ("reads", "artifacts"),
-    "check_type": ("catalog", "check_type"),
+    "check_type": ("records", "check_type"),
     "versions": ("reads", "versions"),
     "Database": ("db", "Database"),
     "Evaluation": ("evaluation_reads", "Evaluation"),
@@ -161,6 +177,7 @@ __all__ = [
     "create_run",
     "delete",
     "events",
+    "existing",
     "find_runs",
     "finish_run",
     "heartbeat",

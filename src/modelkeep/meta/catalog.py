@@ -9,23 +9,14 @@ before it existed.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from modelkeep.errors import InvalidArgument, TypeMismatch
+from modelkeep.errors import TypeMismatch
 from modelkeep.meta.chain import Write, clock
-from modelkeep.meta.db import Database
-from modelkeep.meta.models import ArtifactRow, RunOutputRow, VersionRow
-from modelkeep.meta.records import ARTIFACT_TYPES, Added, NewVersion, version_of
+from modelkeep.meta.db import Database, session_query
+from modelkeep.meta.models import RunOutputRow
+from modelkeep.meta.reads import same_as, same_version_in
+from modelkeep.meta.records import Added, NewVersion, check_type, version_of
 from modelkeep.meta.rows import artifact_locked, create_version
 from modelkeep.meta.runs import check_running
-
-
-def check_type(type_: str) -> str:
-    if type_ not in ARTIFACT_TYPES:
-        raise InvalidArgument(
-            f"unknown artifact type {type_!r}; use one of {', '.join(ARTIFACT_TYPES)}"
-        )
-    return type_
 
 
 def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> Added:
@@ -41,25 +32,13 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
         # Content equal to a version of this name (the latest or an older one, not deleted)
         # is that version: no second number for the same bytes, and a work tree's lock
         # points back at it.
-        same = s.scalars(
-            select(VersionRow)
-            .where(
-                VersionRow.artifact_id == art.id,
-                VersionRow.digest == new.digest,
-                VersionRow.kind == new.kind,
-                VersionRow.mode == new.mode,
-                VersionRow.deleted_at.is_(None),
-            )
-            .order_by(VersionRow.number.desc())
-            .limit(1)
-        ).one_or_none()
+        same = same_version_in(session_query(s), art.id, new)
         if same is not None:
             if new.run_id is not None and new.run_id != same.run_id:
                 key = {"run_id": new.run_id, "version_id": same.id}
                 if s.get(RunOutputRow, key) is None:
                     s.add(RunOutputRow(**key))
-            older = None if same.number == art.latest_number else version_of(art, same)
-            return Added(version_of(art, same), created=False, same_as=older)
+            return same_as(art, same)
         row = create_version(
             s,
             art,
@@ -78,12 +57,3 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
             now=now,
         )
         return Added(version_of(art, row), created=True)
-
-
-def artifact_type(db: Database, name: str) -> str | None:
-    """The type of an existing artifact, or None if there is no artifact of that name."""
-    with db.read() as s:
-        found: str | None = s.scalars(
-            select(ArtifactRow.type).where(ArtifactRow.name == name)
-        ).one_or_none()
-        return found

@@ -16,9 +16,11 @@ import functools
 import re
 import sqlite3
 import threading
+import uuid
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 HEAD = "0012"  # the newest migration; checked cheaply so alembic is imported only to migrate
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_SCHEMA = Path(__file__).parent / "schema.sql"  # what `create` runs on a new SQLite file
 _MIGRATION_LOCK = 7160250515  # PostgreSQL: one machine builds or migrates a shared schema
 _WRITERS: dict[str, threading.RLock] = {}  # SQLite file -> this process's writers' queue
 _WRITERS_GUARD = threading.Lock()
@@ -316,6 +319,10 @@ class Database:
         for a fresh database (create_all, then stamp): running the migration chain to build
         empty tables costs importing Alembic and every migration. A database that has
         tables already (a team's shared one) is migrated instead."""
+        if not (self._create_sqlite() if self._sqlite_file else self._create_at_head()):
+            self.migrate()
+
+    def _create_at_head(self) -> bool:
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import text
 
@@ -325,8 +332,36 @@ class Database:
             with self._writer.begin() as conn:
                 if conn.dialect.name == "postgresql":  # several machines may init at once
                     conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
-                created = create_at_head(conn, HEAD)
+                created: bool = create_at_head(conn, HEAD)
+                return created
         except sa_exc.SQLAlchemyError as exc:
             raise self._failed(exc) from exc
-        if not created:
-            self.migrate()
+
+    def _create_sqlite(self) -> bool:
+        """`create_at_head` on a SQLite file with the standard library alone: the DDL that
+        SQLAlchemy's `create_all` runs there (`schema.sql`), the stamp and the database's id,
+        in one transaction; False (and nothing done) when the file has tables already."""
+        assert self._sqlite_file is not None
+        statements = [s for s in SQLITE_SCHEMA.read_text().split(";\n") if s.strip()]
+        created_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's form
+        try:
+            conn = sqlite3.connect(self._sqlite_file, timeout=300, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
+                    conn.execute("ROLLBACK")
+                    return False
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD,))
+                conn.execute(
+                    "INSERT INTO database_identity (id, created_at) VALUES (?, ?)",
+                    (uuid.uuid4().hex, created_at),
+                )
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        return True

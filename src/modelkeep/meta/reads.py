@@ -23,7 +23,7 @@ from modelkeep.errors import (
     VersionNotFound,
 )
 from modelkeep.meta.db import Database, Query
-from modelkeep.meta.records import Artifact, Version, version_of, when
+from modelkeep.meta.records import Added, Artifact, NewVersion, Version, version_of, when
 from modelkeep.refs import AliasRef, DigestRef, Ref, content_id, parse_ref
 
 STAGE_ALIASES = ("staging", "production")
@@ -134,6 +134,45 @@ def resolve_in(q: Query, target: Ref) -> Version:
     if found is None:
         raise VersionNotFound(target.name, target.number or 0, art.latest_number)
     return checked(art, found)
+
+
+def artifact_type(db: Database, name: str) -> str | None:
+    """The type of an existing artifact, or None if there is no artifact of that name."""
+    with db.query() as q:
+        found: str | None = q.scalar("SELECT type FROM artifacts WHERE name = :name", name=name)
+    return found
+
+
+def same_version_in(q: Query, artifact_id: int, new: NewVersion) -> Any:
+    """The newest live version of the artifact with new's content (digest, kind and mode),
+    or None: adding the same bytes again gives that version, not another number."""
+    return q.row(
+        f"{_VERSIONS} WHERE v.artifact_id = :id AND v.digest = :digest AND v.kind = :kind "
+        "AND v.mode = :mode AND v.deleted_at IS NULL ORDER BY v.number DESC LIMIT 1",
+        id=artifact_id,
+        digest=new.digest,
+        kind=new.kind,
+        mode=new.mode,
+    )
+
+
+def same_as(art: Any, row: Any) -> Added:
+    """What adding content equal to version row of art gives: that version, named as an
+    older one when it is not the latest."""
+    older = None if row.number == art.latest_number else version_of(art, row)
+    return Added(version_of(art, row), created=False, same_as=older)
+
+
+def existing(db: Database, name: str, new: NewVersion) -> Added | None:
+    """What adding new to name gives when name has that content already (no run to link),
+    read without a write transaction: an unchanged re-add is then only a stat check and
+    this read. None: the add must be written (`add_version`)."""
+    if new.run_id is not None:  # the run's output link is a write
+        return None
+    with db.query() as q:
+        art = q.row(f"{_ARTIFACT} WHERE name = :name", name=name)
+        row = None if art is None else same_version_in(q, art.id, new)
+    return None if row is None else same_as(art, row)
 
 
 def checked(art: Any, row: Any) -> Version:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from modelkeep.errors import UnsafeRecord
+from modelkeep.errors import InvalidArgument, UnsafeRecord
 from modelkeep.refs import content_id
 
 if TYPE_CHECKING:
@@ -106,6 +106,14 @@ class NewVersion:
     run_id: str | None = None  # the run that produced it
     host: str | None = None  # the machine that added it
     store_id: str | None = None  # the store that added it
+
+
+def check_type(type_: str) -> str:
+    if type_ not in ARTIFACT_TYPES:
+        raise InvalidArgument(
+            f"unknown artifact type {type_!r}; use one of {', '.join(ARTIFACT_TYPES)}"
+        )
+    return type_
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,16 @@ the tables come from the models, which a test holds equal to what the migrations
 and the `alembic_version` row says HEAD, so later migrations start from there. Stamping
 writes Alembic's table by hand (the same columns and key Alembic makes), so creating a
 repository does not import Alembic at all.
+
+On a SQLite file (the default) even SQLAlchemy is not needed: `schema.sql` beside this
+module is the DDL `create_all` runs there, generated from the models (`python -m
+modelkeep.meta.schema > src/modelkeep/meta/schema.sql`), which a test holds equal to the
+models, and `Database.create` runs it with the standard library's sqlite3.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -42,3 +48,23 @@ def create_at_head(conn: Connection, head: str) -> bool:
         insert(DatabaseIdentityRow).values(id=uuid.uuid4().hex, created_at=datetime.now(UTC))
     )
     return True
+
+
+def sqlite_script() -> str:
+    """The statements `create_at_head` runs on SQLite (tables in dependency order, each with
+    its indexes, then Alembic's table), one per paragraph, for `schema.sql`."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect()
+    statements = []
+    for table in [*Base.metadata.sorted_tables, _alembic_version()]:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)))
+    text = "\n\n".join(f"{s.strip()};" for s in statements)
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(sqlite_script())
