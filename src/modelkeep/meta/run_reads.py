@@ -247,6 +247,22 @@ def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
+def _common(r: Any) -> dict[str, Any]:
+    """The fields of a run record its row alone gives (a full read or a light one)."""
+    where = f"run {r.id}"
+    return {
+        "id": r.id,
+        "name": r.name,
+        "status": r.status,
+        "user": r.user,
+        "host": r.host,
+        "started_at": when(r.started_at, where, "started_at"),
+        "ended_at": when_or_none(r.ended_at, where, "ended_at"),
+        "parent_id": r.parent_id,
+        "deleted_at": when_or_none(r.deleted_at, where, "deleted_at"),
+    }
+
+
 def _records(q: Query, rows: Sequence[Any]) -> list[RunRecord]:
     params: dict[str, dict[str, Any]] = defaultdict(dict)
     metrics: dict[str, dict[str, float]] = defaultdict(dict)
@@ -286,13 +302,7 @@ def _records(q: Query, rows: Sequence[Any]) -> list[RunRecord]:
             outputs[str(o.run_id)].append(f"{o.name}:v{o.number}")
     return [
         RunRecord(
-            id=r.id,
-            name=r.name,
-            status=r.status,
-            user=r.user,
-            host=r.host,
-            started_at=when(r.started_at, f"run {r.id}", "started_at"),
-            ended_at=when_or_none(r.ended_at, f"run {r.id}", "ended_at"),
+            **_common(r),
             exit_code=r.exit_code,
             error=r.error,
             command=json.loads(r.command_json),
@@ -302,11 +312,9 @@ def _records(q: Query, rows: Sequence[Any]) -> list[RunRecord]:
             metrics=dict(sorted(metrics[r.id].items())),
             inputs=tuple(inputs[r.id]),
             outputs=tuple(outputs[r.id]),
-            parent_id=r.parent_id,
             children=tuple(children[r.id]),
             tags={k: v for k, v in sorted(tags[r.id].items()) if not k.startswith(RESERVED)},
             note=r.note or "",
-            deleted_at=when_or_none(r.deleted_at, f"run {r.id}", "deleted_at"),
             deleted_by=tags[r.id].get(DELETED_BY, "") if r.deleted_at else "",
             delete_reason=tags[r.id].get(DELETE_REASON, "") if r.deleted_at else "",
         )
@@ -589,13 +597,7 @@ def _light(q: Query, rows: Sequence[Any], keys: dict[str, list[str]]) -> list[Ru
                 metrics[m.run_id][m.key] = math.nan if m.value is None else m.value
     return [
         RunRecord(
-            id=r.id,
-            name=r.name,
-            status=r.status,
-            user=r.user,
-            host=r.host,
-            started_at=when(r.started_at, f"run {r.id}", "started_at"),
-            ended_at=when_or_none(r.ended_at, f"run {r.id}", "ended_at"),
+            **_common(r),
             exit_code=None,
             error="",
             command={},
@@ -605,9 +607,7 @@ def _light(q: Query, rows: Sequence[Any], keys: dict[str, list[str]]) -> list[Ru
             metrics=metrics[r.id],
             inputs=(),
             outputs=(),
-            parent_id=r.parent_id,
             tags=tags[r.id],
-            deleted_at=when_or_none(r.deleted_at, f"run {r.id}", "deleted_at"),
         )
         for r in rows
     ]

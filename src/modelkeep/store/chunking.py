@@ -7,11 +7,11 @@ whole content, so it never depends on these parameters.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import blake3
-from pyfastcdc import FastCDC
 
 # pyfastcdc's real average is avg_size + min_size: about 64 KiB here.
 AVG_SIZE = 48 * 1024
@@ -21,7 +21,14 @@ BLOCK = 8 * 1024 * 1024
 BUFFERS = 4  # blocks in flight: one being read, the others hashed and written
 SMALL_READ = 64 * 1024
 
-_CDC = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
+
+@functools.cache
+def _cdc() -> Any:
+    """The chunker, made on first use: reading metadata (trees, packs) needs `digest` and
+    not the native chunker."""
+    from pyfastcdc import FastCDC
+
+    return FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
 
 
 def digest(data: bytes | memoryview) -> bytes:
@@ -63,7 +70,7 @@ def iter_blocks(
             end += n
         eof = end < limit
         block = buf[:end]
-        spans = [(c.offset, c.length) for c in _CDC.cut_buf(block)] if end else []
+        spans = [(c.offset, c.length) for c in _cdc().cut_buf(block)] if end else []
         if eof:
             yield block, spans, first
             return
@@ -74,4 +81,4 @@ def iter_blocks(
 
 
 def chunk_bytes(data: bytes) -> list[bytes]:
-    return [bytes(c.data) for c in _CDC.cut_buf(data)] or [b""]
+    return [bytes(c.data) for c in _cdc().cut_buf(data)] or [b""]
