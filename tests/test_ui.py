@@ -202,6 +202,33 @@ def test_signing_out_ends_the_session_on_the_server(served: mkserve.Served) -> N
     assert page.status_code == 303 and page.headers["location"].startswith("/ui/login")
 
 
+def test_a_session_from_a_short_lived_token_ends_when_the_token_does(
+    served: mkserve.Served,
+) -> None:
+    """Signing in with a token that expires soon must not give a 12-hour session."""
+    from datetime import UTC, datetime, timedelta
+
+    from modelkeep.meta import accounts
+
+    ends = datetime.now(UTC) + timedelta(seconds=6)
+    with mk.open(served.root) as repo:
+        accounts.add_user(repo.db, "brief-web")
+        accounts.grant(repo.db, "brief-web", "viewer")
+        token, _ = accounts.create_token(repo.db, "brief-web", expires_at=ends)
+    r = httpx.post(served.url + "/ui/login", json={"token": token})
+    assert r.status_code == 200, r.text
+    max_age = int(r.headers["set-cookie"].lower().split("max-age=")[1].split(";")[0])
+    assert 0 < max_age <= 6
+    with mk.open(served.root) as repo:
+        (session,) = [t for t in accounts.tokens(repo.db, "brief-web") if t.label == "web session"]
+    assert session.expires_at is not None and session.expires_at <= ends
+    name = f"modelkeep_session_{served.port}"
+    cookie = {name: r.cookies[name]}
+    assert httpx.get(served.url + "/api/v1/account", cookies=cookie).status_code == 200
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.5)
+    assert httpx.get(served.url + "/api/v1/account", cookies=cookie).status_code == 401
+
+
 def test_a_session_has_the_accounts_roles_and_no_more(served: mkserve.Served) -> None:
     with closing(sign_in(served, token=served.tokens["vic"])) as vic:
         refused = vic.post(

@@ -15,6 +15,7 @@ import html
 import json
 import string
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,11 +151,21 @@ def _secure(server: Server, request: Request) -> bool:
     )
 
 
-def _set_session(response: Response, server: Server, request: Request, session: str) -> None:
+def _set_session(
+    response: Response,
+    server: Server,
+    request: Request,
+    session: str,
+    expires: datetime | None = None,
+) -> None:
+    """Set the session cookie, kept by the browser until the session expires."""
+    seconds = sessions.SESSION_HOURS * 3600
+    if expires is not None:
+        seconds = max(1, int((expires - datetime.now(UTC)).total_seconds()))
     response.set_cookie(
         sessions.cookie_name(request),
         session,
-        max_age=sessions.SESSION_HOURS * 3600,
+        max_age=seconds,
         path="/",
         httponly=True,
         samesite="strict",
@@ -232,31 +243,37 @@ def _login(server: Server) -> Callable[[Request], Awaitable[Response]]:
                 )
             doc = await server.json_body(request)
             try:
-                who = await run_in_threadpool(_who, server, doc)
+                who, not_after = await run_in_threadpool(_who, server, doc)
             except Unauthenticated:
                 server.failures.take(peer)
                 raise
-            session = await run_in_threadpool(sessions.start, server.repo.db, who.name)
+            session, expires = await run_in_threadpool(
+                sessions.start, server.repo.db, who.name, not_after
+            )
         except ModelkeepError as exc:
             return server._errors(exc)
         response = JSONResponse({"user": who.name})
-        _set_session(response, server, request, session)
+        _set_session(response, server, request, session, expires)
         return response
 
     return login
 
 
-def _who(server: Server, doc: dict[str, Any]) -> Account:
+def _who(server: Server, doc: dict[str, Any]) -> tuple[Account, datetime | None]:
+    """Who signs in, and when a session of theirs must end at the latest (their token's
+    expiry, for a token sign-in)."""
     token, user, password = doc.get("token"), doc.get("user"), doc.get("password")
     if isinstance(token, str) and token:
-        return accounts.authenticate(server.repo.db, token.strip())
+        token = token.strip()
+        who = accounts.authenticate(server.repo.db, token)
+        return who, accounts.token(server.repo.db, token.split("_")[1]).expires_at
     if isinstance(user, str) and isinstance(password, str) and user and password:
         from modelkeep.server.passwords import verify_password
 
         stored = accounts.password_hash(server.repo.db, user)
         if stored is None or not verify_password(stored, password):
             raise Unauthenticated("wrong user name or password")
-        return accounts.active_account(server.repo.db, user)
+        return accounts.active_account(server.repo.db, user), None
     raise InvalidArgument('sign in with {"user": NAME, "password": TEXT} or {"token": TOKEN}')
 
 

@@ -115,11 +115,15 @@ class LocalSessions:
             self.sessions.pop(link_hash(session), None)
 
 
-def start(db: Database, user: str) -> str:
-    """A new session (a token) for user, who has just proved who they are."""
+def start(db: Database, user: str, not_after: datetime | None = None) -> tuple[str, datetime]:
+    """A new session (a token) for user, who has just proved who they are: (the session,
+    when it expires). A session made from a token ends no later than that token
+    (not_after): signing in never turns a short-lived token into a longer-lived one."""
     expires = datetime.now(UTC) + timedelta(hours=SESSION_HOURS)
+    if not_after is not None:
+        expires = min(expires, not_after)
     token, _ = accounts.create_token(db, user, label="web session", expires_at=expires)
-    return token
+    return token, expires
 
 
 def end(db: Database, session: str) -> None:
