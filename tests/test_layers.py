@@ -57,11 +57,11 @@ def test_the_parts_below_repo_need_no_repo(
     top = tmp_path / "work"
     top.mkdir()
     git(top, "init", "-q")
-    placed = worktree.place(write(top / "x.bin", b"x"))
+    monkeypatch.chdir(top)  # the working directory's work tree holds the lock
+    placed = worktree.place(parts, write(top / "x.bin", b"x"))
     assert placed is not None
     x = content.add(parts, top / "x.bin", "x", type=None, message="", metadata=None, run_id=None)
     worktree.track(parts, placed, x.version)
-    monkeypatch.chdir(top)
     assert [s.state for s in worktree.status(parts)] == ["ok"]
 
 

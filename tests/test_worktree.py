@@ -192,6 +192,34 @@ def test_outside_git_no_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "Git work tree" in line and "git init" in line
 
 
+def test_a_file_of_another_projects_work_tree_is_stored_but_not_tracked_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a file from someone else's Git project must not write into that project:
+    its modelkeep.lock and .gitignore would then pin a version of a repository it does
+    not use. Only the working directory's or the repository's own work tree is tracked."""
+    other = git_work_tree(tmp_path / "other")
+    write(other / "weights.bin", b"theirs")
+    before = snapshot(other)
+    plain = tmp_path / "plain"
+    monkeypatch.chdir(tmp_path)  # neither the working directory nor the repository is in Git
+    with mk.init(plain) as r:
+        added = r.add(other / "weights.bin", "w")
+        assert added.created
+        with r.open("w:v1") as f:
+            assert f.read() == b"theirs"
+    ok("add", str(other / "weights.bin"), "--name", "w2", cwd=plain)
+    assert snapshot(other) == before  # no modelkeep.lock, no .gitignore line
+    mine = git_work_tree(tmp_path / "mine")  # the working directory's own project is tracked
+    monkeypatch.chdir(mine)
+    with mk.open(plain) as r:
+        r.add(other / "weights.bin", "w")
+        write(mine / "m.bin", b"mine")
+        digest = r.add(mine / "m.bin", "m").version.digest
+    assert snapshot(other) == before
+    assert lock_lines(mine) == [f"m.bin -> m:v1 ({digest})"]
+
+
 def test_odd_paths_round_trip_through_the_lock(wrepo: mk.Repo, work: Path) -> None:
     names = [
         "with space/file 1.csv",

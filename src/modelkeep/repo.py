@@ -203,7 +203,7 @@ class Repo:
         """
         validate_name(name)
         source = content.addable(self.parts, path)
-        where = worktree.place(source) if track else None
+        where = worktree.place(self.parts, source) if track else None
         result = self.add_content(
             source,
             name,

@@ -102,14 +102,18 @@ def _guard(parts: Parts) -> Path:
     return parts.settings.control_dir / "lockfile.flock"
 
 
-def place(source: Path) -> tuple[Path, str] | None:
+def place(parts: Parts, source: Path) -> tuple[Path, str] | None:
     """Where source would be tracked: (work tree top, relative path), or None when Git
-    does not apply (outside a work tree) or already tracks it. The lock file is read here,
-    so a broken one is reported before any byte is stored."""
+    does not apply (outside a work tree), already tracks it, or the work tree is another
+    project's: only the working directory's or the repository's own work tree gets a lock
+    entry, never one this repository merely reads a file from. The lock file is read
+    here, so a broken one is reported before any byte is stored."""
     path = _place(source)
     top = git.work_tree(path)
     rel = None if top is None else _relative(top, path)
     if top is None or not rel or _in_git_dir(rel) or "\n" in rel:
+        return None
+    if top not in (git.work_tree(Path.cwd()), git.work_tree(parts.root)):
         return None
     if rel in (lockfile.NAME, ".gitignore") or git.is_tracked(top, path):
         return None  # pinned by Git itself
