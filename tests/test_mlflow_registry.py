@@ -549,6 +549,50 @@ def test_a_rename_keeps_history_and_a_new_model_may_take_the_old_name(
     assert backend_repo.verify_audit().ok
 
 
+_FAIL_UNREGISTER = {  # a trigger that makes the last step of a model's deletion fail
+    "sqlite": [
+        "CREATE TRIGGER boom BEFORE UPDATE OF registered ON artifacts "
+        "WHEN NEW.registered = 0 BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$ "
+        "LANGUAGE plpgsql",
+        "CREATE TRIGGER boom BEFORE UPDATE OF registered ON artifacts FOR EACH ROW "
+        "WHEN (NOT NEW.registered) EXECUTE FUNCTION boom()",
+    ],
+}
+
+
+def test_deleting_a_model_is_one_transaction(backend_repo: mk.Repo, tmp_path: Path) -> None:
+    """A failure at the last step (unregistering) leaves every version as it was: no model
+    half deleted, no event for what did not happen."""
+    from sqlalchemy import text
+
+    from modelkeep import registry
+    from modelkeep.errors import ModelkeepError
+
+    parts = backend_repo.parts
+    registry.create_model(parts, "whole")
+    for i in range(3):
+        listed = _files(backend_repo, tmp_path, {"MLmodel": f"v{i}".encode()})
+        registry.register_files(parts, "whole", listed, origin="o", metadata={}, run_id=None)
+    events = len(backend_repo.history("whole"))
+    with backend_repo.db.write() as s:
+        for statement in _FAIL_UNREGISTER[s.get_bind().dialect.name]:
+            s.execute(text(statement))
+    with pytest.raises(ModelkeepError, match="boom"):
+        registry.delete_model(parts, "whole", "gone")
+    assert [v.deleted_at for v in backend_repo.versions("whole")] == [None, None, None]
+    assert len(backend_repo.history("whole")) == events
+    with backend_repo.db.write() as s:
+        on = " ON artifacts" if s.get_bind().dialect.name == "postgresql" else ""
+        s.execute(text(f"DROP TRIGGER boom{on}"))
+    gone = registry.delete_model(parts, "whole", "gone")
+    assert [v.number for v in gone] == [1, 2, 3]
+    assert all(v.deleted_at is not None for v in backend_repo.versions("whole"))
+    assert backend_repo.verify_audit().ok
+
+
 def test_an_unregistered_version_is_not_mlflows(
     served: mkserve.Served, story: dict[str, Any], tmp_path: Path
 ) -> None:

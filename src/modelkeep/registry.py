@@ -336,21 +336,10 @@ def rename_model(parts: Parts, name: str, new_name: str) -> None:
 
 
 def delete_model(parts: Parts, name: str, reason: str) -> list[Version]:
-    """Tombstone every registered version of model name (each as `delete` does, so never
-    one in staging or production), then unregister it. Checked first: a refusal writes
-    nothing."""
+    """Tombstone every registered version of model name, then unregister it, in one
+    transaction: never one in staging or production (a refusal writes nothing)."""
     validate_name(name)
-    live = [v for v in meta.versions(parts.db, name) if v.registered and v.deleted_at is None]
-    held = [v.ref for v in live if v.stage in ("staging", "production")]
-    if held:
-        raise RegistryRefused(
-            f"{', '.join(held)} {'is' if len(held) == 1 else 'are'} in staging or production "
-            f"and cannot be deleted; archive {'it' if len(held) == 1 else 'them'} first "
-            f"(`modelkeep archive REF`), then delete {name!r}"
-        )
-    gone = [delete(parts, v, reason) for v in live]
-    model_names.unregister(parts.db, name, parts.user, reason)
-    return gone
+    return model_names.delete_model(parts.db, name, parts.user, reason)
 
 
 def register_files(

@@ -16,7 +16,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from modelkeep.errors import NotRegistered, RegisteredModelExists, RunNotFound, TypeMismatch
+from modelkeep.errors import (
+    NotRegistered,
+    RegisteredModelExists,
+    RegistryRefused,
+    RunNotFound,
+    TypeMismatch,
+)
 from modelkeep.meta.chain import Write, append, clock
 from modelkeep.meta.db import Database
 from modelkeep.meta.model_tags import (
@@ -27,6 +33,7 @@ from modelkeep.meta.model_tags import (
 )
 from modelkeep.meta.models import ArtifactRow, RunRow, VersionRow
 from modelkeep.meta.records import Version, version_of
+from modelkeep.meta.registry import tombstone
 from modelkeep.meta.rows import artifact_locked, create_version, ref_of
 
 RENAME = "rename"
@@ -70,19 +77,40 @@ def rename(db: Database, name: str, new_name: str, actor: str) -> None:
         append(s, actor, RENAME, new_name, new_name, {"name": name}, {"name": new_name}, "", now)
 
 
-def unregister(db: Database, name: str, actor: str, reason: str) -> None:
-    """The model is no longer registered (its versions are deleted first, by the caller,
-    through the registry's rules): its description and tags go; its name can be
-    registered again, and numbers continue after the deleted versions'."""
+def delete_model(db: Database, name: str, actor: str, reason: str) -> list[Version]:
+    """Tombstone every registered version of model name (each with its event, as `delete`
+    does), then unregister it: its description and tags go; its name can be registered
+    again, and numbers continue after the deleted versions'. One transaction: a version
+    in staging or production (checked under the lock) refuses it all, and a failure
+    leaves every version as it was."""
     with Write(db) as s:
         now = clock(s)
         art = artifact_locked(s, name)
         if not art.registered:
             raise NotRegistered(name)
+        live = s.scalars(
+            select(VersionRow)
+            .where(
+                VersionRow.artifact_id == art.id,
+                VersionRow.registered.is_(True),
+                VersionRow.deleted_at.is_(None),
+            )
+            .order_by(VersionRow.number)
+        ).all()
+        held = [ref_of(art, v) for v in live if v.stage in ("staging", "production")]
+        if held:
+            one = len(held) == 1
+            raise RegistryRefused(
+                f"{', '.join(held)} {'is' if one else 'are'} in staging or production "
+                f"and cannot be deleted; archive {'it' if one else 'them'} first "
+                f"(`modelkeep archive REF`), then delete {name!r}"
+            )
+        gone = [tombstone(s, art, row, actor, reason, now) for row in live]
         art.registered = False
         clear_model(s, art)
         append(s, actor, "unregister", name, name, {"registered": True},
                {"registered": False}, reason, now)  # fmt: skip
+        return gone
 
 
 @dataclass(frozen=True, slots=True)

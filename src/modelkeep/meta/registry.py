@@ -413,9 +413,18 @@ def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Ver
                 f"{ref} is in {row.stage} and cannot be deleted; archive it first "
                 f"(`modelkeep archive {ref}`)"
             )
-        for alias in s.scalars(select(AliasRow).where(AliasRow.version_id == row.id)):
-            s.delete(alias)
-        s.execute(update(VersionRow).where(VersionRow.id == row.id).values(deleted_at=now))
-        s.refresh(row)
-        append(s, actor, "delete", name, ref, {"stage": row.stage}, {"deleted": True}, reason, now)
-        return version_of(art, row)
+        return tombstone(s, art, row, actor, reason, now)
+
+
+def tombstone(
+    s: Session, art: ArtifactRow, row: VersionRow, actor: str, reason: str, now: datetime
+) -> Version:
+    """Mark a version deleted (its aliases go), with its audit event, in the caller's
+    transaction; the caller has checked it is in neither staging nor production."""
+    for alias in s.scalars(select(AliasRow).where(AliasRow.version_id == row.id)):
+        s.delete(alias)
+    s.execute(update(VersionRow).where(VersionRow.id == row.id).values(deleted_at=now))
+    s.refresh(row)
+    ref = ref_of(art, row)
+    append(s, actor, "delete", art.name, ref, {"stage": row.stage}, {"deleted": True}, reason, now)
+    return version_of(art, row)
