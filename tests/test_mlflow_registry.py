@@ -582,6 +582,8 @@ def test_deleting_a_model_is_one_transaction(backend_repo: mk.Repo, tmp_path: Pa
             s.execute(text(statement))
     with pytest.raises(ModelkeepError, match="boom"):
         registry.delete_model(parts, "whole", "gone")
+    with pytest.raises(ModelkeepError, match="needs a reason"):
+        registry.delete_model(parts, "whole", "  ")
     assert [v.deleted_at for v in backend_repo.versions("whole")] == [None, None, None]
     assert len(backend_repo.history("whole")) == events
     with backend_repo.db.write() as s:

@@ -154,6 +154,27 @@ def test_the_sqlite_schema_script_is_the_one_the_models_give() -> None:
     assert SQLITE_SCHEMA.read_text() == sqlite_script()
 
 
+def test_a_sqlite_database_made_without_sqlalchemy_reads_back_through_it(tmp_path: Path) -> None:
+    """The identity row `init` writes with sqlite3 is the one the ORM reads: an aware UTC
+    time (SQLAlchemy's text form) and a 32-digit hex id."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from modelkeep.meta.models import DatabaseIdentityRow
+
+    db = Database(f"sqlite:///{tmp_path / 'meta.sqlite'}")
+    try:
+        db.create()
+        with db.read() as s:
+            (row,) = s.scalars(select(DatabaseIdentityRow)).all()
+            assert len(row.id) == 32 and int(row.id, 16) >= 0
+            assert abs(row.created_at - datetime.now(UTC)) < timedelta(minutes=5)
+            assert row.created_at.tzinfo is not None
+    finally:
+        db.close()
+
+
 def test_creating_a_database_in_a_file_that_is_not_one_fails_in_one_line(tmp_path: Path) -> None:
     bogus = tmp_path / "meta.sqlite"
     bogus.write_bytes(b"not a database at all, " * 100)

@@ -220,6 +220,18 @@ def test_a_file_of_another_projects_work_tree_is_stored_but_not_tracked_there(
     assert lock_lines(mine) == [f"m.bin -> m:v1 ({digest})"]
 
 
+def test_add_from_a_deleted_working_directory_tracks_in_the_repositorys_tree(
+    wrepo: mk.Repo, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    write(work / "m.bin", b"model")
+    digest = wrepo.add(work / "m.bin", "m").version.digest
+    assert lock_lines(work) == [f"m.bin -> m:v1 ({digest})"]
+
+
 def test_odd_paths_round_trip_through_the_lock(wrepo: mk.Repo, work: Path) -> None:
     names = [
         "with space/file 1.csv",

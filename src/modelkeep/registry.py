@@ -339,6 +339,8 @@ def delete_model(parts: Parts, name: str, reason: str) -> list[Version]:
     """Tombstone every registered version of model name, then unregister it, in one
     transaction: never one in staging or production (a refusal writes nothing)."""
     validate_name(name)
+    if not reason.strip():
+        raise InvalidArgument("deleting a model needs a reason: the tombstones keep it")
     return model_names.delete_model(parts.db, name, parts.user, reason)
 
 

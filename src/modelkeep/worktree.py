@@ -56,12 +56,21 @@ class PathStatus:
         }
 
 
+def _cwd_top() -> Path | None:
+    """The working directory's Git work tree; None outside one, or when the working
+    directory was deleted under us."""
+    try:
+        return git.work_tree(Path.cwd())
+    except OSError:
+        return None
+
+
 def _top(parts: Parts) -> Path:
     """The Git work tree holding the lock: the working directory's, else the repository's."""
-    top = git.work_tree(Path.cwd()) or git.work_tree(parts.root)
+    top = _cwd_top() or git.work_tree(parts.root)
     if top is None:
         raise InvalidArgument(
-            f"neither {str(Path.cwd())!r} nor the repository is inside a Git work tree; "
+            "neither the working directory nor the repository is inside a Git work tree; "
             "modelkeep.lock pins versions to Git commits: run `git init` first"
         )
     return top
@@ -113,7 +122,7 @@ def place(parts: Parts, source: Path) -> tuple[Path, str] | None:
     rel = None if top is None else _relative(top, path)
     if top is None or not rel or _in_git_dir(rel) or "\n" in rel:
         return None
-    if top not in (git.work_tree(Path.cwd()), git.work_tree(parts.root)):
+    if top != _cwd_top() and top != git.work_tree(parts.root):
         return None
     if rel in (lockfile.NAME, ".gitignore") or git.is_tracked(top, path):
         return None  # pinned by Git itself

@@ -293,6 +293,12 @@ def revoke_token(db: Database, token_id: str) -> Token:
 def authenticate(db: Database, token: str) -> Account:
     """The account a token belongs to; Unauthenticated for a malformed, unknown, revoked
     or expired token, or a disabled account (one message for all: no oracle)."""
+    return authenticate_until(db, token)[0]
+
+
+def authenticate_until(db: Database, token: str) -> tuple[Account, datetime | None]:
+    """`authenticate`, with when the token expires (None: never), read in the same look-up:
+    a session made from it must not outlive it."""
     if not _TOKEN.fullmatch(token):
         raise Unauthenticated("the token is not a modelkeep token")
     with db.read() as s:
@@ -307,7 +313,7 @@ def authenticate(db: Database, token: str) -> Account:
         user = s.get(UserRow, row.user_name)
         if user is None or user.disabled:
             raise Unauthenticated("the token's account is disabled")
-        return _account(s, user)
+        return _account(s, user), row.expires_at
 
 
 def active_account(db: Database, name: str) -> Account:

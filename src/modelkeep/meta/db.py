@@ -16,16 +16,15 @@ import functools
 import re
 import sqlite3
 import threading
-import uuid
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from modelkeep.errors import DatabaseError, ModelkeepError
+from modelkeep.meta.records import new_identity
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -343,11 +342,13 @@ class Database:
         in one transaction; False (and nothing done) when the file has tables already."""
         assert self._sqlite_file is not None
         statements = [s for s in SQLITE_SCHEMA.read_text().split(";\n") if s.strip()]
-        created_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's form
+        database_id, created = new_identity()
+        created_at = created.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy writes it
         try:
             conn = sqlite3.connect(self._sqlite_file, timeout=300, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # as every connection of ours runs
                 conn.execute("BEGIN IMMEDIATE")
                 if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
                     conn.execute("ROLLBACK")
@@ -357,7 +358,7 @@ class Database:
                 conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD,))
                 conn.execute(
                     "INSERT INTO database_identity (id, created_at) VALUES (?, ?)",
-                    (uuid.uuid4().hex, created_at),
+                    (database_id, created_at),
                 )
                 conn.execute("COMMIT")
             finally:

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from modelkeep.errors import (
     NotRegistered,
     RegisteredModelExists,
-    RegistryRefused,
     RunNotFound,
     TypeMismatch,
 )
@@ -33,7 +32,7 @@ from modelkeep.meta.model_tags import (
 )
 from modelkeep.meta.models import ArtifactRow, RunRow, VersionRow
 from modelkeep.meta.records import Version, version_of
-from modelkeep.meta.registry import tombstone
+from modelkeep.meta.registry import refuse_held, tombstone
 from modelkeep.meta.rows import artifact_locked, create_version, ref_of
 
 RENAME = "rename"
@@ -97,14 +96,7 @@ def delete_model(db: Database, name: str, actor: str, reason: str) -> list[Versi
             )
             .order_by(VersionRow.number)
         ).all()
-        held = [ref_of(art, v) for v in live if v.stage in ("staging", "production")]
-        if held:
-            one = len(held) == 1
-            raise RegistryRefused(
-                f"{', '.join(held)} {'is' if one else 'are'} in staging or production "
-                f"and cannot be deleted; archive {'it' if one else 'them'} first "
-                f"(`modelkeep archive REF`), then delete {name!r}"
-            )
+        refuse_held(art, live, f", then delete {name!r}")
         gone = [tombstone(s, art, row, actor, reason, now) for row in live]
         art.registered = False
         clear_model(s, art)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,12 @@ class NewVersion:
     run_id: str | None = None  # the run that produced it
     host: str | None = None  # the machine that added it
     store_id: str | None = None  # the store that added it
+
+
+def new_identity() -> tuple[str, datetime]:
+    """A new database's id and creation time: the `database_identity` row (what migration
+    0005 gives a database), which every store records."""
+    return uuid.uuid4().hex, datetime.now(UTC)
 
 
 def check_type(type_: str) -> str:

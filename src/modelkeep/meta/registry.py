@@ -407,13 +407,25 @@ def delete(db: Database, name: str, number: int, actor: str, reason: str) -> Ver
         now = clock(s)
         art = artifact_locked(s, name)
         row = version_row(s, art, number)
-        ref = ref_of(art, row)
-        if row.stage in ("staging", "production"):
-            raise RegistryRefused(
-                f"{ref} is in {row.stage} and cannot be deleted; archive it first "
-                f"(`modelkeep archive {ref}`)"
-            )
+        refuse_held(art, [row])
         return tombstone(s, art, row, actor, reason, now)
+
+
+def refuse_held(art: ArtifactRow, rows: Sequence[VersionRow], then: str = "") -> None:
+    """RegistryRefused when any of the versions is in staging or production: those are
+    archived first, never deleted (then: what to do after archiving, for the message)."""
+    held = [(ref_of(art, r), r.stage) for r in rows if r.stage in ("staging", "production")]
+    if len(held) == 1:
+        ref, stage = held[0]
+        raise RegistryRefused(
+            f"{ref} is in {stage} and cannot be deleted; archive it first "
+            f"(`modelkeep archive {ref}`){then}"
+        )
+    if held:
+        raise RegistryRefused(
+            f"{', '.join(ref for ref, _ in held)} are in staging or production and cannot be "
+            f"deleted; archive them first (`modelkeep archive REF`){then}"
+        )
 
 
 def tombstone(

@@ -15,13 +15,12 @@ models, and `Database.create` runs it with the standard library's sqlite3.
 from __future__ import annotations
 
 import sys
-import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, String, Table, insert
 from sqlalchemy import inspect as inspect_db
 
 from modelkeep.meta.models import Base, DatabaseIdentityRow
+from modelkeep.meta.records import new_identity
 
 
 def _alembic_version() -> Table:
@@ -43,10 +42,8 @@ def create_at_head(conn: Connection, head: str) -> bool:
     stamp = _alembic_version()
     stamp.create(conn)
     conn.execute(insert(stamp).values(version_num=head))
-    # What migration 0005 gives a database: its random id, which every store records.
-    conn.execute(
-        insert(DatabaseIdentityRow).values(id=uuid.uuid4().hex, created_at=datetime.now(UTC))
-    )
+    database_id, created_at = new_identity()
+    conn.execute(insert(DatabaseIdentityRow).values(id=database_id, created_at=created_at))
     return True
 
 

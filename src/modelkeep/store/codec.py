@@ -283,8 +283,8 @@ def decode_into(
     entry: PackEntry, data: bytes | memoryview, where: str, out: bytearray, at: int
 ) -> None:
     """Write the raw bytes of a stored object into out[at : at + raw_length], or raise
-    CorruptObject: a run of chunks is decoded straight into its reader's buffer, with no
-    copy of each chunk in between.
+    CorruptObject: a run of raw or byte-grouped chunks is decoded straight into its
+    reader's buffer, with no copy of each chunk in between.
 
     Nothing inflates past raw_length, which the caller has bounded by the object's kind
     (check_lengths) before reading; where names the place read, for the message."""
@@ -311,6 +311,8 @@ def decode(entry: PackEntry, data: bytes, where: str) -> bytes:
         if len(data) != entry.raw_length:
             raise CorruptObject(entry.key.hex(), f"{where}: wrong length")
         return data
+    if entry.codec == CODEC_ZSTD:
+        return _unzstd(entry, data, entry.raw_length, where)
     out = bytearray(entry.raw_length)
     decode_into(entry, data, where, out, 0)
     return bytes(out)

@@ -264,9 +264,7 @@ def _who(server: Server, doc: dict[str, Any]) -> tuple[Account, datetime | None]
     expiry, for a token sign-in)."""
     token, user, password = doc.get("token"), doc.get("user"), doc.get("password")
     if isinstance(token, str) and token:
-        token = token.strip()
-        who = accounts.authenticate(server.repo.db, token)
-        return who, accounts.token(server.repo.db, token.split("_")[1]).expires_at
+        return accounts.authenticate_until(server.repo.db, token.strip())
     if isinstance(user, str) and isinstance(password, str) and user and password:
         from modelkeep.server.passwords import verify_password
 
