@@ -36,7 +36,7 @@ from modelkeep.errors import (
 )
 from modelkeep.meta import Version
 from modelkeep.meta.registry import StaleCheck
-from tests.conftest import MODELKEEP, cli, jcli, ok, write
+from tests.conftest import MODELKEEP, cli, jcli, ok, one_error_line, write
 
 PREFIX = "modelkeep: error: "
 
@@ -1402,3 +1402,60 @@ def test_archived_straight_to_production_is_refused_when_policy_requires_staging
     repo.promote("fraud:v1", "staging")  # the way round
     repo.promote("fraud:v1", "production")
     assert repo.show("fraud@production").ref == "fraud:v1"
+
+
+# -- a registered model's description, tags and name from the CLI -----------------------
+
+
+def test_model_describe_tag_untag_rename_and_show(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    ok("init", str(proj), cwd=tmp_path)
+    (proj / "w.bin").write_bytes(b"weights")
+    ok("add", "w.bin", "--name", "fraud", "--type", "model", cwd=proj)
+    ok("register", "fraud:v1", "--as", "fraud", cwd=proj)
+    ok("alias", "set", "fraud@champion", "fraud:v1", cwd=proj)
+    ok("model", "describe", "fraud", "Scores card payments", "--reason", "docs", cwd=proj)
+    ok("model", "tag", "fraud", "team", "risk", cwd=proj)
+    ok("model", "tag", "fraud", "tier", "1", cwd=proj)
+    ok("model", "untag", "fraud", "tier", cwd=proj)
+    doc = jcli("model", "show", "fraud", cwd=proj)
+    assert doc["description"] == "Scores card payments"
+    assert doc["tags"] == {"team": "risk"}
+    assert doc["aliases"] == {"champion": 1}
+    assert [v["number"] for v in doc["versions"]] == [1]
+    text = ok("model", "show", "fraud", cwd=proj).stdout
+    assert "description: Scores card payments" in text and "tag team = risk" in text
+    assert jcli("model", "rename", "fraud", "payment-fraud", cwd=proj) == {
+        "model": "payment-fraud",
+        "was": "fraud",
+    }
+    renamed = jcli("model", "show", "payment-fraud", cwd=proj)
+    assert renamed["tags"] == {"team": "risk"} and renamed["aliases"] == {"champion": 1}
+    actions = [e["action"] for e in jcli("history", "payment-fraud", cwd=proj)["events"]]
+    assert actions[-4:] == ["tag-set", "tag-set", "tag-remove", "rename"]
+    assert "describe" in actions
+    assert jcli("audit", "--verify", cwd=proj)["ok"]
+
+
+def test_model_commands_refuse_bad_input_in_one_line(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    ok("init", str(proj), cwd=tmp_path)
+    (proj / "w.bin").write_bytes(b"weights")
+    ok("add", "w.bin", "--name", "fraud", "--type", "model", cwd=proj)
+    ok("add", "w.bin", "--name", "plain", cwd=proj)
+    ok("register", "fraud:v1", "--as", "fraud", cwd=proj)
+    ok("register", "fraud:v1", "--as", "other", cwd=proj)
+    cases = [
+        (("model", "show", "nope"), "nope"),
+        (("model", "describe", "plain", "x"), "plain"),  # an artifact, not a registered model
+        (("model", "describe", "fraud", "x" * 70_000), "description is at most"),
+        (("model", "tag", "fraud", "bad\x01key", "v"), "tag key"),
+        (("model", "tag", "fraud", "k", "v" * 6000), "a value is at most"),
+        (("model", "untag", "fraud", "absent"), "absent"),
+        (("model", "rename", "fraud", "other"), "other"),  # taken
+        (("model", "rename", "fraud", "../etc"), "name"),
+    ]
+    for args, named in cases:
+        line = one_error_line(cli(*args, cwd=proj))
+        assert named in line, (args, line)
+    assert jcli("model", "show", "fraud", cwd=proj)["tags"] == {}  # nothing half-done

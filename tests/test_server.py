@@ -247,6 +247,10 @@ def _args(op: api.Op) -> tuple[dict[str, str], dict[str, Any]]:
         "add_attachment": {"name": "x.txt", "digest": "b3:" + "0" * 64},
         "evaluate": {"metrics": {"auc": 0.5}},
         "version_metrics": {"metrics": ["auc"]},
+        "describe_model": {"text": "matrix"},
+        "tag_model": {"key": "k", "value": "v"},
+        "untag_model": {"key": "k"},
+        "rename_model": {"new_name": "perm-renamed"},
     }
     return {k: v for k, v in path.items() if k in op.path_params}, sample.get(op.name, {})
 
@@ -271,8 +275,8 @@ def test_every_operation_needs_its_role_and_no_more(served: mkserve.Served, tmp_
     for user, role in ROLE_USERS.items():
         with served.http(user) as h:
             for op in api.OPS:
-                if op.name == "delete" and role == "admin":
-                    continue  # allowed; shown below, without losing the fixture's version
+                if op.name in ("delete", "rename_model") and role == "admin":
+                    continue  # allowed; shown elsewhere, without losing the fixture's model
                 status = _send(h, op).status_code
                 seen[(user, op.name)] = status
                 allowed = role is not None and ROLES.index(role) >= ROLES.index(op.role)
@@ -358,6 +362,38 @@ def test_a_grant_on_a_model_glob_reaches_only_those_models(
     fresh = served.client_env(served.tokens["gina"], tmp_path / "gina")  # an empty cache
     refused = mk_cli(fresh, "get", "fraud-eu:v1", "-o", "x.bin", cwd=work, ok=False)
     assert refused.returncode == 1 and "a viewer role on '*'" in refused.stderr
+
+
+def test_a_models_description_tags_and_name_over_the_server(
+    served: mkserve.Served, tmp_path: Path
+) -> None:
+    """The `model` commands work against `modelkeep serve` as on a local store, as the
+    signed-in account; a rename needs the admin role on both names."""
+    work = client_dir(tmp_path)
+    admin_env = served.client_env(served.tokens["alice"])
+    for name in ("credit-eu", "credit-us"):
+        (work / f"{name}.bin").write_bytes(name.encode())
+        mk_cli(admin_env, "add", f"{name}.bin", "-n", name, cwd=work)
+        mk_cli(admin_env, "register", f"{name}:v1", "--as", name, cwd=work)
+    editor = served.client_env(served.tokens["eddie"])
+    mk_cli(editor, "model", "describe", "credit-eu", "EU credit scoring", cwd=work)
+    mk_cli(editor, "model", "tag", "credit-eu", "owner", "risk", cwd=work)
+    shown = json.loads(mk_cli(editor, "model", "show", "credit-eu", "--json", cwd=work).stdout)
+    assert shown["description"] == "EU credit scoring" and shown["tags"] == {"owner": "risk"}
+    with mk.open(served.root) as repo:
+        actors = {e.actor for e in repo.history("credit-eu") if e.action in ("describe", "tag-set")}
+    assert actors == {"eddie"}  # the account, not the server's own user
+    viewer = served.client_env(served.tokens["vic"])
+    denied = mk_cli(viewer, "model", "tag", "credit-eu", "owner", "me", cwd=work, ok=False)
+    assert denied.returncode == 1 and "editor" in denied.stderr
+    mkserve.admin(served.root, "user", "add", "regional")
+    mkserve.admin(served.root, "role", "grant", "regional", "admin", "--model", "credit-eu*")
+    regional = served.client_env(mkserve.make_token(served.root, "regional"))
+    denied = mk_cli(regional, "model", "rename", "credit-eu", "credit-us2", cwd=work, ok=False)
+    assert denied.returncode == 1 and "'credit-us2'" in denied.stderr
+    mk_cli(regional, "model", "rename", "credit-eu", "credit-eu-2", cwd=work)
+    moved = json.loads(mk_cli(editor, "model", "show", "credit-eu-2", "--json", cwd=work).stdout)
+    assert moved["tags"] == {"owner": "risk"}
 
 
 def test_a_disabled_user_and_a_revoked_or_expired_token_are_refused_at_once(

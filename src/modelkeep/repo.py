@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         RunRecord,
         attachments,
         mlflow_artifacts,
+        model_tags,
     )
     from modelkeep.meta import housekeeping as run_housekeeping
     from modelkeep.migrate import Moved
@@ -69,6 +70,7 @@ else:
     migrate = LazyModule("modelkeep.migrate")
     mlflow_artifacts = LazyModule("modelkeep.meta.mlflow_artifacts")
     model = LazyModule("modelkeep.model")
+    model_tags = LazyModule("modelkeep.meta.model_tags")
     process = LazyModule("modelkeep.capture.process")
     registry = LazyModule("modelkeep.registry")
     run_housekeeping = LazyModule("modelkeep.meta.housekeeping")
@@ -1001,6 +1003,27 @@ class Repo:
 
     def remove_alias(self, alias: str, *, reason: str = "") -> None:
         registry.remove_alias(self.parts, alias, reason)
+
+    def registered_model(self, name: str) -> model_tags.ModelDoc:
+        """A registered model: its description, tags, aliases and versions."""
+        return model_tags.one(self.db, name)
+
+    def describe_model(self, name: str, text: str, *, reason: str = "") -> None:
+        """Set a registered model's description (an audit event when it changes)."""
+        model_tags.describe_model(self.db, name, text, self.parts.user, reason)
+
+    def tag_model(self, name: str, key: str, value: str, *, reason: str = "") -> None:
+        """Set tag key of a registered model (an audit event)."""
+        model_tags.set_model_tag(self.db, name, key, value, self.parts.user, reason)
+
+    def untag_model(self, name: str, key: str) -> None:
+        """Remove tag key of a registered model (TagNotFound if it has none)."""
+        model_tags.delete_model_tag(self.db, name, key, self.parts.user)
+
+    def rename_model(self, name: str, new_name: str) -> None:
+        """Give a registered model a new name; versions, stages, aliases and tags follow,
+        and its history is kept (`history NEW_NAME`)."""
+        registry.rename_model(self.parts, name, new_name)
 
     def delete(self, ref: Target, *, reason: str) -> Version:
         """Tombstone a version (never one in staging or production); gc frees its bytes."""

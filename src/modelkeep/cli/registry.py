@@ -1,5 +1,6 @@
 """Commands for the model registry: register, promote, archive, rollback, approve, alias,
-models, history, audit, delete, and the model card."""
+models, a model's own description, tags and name (`model`), history, audit, delete, and the
+model card."""
 
 from __future__ import annotations
 
@@ -286,6 +287,104 @@ def card(ctx: click.Context, ref: str, output: str | None, as_json: bool) -> Non
         click.echo(f"wrote the card of {ref} to {output}")
 
 
+@click.group("model", cls=Group)
+def model_group() -> None:
+    """A registered model's own page: `model show`, `describe`, `tag`, `untag`, `rename`."""
+
+
+@model_group.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def model_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """A registered model's description, tags, aliases and versions."""
+    doc = open_repo(ctx).registered_model(name)
+    if as_json:
+        render.emit_json(
+            {
+                "name": doc.name,
+                "description": doc.description,
+                "tags": doc.tags,
+                "aliases": doc.aliases,
+                "created_at": doc.created_at.isoformat(),
+                "updated_at": doc.updated_at.isoformat(),
+                "versions": [
+                    {"number": v.number, "stage": v.stage, "description": v.description}
+                    for v in doc.versions
+                ],
+            }
+        )
+        return
+    click.echo(f"{doc.name}  ({len(doc.versions)} registered version(s))")
+    click.echo(f"description: {doc.description or '-'}")
+    for key, value in sorted(doc.tags.items()):
+        click.echo(f"tag {key} = {value}")
+    for alias_name, number in sorted(doc.aliases.items()):
+        click.echo(f"alias {alias_name} -> v{number}")
+
+
+@model_group.command("describe")
+@click.argument("name")
+@click.argument("text")
+@_reason
+@json_option
+@click.pass_context
+def model_describe(ctx: click.Context, name: str, text: str, reason: str, as_json: bool) -> None:
+    """Set the description of registered model NAME ("" clears it)."""
+    open_repo(ctx).describe_model(name, text, reason=reason)
+    if as_json:
+        render.emit_json({"model": name, "description": text})
+    else:
+        click.echo(f"described {name}")
+
+
+@model_group.command("tag")
+@click.argument("name")
+@click.argument("key")
+@click.argument("value")
+@_reason
+@json_option
+@click.pass_context
+def model_tag(
+    ctx: click.Context, name: str, key: str, value: str, reason: str, as_json: bool
+) -> None:
+    """Set tag KEY of registered model NAME to VALUE."""
+    open_repo(ctx).tag_model(name, key, value, reason=reason)
+    if as_json:
+        render.emit_json({"model": name, "tag": {key: value}})
+    else:
+        click.echo(f"{name}: {key} = {value}")
+
+
+@model_group.command("untag")
+@click.argument("name")
+@click.argument("key")
+@json_option
+@click.pass_context
+def model_untag(ctx: click.Context, name: str, key: str, as_json: bool) -> None:
+    """Remove tag KEY of registered model NAME."""
+    open_repo(ctx).untag_model(name, key)
+    if as_json:
+        render.emit_json({"model": name, "removed": key})
+    else:
+        click.echo(f"{name}: removed tag {key}")
+
+
+@model_group.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@json_option
+@click.pass_context
+def model_rename(ctx: click.Context, name: str, new_name: str, as_json: bool) -> None:
+    """Rename registered model NAME to NEW_NAME: versions, stages, aliases, tags and its
+    history follow."""
+    open_repo(ctx).rename_model(name, new_name)
+    if as_json:
+        render.emit_json({"model": new_name, "was": name})
+    else:
+        click.echo(f"renamed {name} -> {new_name}")
+
+
 COMMANDS = [
     register,
     promote,
@@ -294,6 +393,7 @@ COMMANDS = [
     approve,
     alias,
     models,
+    model_group,
     history,
     audit,
     delete,
