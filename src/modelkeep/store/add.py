@@ -26,13 +26,14 @@ from modelkeep.store.codec import Compressor
 from modelkeep.store.index import FileStamp
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import (
+    CODEC_RAW,
     KIND_BLOB,
     KIND_CHUNK,
     KIND_TREE,
     PACK_TARGET,
     PackWriter,
 )
-from modelkeep.store.trees import Chunks, Kind, Manifest, Tree, TreeEntry, chunk_records
+from modelkeep.store.trees import Kind, ManifestBuilder, Tree, TreeEntry
 
 _Item = tuple[bytes, int, int, bytes | memoryview, int]
 Spans = list[tuple[int, int]]
@@ -108,6 +109,8 @@ class Writer:
         self._append([self._item(key, kind, data)])
 
     def _item(self, key: bytes, kind: int, data: bytes | memoryview) -> _Item:
+        if kind == KIND_BLOB:  # chunk ids: nothing to gain, and no compressed copy to hold
+            return self._record(key, kind, data, (CODEC_RAW, data))
         return self._record(key, kind, data, self._compressor.encode(data))
 
     def _record(self, key: bytes, kind: int, data: bytes | memoryview, encoded: _Encoded) -> _Item:
@@ -176,7 +179,7 @@ class Writer:
         self._cache = self.store.index.stamps_under(root)
 
     def _store_block(
-        self, block: memoryview, spans: Spans, ids: list[bytes], chunks: bytearray
+        self, block: memoryview, spans: Spans, ids: list[bytes], chunks: ManifestBuilder
     ) -> None:
         known = set(ids) if self.dry else self.store.index.known(ids)
         new: list[tuple[bytes, memoryview]] = []
@@ -184,7 +187,7 @@ class Writer:
             if cid not in known and cid not in self._seen:
                 self._seen.add(cid)  # a chunk repeated within the block is stored once
                 new.append((cid, block[start : start + length]))
-        chunks += chunk_records(ids, (length for _, length in spans))
+        chunks.add(ids, [length for _, length in spans])
         encoded = self._encode(new)
         pairs = zip(new, encoded, strict=True)
         self._append([self._record(cid, KIND_CHUNK, data, e) for (cid, data), e in pairs])
@@ -204,9 +207,9 @@ class Writer:
             raise
         return first + later.result()
 
-    def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, Chunks]:
-        """Chunk, hash and store one open file; return its id and chunk list (as manifest
-        records: 36 bytes a chunk, so a file of any size costs little memory).
+    def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, ManifestBuilder]:
+        """Chunk, hash and store one open file; return its id and chunk list (its manifest
+        in the making: 36 bytes a chunk, so a file of any size costs little memory).
 
         Three stages run at once on a file of several blocks: this thread reads block i+2
         and cuts it into chunks, the hasher hashes block i+1 (its chunks' ids and the
@@ -214,7 +217,7 @@ class Writer:
         pack. Reading, cutting, hashing and writing release the GIL, so both cores work.
         """
         whole = blake3.blake3()
-        chunks = bytearray()
+        chunks = ManifestBuilder()
 
         def hash_block(block: memoryview, spans: Spans) -> list[bytes]:
             whole.update(block)
@@ -232,7 +235,7 @@ class Writer:
                     if len(spans) == 1:  # one chunk: its id is the file's id, hashed once
                         file_id = digest(block)
                         self._store_block(block, spans, [file_id], chunks)
-                        return file_id, Chunks(chunks)
+                        return file_id, chunks
                     self._store_block(block, spans, hash_block(block, spans), chunks)
                     continue
                 hashing = self._hasher.submit(hash_block, block, spans)
@@ -246,7 +249,7 @@ class Writer:
                 future.cancel()
             wait(storing)  # no stage may still use a buffer or the pack after this
             raise
-        return whole.digest(), Chunks(chunks)
+        return whole.digest(), chunks
 
     def put_file(self, path: bytes, st: os.stat_result) -> bytes:
         """Store one regular file; an unchanged one (by its stat stamp) is not read again."""
@@ -265,13 +268,13 @@ class Writer:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # the store's disk is full: not a problem of the file being read
             raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
-        size = sum(n for _, n in chunks)
+        size = chunks.size
         if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size) or size != st.st_size:
             raise UnreadablePath(os.fsdecode(path), "it changed while being read; try again")
-        if not chunks:
+        if not chunks.count:
             self._put(blob_id, KIND_CHUNK, b"")
-        elif len(chunks) > 1:
-            self._put(blob_id, KIND_BLOB, Manifest(size, chunks).encode())
+        elif chunks.count > 1:
+            self._put(blob_id, KIND_BLOB, chunks.finish())
         # A file changed within the clock's resolution of our read could keep its stamp.
         if st.st_mtime_ns < self._started_ns - 10_000_000:
             self._stamps.append((path, stamp, blob_id))
