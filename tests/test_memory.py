@@ -7,12 +7,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import blake3
 import pytest
 
+from modelkeep.store import objects
+from modelkeep.store.objects import ObjectStore
+from modelkeep.store.packs import CODEC_RAW, KIND_BLOB, KIND_CHUNK, PackEntry
+from modelkeep.store.trees import Manifest
 from tests.conftest import MODELKEEP
 
 MiB = 1 << 20
@@ -115,3 +120,55 @@ def test_add_and_get_of_huge_files_keep_memory_bounded(roomy_tmp: Path) -> None:
         assert "b3:" + check.hexdigest() == zeros_digest
     finally:
         out.unlink(missing_ok=True)
+
+
+# -- reading a file whole: memory that does not grow with its chunk count ----------------------
+
+
+def _file_of_tiny_chunks(store: ObjectStore, n: int) -> bytes:
+    """A stored file of n distinct 64-byte chunks (a manifest may list chunks that small),
+    so that a file of tens of thousands of chunks takes a few MB and a second to read."""
+    whole = blake3.blake3()
+    items, pairs = [], []
+    for i in range(n):
+        chunk = blake3.blake3(b"%d/%d" % (n, i)).digest(length=64)
+        cid = blake3.blake3(chunk).digest()
+        whole.update(chunk)
+        items.append((PackEntry(cid, KIND_CHUNK, CODEC_RAW, 0, 64, 64), chunk))
+        pairs.append((cid, 64))
+    manifest = Manifest(64 * n, tuple(pairs)).encode()
+    blob = PackEntry(whole.digest(), KIND_BLOB, CODEC_RAW, 0, len(manifest), len(manifest))
+    store.add_stored([*items, (blob, manifest)])
+    return blob.key
+
+
+def _peak_of_reading(store: ObjectStore, file_id: bytes, n: int) -> int:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        size = sum(len(piece) for piece in store.iter_blob(file_id))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert size == 64 * n
+    return peak
+
+
+def test_reading_a_file_whole_holds_no_python_objects_per_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 20 GiB file has ~330,000 chunks: a tuple, a dict entry or a place per chunk would
+    cost hundreds of bytes each, tens of MB per file. iter_blob keeps its chunk list as the
+    manifest's 36-byte records and looks chunks up a window at a time, so reading four times
+    the chunks costs about their records (x2 at most) more, not hundreds of bytes each."""
+    monkeypatch.setattr(objects, "RUN_BYTES", 64 * 1024)  # small run buffers: little noise
+    store = ObjectStore(tmp_path / "store")
+    try:
+        small, large = 10_000, 40_000
+        peaks = {
+            n: _peak_of_reading(store, _file_of_tiny_chunks(store, n), n) for n in (small, large)
+        }
+    finally:
+        store.close()
+    per_chunk = (peaks[large] - peaks[small]) / (large - small)
+    assert per_chunk < 100, f"{per_chunk:.0f} bytes per chunk held while reading ({peaks})"

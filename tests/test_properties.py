@@ -25,6 +25,7 @@ from modelkeep.store.restore import restore
 from modelkeep.store.trees import (
     BadTree,
     Manifest,
+    ManifestBuilder,
     Tree,
     TreeEntry,
     decode_manifest,
@@ -387,6 +388,33 @@ def test_manifest_encode_decode(chunks: list[tuple[bytes, int]]) -> None:
     encoded = manifest.encode()
     assert decode_manifest(encoded) == manifest
     assert decode_manifest(encoded).encode() == encoded
+
+
+@FAST
+@given(
+    st.lists(
+        st.lists(st.tuples(digests32, st.integers(1, MAX_CHUNK)), max_size=20),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_manifest_built_block_by_block_is_the_encoded_one(
+    blocks: list[list[tuple[bytes, int]]],
+) -> None:
+    """add writes a file's manifest as its blocks come (no list of pairs, no copy at the
+    end): byte for byte what Manifest.encode gives, and its chunks read back as pairs."""
+    builder = ManifestBuilder()
+    for block in blocks:
+        builder.add([cid for cid, _ in block], [n for _, n in block])
+    chunks = [pair for block in blocks for pair in block]
+    manifest = Manifest(sum(n for _, n in chunks), tuple(chunks))
+    assert (builder.count, builder.size) == (len(chunks), manifest.size)
+    encoded = bytes(builder.finish())
+    assert encoded == manifest.encode()
+    if chunks:
+        decoded = decode_manifest(encoded).chunks
+        assert list(decoded) == chunks and len(decoded) == len(chunks)
+        assert decoded[-1] == chunks[-1] and list(decoded[1:3]) == chunks[1:3]
 
 
 pack_entries = st.builds(

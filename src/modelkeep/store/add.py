@@ -26,13 +26,14 @@ from modelkeep.store.codec import Compressor
 from modelkeep.store.index import FileStamp
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import (
+    CODEC_RAW,
     KIND_BLOB,
     KIND_CHUNK,
     KIND_TREE,
     PACK_TARGET,
     PackWriter,
 )
-from modelkeep.store.trees import Kind, Manifest, Tree, TreeEntry
+from modelkeep.store.trees import Kind, ManifestBuilder, Tree, TreeEntry
 
 _Item = tuple[bytes, int, int, bytes | memoryview, int]
 Spans = list[tuple[int, int]]
@@ -83,9 +84,8 @@ class Writer:
         self._exclude = exclude
         self.progress = progress
         self._pack: PackWriter | None = None
-        self._sealed: list[PackWriter] = []
-        self._seals: list[Future[object]] = []
-        self._seen: set[bytes] = set()
+        self._seals: deque[tuple[PackWriter, Future[object]]] = deque()
+        self._seen: set[bytes] = set()  # written here, in packs not indexed yet
         self._compressor = Compressor()
         self._helper = Compressor()  # the compressor thread's: a Compressor has state
         self._stamps: list[tuple[bytes, FileStamp, bytes]] = []
@@ -109,6 +109,8 @@ class Writer:
         self._append([self._item(key, kind, data)])
 
     def _item(self, key: bytes, kind: int, data: bytes | memoryview) -> _Item:
+        if kind == KIND_BLOB:  # chunk ids: nothing to gain, and no compressed copy to hold
+            return self._record(key, kind, data, (CODEC_RAW, data))
         return self._record(key, kind, data, self._compressor.encode(data))
 
     def _record(self, key: bytes, kind: int, data: bytes | memoryview, encoded: _Encoded) -> _Item:
@@ -120,6 +122,7 @@ class Writer:
         return key, kind, codec, payload, len(data)
 
     def _append(self, items: list[_Item]) -> None:
+        self._index_sealed()
         if not items:
             return
         if self._pack is None:
@@ -132,17 +135,28 @@ class Writer:
         """Hand the full pack to the sealer thread, so its fsync overlaps further writes."""
         if self._pack is not None:
             pack, self._pack = self._pack, None
-            self._seals.append(self._sealer.submit(pack.seal))
-            self._sealed.append(pack)
+            self._seals.append((pack, self._sealer.submit(pack.seal)))
+
+    def _index_sealed(self, wait: bool = False) -> None:
+        """Index the packs sealed so far (all of them with wait), in order, and forget their
+        entries: a file of any size then holds one pack's entries, not all of them.
+
+        Indexed before the version naming them is committed, they are what a writer killed
+        at this point leaves (reconcile indexes its sealed packs); gc, which would count
+        them as garbage, waits for the lock this writer holds. Called only from the thread
+        that appends (never two at once), so a chunk is always either in _seen or indexed.
+        """
+        while self._seals and (wait or self._seals[0][1].done()):
+            pack, sealing = self._seals[0]
+            sealing.result()
+            self.store.index.add_pack(pack.name, pack.size, pack.entries)
+            self._seals.popleft()
+            self._seen.difference_update(e.key for e in pack.entries)
 
     def commit(self) -> None:
         """Make everything written durable and visible, and remember file stamps."""
         self._seal()
-        for seal in self._seals:
-            seal.result()
-        for pack in self._sealed:
-            self.store.index.add_pack(pack.name, pack.size, pack.entries)
-        self._sealed.clear()
+        self._index_sealed(wait=True)
         if self._stamps and not self.dry:
             self.store.index.remember(self._stamps)
             self._stamps.clear()
@@ -165,7 +179,7 @@ class Writer:
         self._cache = self.store.index.stamps_under(root)
 
     def _store_block(
-        self, block: memoryview, spans: Spans, ids: list[bytes], chunks: list[tuple[bytes, int]]
+        self, block: memoryview, spans: Spans, ids: list[bytes], chunks: ManifestBuilder
     ) -> None:
         known = set(ids) if self.dry else self.store.index.known(ids)
         new: list[tuple[bytes, memoryview]] = []
@@ -173,7 +187,7 @@ class Writer:
             if cid not in known and cid not in self._seen:
                 self._seen.add(cid)  # a chunk repeated within the block is stored once
                 new.append((cid, block[start : start + length]))
-            chunks.append((cid, length))
+        chunks.add(ids, [length for _, length in spans])
         encoded = self._encode(new)
         pairs = zip(new, encoded, strict=True)
         self._append([self._record(cid, KIND_CHUNK, data, e) for (cid, data), e in pairs])
@@ -193,8 +207,9 @@ class Writer:
             raise
         return first + later.result()
 
-    def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, list[tuple[bytes, int]]]:
-        """Chunk, hash and store one open file; return its id and chunk list.
+    def _chunk_file(self, f: BinaryIO, size: int) -> tuple[bytes, ManifestBuilder]:
+        """Chunk, hash and store one open file; return its id and chunk list (its manifest
+        in the making: 36 bytes a chunk, so a file of any size costs little memory).
 
         Three stages run at once on a file of several blocks: this thread reads block i+2
         and cuts it into chunks, the hasher hashes block i+1 (its chunks' ids and the
@@ -202,7 +217,7 @@ class Writer:
         pack. Reading, cutting, hashing and writing release the GIL, so both cores work.
         """
         whole = blake3.blake3()
-        chunks: list[tuple[bytes, int]] = []
+        chunks = ManifestBuilder()
 
         def hash_block(block: memoryview, spans: Spans) -> list[bytes]:
             whole.update(block)
@@ -253,13 +268,13 @@ class Writer:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # the store's disk is full: not a problem of the file being read
             raise UnreadablePath(os.fsdecode(path), exc.strerror or str(exc)) from exc
-        size = sum(n for _, n in chunks)
+        size = chunks.size
         if (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, st.st_size) or size != st.st_size:
             raise UnreadablePath(os.fsdecode(path), "it changed while being read; try again")
-        if not chunks:
+        if not chunks.count:
             self._put(blob_id, KIND_CHUNK, b"")
-        elif len(chunks) > 1:
-            self._put(blob_id, KIND_BLOB, Manifest(size, tuple(chunks)).encode())
+        elif chunks.count > 1:
+            self._put(blob_id, KIND_BLOB, chunks.finish())
         # A file changed within the clock's resolution of our read could keep its stamp.
         if st.st_mtime_ns < self._started_ns - 10_000_000:
             self._stamps.append((path, stamp, blob_id))

@@ -7,6 +7,7 @@ changed files' manifests (tens of bytes per 64 KiB chunk), not the bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelkeep.store.diff import diff
@@ -27,7 +28,7 @@ class Shared:
     complete: bool  # False: more than MAX_CHANGED changed files; nothing was counted
 
 
-def _chunks(store: ObjectStore, entry: TreeEntry) -> tuple[tuple[bytes, int], ...]:
+def _chunks(store: ObjectStore, entry: TreeEntry) -> Sequence[tuple[bytes, int]]:
     if entry.kind == Kind.FILE:
         return store.manifest(entry.id, entry.size).chunks
     return ((entry.id, entry.size),)  # a link: its target's bytes are one object

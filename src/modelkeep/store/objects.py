@@ -18,6 +18,7 @@ batches, and reads on once the fetched objects are verified and indexed here.
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import fcntl
@@ -26,7 +27,7 @@ import os
 import shutil
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ from modelkeep.store.packs import (
 )
 from modelkeep.store.trees import (
     BadTree,
+    Chunks,
     Kind,
     Manifest,
     Tree,
@@ -68,8 +70,11 @@ from modelkeep.store.trees import (
 
 READERS = 2
 RUN_BYTES = 4 << 20  # at most this much (stored) is read at once: about 64 chunks
+RUN_CHUNKS = RUN_BYTES // MIN_SIZE  # and at most this many chunks (a manifest may list tiny ones)
 READ_AHEAD = 4  # runs read ahead of the writer
 FETCH_WINDOW = 64  # chunks a file reader fetches at once when it finds one missing: 4 MiB
+WINDOW = 4096  # chunks of a file read whole that are looked up (and fetched) at once: 256 MiB
+PREFETCH_BATCH = 1 << 16  # chunk ids a prefetch gathers before it fetches them: 4 GiB
 
 # What a reader expects an object to be (from the tree that names it, never the index).
 AS_CHUNK = 0  # bytes that hash to the id: a chunk, a one-chunk file, a link target
@@ -81,6 +86,7 @@ _CAPS[AS_PART] = MAX_CHUNK
 _KIND_AS = {KIND_CHUNK: AS_CHUNK, KIND_TREE: AS_TREE, KIND_BLOB: AS_MANIFEST}
 
 Explain = Callable[[ModelkeepError], ModelkeepError]
+_Placed = tuple[bytes, int, Place | None]  # a chunk of a file: id, length, where it is
 
 
 def _same(exc: ModelkeepError) -> ModelkeepError:
@@ -219,7 +225,11 @@ class ObjectStore:
                 elif r.kind == Kind.FILE:
                     located = self.index.locate(r.id)
                     if located is not None and located.entry.kind == KIND_BLOB:
-                        chunks.extend(cid for cid, _ in self.manifest(r.id).chunks)
+                        for cid, _ in self.manifest(r.id).chunks:
+                            chunks.append(cid)
+                            if len(chunks) >= PREFETCH_BATCH:  # a huge file: a few batches
+                                self.ensure(chunks)
+                                chunks = []
             self.ensure(chunks)
             level = below
 
@@ -381,7 +391,7 @@ class ObjectStore:
         entry = located.entry
         if entry.kind != KIND_BLOB:  # one chunk: read as AS_CHUNK, so its hash binds it
             self.check_lengths(entry, AS_CHUNK)
-            found = Manifest(entry.raw_length, ((blob_id, entry.raw_length),))
+            found = Manifest(entry.raw_length, Chunks.of([(blob_id, entry.raw_length)]))
         else:
             if size is not None:  # the tree's size bounds the manifest before it is read
                 most = manifest_bytes(size // MIN_SIZE + 2)
@@ -432,19 +442,19 @@ class ObjectStore:
         one is asked for (its buffer is then reused). A run that cannot be read in one go (a pack
         gone or short, a chunk not here) is read chunk by chunk, which fetches, looks
         again, or names the chunk at fault.
+
+        Memory does not grow with the file: the chunk list stays the manifest's records,
+        and chunks are looked up (and fetched) WINDOW at a time as the reading goes.
         """
         found = self.manifest(blob_id, size)
         if len(found.chunks) == 1 and found.chunks[0][0] == blob_id:
             yield self.read(blob_id)
             return
-        chunks = list(found.chunks)
-        self.ensure([cid for cid, _ in chunks])
-        places = self.index.places([cid for cid, _ in chunks])
+        chunks = found.chunks
 
-        def read_chunks(part: list[tuple[bytes, int]]) -> bytes:
+        def read_chunks(part: list[_Placed]) -> bytes:
             out = []
-            for cid, n in part:
-                place = places.get(cid)
+            for cid, n, place in part:
                 located = None if place is None else Located(place[0], PackEntry(cid, *place[1:]))
                 data = self.read(cid, located, AS_PART)
                 if len(data) != n:
@@ -454,10 +464,10 @@ class ObjectStore:
 
         free: list[bytearray] = []  # buffers runs are read into, reused: no page faults
 
-        def read_run(run: list[tuple[bytes, int]]) -> tuple[memoryview, bytearray | None]:
+        def read_run(run: list[_Placed]) -> tuple[memoryview, bytearray | None]:
             buf = free.pop() if free else bytearray(RUN_BYTES)  # list.pop is atomic
             try:
-                n = self._read_run(run, places, buf)
+                n = self._read_run(run, buf)
             except (ObjectError, OSError):
                 n = None
             if n is None:
@@ -490,7 +500,7 @@ class ObjectStore:
                 if buf is not None:  # the caller is done with it, and so is the hasher
                     free.append(buf)
 
-            for run in _runs(chunks, places):
+            for run in _runs(self._placed(chunks)):
                 ahead.append(pool.submit(read_run, run))
                 if len(ahead) > READ_AHEAD:
                     yield from take()
@@ -499,31 +509,42 @@ class ObjectStore:
             if held is not None:
                 held[2].result()
         if whole.digest() != blob_id:
-            self._refute(blob_id, chunks, self.index.locate_many([cid for cid, _ in chunks]))
+            self._refute(blob_id, chunks)
         if held is not None:
             yield from hand_out(*held)
 
-    def _read_run(
-        self, run: list[tuple[bytes, int]], places: dict[bytes, Place], buf: bytearray
-    ) -> int | None:
+    def _placed(self, chunks: Sequence[tuple[bytes, int]]) -> Iterator[_Placed]:
+        """(id, length, place or None) of each chunk in order, looked up (and first fetched
+        where missing) WINDOW chunks at a time: no map of a whole file's places."""
+        for start in range(0, len(chunks), WINDOW):
+            part = chunks[start : start + WINDOW]
+            ids = [cid for cid, _ in part]
+            self.ensure(ids)
+            places = self.index.places(ids)
+            for cid, n in part:
+                yield cid, n, places.get(cid)
+
+    def _read_run(self, run: list[_Placed], buf: bytearray) -> int | None:
         """Read into buf the raw bytes of a run of chunks stored back to back in one pack,
         at once, and return their length (None: read it chunk by chunk). Each chunk's
         lengths are checked as before, and its raw bytes must have the length the
         manifest gives it; the caller's whole-file hash verifies the content."""
-        first = places.get(run[0][0])
+        first = run[0][2]
         if first is None or first[1] == KIND_BLOB:  # the chunk-by-chunk read fetches or refuses
             return None
         pack = first[0]
         entries = []
-        for cid, n in run:
-            entry = PackEntry(cid, *places[cid][1:])
+        for cid, n, place in run:
+            if place is None:
+                return None
+            entry = PackEntry(cid, *place[1:])
             self.check_lengths(entry, AS_PART)
             if entry.raw_length != n:
                 return None
             entries.append(entry)
         start = entries[0].offset
         stored = entries[-1].offset + entries[-1].length - start
-        if sum(n for _, n in run) > len(buf):
+        if sum(n for _, n, _ in run) > len(buf):
             return None
         fd = self._pack_fd(pack)
         if all(e.codec == CODEC_RAW and e.length == e.raw_length for e in entries):
@@ -541,13 +562,14 @@ class ObjectStore:
             out += entry.raw_length
         return out
 
-    def _refute(
-        self, blob_id: bytes, chunks: list[tuple[bytes, int]], located: dict[bytes, Located]
-    ) -> None:
+    def _refute(self, blob_id: bytes, chunks: Sequence[tuple[bytes, int]]) -> None:
         """A file's bytes did not hash to its id: raise for the damaged chunk if one is, else
         drop the manifest (which then named chunks of other bytes) and raise for it."""
-        for cid, _ in chunks:
-            self.read(cid, located.get(cid))
+        for start in range(0, len(chunks), WINDOW):
+            part = chunks[start : start + WINDOW]
+            located = self.index.locate_many([cid for cid, _ in part])
+            for cid, _ in part:
+                self.read(cid, located.get(cid))
         self.drop(blob_id)
         raise CorruptObject(
             blob_id.hex(),
@@ -624,7 +646,7 @@ class BlobReader(io.RawIOBase):
         self._id = blob_id
         self._explain = explain
         self._chunks = manifest.chunks
-        self._starts: list[int] = []
+        self._starts = array.array("Q")  # 8 bytes a chunk, not an int object each
         offset = 0
         for _cid, length in self._chunks:
             self._starts.append(offset)
@@ -704,28 +726,28 @@ class BlobReader(io.RawIOBase):
         return b"".join(parts)
 
 
-def _runs(
-    chunks: list[tuple[bytes, int]], places: dict[bytes, Place]
-) -> Iterator[list[tuple[bytes, int]]]:
-    """Chunks grouped into runs that lie back to back in one pack, up to RUN_BYTES each;
-    a chunk not located here, or labelled a manifest, is a run of its own (read alone,
-    it is fetched, or refused as the chunk-by-chunk read refuses it)."""
-    run: list[tuple[bytes, int]] = []
+def _runs(placed: Iterable[_Placed]) -> Iterator[list[_Placed]]:
+    """Chunks grouped into runs that lie back to back in one pack, up to RUN_BYTES and
+    RUN_CHUNKS each; a chunk not located here, or labelled a manifest, is a run of its own
+    (read alone, it is fetched, or refused as the chunk-by-chunk read refuses it)."""
+    run: list[_Placed] = []
     pack, end, total = "", -1, 0
-    for cid, n in chunks:
-        place = places.get(cid)
+    for item in placed:
+        place = item[2]
         if place is None or place[1] == KIND_BLOB:
             if run:
                 yield run
                 run, total = [], 0
-            yield [(cid, n)]
+            yield [item]
             continue
         where, _kind, _codec, offset, length, raw_length = place
         span = max(length, raw_length)
-        if run and (where != pack or offset != end or total + span > RUN_BYTES):
+        if run and (
+            where != pack or offset != end or total + span > RUN_BYTES or len(run) >= RUN_CHUNKS
+        ):
             yield run
             run, total = [], 0
-        run.append((cid, n))
+        run.append(item)
         pack, end = where, offset + length
         total += span
     if run:
