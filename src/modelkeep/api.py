@@ -37,6 +37,7 @@ class Op:
     path: str  # under PREFIX; `{x}` is a path parameter, `{x:path}` one that holds '/'
     role: str
     model: str | None = None
+    also: str | None = None  # another argument naming a model the role is needed on too
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -99,7 +100,7 @@ OPS: tuple[Op, ...] = (
     Op("describe_model", "PUT", "/registered-models/{name:path}/description", "editor", "name"),
     Op("tag_model", "PUT", "/registered-models/{name:path}/tags", "editor", "name"),
     Op("untag_model", "DELETE", "/registered-models/{name:path}/tags", "editor", "name"),
-    Op("rename_model", "PUT", "/registered-models/{name:path}/name", "admin", "name"),
+    Op("rename_model", "PUT", "/registered-models/{name:path}/name", "admin", "name", "new_name"),
     Op("set_alias", "PUT", "/aliases/{alias:path}", "maintainer", "alias"),
     Op("remove_alias", "DELETE", "/aliases/{alias:path}", "maintainer", "alias"),
     Op("audit", "GET", "/audit", "viewer", "name"),

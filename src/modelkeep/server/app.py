@@ -339,8 +339,8 @@ class Server:
         role = "admin" if args.get("force") else op.role
         listing = op.model is None or model is None
         self.require(who, role, _what(op), model, anywhere=listing)
-        if op.name == "rename_model":  # the account must hold the new name as well
-            self.require(who, role, _what(op), args["new_name"])
+        if op.also is not None:  # a second model the operation names (a rename's new name)
+            self.require(who, role, _what(op), args[op.also])
         if (
             op.name in api.RUN_WRITES
             and not who.admin
