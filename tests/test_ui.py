@@ -349,12 +349,21 @@ def ready(driver: Any, timeout: float = 20) -> None:
 
 
 def shot(driver: Any, name: str) -> None:
-    """The whole page (up to 4000 px tall), not only the window."""
+    """The whole page (up to 4000 px tall), not only the window, once it is laid out (a
+    page loaded without `ready`, such as a server-rendered one, may not be yet)."""
     import base64
 
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script(
+            "return document.readyState === 'complete' && document.body !== null"
+            " && document.body.scrollHeight > 0"
+        )
+    )
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    width = size["cssLayoutViewport"]["clientWidth"]
-    height = min(4000, size["cssContentSize"]["height"])
+    width = max(1, size["cssLayoutViewport"]["clientWidth"])
+    height = max(1, min(4000, size["cssContentSize"]["height"]))
     clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
     png = driver.execute_cdp_cmd(
         "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
