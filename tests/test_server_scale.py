@@ -348,7 +348,14 @@ UPLOADED = re.compile(r"POST /api/v1/objects 200 ")
 
 
 def _pack_bytes(served: Served) -> int:
-    return sum(p.stat().st_size for p in (served.root / ".modelkeep").rglob("*.pack"))
+    """Bytes of the packs the server kept: those in a store's packs/ folder. A pack still
+    being received (or abandoned by a killed client) lies in tmp/ until it is kept or
+    removed, and is not counted."""
+    return sum(
+        p.stat().st_size
+        for p in (served.root / ".modelkeep").rglob("*.pack")
+        if p.parent.name == "packs"
+    )
 
 
 def _add_process(served: Served, src: Path) -> subprocess.Popen[str]:
