@@ -25,11 +25,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip uv
 
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.demo-installed: pyproject.toml src/modelkeep/store/_bytegroup.c | $(BIN)/python
 	$(INSTALL) -e '.[demo]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml src/modelkeep/store/_bytegroup.c | $(BIN)/python
 	$(INSTALL) $(FIND_LINKS) -e '.[dev]'
 	touch $@
 

@@ -11,7 +11,7 @@ import shutil
 import struct
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import modelkeep as mk
 import modelkeep.store.add as store_add
 from modelkeep.errors import CorruptObject, CorruptRemoteObject
 from modelkeep.store import Kind, ObjectStore, Root, put
+from modelkeep.store._bytegroup import group, ungroup
 from modelkeep.store.chunking import chunk_bytes, digest
 from modelkeep.store.codec import GROUPS, MIN_GROUPED, Compressor, decode, encode_as
 from modelkeep.store.limits import MAX_CHUNK, stored_bound
@@ -89,6 +90,44 @@ def test_every_codec_round_trips(data: bytes, codec: int) -> None:
     payload = encode_as(codec, data)
     entry = _entry(data, codec, payload)
     assert decode(entry, bytes(payload), "here") == data
+
+
+@FAST
+@given(any_bytes, st.integers(1, 8), st.integers(0, 16))
+def test_native_grouping_is_the_formats_definition(data: bytes, width: int, head: int) -> None:
+    """Group k holds bytes k, k+w, k+2w, ... (the format codec.py documents) at any length
+    and width; ungrouping puts them back at any offset of a larger buffer; and a payload
+    grouped by slicing, as packs written before the native code were, still decodes."""
+    parts = [data[k::width] for k in range(width)]
+    assert bytes(group(data, width, head)[head:]) == b"".join(parts)
+    out = bytearray(b"\xee" * (len(data) + 2 * head))
+    ungroup(parts, out, head)
+    assert out == b"\xee" * head + data + b"\xee" * head
+    codec = {2: CODEC_BG2, 4: CODEC_BG4}.get(width)
+    if codec is not None:
+        sliced = b"".join([*(struct.pack("<I", len(p)) for p in parts), *parts])
+        assert decode(_entry(data, codec, sliced), sliced, "here") == data
+
+
+def test_native_grouping_refuses_what_would_reach_outside_a_buffer() -> None:
+    three = [b"ac", b"b"]  # b"abc" grouped by 2
+    refused: list[tuple[Callable[[], object], str]] = [
+        (lambda: ungroup(three, bytearray(2), 0), "3 bytes do not fit at 0 of 2"),
+        (lambda: ungroup(three, bytearray(5), 3), "3 bytes do not fit at 3 of 5"),
+        (lambda: ungroup(three, bytearray(5), -1), "do not fit at -1"),
+        (lambda: ungroup([b"a", b"bc"], bytearray(5), 0), "group 0 is 1 bytes, not 2"),
+        (lambda: ungroup([], bytearray(5), 0), "width 0"),
+        (lambda: ungroup([b"a"] * 9, bytearray(9), 0), "width 9"),
+        (lambda: group(b"abcd", 0, 0), "width 0"),
+        (lambda: group(b"abcd", 4, -1), "do not fit"),
+    ]
+    for call, message in refused:
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(TypeError):
+        ungroup(three, b"read-only", 0)  # a buffer it cannot write
+    with pytest.raises(TypeError):
+        ungroup([b"ac", 3], bytearray(3), 0)  # type: ignore[list-item]
 
 
 @FAST

@@ -21,8 +21,9 @@ import blake3
 
 from modelkeep.errors import InvalidArgument, PathNotFound, UnreadablePath, UnsupportedFileType
 from modelkeep.progress import NULL_PROGRESS, Progress
-from modelkeep.store.chunking import BUFFERS, digest, iter_blocks
+from modelkeep.store.chunking import BLOCK, BUFFERS, digest, iter_blocks
 from modelkeep.store.codec import Compressor
+from modelkeep.store.heap import keep_freed_memory
 from modelkeep.store.index import FileStamp
 from modelkeep.store.objects import ObjectStore, Root
 from modelkeep.store.packs import (
@@ -216,6 +217,8 @@ class Writer:
         whole-file id), and the storer looks up, compresses and appends block i to the
         pack. Reading, cutting, hashing and writing release the GIL, so both cores work.
         """
+        if size > BLOCK:
+            keep_freed_memory()
         whole = blake3.blake3()
         chunks = ManifestBuilder()
 

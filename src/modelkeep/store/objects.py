@@ -39,6 +39,7 @@ import blake3
 from modelkeep.errors import CorruptObject, MissingObject, ModelkeepError, ObjectError, UnsafeEntry
 from modelkeep.store import codec
 from modelkeep.store.chunking import MIN_SIZE, digest
+from modelkeep.store.heap import keep_freed_memory
 from modelkeep.store.index import Index, Located, Place
 from modelkeep.store.limits import (
     MAX_CHUNK,
@@ -451,6 +452,7 @@ class ObjectStore:
             yield self.read(blob_id)
             return
         chunks = found.chunks
+        keep_freed_memory()
 
         def read_chunks(part: list[_Placed]) -> bytes:
             out = []
