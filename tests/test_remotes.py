@@ -25,6 +25,7 @@ import pytest
 import modelkeep as mk
 from modelkeep import sync
 from modelkeep.errors import (
+    CorruptObject,
     CorruptRemoteObject,
     InvalidArgument,
     InvalidRemoteUrl,
@@ -456,6 +457,35 @@ def test_a_killed_push_to_a_folder_leaves_only_complete_packs(
     same_tree(src, b.get("w:v1", tmp_path / "out"))
     a.close()
     b.close()
+
+
+def test_a_damaged_local_pack_is_never_pushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Push verifies every object of a local pack before it uploads that pack (several packs
+    at once): a flipped byte stops the push, no published pack holds the damaged object,
+    and the version is not recorded as pushed."""
+    url = str(tmp_path / "remote")
+    a, _ = make_pair(tmp_path, monkeypatch, url)
+    monkeypatch.setattr(store_add, "PACK_TARGET", 128 * 1024)
+    a.add(many_files(tmp_path / "w", 12, 41), "w", track=False)
+    packs = sorted((tmp_path / "a" / ".modelkeep").rglob("packs/*.pack"))
+    assert len(packs) >= 12
+    victim = packs[len(packs) // 2]
+    entries = decode_index(victim.with_suffix(".idx").read_bytes())
+    chunk = max(entries, key=lambda e: e.length)
+    victim.chmod(0o644)
+    with victim.open("r+b") as f:
+        f.seek(chunk.offset + chunk.length // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x40]))
+    with pytest.raises(CorruptObject, match=chunk.key.hex()):
+        a.push()
+    published = [e.key for entries in remote_packs(url).values() for e in entries]
+    assert chunk.key not in published and victim.stem not in remote_packs(url)
+    assert a.pushed_to("w:v1") == ()
+    a.close()
 
 
 def test_wrong_credentials_and_no_permission_are_clear_errors(

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from modelkeep.errors import MissingObject
 from modelkeep.store.index import Located
 from modelkeep.store.objects import ObjectStore
 from modelkeep.store.packs import PACK_TARGET, PackEntry, PackWriter, encode_index, read_index
+
+VERIFIERS = 2  # local packs verified at once before they are handed over
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +55,39 @@ class Exporter:
         by_pack: dict[str, list[Located]] = {}
         for loc in located.values():
             by_pack.setdefault(loc.pack, []).append(loc)
+        whole: list[tuple[str, list[PackEntry]]] = []
         rest: list[Located] = []
         for name, wanted in sorted(by_pack.items()):
             entries = read_index(self.store.packs_dir / f"{name}.idx")
             if len(entries) == len(wanted):  # every object of the pack: move it whole
-                for e in entries:
-                    self.store.read_stored(name, e)  # verified: never upload damage
+                whole.append((name, entries))
+            else:
+                rest.extend(wanted)
+        yield from self._whole(whole)
+        yield from self._staged(rest)
+
+    def _whole(self, packs: list[tuple[str, list[PackEntry]]]) -> Iterator[ExportedPack]:
+        """Local packs handed over as they are, each once every object in it is verified
+        (never upload damage): VERIFIERS packs at a time, since decoding and hashing
+        release the GIL, and in order."""
+        pool = ThreadPoolExecutor(VERIFIERS, thread_name_prefix="modelkeep-verify")
+        ahead: deque[Future[None]] = deque()
+        todo = iter(packs)
+        try:
+            for name, entries in packs:
+                while len(ahead) <= VERIFIERS and (nxt := next(todo, None)) is not None:
+                    ahead.append(pool.submit(self._verify, *nxt))
+                ahead.popleft().result()
                 path = self.store.packs_dir / f"{name}.pack"
                 index = (self.store.packs_dir / f"{name}.idx").read_bytes()
                 size = max((e.offset + e.length for e in entries), default=0)
                 yield ExportedPack(name, path, index, tuple(entries), size, staged=False)
-            else:
-                rest.extend(wanted)
-        yield from self._staged(rest)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _verify(self, name: str, entries: list[PackEntry]) -> None:
+        for e in entries:
+            self.store.read_stored(name, e)
 
     def _staged(self, located: list[Located]) -> Iterator[ExportedPack]:
         order = sorted(located, key=lambda loc: (loc.pack, loc.entry.offset))
