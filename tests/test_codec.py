@@ -197,8 +197,9 @@ def test_truncated_payloads_are_refused(data: bytes, codec: int, draw: st.DataOb
         return
     got = _decoded_or_refused(entry, payload[:cut])
     # A shorter payload cannot give back all of the object: refused, or (a raw group of
-    # a frame-less tail) never the original bytes.
-    assert got is None or got != data
+    # a frame-less tail) never the original bytes. An empty object has no bytes to lose:
+    # a zstd frame cut inside its header may still say "empty", which is the truth.
+    assert got is None or got != data or not data
 
 
 @FAST

@@ -64,6 +64,7 @@ TRANSFERS = 4  # packs uploaded, or indexes downloaded, at once
 GAP = 64 * 1024  # neighbouring objects closer than this are read in one range request
 MAX_RANGE = 16 * 1024 * 1024
 FETCH_ROUND = 64 * 1024 * 1024  # bytes fetched and verified before they are stored
+VERIFIERS = 2  # ranges of a round verified at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,9 +372,12 @@ def store_ranges(
     store: ObjectStore, ranges: list[Range], datas: list[bytes], source: str
 ) -> list[tuple[PackEntry, bytes]]:
     """Keep the objects read from ranges of another place's packs, each verified against
-    its id first; one that does not match is CorruptRemoteObject and nothing is kept."""
-    items: list[tuple[PackEntry, bytes]] = []
-    for r, data in zip(ranges, datas, strict=True):
+    its id first (VERIFIERS ranges at a time: decoding and hashing release the GIL); one
+    that does not match is CorruptRemoteObject and nothing is kept."""
+
+    def verified(pair: tuple[Range, bytes]) -> list[tuple[PackEntry, bytes]]:
+        r, data = pair
+        items = []
         for e in r.entries:
             piece = data[e.offset - r.start : e.offset - r.start + e.length]
             where = f"{r.pack}.pack offset {e.offset}"
@@ -384,6 +388,11 @@ def store_ranges(
             except CorruptObject as exc:
                 raise CorruptRemoteObject(e.key.hex(), source, exc.where) from None
             items.append((e, piece))
+        return items
+
+    with ThreadPoolExecutor(VERIFIERS, thread_name_prefix="modelkeep-verify") as pool:
+        pairs = list(zip(ranges, datas, strict=True))
+        items = [item for part in pool.map(verified, pairs) for item in part]
     with store.writing():
         store.add_stored(items)
     return items

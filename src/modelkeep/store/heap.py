@@ -13,7 +13,10 @@ from __future__ import annotations
 import functools
 
 TRIM_THRESHOLD = 64 << 20
-_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter
+# Setting one threshold stops glibc from raising the other as it goes, so it is set too:
+# buffers up to this size (a run, a block) come from the heap and are reused.
+MMAP_THRESHOLD = 32 << 20  # glibc's largest
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
 @functools.cache
@@ -26,3 +29,4 @@ def keep_freed_memory() -> None:
     except (OSError, AttributeError):
         return
     mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)

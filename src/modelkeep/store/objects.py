@@ -70,6 +70,7 @@ from modelkeep.store.trees import (
 )
 
 READERS = 2
+_reader = threading.local()  # each reading thread's buffer for stored bytes, see _scratch
 RUN_BYTES = 4 << 20  # at most this much (stored) is read at once: about 64 chunks
 RUN_CHUNKS = RUN_BYTES // MIN_SIZE  # and at most this many chunks (a manifest may list tiny ones)
 READ_AHEAD = 4  # runs read ahead of the writer
@@ -553,10 +554,10 @@ class ObjectStore:
             if os.preadv(fd, [memoryview(buf)[:stored]], start) != stored:
                 return None  # short: the chunk-by-chunk read names the chunk past the end
             return stored
-        data = os.pread(fd, stored, start)
-        if len(data) != stored:
+        view = memoryview(_scratch(stored))[:stored]
+        if os.preadv(fd, [view], start) != stored:
             return None
-        view, out = memoryview(data), 0
+        out = 0
         for entry in entries:
             at = entry.offset - start
             payload = view[at : at + entry.length]
@@ -726,6 +727,16 @@ class BlobReader(io.RawIOBase):
         while chunk := self.read(1 << 20):
             parts.append(chunk)
         return b"".join(parts)
+
+
+def _scratch(n: int) -> bytearray:
+    """This thread's buffer of at least n bytes, for a run's stored bytes on their way to
+    being decoded: reused from run to run, where a new bytes object for each read cost a
+    page fault every 4 KiB."""
+    buf: bytearray | None = getattr(_reader, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _reader.buf = bytearray(max(n, RUN_BYTES))
+    return buf
 
 
 def _runs(placed: Iterable[_Placed]) -> Iterator[list[_Placed]]:
