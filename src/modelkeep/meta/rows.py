@@ -12,9 +12,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import ArtifactNotFound, VersionDeleted, VersionNotFound
-from modelkeep.meta.db import session_query
+from modelkeep.meta.db import Change, session_query
 from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
-from modelkeep.meta.reads import holders_in, similar_names
+from modelkeep.meta.reads import artifact_in, holders_in, similar_names
 from modelkeep.meta.webhooks import version_created
 
 # Built once: every registry change runs these, and building a statement (coercing its
@@ -54,7 +54,27 @@ def artifact_locked(
     return art
 
 
-def ref_of(art: ArtifactRow, row: VersionRow) -> str:
+_NEW_ARTIFACT = (
+    "INSERT INTO artifacts (name, type, created_at, latest_number, registered, description) "
+    "VALUES (:name, :type, :at, 0, :no, '')"
+)
+
+
+def artifact_locked_in(
+    q: Change, name: str, *, create: str | None = None, now: datetime | None = None
+) -> Any:
+    """`artifact_locked` as a plain row (`reads.artifact_in`), for the writers that run
+    their SQL on the transaction (`session_query`) rather than through the ORM."""
+    if create is None or now is None:
+        return artifact_in(q, name, lock=True)
+    try:
+        return artifact_in(q, name, lock=True)
+    except ArtifactNotFound:
+        q.execute(_NEW_ARTIFACT, name=name, type=create, at=q.time(now), no=False)
+        return artifact_in(q, name, lock=True)
+
+
+def ref_of(art: ArtifactRow | Any, row: VersionRow | Any) -> str:
     return f"{art.name}:v{row.number}"
 
 
