@@ -132,11 +132,16 @@ def resolve_in(q: Query, target: Ref) -> Version:
     return version_of(art, version_in(q, art, target.number))
 
 
-def version_in(q: Query, art: Any, number: int) -> Any:
-    """name:vN's row; VersionNotFound or VersionDeleted when it cannot be used."""
-    found = q.row(
+def numbered_in(q: Query, art: Any, number: int) -> Any | None:
+    """name:vN's row, deleted or not; None if there is none."""
+    return q.row(
         f"{_VERSIONS} WHERE v.artifact_id = :id AND v.number = :number", id=art.id, number=number
     )
+
+
+def version_in(q: Query, art: Any, number: int) -> Any:
+    """name:vN's row; VersionNotFound or VersionDeleted when it cannot be used."""
+    found = numbered_in(q, art, number)
     if found is None:
         raise VersionNotFound(art.name, number, art.latest_number)
     if found.deleted_at is not None:

@@ -20,19 +20,20 @@ from modelkeep.meta.chain import Write, append, clock
 from modelkeep.meta.db import Database, Query, session_query
 from modelkeep.meta.events import STAGE_ACTIONS
 from modelkeep.meta.models import AliasRow, ArtifactRow, EventRow, VersionRow
-from modelkeep.meta.reads import artifact_in, holders_in, resolve_in, version_in
+from modelkeep.meta.reads import artifact_in, holders_in, numbered_in, resolve_in, version_in
 from modelkeep.meta.records import Version, version_of
 from modelkeep.meta.rows import (
     artifact_locked,
     artifact_locked_in,
     create_version,
-    latest_row,
     ref_of,
     version_row,
 )
 from modelkeep.refs import Ref, content_hex
 
 TARGET_STAGES = ("staging", "production", "archived")
+_REGISTER_MODEL = "UPDATE artifacts SET registered = :yes WHERE id = :id"
+_REGISTER_VERSION = "UPDATE versions SET registered = :yes, stage_changed_at = :at WHERE id = :id"
 
 
 # -- registering --------------------------------------------------------------------
@@ -48,22 +49,24 @@ def register(
     registry candidate without a new number.
     """
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        source = resolve_in(session_query(s), source_ref)
-        art = artifact_locked(s, name, create="model", now=now)
+        source = resolve_in(q, source_ref)
+        art = artifact_locked_in(q, name, create="model", now=now)
         digest = content_hex(source.digest)
         row = None
         if source.name == name:
-            row = version_row(s, art, source.number)
+            row = version_in(q, art, source.number)
         else:
-            latest = latest_row(s, art)
+            latest = numbered_in(q, art, art.latest_number) if art.latest_number else None
             same = latest is not None and (latest.digest, latest.kind, latest.mode) == (
                 digest,
                 source.kind,
                 source.mode,
             )
             row = latest if latest is not None and same and latest.deleted_at is None else None
-        art.registered = True
+        if not art.registered:
+            q.execute(_REGISTER_MODEL, yes=True, id=art.id)
         if row is not None and row.registered:
             return version_of(art, row), False
         created = row is None
@@ -86,21 +89,13 @@ def register(
                 now=now,
                 registered=True,
             )
+            registered = version_of(art, row)
         else:
-            row.registered = True
-            row.stage_changed_at = now
-        append(
-            s,
-            actor,
-            "register",
-            name,
-            ref_of(art, row),
-            {},
-            {"stage": row.stage, "source": source.ref},
-            reason,
-            now,
-        )
-        return version_of(art, row), created
+            q.execute(_REGISTER_VERSION, yes=True, at=q.time(now), id=row.id)
+            registered = replace(version_of(art, row), registered=True)
+        after = {"stage": row.stage, "source": source.ref}
+        append(s, actor, "register", name, ref_of(art, row), {}, after, reason, now)
+        return registered, created
 
 
 # -- stages ---------------------------------------------------------------------------

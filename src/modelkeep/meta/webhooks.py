@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.errors import InvalidArgument, InvalidWebhookUrl, UnknownEventKind, WebhookNotFound
 from modelkeep.meta.db import Database, session_query
-from modelkeep.meta.models import ArtifactRow, DeliveryRow, EventRow, VersionRow, WebhookRow
+from modelkeep.meta.models import DeliveryRow, EventRow, WebhookRow
 from modelkeep.redact import has_credentials, mask_url
 from modelkeep.refs import content_id
 
@@ -398,8 +398,9 @@ def event_appended(
     enqueue(s, kind, row.model, payload, row.at)
 
 
-def version_created(s: Session, art: ArtifactRow, row: VersionRow) -> None:
-    """Enqueue the delivery of a version just made (meta/rows.py `create_version`)."""
+def version_created(s: Session, art: Any, row: Any) -> None:
+    """Enqueue the delivery of a version just made (meta/rows.py `create_version`): art
+    and row are plain rows of the artifact and of the version's columns."""
     payload = {
         "name": art.name,
         "type": art.type,
