@@ -1,7 +1,10 @@
 """The model registry as rows: stages, aliases and tombstones.
 
-Every change of registry state is one write transaction (`_Write`, from events.py) that
-changes the rows and appends its event to the hash-chained log.
+Every change of registry state is one write transaction (`Write`, from chain.py) that
+changes the rows and appends its event to the hash-chained log. The everyday changes
+(register, promote, archive, rollback, aliases, approvals) run plain SQL on that
+transaction (`session_query`), the readers' SQL for what they read: the ORM's unit of
+work cost more than the change itself. Deletion, rarer, still goes through the ORM.
 """
 
 from __future__ import annotations
