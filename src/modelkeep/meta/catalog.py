@@ -15,7 +15,7 @@ from modelkeep.meta.db import Database, session_query
 from modelkeep.meta.models import RunOutputRow
 from modelkeep.meta.reads import same_as, same_version_in
 from modelkeep.meta.records import Added, NewVersion, check_type, version_of
-from modelkeep.meta.rows import artifact_locked, create_version
+from modelkeep.meta.rows import artifact_locked_in, create_version
 from modelkeep.meta.runs import check_running
 
 
@@ -23,16 +23,17 @@ def add_version(db: Database, name: str, type_: str | None, new: NewVersion) -> 
     if type_ is not None:
         check_type(type_)
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
         if new.run_id is not None:
             check_running(s, new.run_id)
-        art = artifact_locked(s, name, create=type_ or "other", now=now)
+        art = artifact_locked_in(q, name, create=type_ or "other", now=now)
         if type_ is not None and type_ != art.type:
             raise TypeMismatch(name, art.type, type_)
         # Content equal to a version of this name (the latest or an older one, not deleted)
         # is that version: no second number for the same bytes, and a work tree's lock
         # points back at it.
-        same = same_version_in(session_query(s), art.id, new)
+        same = same_version_in(q, art.id, new)
         if same is not None:
             if new.run_id is not None and new.run_id != same.run_id:
                 key = {"run_id": new.run_id, "version_id": same.id}

@@ -13,20 +13,26 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import blake3
-from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from modelkeep.meta.db import Database
-from modelkeep.meta.models import ChainHeadRow, EventRow
+from modelkeep.meta.db import Change, Database, session_query
+from modelkeep.meta.models import EventRow
+from modelkeep.meta.records import when
 from modelkeep.meta.webhooks import event_appended
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = 7160250516
-# Statements built once: building one costs more than running it on SQLite.
-_EVENTS, _HEADS = cast(Table, EventRow.__table__), cast(Table, ChainHeadRow.__table__)
-_HEAD = select(ChainHeadRow.last_id, ChainHeadRow.last_hash, ChainHeadRow.last_at)
-_INSERT_EVENT, _INSERT_HEAD = insert(_EVENTS), insert(_HEADS)
-_UPDATE_HEAD = update(_HEADS).where(_HEADS.c.id == 1)
+_HEAD = "SELECT last_id, last_hash, last_at FROM chain_head WHERE id = 1"
+_FIELDS = "id, at, actor, action, model, target, before_json, after_json, reason, prev_hash, hash"
+_INSERT_EVENT = f"INSERT INTO events ({_FIELDS}) VALUES (:{_FIELDS.replace(', ', ', :')})"
+_INSERT_HEAD = (
+    "INSERT INTO chain_head (id, last_id, last_hash, last_at) "
+    "VALUES (1, :last_id, :last_hash, :last_at)"
+)
+_UPDATE_HEAD = (
+    "UPDATE chain_head SET last_id = :last_id, last_hash = :last_hash, last_at = :last_at "
+    "WHERE id = 1"
+)
 
 
 def event_hash(row: EventRow) -> str:
@@ -48,18 +54,20 @@ def event_hash(row: EventRow) -> str:
 
 
 def lock_chain(s: Session) -> None:
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
+    q = session_query(s)  # on SQLite, its first statement begins the write transaction
+    if q.postgres:
+        q.rows(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})")
 
 
-def read_head(s: Session) -> tuple[int, str, datetime | None]:
+def read_head(s: Session | Change) -> tuple[int, str, datetime | None]:
     """The newest event's (id, hash, time), read once per transaction under the lock."""
-    head = s.info.get("chain_head")
+    q = s if isinstance(s, Change) else session_query(s)
+    head = q.info.get("chain_head")
     if head is None:
-        row = s.execute(_HEAD).first()
-        head = (row.last_id, row.last_hash, row.last_at) if row else (0, GENESIS, None)
-        s.info["chain_head"] = head
-    return head
+        row = q.row(_HEAD)
+        head = (row.last_id, row.last_hash, when(row.last_at)) if row else (0, GENESIS, None)
+        q.info["chain_head"] = head
+    return cast(tuple[int, str, datetime | None], head)
 
 
 def append(
@@ -75,10 +83,12 @@ def append(
 ) -> None:
     """Append one event; the caller holds the chain lock (see `Write`).
 
-    Plain INSERT and UPDATE statements, not ORM objects: every registry change pays for
-    this, and the unit of work would cost more than the change itself.
+    Plain SQL (`session_query`), not ORM objects: every registry change pays for this,
+    and the unit of work would cost more than the change itself. The row object is only
+    what `event_hash` and the webhook payload read; it never joins the session.
     """
-    last_id, prev, _ = read_head(s)
+    q = session_query(s)
+    last_id, prev, _ = read_head(q)
     row = EventRow(
         id=last_id + 1,
         at=now,
@@ -92,14 +102,15 @@ def append(
         prev_hash=prev,
     )
     row.hash = event_hash(row)
-    conn = s.connection()  # Core, past the ORM's bulk-insert machinery
-    conn.execute(_INSERT_EVENT, {c.key: getattr(row, c.key) for c in _EVENTS.c})
-    head = {"last_id": row.id, "last_hash": row.hash, "last_at": now}
-    if last_id == 0:
-        conn.execute(_INSERT_HEAD, {"id": 1, **head})
-    else:
-        conn.execute(_UPDATE_HEAD, head)
-    s.info["chain_head"] = (row.id, row.hash, now)
+    values = {name: getattr(row, name) for name in _FIELDS.split(", ")}
+    q.execute(_INSERT_EVENT, **(values | {"at": q.time(now)}))
+    q.execute(
+        _INSERT_HEAD if last_id == 0 else _UPDATE_HEAD,
+        last_id=row.id,
+        last_hash=row.hash,
+        last_at=q.time(now),
+    )
+    q.info["chain_head"] = (row.id, row.hash, now)
     event_appended(s, row, before, after)  # its webhook deliveries, in this transaction
 
 

@@ -19,6 +19,7 @@ import threading
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -41,6 +42,7 @@ _WRITERS_GUARD = threading.Lock()
 # through SQLAlchemy only.
 _SQLITE_FILE = re.compile(r"sqlite(?:\+pysqlite)?:///([^?#]+)")
 _EXPANDING = re.compile(r":(\w+)\b")
+_CHANGE = "change"  # Session.info: the transaction's `Change`
 
 
 def _writers(url: str) -> threading.RLock:
@@ -97,12 +99,19 @@ def expand(sql: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return sql, flat
 
 
+def sqlite_time(at: datetime) -> str:
+    """A time as SQLAlchemy's SQLite dialect stores it (`models.UTCDateTime`): UTC, as text."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 class Query:
     """Reads in one snapshot, written once as SQL that SQLite and PostgreSQL both speak:
     on a SQLite file through the standard library's sqlite3 (a read command then never
     imports SQLAlchemy), elsewhere through SQLAlchemy's connection. Rows are named tuples
     (or SQLAlchemy's rows): fields by column name. Values come back as each driver gives
     them (SQLite: times as text, booleans as 0/1); the record builders normalise them."""
+
+    for_update = ""  # a snapshot locks nothing (see `Change`)
 
     def __init__(self, run: Any) -> None:
         self._run = run
@@ -120,15 +129,72 @@ class Query:
         return found[0] if found is not None else None
 
 
-def session_query(s: Session) -> Query:
-    """`Query`'s SQL inside a writer's own transaction (what it changed so far included)."""
+class Change(Query):
+    """`Query` inside a writer's transaction, which also changes rows with SQL written once
+    for both databases: the registry's changes and their events, which every change pays
+    for, run so rather than through the ORM's unit of work (which cost more than the
+    change itself). Locks as the ORM's writers do: `for_update` rows on PostgreSQL, while
+    SQLite's write transaction (BEGIN IMMEDIATE) holds the whole database."""
+
+    def __init__(self, run: Any, change: Any, postgres: bool, info: dict[str, Any]) -> None:
+        super().__init__(run)
+        self._change = change
+        self.postgres = postgres
+        self.for_update = " FOR UPDATE" if postgres else ""
+        self.info = info  # what this transaction has read once (the chain's head, webhooks)
+
+    def execute(self, sql: str, **params: Any) -> int:
+        """Run an INSERT, UPDATE or DELETE; the number of rows it changed."""
+        count: int = self._change(*expand(sql, params))
+        return count
+
+    def time(self, at: datetime) -> Any:
+        """at as this database's driver takes it for a time column."""
+        return at if self.postgres else sqlite_time(at)
+
+
+@functools.cache
+def _text(sql: str) -> Any:
     from sqlalchemy import text
 
-    def run(sql: str, params: dict[str, Any]) -> Sequence[Any]:
-        s.flush()
-        return s.execute(text(sql), params).all()
+    return text(sql)
 
-    return Query(run)
+
+def session_query(s: Session) -> Change:
+    """`Query`'s SQL inside a writer's own transaction (what it changed so far included),
+    one per transaction: on SQLite through the driver's own connection (SQLAlchemy's costs
+    more than the statement), elsewhere through SQLAlchemy's connection, never the ORM's."""
+    found = s.info.get(_CHANGE)
+    if isinstance(found, Change):
+        return found
+    conn = s.connection()
+    if conn.dialect.name == "sqlite":
+        lite = conn.connection.driver_connection
+        assert isinstance(lite, sqlite3.Connection)
+
+        def run(sql: str, params: dict[str, Any]) -> Sequence[Any]:
+            s.flush()
+            cursor = lite.cursor()
+            cursor.row_factory = _named_rows
+            return cursor.execute(sql, params).fetchall()
+
+        def change(sql: str, params: dict[str, Any]) -> int:
+            s.flush()
+            return lite.execute(sql, params).rowcount
+
+    else:
+
+        def run(sql: str, params: dict[str, Any]) -> Sequence[Any]:
+            s.flush()
+            return conn.execute(_text(sql), params).all()
+
+        def change(sql: str, params: dict[str, Any]) -> int:
+            s.flush()
+            count: int = conn.execute(_text(sql), params).rowcount
+            return count
+
+    found = s.info[_CHANGE] = Change(run, change, conn.dialect.name == "postgresql", s.info)
+    return found
 
 
 class Database:
@@ -202,7 +268,7 @@ class Database:
                 yield session
         except ModelkeepError:
             raise
-        except sa_exc.SQLAlchemyError as exc:
+        except (sa_exc.SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: `session_query`
             raise self._failed(exc) from exc
 
     def _failed(self, exc: Exception) -> DatabaseError:
@@ -343,7 +409,7 @@ class Database:
         assert self._sqlite_file is not None
         statements = [s for s in SQLITE_SCHEMA.read_text().split(";\n") if s.strip()]
         database_id, created = new_identity()
-        created_at = created.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy writes it
+        created_at = sqlite_time(created)
         try:
             conn = sqlite3.connect(self._sqlite_file, timeout=300, isolation_level=None)
             try:

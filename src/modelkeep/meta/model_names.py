@@ -23,7 +23,7 @@ from modelkeep.errors import (
     TypeMismatch,
 )
 from modelkeep.meta.chain import Write, append, clock
-from modelkeep.meta.db import Database
+from modelkeep.meta.db import Database, session_query
 from modelkeep.meta.model_tags import (
     add_model_tags,
     add_version_tags,
@@ -33,7 +33,7 @@ from modelkeep.meta.model_tags import (
 from modelkeep.meta.models import ArtifactRow, RunRow, VersionRow
 from modelkeep.meta.records import Version, version_of
 from modelkeep.meta.registry import refuse_held, tombstone
-from modelkeep.meta.rows import artifact_locked, create_version, ref_of
+from modelkeep.meta.rows import artifact_locked, artifact_locked_in, create_version, ref_of
 
 RENAME = "rename"
 
@@ -134,7 +134,7 @@ def register_tree(db: Database, name: str, new: NewTree, actor: str) -> tuple[Ve
     check_description(new.description)
     with Write(db) as s:
         now = clock(s)
-        art = artifact_locked(s, name)
+        art = artifact_locked_in(session_query(s), name)
         if not art.registered:
             raise NotRegistered(name)
         if new.run_id is not None and s.get(RunRow, new.run_id) is None:
@@ -152,6 +152,9 @@ def register_tree(db: Database, name: str, new: NewTree, actor: str) -> tuple[Ve
         ).one_or_none()
         if same is not None and same.registered:
             return version_of(art, same), False
+        if same is not None:
+            same.registered = True
+            same.stage_changed_at = now
         row = same or create_version(
             s,
             art,
@@ -168,11 +171,10 @@ def register_tree(db: Database, name: str, new: NewTree, actor: str) -> tuple[Ve
             host=new.host,
             store_id=new.store_id,
             now=now,
+            registered=True,
+            description=new.description,
         )
-        row.registered = True
-        row.stage_changed_at = now
         if same is None:
-            row.description = new.description
             add_version_tags(s, row.id, new.tags)
         after: dict[str, Any] = {"stage": row.stage, "source": new.origin}
         append(s, actor, "register", name, ref_of(art, row), {}, after, "", now)

@@ -27,7 +27,7 @@ from modelkeep.meta.records import Added, Artifact, NewVersion, Version, version
 from modelkeep.refs import AliasRef, DigestRef, Ref, content_id, parse_ref
 
 STAGE_ALIASES = ("staging", "production")
-_ARTIFACT = "SELECT id, name, type, created_at, latest_number FROM artifacts"
+_ARTIFACT = "SELECT id, name, type, created_at, latest_number, registered FROM artifacts"
 _VERSION_COLUMNS = (
     "v.id, v.number, v.kind, v.digest, v.size, v.file_count, v.mode, v.source_name, "
     'v.created_at, v."user", v.message, v.metadata_json, v.run_id, v.registered, v.stage, '
@@ -55,9 +55,10 @@ def similar_names(name: str, names: Sequence[str]) -> list[str]:
     return similar[:3]
 
 
-def artifact_in(q: Query, name: str) -> Any:
-    """The artifact row called name; ArtifactNotFound naming similar names if there is none."""
-    found = q.row(f"{_ARTIFACT} WHERE name = :name", name=name)
+def artifact_in(q: Query, name: str, *, lock: bool = False) -> Any:
+    """The artifact row called name; ArtifactNotFound naming similar names if there is none.
+    lock: held for the writer's transaction (`Change.for_update`)."""
+    found = q.row(f"{_ARTIFACT} WHERE name = :name{q.for_update if lock else ''}", name=name)
     if found is None:
         names = [r.name for r in q.rows("SELECT name FROM artifacts")]
         raise ArtifactNotFound(name, similar_names(name, names), len(names))
@@ -125,15 +126,27 @@ def resolve_in(q: Query, target: Ref) -> Version:
             "ORDER BY v.number DESC LIMIT 1",
             id=art.id,
         )
-    else:
-        found = q.row(
-            f"{_VERSIONS} WHERE v.artifact_id = :id AND v.number = :number",
-            id=art.id,
-            number=target.number,
-        )
+        if found is None:
+            raise VersionNotFound(target.name, 0, art.latest_number)
+        return checked(art, found)
+    return version_of(art, version_in(q, art, target.number))
+
+
+def numbered_in(q: Query, art: Any, number: int) -> Any | None:
+    """name:vN's row, deleted or not; None if there is none."""
+    return q.row(
+        f"{_VERSIONS} WHERE v.artifact_id = :id AND v.number = :number", id=art.id, number=number
+    )
+
+
+def version_in(q: Query, art: Any, number: int) -> Any:
+    """name:vN's row; VersionNotFound or VersionDeleted when it cannot be used."""
+    found = numbered_in(q, art, number)
     if found is None:
-        raise VersionNotFound(target.name, target.number or 0, art.latest_number)
-    return checked(art, found)
+        raise VersionNotFound(art.name, number, art.latest_number)
+    if found.deleted_at is not None:
+        raise VersionDeleted(f"{art.name}:v{number}", when(found.deleted_at).isoformat())
+    return found
 
 
 def artifact_type(db: Database, name: str) -> str | None:

@@ -1,39 +1,42 @@
 """The model registry as rows: stages, aliases and tombstones.
 
-Every change of registry state is one write transaction (`_Write`, from events.py) that
-changes the rows and appends its event to the hash-chained log.
+Every change of registry state is one write transaction (`Write`, from chain.py) that
+changes the rows and appends its event to the hash-chained log. The everyday changes
+(register, promote, archive, rollback, aliases, approvals) run plain SQL on that
+transaction (`session_query`), the readers' SQL for what they read: the ORM's unit of
+work cost more than the change itself. Deletion, rarer, still goes through the ORM.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from modelkeep.errors import AliasNotFound, RegistryRefused
+from modelkeep.errors import AliasNotFound, RegistryRefused, VersionDeleted
 from modelkeep.meta.chain import Write, append, clock
-from modelkeep.meta.db import Database, session_query
+from modelkeep.meta.db import Database, Query, session_query
 from modelkeep.meta.events import STAGE_ACTIONS
 from modelkeep.meta.models import AliasRow, ArtifactRow, EventRow, VersionRow
-from modelkeep.meta.reads import resolve_in
+from modelkeep.meta.reads import artifact_in, holders_in, numbered_in, resolve_in, version_in
 from modelkeep.meta.records import Version, version_of
 from modelkeep.meta.rows import (
-    alias_names,
-    artifact,
     artifact_locked,
+    artifact_locked_in,
     create_version,
-    latest_row,
     ref_of,
     version_row,
 )
-from modelkeep.meta.rows import holders as holders_of
 from modelkeep.refs import Ref, content_hex
 
 TARGET_STAGES = ("staging", "production", "archived")
+_REGISTER_MODEL = "UPDATE artifacts SET registered = :yes WHERE id = :id"
+_REGISTER_VERSION = "UPDATE versions SET registered = :yes, stage_changed_at = :at WHERE id = :id"
 
 
 # -- registering --------------------------------------------------------------------
@@ -49,22 +52,24 @@ def register(
     registry candidate without a new number.
     """
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        source = resolve_in(session_query(s), source_ref)
-        art = artifact_locked(s, name, create="model", now=now)
+        source = resolve_in(q, source_ref)
+        art = artifact_locked_in(q, name, create="model", now=now)
         digest = content_hex(source.digest)
         row = None
         if source.name == name:
-            row = version_row(s, art, source.number)
+            row = version_in(q, art, source.number)
         else:
-            latest = latest_row(s, art)
+            latest = numbered_in(q, art, art.latest_number) if art.latest_number else None
             same = latest is not None and (latest.digest, latest.kind, latest.mode) == (
                 digest,
                 source.kind,
                 source.mode,
             )
             row = latest if latest is not None and same and latest.deleted_at is None else None
-        art.registered = True
+        if not art.registered:
+            q.execute(_REGISTER_MODEL, yes=True, id=art.id)
         if row is not None and row.registered:
             return version_of(art, row), False
         created = row is None
@@ -87,21 +92,13 @@ def register(
                 now=now,
                 registered=True,
             )
+            registered = version_of(art, row)
         else:
-            row.registered = True
-            row.stage_changed_at = now
-        append(
-            s,
-            actor,
-            "register",
-            name,
-            ref_of(art, row),
-            {},
-            {"stage": row.stage, "source": source.ref},
-            reason,
-            now,
-        )
-        return version_of(art, row), created
+            q.execute(_REGISTER_VERSION, yes=True, at=q.time(now), id=row.id)
+            registered = replace(version_of(art, row), registered=True)
+        after = {"stage": row.stage, "source": source.ref}
+        append(s, actor, "register", name, ref_of(art, row), {}, after, reason, now)
+        return registered, created
 
 
 # -- stages ---------------------------------------------------------------------------
@@ -120,10 +117,10 @@ class Holders:
 
 def holders(db: Database, name: str, number: int) -> tuple[Holders, Version]:
     """The holders of each stage, and name:vN as it stands now, read together."""
-    with db.read() as s:
-        art = artifact(s, name)
-        found = {stage: version_of(art, row) for stage, row in holders_of(s, art).items()}
-        current = version_of(art, version_row(s, art, number))
+    with db.query() as q:
+        art = artifact_in(q, name)
+        found = {stage: version_of(art, row) for stage, row in holders_in(q, art).items()}
+        current = version_of(art, version_in(q, art, number))
     return Holders(found.get("staging"), found.get("production")), current
 
 
@@ -155,9 +152,10 @@ def move(
     if stage not in TARGET_STAGES:
         raise RegistryRefused(f"unknown stage {stage!r}; use one of {', '.join(TARGET_STAGES)}")
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        art = artifact_locked(s, name)
-        row = version_row(s, art, number)
+        art = artifact_locked_in(q, name)
+        row = version_in(q, art, number)
         ref = ref_of(art, row)
         if not row.registered:
             raise RegistryRefused(
@@ -167,7 +165,7 @@ def move(
             raise StaleCheck()
         if row.stage == stage:
             raise RegistryRefused(f"{ref} is already in {stage}")
-        now_held = holders_of(s, art)
+        now_held = holders_in(q, art)
         for held, seen in (checked or {}).items():
             now_holder = now_held.get(held)
             if (now_holder.number if now_holder else None) != seen:
@@ -188,7 +186,7 @@ def move(
         if stage == "production":
             old = now_held.get("production")
             if old is not None:
-                _set_stage(
+                displaced = _set_stage(
                     s,
                     art,
                     old,
@@ -198,8 +196,7 @@ def move(
                     now,
                     action="archive",
                 )
-                displaced = version_of(art, old)
-        _set_stage(
+        moved = _set_stage(
             s,
             art,
             row,
@@ -209,48 +206,43 @@ def move(
             now,
             action="promote" if stage != "archived" else "archive",
         )
-        return version_of(art, row), displaced
+        return moved, displaced
+
+
+_SET_STAGE = "UPDATE versions SET stage = :stage, stage_changed_at = :at WHERE id = :id"
 
 
 def _set_stage(
     s: Session,
-    art: ArtifactRow,
-    row: VersionRow,
+    art: Any,
+    row: Any,
     stage: str,
     actor: str,
     reason: str,
     now: datetime,
     *,
     action: str,
-) -> None:
-    before = row.stage
-    s.execute(
-        update(VersionRow).where(VersionRow.id == row.id).values(stage=stage, stage_changed_at=now)
-    )
-    s.refresh(row)
-    append(
-        s,
-        actor,
-        action,
-        art.name,
-        ref_of(art, row),
-        {"stage": before},
-        {"stage": stage},
-        reason,
-        now,
-    )
+) -> Version:
+    """Move the version of row (a plain row, `session_query`) to stage, with its event;
+    the version as it is now."""
+    q = session_query(s)
+    q.execute(_SET_STAGE, stage=stage, at=q.time(now), id=row.id)
+    ref = ref_of(art, row)
+    append(s, actor, action, art.name, ref, {"stage": row.stage}, {"stage": stage}, reason, now)
+    return replace(version_of(art, row), stage=stage)
 
 
-def production_history(s: Session, name: str) -> list[int]:
+def production_history(q: Query, name: str) -> list[int]:
     """Version numbers in the order they entered production."""
     numbers = []
-    for target, after in s.execute(
-        select(EventRow.target, EventRow.after_json)
-        .where(EventRow.model == name, EventRow.action.in_(("promote", "rollback")))
-        .order_by(EventRow.id)
+    for r in q.rows(
+        "SELECT target, after_json FROM events WHERE model = :name AND action IN :actions "
+        "ORDER BY id",
+        name=name,
+        actions=("promote", "rollback"),
     ):
-        if json.loads(after).get("stage") == "production":
-            numbers.append(int(target.rsplit(":v", 1)[1]))
+        if json.loads(r.after_json).get("stage") == "production":
+            numbers.append(int(r.target.rsplit(":v", 1)[1]))
     return numbers
 
 
@@ -259,38 +251,36 @@ def rollback(
 ) -> tuple[Version, Version]:
     """Put back the previous production version (or `to`); returns it and the one archived."""
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        art = artifact_locked(s, name)
-        current = holders_of(s, art).get("production")
+        art = artifact_locked_in(q, name)
+        current = holders_in(q, art).get("production")
         if current is None:
             raise RegistryRefused(f"no version of {name!r} is in production; nothing to roll back")
-        history = production_history(s, name)
+        history = production_history(q, name)
         if to is None:
-            earlier = [n for n in reversed(history) if n != current.number]
-            target = None
-            for number in earlier:
-                candidate = s.scalars(
-                    select(VersionRow).where(
-                        VersionRow.artifact_id == art.id, VersionRow.number == number
-                    )
-                ).one()
-                if candidate.deleted_at is None:
-                    target = candidate
-                    break
+            target = next(
+                (
+                    row
+                    for number in reversed(history)
+                    if number != current.number and (row := _live(q, art, number)) is not None
+                ),
+                None,
+            )
             if target is None:
                 raise RegistryRefused(
                     f"{name}:v{current.number} is the only version of {name!r} that has been "
                     "in production; there is nothing earlier to roll back to"
                 )
         else:
-            target = version_row(s, art, to)
+            target = version_in(q, art, to)
             if to == current.number:
                 raise RegistryRefused(f"{name}:v{to} is already in production")
             if to not in history:
                 raise RegistryRefused(
                     f"{name}:v{to} has never been in production; promote it instead"
                 )
-        _set_stage(
+        archived = _set_stage(
             s,
             art,
             current,
@@ -300,37 +290,49 @@ def rollback(
             now,
             action="archive",
         )
-        _set_stage(s, art, target, "production", actor, reason, now, action="rollback")
-        return version_of(art, target), version_of(art, current)
+        restored = _set_stage(s, art, target, "production", actor, reason, now, action="rollback")
+        return restored, archived
+
+
+def _live(q: Query, art: Any, number: int) -> Any | None:
+    """name:vN's row, or None if it was deleted."""
+    try:
+        return version_in(q, art, number)
+    except VersionDeleted:
+        return None
 
 
 # -- aliases, approvals, deletion -----------------------------------------------------------
+
+
+_ALIAS = (
+    "SELECT l.version_id, v.number FROM aliases l LEFT JOIN versions v ON v.id = l.version_id "
+    "WHERE l.artifact_id = :art AND l.alias = :alias"
+)
+_MOVE_ALIAS = "UPDATE aliases SET version_id = :version WHERE artifact_id = :art AND alias = :alias"
+_NEW_ALIAS = "INSERT INTO aliases (artifact_id, alias, version_id) VALUES (:art, :alias, :version)"
 
 
 def set_alias(
     db: Database, name: str, alias: str, number: int, actor: str, reason: str = ""
 ) -> Version:
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        art = artifact_locked(s, name)
-        row = version_row(s, art, number)
-        existing = s.get(AliasRow, (art.id, alias))
-        before = None
-        if existing is not None:
-            old = s.get(VersionRow, existing.version_id)
-            before = old.number if old else None
-            if existing.version_id == row.id:
-                return version_of(art, row)
-            existing.version_id = row.id
-        else:
-            s.add(AliasRow(artifact_id=art.id, alias=alias, version_id=row.id))
+        art = artifact_locked_in(q, name)
+        row = version_in(q, art, number)
+        existing = q.row(_ALIAS, art=art.id, alias=alias)
+        if existing is not None and existing.version_id == row.id:
+            return version_of(art, row)
+        where = {"art": art.id, "alias": alias, "version": row.id}
+        q.execute(_NEW_ALIAS if existing is None else _MOVE_ALIAS, **where)
         append(
             s,
             actor,
             "alias-set",
             name,
             f"{name}@{alias}",
-            {"version": before},
+            {"version": existing.number if existing is not None else None},
             {"version": row.number},
             reason,
             now,
@@ -340,14 +342,21 @@ def set_alias(
 
 def remove_alias(db: Database, name: str, alias: str, actor: str, reason: str = "") -> int:
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        art = artifact_locked(s, name)
-        existing = s.get(AliasRow, (art.id, alias))
+        art = artifact_locked_in(q, name)
+        existing = q.row(_ALIAS, art=art.id, alias=alias)
         if existing is None:
-            raise AliasNotFound(name, alias, alias_names(s, art))
-        old = s.get(VersionRow, existing.version_id)
-        number = old.number if old else 0
-        s.delete(existing)
+            names = q.rows(
+                "SELECT alias FROM aliases WHERE artifact_id = :id ORDER BY alias", id=art.id
+            )
+            raise AliasNotFound(name, alias, [r.alias for r in names])
+        number = existing.number or 0
+        q.execute(
+            "DELETE FROM aliases WHERE artifact_id = :art AND alias = :alias",
+            art=art.id,
+            alias=alias,
+        )
         append(
             s,
             actor,
@@ -367,9 +376,10 @@ def record_event(
 ) -> None:
     """Append an `approve` or `request` event for moving name:vN to stage."""
     with Write(db) as s:
+        q = session_query(s)
         now = clock(s)
-        art = artifact_locked(s, name)
-        row = version_row(s, art, number)
+        art = artifact_locked_in(q, name)
+        row = version_in(q, art, number)
         append(s, actor, action, name, ref_of(art, row), {}, {"for": stage}, reason, now)
 
 

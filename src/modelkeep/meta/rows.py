@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import ArtifactNotFound, VersionDeleted, VersionNotFound
-from modelkeep.meta.db import session_query
+from modelkeep.meta.db import Change, session_query
 from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
-from modelkeep.meta.reads import holders_in, similar_names
+from modelkeep.meta.reads import artifact_in, holders_in, similar_names
 from modelkeep.meta.webhooks import version_created
 
 # Built once: every registry change runs these, and building a statement (coercing its
@@ -54,7 +55,27 @@ def artifact_locked(
     return art
 
 
-def ref_of(art: ArtifactRow, row: VersionRow) -> str:
+_NEW_ARTIFACT = (
+    "INSERT INTO artifacts (name, type, created_at, latest_number, registered, description) "
+    "VALUES (:name, :type, :at, 0, :no, '')"
+)
+
+
+def artifact_locked_in(
+    q: Change, name: str, *, create: str | None = None, now: datetime | None = None
+) -> Any:
+    """`artifact_locked` as a plain row (`reads.artifact_in`), for the writers that run
+    their SQL on the transaction (`session_query`) rather than through the ORM."""
+    if create is None or now is None:
+        return artifact_in(q, name, lock=True)
+    try:
+        return artifact_in(q, name, lock=True)
+    except ArtifactNotFound:
+        q.execute(_NEW_ARTIFACT, name=name, type=create, at=q.time(now), no=False)
+        return artifact_in(q, name, lock=True)
+
+
+def ref_of(art: ArtifactRow | Any, row: VersionRow | Any) -> str:
     return f"{art.name}:v{row.number}"
 
 
@@ -68,17 +89,20 @@ def version_row(s: Session, art: ArtifactRow, number: int) -> VersionRow:
     return row
 
 
-def latest_row(s: Session, art: ArtifactRow) -> VersionRow | None:
-    """The row of the artifact's highest number (deleted or not), None for a new artifact."""
-    if not art.latest_number:
-        return None
-    row: VersionRow = s.scalars(_VERSION, {"art": art.id, "number": art.latest_number}).one()
-    return row
+_VERSION_COLUMNS = (
+    *("artifact_id", "number", "kind", "digest", "size", "file_count", "mode", "source_name"),
+    *("created_at", "user", "message", "metadata_json", "run_id", "registered", "stage"),
+    *("stage_changed_at", "deleted_at", "host", "store_id", "description"),
+)
+_NEW_VERSION = "INSERT INTO versions ({}) VALUES ({}) RETURNING id".format(
+    ", ".join(f'"{c}"' for c in _VERSION_COLUMNS), ", ".join(f":{c}" for c in _VERSION_COLUMNS)
+)
+_BUMP = "UPDATE artifacts SET latest_number = :number WHERE id = :id"
 
 
 def create_version(
     s: Session,
-    art: ArtifactRow,
+    art: Any,
     *,
     kind: str,
     digest: str,
@@ -94,34 +118,41 @@ def create_version(
     store_id: str | None,
     now: datetime,
     registered: bool = False,
-) -> VersionRow:
-    """The one way a version row is made (add and register): the next number of art, at
-    now, which the caller read with `chain.clock` under the chain lock. A registered one
-    is inserted as such (its stage time now), not inserted and then updated."""
-    art.latest_number += 1
-    row = VersionRow(
-        artifact_id=art.id,
-        number=art.latest_number,
-        kind=kind,
-        digest=digest,
-        size=size,
-        file_count=file_count,
-        mode=mode,
-        source_name=os.fsencode(source_name),
-        created_at=now,
-        user=user,
-        message=message,
-        metadata_json=json.dumps(metadata, sort_keys=True),
-        run_id=run_id,
-        stage="none",
-        deleted_at=None,
-        host=host,
-        store_id=store_id,
-        registered=registered,
-        stage_changed_at=now if registered else None,
-    )
-    s.add(row)
-    s.flush()
+    description: str = "",
+) -> Any:
+    """The one way a version row is made (add and register): the next number of art (a
+    plain row, `artifact_locked_in`), at now, which the caller read with `chain.clock` under
+    the chain lock. A registered one is inserted as such (its stage time now), not inserted
+    and then updated. Plain SQL (`session_query`); the row it returns has the columns of
+    the versions table, as `version_of` reads them."""
+    q = session_query(s)
+    values = {
+        "artifact_id": art.id,
+        "number": art.latest_number + 1,
+        "kind": kind,
+        "digest": digest,
+        "size": size,
+        "file_count": file_count,
+        "mode": mode,
+        "source_name": os.fsencode(source_name),
+        "created_at": now,
+        "user": user,
+        "message": message,
+        "metadata_json": json.dumps(metadata, sort_keys=True),
+        "run_id": run_id,
+        "registered": registered,
+        "stage": "none",
+        "stage_changed_at": now if registered else None,
+        "deleted_at": None,
+        "host": host,
+        "store_id": store_id,
+        "description": description,
+    }
+    at = q.time(now)
+    times = {"created_at": at, "stage_changed_at": at if registered else None}
+    (made,) = q.rows(_NEW_VERSION, **(values | times))
+    q.execute(_BUMP, number=values["number"], id=art.id)
+    row = SimpleNamespace(id=made.id, **values)
     version_created(s, art, row)  # its webhook deliveries, in this transaction
     return row
 

@@ -29,8 +29,8 @@ from sqlalchemy import CursorResult, Row, Table, Update, insert, select, update
 from sqlalchemy.orm import Session
 
 from modelkeep.errors import InvalidArgument, InvalidWebhookUrl, UnknownEventKind, WebhookNotFound
-from modelkeep.meta.db import Database
-from modelkeep.meta.models import ArtifactRow, DeliveryRow, EventRow, VersionRow, WebhookRow
+from modelkeep.meta.db import Database, session_query
+from modelkeep.meta.models import DeliveryRow, EventRow, WebhookRow
 from modelkeep.redact import has_credentials, mask_url
 from modelkeep.refs import content_id
 
@@ -335,9 +335,8 @@ def deliveries(
 
 
 _Target = tuple[int, tuple[str, ...], str]  # an active webhook's id, events and model glob
-_ACTIVE = select(WebhookRow.id, WebhookRow.events, WebhookRow.model_glob).where(
-    WebhookRow.removed_at.is_(None)
-)  # built once: every registry change runs it
+# Plain SQL in the change's own transaction (`session_query`): every registry change runs it.
+_ACTIVE = "SELECT id, events, model_glob FROM webhooks WHERE removed_at IS NULL"
 
 
 def _active(s: Session) -> list[_Target]:
@@ -345,7 +344,7 @@ def _active(s: Session) -> list[_Target]:
     small SELECT per change, and a change that makes many events pays it once."""
     hooks = s.info.get(_SESSION_KEY)
     if hooks is None:
-        rows = s.execute(_ACTIVE)
+        rows = session_query(s).rows(_ACTIVE)
         hooks = [(r.id, tuple(r.events.split(",")), r.model_glob) for r in rows]
         s.info[_SESSION_KEY] = hooks
     return cast(list[_Target], hooks)
@@ -399,8 +398,9 @@ def event_appended(
     enqueue(s, kind, row.model, payload, row.at)
 
 
-def version_created(s: Session, art: ArtifactRow, row: VersionRow) -> None:
-    """Enqueue the delivery of a version just made (meta/rows.py `create_version`)."""
+def version_created(s: Session, art: Any, row: Any) -> None:
+    """Enqueue the delivery of a version just made (meta/rows.py `create_version`): art
+    and row are plain rows of the artifact and of the version's columns."""
     payload = {
         "name": art.name,
         "type": art.type,
