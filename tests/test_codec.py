@@ -111,6 +111,7 @@ def test_native_grouping_is_the_formats_definition(data: bytes, width: int, head
 
 def test_native_grouping_refuses_what_would_reach_outside_a_buffer() -> None:
     three = [b"ac", b"b"]  # b"abc" grouped by 2
+    shared = bytearray(b"acb!")
     refused: list[tuple[Callable[[], object], str]] = [
         (lambda: ungroup(three, bytearray(2), 0), "3 bytes do not fit at 0 of 2"),
         (lambda: ungroup(three, bytearray(5), 3), "3 bytes do not fit at 3 of 5"),
@@ -120,6 +121,7 @@ def test_native_grouping_refuses_what_would_reach_outside_a_buffer() -> None:
         (lambda: ungroup([b"a"] * 9, bytearray(9), 0), "width 9"),
         (lambda: group(b"abcd", 0, 0), "width 0"),
         (lambda: group(b"abcd", 4, -1), "do not fit"),
+        (lambda: ungroup([memoryview(shared)[:2], b"b"], shared, 1), "group 0 overlaps"),
     ]
     for call, message in refused:
         with pytest.raises(ValueError, match=message):

@@ -423,3 +423,33 @@ def test_a_read_never_creates_a_missing_sqlite_file(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match=r"gone\.sqlite"), db.query() as q:
         q.rows("SELECT 1")
     assert not missing.exists()
+
+
+def test_a_change_that_cannot_begin_is_one_error_and_holds_no_lock(tmp_path: Path) -> None:
+    """The write transaction cannot begin (a folder where the database file belongs): each
+    attempt is one DatabaseError, and none keeps the process's writer lock, so a change
+    from another thread is refused the same way rather than waiting forever."""
+    import threading
+
+    from modelkeep.errors import DatabaseError
+    from modelkeep.meta.chain import Write, clock
+    from modelkeep.meta.db import Database
+
+    (tmp_path / "meta.sqlite").mkdir()
+    db = Database(f"sqlite:///{tmp_path / 'meta.sqlite'}")
+
+    def attempt() -> Exception | None:
+        try:
+            with Write(db) as s:
+                clock(s)
+        except DatabaseError as exc:
+            return exc
+        return None
+
+    assert attempt() is not None
+    outcome: list[Exception | None] = []
+    other = threading.Thread(target=lambda: outcome.append(attempt()))
+    other.start()
+    other.join(60)
+    assert not other.is_alive() and outcome and isinstance(outcome[0], DatabaseError)
+    db.close()

@@ -9,6 +9,7 @@ event and rise with event ids.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -54,9 +55,10 @@ def event_hash(row: EventRow) -> str:
 
 
 def lock_chain(s: Session) -> None:
-    q = session_query(s)  # on SQLite, its first statement begins the write transaction
-    if q.postgres:
-        q.rows(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})")
+    """PostgreSQL's lock on the chain; on SQLite the write transaction (BEGIN IMMEDIATE,
+    begun by the change's first statement) already holds the whole database."""
+    if s.get_bind().dialect.name == "postgresql":
+        session_query(s).rows(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})")
 
 
 def read_head(s: Session | Change) -> tuple[int, str, datetime | None]:
@@ -139,7 +141,11 @@ class Write:
     def __enter__(self) -> Session:
         self._cm = self.db.write()
         s = self._cm.__enter__()
-        lock_chain(s)
+        try:
+            lock_chain(s)
+        except BaseException:  # the transaction ends here: translated, its lock released
+            if not self._cm.__exit__(*sys.exc_info()):
+                raise
         return s
 
     def __exit__(self, *exc: Any) -> None:

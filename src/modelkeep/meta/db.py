@@ -136,9 +136,12 @@ class Change(Query):
     change itself). Locks as the ORM's writers do: `for_update` rows on PostgreSQL, while
     SQLite's write transaction (BEGIN IMMEDIATE) holds the whole database."""
 
-    def __init__(self, run: Any, change: Any, postgres: bool, info: dict[str, Any]) -> None:
+    def __init__(
+        self, run: Any, change: Any, insert: Any, postgres: bool, info: dict[str, Any]
+    ) -> None:
         super().__init__(run)
         self._change = change
+        self._insert = insert
         self.postgres = postgres
         self.for_update = " FOR UPDATE" if postgres else ""
         self.info = info  # what this transaction has read once (the chain's head, webhooks)
@@ -148,12 +151,17 @@ class Change(Query):
         count: int = self._change(*expand(sql, params))
         return count
 
+    def insert(self, sql: str, **params: Any) -> int:
+        """Run an INSERT of one row into a table with an `id` key; the new row's id."""
+        made: int = self._insert(*expand(sql, params))
+        return made
+
     def time(self, at: datetime) -> Any:
         """at as this database's driver takes it for a time column."""
         return at if self.postgres else sqlite_time(at)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # bounded: an IN list of each length is its own SQL
 def _text(sql: str) -> Any:
     from sqlalchemy import text
 
@@ -182,6 +190,12 @@ def session_query(s: Session) -> Change:
             s.flush()
             return lite.execute(sql, params).rowcount
 
+        def insert(sql: str, params: dict[str, Any]) -> int:
+            s.flush()
+            made = lite.execute(sql, params).lastrowid  # RETURNING needs SQLite 3.35
+            assert made is not None
+            return made
+
     else:
 
         def run(sql: str, params: dict[str, Any]) -> Sequence[Any]:
@@ -193,7 +207,13 @@ def session_query(s: Session) -> Change:
             count: int = conn.execute(_text(sql), params).rowcount
             return count
 
-    found = s.info[_CHANGE] = Change(run, change, conn.dialect.name == "postgresql", s.info)
+        def insert(sql: str, params: dict[str, Any]) -> int:
+            s.flush()
+            made: int = conn.execute(_text(f"{sql} RETURNING id"), params).scalar_one()
+            return made
+
+    postgres = conn.dialect.name == "postgresql"
+    found = s.info[_CHANGE] = Change(run, change, insert, postgres, s.info)
     return found
 
 

@@ -55,10 +55,16 @@ def similar_names(name: str, names: Sequence[str]) -> list[str]:
     return similar[:3]
 
 
+def find_artifact_in(q: Query, name: str, *, lock: bool = False) -> Any:
+    """The artifact row called name, or None. lock: held for the writer's transaction
+    (`Change.for_update`)."""
+    return q.row(f"{_ARTIFACT} WHERE name = :name{q.for_update if lock else ''}", name=name)
+
+
 def artifact_in(q: Query, name: str, *, lock: bool = False) -> Any:
     """The artifact row called name; ArtifactNotFound naming similar names if there is none.
     lock: held for the writer's transaction (`Change.for_update`)."""
-    found = q.row(f"{_ARTIFACT} WHERE name = :name{q.for_update if lock else ''}", name=name)
+    found = find_artifact_in(q, name, lock=lock)
     if found is None:
         names = [r.name for r in q.rows("SELECT name FROM artifacts")]
         raise ArtifactNotFound(name, similar_names(name, names), len(names))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from modelkeep.errors import ArtifactNotFound, VersionDeleted, VersionNotFound
 from modelkeep.meta.db import Change, session_query
 from modelkeep.meta.models import AliasRow, ArtifactRow, VersionRow
-from modelkeep.meta.reads import artifact_in, holders_in, similar_names
+from modelkeep.meta.reads import artifact_in, find_artifact_in, holders_in, similar_names
 from modelkeep.meta.webhooks import version_created
 
 # Built once: every registry change runs these, and building a statement (coercing its
@@ -66,13 +66,9 @@ def artifact_locked_in(
 ) -> Any:
     """`artifact_locked` as a plain row (`reads.artifact_in`), for the writers that run
     their SQL on the transaction (`session_query`) rather than through the ORM."""
-    if create is None or now is None:
-        return artifact_in(q, name, lock=True)
-    try:
-        return artifact_in(q, name, lock=True)
-    except ArtifactNotFound:
+    if create is not None and now is not None and find_artifact_in(q, name, lock=True) is None:
         q.execute(_NEW_ARTIFACT, name=name, type=create, at=q.time(now), no=False)
-        return artifact_in(q, name, lock=True)
+    return artifact_in(q, name, lock=True)
 
 
 def ref_of(art: ArtifactRow | Any, row: VersionRow | Any) -> str:
@@ -94,7 +90,7 @@ _VERSION_COLUMNS = (
     *("created_at", "user", "message", "metadata_json", "run_id", "registered", "stage"),
     *("stage_changed_at", "deleted_at", "host", "store_id", "description"),
 )
-_NEW_VERSION = "INSERT INTO versions ({}) VALUES ({}) RETURNING id".format(
+_NEW_VERSION = "INSERT INTO versions ({}) VALUES ({})".format(
     ", ".join(f'"{c}"' for c in _VERSION_COLUMNS), ", ".join(f":{c}" for c in _VERSION_COLUMNS)
 )
 _BUMP = "UPDATE artifacts SET latest_number = :number WHERE id = :id"
@@ -150,9 +146,9 @@ def create_version(
     }
     at = q.time(now)
     times = {"created_at": at, "stage_changed_at": at if registered else None}
-    (made,) = q.rows(_NEW_VERSION, **(values | times))
+    made = q.insert(_NEW_VERSION, **(values | times))
     q.execute(_BUMP, number=values["number"], id=art.id)
-    row = SimpleNamespace(id=made.id, **values)
+    row = SimpleNamespace(id=made, **values)
     version_created(s, art, row)  # its webhook deliveries, in this transaction
     return row
 

@@ -7,8 +7,9 @@
  * are written so that the compiler vectorises them, and they release the GIL, so the
  * threads of an add or a restore regroup on both cores at once.
  *
- * Every length is checked here, against the buffers themselves, before any byte moves:
- * what a caller passes cannot make these functions read or write outside a buffer.
+ * Every length is checked here, against the buffers themselves, before any byte moves,
+ * and an output that overlaps a group is refused: what a caller passes cannot make these
+ * functions read or write outside a buffer, or give back wrong bytes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -119,13 +120,13 @@ static PyObject *py_ungroup(PyObject *self, PyObject *args) {
     Py_ssize_t at, n = 0;
     int w = 0, ok = 0;
     if (!PyArg_ParseTuple(args, "Ow*n", &seq, &dst, &at)) return NULL;
-    fast = PySequence_Fast(seq, "groups must be a sequence of buffers");
+    /* a tuple of its own: a buffer export cannot change the sequence under us */
+    fast = PySequence_Tuple(seq);
     if (fast == NULL) goto done;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    Py_ssize_t count = PyTuple_GET_SIZE(fast);
     if (!check_width((int)(count > MAX_WIDTH ? MAX_WIDTH + 1 : count))) goto done;
     for (; w < count; w++) {
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, w), &parts[w], PyBUF_SIMPLE) < 0)
-            goto done;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(fast, w), &parts[w], PyBUF_SIMPLE) < 0) goto done;
         n += parts[w].len;
     }
     for (int k = 0; k < w; k++) {
@@ -136,6 +137,14 @@ static PyObject *py_ungroup(PyObject *self, PyObject *args) {
         }
     }
     if (!check_room(at, n, dst.len)) goto done;
+    const char *lo = (const char *)dst.buf + at, *hi = lo + n;
+    for (int k = 0; k < w; k++) {
+        const char *p = parts[k].buf;
+        if (parts[k].len > 0 && n > 0 && p < hi && lo < p + parts[k].len) {
+            PyErr_Format(PyExc_ValueError, "group %d overlaps the output", k);
+            goto done;
+        }
+    }
     unsigned char *g[MAX_WIDTH];
     for (int k = 0; k < w; k++) g[k] = parts[k].buf;
     Py_BEGIN_ALLOW_THREADS;

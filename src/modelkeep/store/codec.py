@@ -63,7 +63,7 @@ def _split(
     buffer = group(data, width, head)
     view = memoryview(buffer)
     groups, at = [], head
-    for length in _group_lengths(len(data), width):
+    for length in _group_lengths(len(buffer) - head, width):  # bytes, whatever data's items
         groups.append(view[at : at + length])
         at += length
     return buffer, groups
